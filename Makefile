@@ -1,0 +1,35 @@
+# Set-up is part of every target: a fresh machine needs only `make eval` or `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install eval test check bench clean
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build on local disk; a plain `torch` requirement would pull CUDA.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+eval: $(STAMP)
+	$(VENV)/bin/harness run --manifest harness.toml
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadgroup
+
+check: $(STAMP)
+	$(VENV)/bin/ruff check harness tests bench
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf .harness
