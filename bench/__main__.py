@@ -1,0 +1,35 @@
+"""`make bench`: performance targets printed as ratios against references measured in the same run.
+
+Nothing here asserts on time; the numbers are for people (and the issue notes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+BENCHES = {
+    "metrics": ("bench.bench_metrics", "bench_metrics"),
+    "scifact": ("bench.scifact", "bench_scifact"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="make bench")
+    parser.add_argument("only", nargs="*", help=f"benches to run, of {', '.join(BENCHES)} (default: all)")
+    args = parser.parse_args()
+    unknown = [n for n in args.only if n not in BENCHES]
+    if unknown:
+        parser.error(f"unknown bench {unknown[0]!r}; choose from {', '.join(BENCHES)}")
+    results = {}
+    for name in args.only or list(BENCHES):
+        module, attr = BENCHES[name]
+        print(f"== {name}", file=sys.stderr, flush=True)
+        results[name] = getattr(importlib.import_module(module), attr)()
+        print(json.dumps({name: results[name]}, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()

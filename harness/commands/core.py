@@ -1,0 +1,103 @@
+"""run, lock, verify, schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+manifest_option = click.option(
+    "--manifest", "-f", "manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Manifest file (default: harness.toml/.yaml in this folder or above).",
+)
+
+
+def _progress(ctx: click.Context):  # type: ignore[no-untyped-def]
+    from harness.progress import Progress
+
+    return Progress(enabled=False) if (ctx.obj or {}).get("quiet") else Progress()
+
+
+@click.command("run")
+@manifest_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.pass_context
+def run_cmd(ctx: click.Context, manifest: Path | None, as_json: bool) -> None:
+    """Run every golden case through retrieval, score it, and store the run under the manifest id.
+
+    \b
+    Example:
+      harness run --manifest harness.toml --json
+    """
+    from harness.run import run_manifest, summary
+
+    with _progress(ctx) as progress:
+        report = run_manifest(manifest, progress=progress)
+    data = summary(report)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    from harness.render import print_run_summary
+
+    print_run_summary(data)
+
+
+@click.command("lock")
+@manifest_option
+def lock_cmd(manifest: Path | None) -> None:
+    """Compute the sha256 pin of every artifact and write it into the manifest.
+
+    \b
+    Example:
+      harness lock --manifest harness.toml
+    """
+    from harness.cache import Cache
+    from harness.manifest import HashMemo, find_manifest, lock
+    from harness.storage import Layout
+
+    path = manifest or find_manifest()
+    cache = Cache(Layout.for_manifest(path).cache_db)
+    try:
+        pins = lock(path, HashMemo(cache))
+    finally:
+        cache.close()
+    for role, pin in pins.items():
+        click.echo(f"{role:<12} {pin}")
+    click.echo(f"locked {path}")
+
+
+@click.command("verify")
+@manifest_option
+def verify_cmd(manifest: Path | None) -> None:
+    """Check every artifact against its pin; exit 1 naming each mismatch.
+
+    \b
+    Example:
+      harness verify --manifest harness.toml
+    """
+    from harness.manifest import load_manifest, verify
+
+    loaded = load_manifest(manifest)
+    bad = verify(loaded)
+    for role, expected, actual in bad:
+        art = loaded.manifest.artifacts[role]
+        where = art.path or art.uri or "params"
+        click.echo(f"MISMATCH {role} ({where}): expected {expected or '(not pinned)'}, actual {actual}", err=True)
+    if bad:
+        raise SystemExit(1)
+    click.echo(f"ok: {len(loaded.manifest.artifacts)} artifacts match their pins; manifest id {loaded.id}")
+
+
+@click.command("schema")
+@click.argument("name", type=click.Choice(["manifest", "golden_case", "corpus_doc"]))
+def schema_cmd(name: str) -> None:
+    """Print a published JSON Schema.
+
+    \b
+    Example:
+      harness schema golden_case > golden.schema.json
+    """
+    from harness.golden import schema_path
+
+    click.echo(schema_path(name).read_text("utf-8"), nl=False)

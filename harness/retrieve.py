@@ -1,0 +1,142 @@
+"""Retrieval stage: golden cases -> ranked (doc id, score) lists, cached per case.
+
+A case's ranking is cached under the hash of (index key, query prefix, query text, k): an unchanged
+manifest retrieves nothing and does not even load the embedding model or the index; a new golden
+case retrieves only itself. The score threshold is applied when reading, so changing it re-runs
+nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import Field
+
+from harness.cache import Cache
+from harness.embed import Embedder
+from harness.hashing import sha256_json, sha256_parts
+from harness.index import IndexStore, StoredIndex, index_key, load_recipe_file, normalize_recipe
+from harness.manifest import HashMemo, LoadedManifest
+from harness.progress import NULL_PROGRESS, Progress
+from harness.types import CorpusDoc, Frozen, GoldenCase, RankedDoc
+
+
+class RetrieverConfig(Frozen):
+    k: int = Field(default=100, ge=1)
+    score_threshold: float | None = None
+    query_prefix: str = ""
+    doc_prefix: str = ""
+    text_fields: tuple[str, ...] = ("title", "text")
+    separator: str = " "
+
+
+class EmbeddingConfig(Frozen):
+    """Embedding-model params. ``backend = "hashing"`` needs no weights (tests, lexical baseline)."""
+
+    backend: Literal["sentence-transformers", "hashing"] = "sentence-transformers"
+    dim: int = Field(default=512, ge=8)
+    batch_size: int = Field(default=32, ge=1)
+    max_seq_length: int | None = Field(default=None, ge=1)
+
+
+def doc_text(doc: CorpusDoc, cfg: RetrieverConfig) -> str:
+    """Document text as embedded: chosen fields joined (empty ones skipped), as MTEB/BEIR do."""
+    parts = []
+    for name in cfg.text_fields:
+        value = doc.title if name == "title" else doc.text if name == "text" else str(doc.metadata.get(name, ""))
+        if value:
+            parts.append(value)
+    return cfg.separator.join(parts)
+
+
+@dataclass
+class RetrievalOutcome:
+    rankings: dict[str, list[RankedDoc]]
+    latency_s: dict[str, float]
+    cache_hit: dict[str, bool]
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class RetrievalStage:
+    def __init__(self, loaded: LoadedManifest, cache: Cache, store: IndexStore,
+                 progress: Progress = NULL_PROGRESS) -> None:
+        m = loaded.manifest
+        self.loaded = loaded
+        self.cache = cache
+        self.store = store
+        self.progress = progress
+        self.config = RetrieverConfig.model_validate(m.artifact("retriever").params)
+        emb = m.artifact("embedding")
+        self.emb_config = EmbeddingConfig.model_validate(emb.params)
+        recipe_art = m.artifact("index")
+        raw = dict(recipe_art.params)
+        if recipe_art.path is not None:
+            raw = load_recipe_file(loaded.resolve("index")) | raw
+        self.recipe = normalize_recipe(raw)
+        # The model's identity for cache keys: its weights' content hash (or the hashing encoder's
+        # settings), not the whole pin, so params that do not change vectors (batch_size) reuse the cache.
+        if self.emb_config.backend == "hashing":
+            self.model_pin = sha256_json({"backend": "hashing", "dim": self.emb_config.dim})
+        else:
+            self.model_pin = HashMemo(cache).path(loaded.resolve("embedding"))
+        self.corpus_pin = m.artifact("corpus").sha256 or ""
+        doc_settings = {"fields": list(self.config.text_fields), "separator": self.config.separator,
+                        "prefix": self.config.doc_prefix, "max_seq_length": self.emb_config.max_seq_length}
+        self.index_key = index_key(self.corpus_pin, self.model_pin, self.recipe, doc_settings)
+        self._embedder: Embedder | None = None
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            cfg = self.emb_config
+            model_dir = self.loaded.resolve("embedding") if cfg.backend == "sentence-transformers" else None
+            self._embedder = Embedder(model_dir, self.model_pin, self.cache, batch_size=cfg.batch_size,
+                                      max_seq_length=cfg.max_seq_length, backend=cfg.backend, dim=cfg.dim,
+                                      progress=self.progress)
+        return self._embedder
+
+    def case_key(self, case: GoldenCase) -> str:
+        return sha256_parts("ranking-v1", self.index_key, self.config.query_prefix, case.query, str(self.config.k))
+
+    def _index(self, corpus: Sequence[CorpusDoc]) -> tuple[StoredIndex, bool]:
+        if self.store.exists(self.index_key):
+            return self.store.load(self.index_key), False
+        texts = [doc_text(d, self.config) for d in corpus]
+        vectors = self.embedder.embed(texts, self.config.doc_prefix, "embedding corpus")
+        info = {"corpus_sha256": self.corpus_pin, "model_sha256": self.model_pin, "n_docs": len(corpus)}
+        return self.store.save(self.index_key, vectors, [d.id for d in corpus], self.recipe, info), True
+
+    def run(self, cases: Sequence[GoldenCase], corpus: Sequence[CorpusDoc]) -> RetrievalOutcome:
+        keys = {c.id: self.case_key(c) for c in cases}
+        cached = self.cache.get_many_json("rankings", keys.values())
+        todo = [c for c in cases if keys[c.id] not in cached]
+        stats: dict[str, float] = {"cases_retrieved": float(len(todo)), "index_built": 0.0}
+        latency: dict[str, float] = {}
+        if todo:
+            t0 = time.perf_counter()
+            index, built = self._index(corpus)
+            stats["index_built"] = float(built)
+            stats["index_seconds"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            qvecs = self.embedder.embed([c.query for c in todo], self.config.query_prefix, "embedding queries")
+            hits = index.search(qvecs, self.config.k)
+            per_case = (time.perf_counter() - t1) / len(todo)
+            fresh = {keys[c.id]: [[d, s] for d, s in h] for c, h in zip(todo, hits, strict=True)}
+            self.cache.put_many_json("rankings", fresh)
+            cached.update(fresh)
+            latency = {c.id: per_case for c in todo}
+            stats["embedded_texts"] = float(self.embedder.encoded)
+        thr = self.config.score_threshold
+        rankings = {
+            c.id: [RankedDoc(doc_id=d, score=s) for d, s in cached[keys[c.id]] if thr is None or s >= thr]
+            for c in cases
+        }
+        return RetrievalOutcome(
+            rankings=rankings,
+            latency_s={c.id: latency.get(c.id, 0.0) for c in cases},
+            cache_hit={c.id: c.id not in latency for c in cases},
+            stats=stats,
+        )

@@ -1,0 +1,140 @@
+"""`harness run`: manifest -> verified artifacts -> retrieval -> scores -> stored RunResult.
+
+Each stage is a function of its inputs' hashes and caches under them (see the stage modules);
+this module only wires them in one direction and records what happened.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from harness.aggregate import aggregate
+from harness.cache import Cache
+from harness.golden import load_corpus, load_golden
+from harness.index import IndexStore
+from harness.manifest import HashMemo, LoadedManifest, load_manifest, require_verified
+from harness.progress import NULL_PROGRESS, Progress
+from harness.retrieve import RetrievalStage
+from harness.runs import RunStore, new_run_id
+from harness.scorers import SCORERS
+from harness.storage import Layout
+from harness.types import CaseOutput, RunResult
+
+
+@dataclass
+class RunReport:
+    run: RunResult
+    path: Path
+
+
+def _environment(base_dir: Path) -> dict[str, Any]:
+    pkgs = {}
+    for name in ("rag-harness", "sentence-transformers", "faiss-cpu", "torch", "transformers", "numpy"):
+        try:
+            pkgs[name] = version(name)
+        except PackageNotFoundError:
+            pkgs[name] = None
+    env: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform(), "packages": pkgs}
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=base_dir, capture_output=True, text=True, timeout=5)
+        if out.returncode == 0:
+            env["git_commit"] = out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return env
+
+
+def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layout: Layout | None = None) -> RunReport:
+    t_start = time.perf_counter()
+    layout = layout or Layout.for_manifest(loaded.path)
+    cache = Cache(layout.cache_db)
+    stage_s: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        require_verified(loaded, HashMemo(cache))
+        stage_s["verify"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        corpus = load_corpus(loaded.resolve("corpus"))
+        cases = load_golden(loaded.resolve("golden"), frozenset(d.id for d in corpus))
+        stage_s["load"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        retrieval = RetrievalStage(loaded, cache, IndexStore(layout.index_store), progress).run(cases, corpus)
+        stage_s["retrieve"] = time.perf_counter() - t0
+
+        outputs = [
+            CaseOutput(
+                case_id=c.id,
+                ranking=tuple(retrieval.rankings[c.id]),
+                latency_s={"retrieve": retrieval.latency_s[c.id]},
+                cache_hits={"retrieve": retrieval.cache_hit[c.id]},
+            )
+            for c in cases
+        ]
+
+        t0 = time.perf_counter()
+        m = loaded.manifest
+        specs = [{"name": "retrieval", "args": {"metrics": list(m.metrics.retrieval),
+                                                  "relevance_level": m.metrics.relevance_level}}]
+        scores = []
+        directions: dict[str, bool] = {}
+        for spec in specs:
+            scorer = SCORERS.build(spec["name"], spec["args"])
+            directions |= {info.name: info.greater_is_better for info in scorer.metrics()}
+            scores.extend(scorer.score(cases, outputs))
+        aggregates = aggregate(cases, scores, directions)
+        stage_s["score"] = time.perf_counter() - t0
+        stage_s["total"] = time.perf_counter() - t_start
+
+        counts = {
+            "cases": len(cases),
+            "errors": sum(1 for o in outputs if o.error),
+            "unscored": sum(1 for s in scores if s.value is None),
+            "retrieved": int(retrieval.stats.get("cases_retrieved", 0)),
+            "embedded_texts": int(retrieval.stats.get("embedded_texts", 0)),
+            "index_built": int(retrieval.stats.get("index_built", 0)),
+        }
+        run = RunResult(
+            run_id=new_run_id(),
+            created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            manifest_id=loaded.id,
+            manifest=m.model_dump(mode="json"),
+            manifest_path=str(loaded.path),
+            environment=_environment(loaded.base_dir),
+            scorers=tuple(specs),
+            outputs=tuple(outputs),
+            scores=tuple(scores),
+            aggregates=aggregates,
+            stage_seconds=stage_s,
+            counts=counts,
+        )
+        path = RunStore(layout.runs).save(run)
+        return RunReport(run=run, path=path)
+    finally:
+        cache.close()
+
+
+def run_manifest(manifest_path: str | Path | None = None, *, progress: Progress = NULL_PROGRESS) -> RunReport:
+    return execute(load_manifest(manifest_path), progress=progress)
+
+
+def summary(report: RunReport) -> dict[str, Any]:
+    """The `--json` summary: aggregates as {metric: mean}, plus counts and where the run is."""
+    run = report.run
+    return {
+        "run_id": run.run_id,
+        "manifest_id": run.manifest_id,
+        "path": str(report.path),
+        "aggregates": {k: v.mean for k, v in run.aggregates.overall.items()},
+        "segments": {seg: {k: v.mean for k, v in ms.items()} for seg, ms in run.aggregates.segments.items()},
+        "counts": run.counts,
+        "stage_seconds": run.stage_seconds,
+    }

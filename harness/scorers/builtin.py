@@ -1,0 +1,3 @@
+"""Built-in scorers, registered exactly like plugins."""
+
+from harness.scorers import retrieval  # noqa: F401

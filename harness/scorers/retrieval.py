@@ -1,0 +1,48 @@
+"""Retrieval scorer: trec_eval-exact ranking metrics per case (see :mod:`harness.metrics`).
+
+A case with no relevant document is unscored (``None``) with a reason; a case whose retrieval failed
+or returned nothing scores 0 and stays in the denominator (DESIGN principle 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from harness.metrics import MetricInfo, compute_metrics, metric_info
+from harness.scorers import SCORERS
+from harness.types import CaseOutput, GoldenCase, Score
+
+
+class RetrievalScorer:
+    spec: dict[str, object]
+
+    def __init__(self, metrics: Sequence[str], relevance_level: int = 1) -> None:
+        self._names = list(metrics)
+        self._infos = [metric_info(m) for m in self._names]
+        self.relevance_level = relevance_level
+
+    def metrics(self) -> list[MetricInfo]:
+        return self._infos
+
+    def score(self, cases: Sequence[GoldenCase], outputs: Sequence[CaseOutput]) -> list[Score]:
+        by_id = {o.case_id: o for o in outputs}
+        qrels = {c.id: c.relevance for c in cases if c.relevance}
+        run = {c.id: [(d.doc_id, d.score) for d in by_id[c.id].ranking] for c in cases if c.id in by_id}
+        values = compute_metrics(qrels, run, self._names, relevance_level=self.relevance_level)
+        scores: list[Score] = []
+        for c in cases:
+            err = by_id[c.id].error if c.id in by_id else "no output for this case"
+            for name in self._names:
+                v = values[name].get(c.id)
+                if v is None:
+                    why = "no relevance judgments" if not c.relevance else "no relevant document at this level"
+                    scores.append(Score(case_id=c.id, metric=name, value=None, explanation=why))
+                else:
+                    scores.append(Score(case_id=c.id, metric=name, value=float(v),
+                                        explanation=f"retrieval failed: {err}" if err else None))
+        return scores
+
+
+@SCORERS.register("retrieval")
+def retrieval(metrics: Sequence[str], relevance_level: int = 1) -> RetrievalScorer:
+    return RetrievalScorer(metrics, relevance_level)

@@ -1,0 +1,60 @@
+"""Filesystem helpers: atomic writes (nothing half-written) and the project's .harness layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, value: Any, *, indent: int | None = None) -> None:
+    atomic_write_text(path, json.dumps(value, indent=indent, ensure_ascii=False, sort_keys=False) + "\n")
+
+
+class Layout:
+    """Where a project keeps its state: ``<home>/cache``, ``<home>/store``, ``<home>/runs``.
+
+    ``home`` is ``$HARNESS_HOME`` if set, else ``.harness`` beside the manifest. The embedding and
+    generation caches can be shared between projects with ``$HARNESS_CACHE_DIR``.
+    """
+
+    def __init__(self, home: str | Path) -> None:
+        self.home = Path(home)
+        cache_dir = os.environ.get("HARNESS_CACHE_DIR")
+        self.cache_dir = Path(cache_dir) if cache_dir else self.home / "cache"
+
+    @classmethod
+    def for_manifest(cls, manifest_path: str | Path) -> Layout:
+        env = os.environ.get("HARNESS_HOME")
+        return cls(env if env else Path(manifest_path).resolve().parent / ".harness")
+
+    @property
+    def cache_db(self) -> Path:
+        return self.cache_dir / "cache.sqlite"
+
+    @property
+    def index_store(self) -> Path:
+        return self.home / "store" / "indexes"
+
+    @property
+    def runs(self) -> Path:
+        return self.home / "runs"

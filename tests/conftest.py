@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+DOCS = [
+    {"id": "d1", "title": "Compaction", "text": "Compaction merges segments every night to reclaim disk space."},
+    {"id": "d2", "title": "Backups", "text": "Backups run hourly and are kept for seven days."},
+    {"id": "d3", "title": "TLS", "text": "TLS certificates are rotated every ninety days by the operator."},
+    {"id": "d4", "title": "Quotas", "text": "Each tenant has a storage quota of fifty gigabytes."},
+    {"id": "d5", "title": "Roles", "text": "Admin and reader roles control access to collections."},
+    {"id": "d6", "title": "Search", "text": "Queries support phrase search and boolean operators."},
+]
+CASES = [
+    {"id": "q1", "query": "how often do backups run", "relevance": {"d2": 2},
+     "tags": {"topic": "storage", "difficulty": "easy"}},
+    {"id": "q2", "query": "when are TLS certificates rotated", "relevance": {"d3": 1, "d5": 0},
+     "tags": {"topic": "security", "difficulty": "easy"}},
+    {"id": "q3", "query": "what is the storage quota for a tenant and how does compaction reclaim disk",
+     "relevance": {"d4": 2, "d1": 1}, "tags": {"topic": "storage", "difficulty": "hard"}},
+    {"id": "q4", "query": "no judged documents here", "tags": {"topic": "misc", "difficulty": "easy"}},
+]
+
+MANIFEST = """\
+# A tiny project for tests.
+schema_version = 1
+name = "tiny"
+
+[artifacts.golden]
+kind = "golden"
+version = "1"
+path = "golden/cases.jsonl"
+
+[artifacts.corpus]
+kind = "corpus"
+version = "1"
+path = "golden/corpus.jsonl"
+
+[artifacts.embedding]
+kind = "embedding_model"
+version = "hashing-64"
+params = {{ backend = "hashing", dim = 64 }}
+
+[artifacts.index]
+kind = "index_recipe"
+version = "{recipe}"
+path = "indexes/{recipe}.toml"
+
+[artifacts.retriever]
+kind = "retriever"
+version = "1"
+params = {{ k = 5, text_fields = ["title", "text"] }}
+
+[metrics]
+retrieval = ["ndcg@10", "recall@5", "map", "mrr@10", "precision@5"]
+"""
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def make_project(root: Path, recipe: str = "flat", lock: bool = True) -> Path:
+    write_jsonl(root / "golden" / "corpus.jsonl", DOCS)
+    write_jsonl(root / "golden" / "cases.jsonl", CASES)
+    (root / "indexes").mkdir(parents=True, exist_ok=True)
+    (root / "indexes" / "flat.toml").write_text('type = "flat"\n')
+    (root / "indexes" / "hnsw.toml").write_text('type = "hnsw"\nM = 8\nef_search = 16\n')
+    (root / "indexes" / "ivf.toml").write_text('type = "ivf"\nnlist = 2\nnprobe = 2\n')
+    path = root / "harness.toml"
+    path.write_text(MANIFEST.format(recipe=recipe))
+    if lock:
+        from harness.manifest import lock as do_lock
+
+        do_lock(path)
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("HARNESS_HOME", raising=False)
+    monkeypatch.delenv("HARNESS_CACHE_DIR", raising=False)
+    return make_project(tmp_path)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (CI lays ../shared beside the clone)")
+    return SHARED_DATA

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.errors import InputError
+from harness.golden import load_corpus, load_golden
+from tests.conftest import CASES, DOCS, write_jsonl
+
+DOC_IDS = frozenset(d["id"] for d in DOCS)
+
+
+def _golden(tmp_path: Path, rows: list[dict] | None = None, raw: str | None = None) -> Path:
+    path = tmp_path / "cases.jsonl"
+    if raw is not None:
+        path.write_text(raw)
+    else:
+        write_jsonl(path, rows if rows is not None else CASES)
+    return path
+
+
+def test_loads_cases_and_segments(tmp_path: Path) -> None:
+    cases = load_golden(_golden(tmp_path), DOC_IDS)
+    assert [c.id for c in cases] == ["q1", "q2", "q3", "q4"]
+    assert cases[2].relevance == {"d4": 2, "d1": 1}
+    assert cases[0].segments() == ["difficulty=easy", "topic=storage"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "pattern"),
+    [
+        ('{"id": "a", "query": "x"}\n{"id": "b", "query": \n', r"cases.jsonl:2: malformed JSON"),
+        ('{"query": "x"}\n', r"cases.jsonl:1: 'id' is a required property"),
+        ('{"id": "a", "query": "x"}\n{"id": "a", "query": "y"}\n', r"cases.jsonl:2: field 'id': duplicate id 'a'"),
+        ('{"id": "a", "query": "   "}\n', r"cases.jsonl:1: field 'query': must not be empty or blank"),
+        ('{"id": "a", "query": "x", "relevance": {"d1": "high"}}\n', r"cases.jsonl:1: field 'relevance.d1'"),
+        ('{"id": "a", "query": "x", "relevance": {"nope": 1}}\n',
+         r"cases.jsonl:1: field 'relevance.nope': relevance names doc id 'nope', which is not in the corpus"),
+        ('{"id": "a", "query": "x", "colour": 1}\n', r"cases.jsonl:1: .*colour"),
+        ('[1, 2]\n', r"cases.jsonl:1: expected a JSON object"),
+        ("", r"no golden case records"),
+    ],
+)
+def test_bad_input_names_file_line_field(tmp_path: Path, raw: str, pattern: str) -> None:
+    with pytest.raises(InputError, match=pattern):
+        load_golden(_golden(tmp_path, raw=raw), DOC_IDS)
+
+
+def test_corpus_errors(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"id": "d1", "text": "a"}\n{"id": "d2", "text": 5}\n')
+    with pytest.raises(InputError, match=r"corpus.jsonl:2: field 'text'"):
+        load_corpus(path)
+
+
+def test_parquet_and_saved_dataset_load_through_datasets(tmp_path: Path) -> None:
+    import datasets
+
+    rows = [{"id": d["id"], "title": d["title"], "text": d["text"]} for d in DOCS]
+    ds = datasets.Dataset.from_list(rows)
+    ds.to_parquet(str(tmp_path / "corpus.parquet"))
+    ds.save_to_disk(str(tmp_path / "saved"))
+    assert [d.id for d in load_corpus(tmp_path / "corpus.parquet")] == [d["id"] for d in DOCS]
+    assert [d.text for d in load_corpus(tmp_path / "saved")] == [d["text"] for d in DOCS]
+    bad = datasets.Dataset.from_list([{"id": "a", "query": ""}])
+    bad.to_parquet(str(tmp_path / "bad.parquet"))
+    with pytest.raises(InputError, match=r"bad.parquet:1: field 'query'"):
+        load_golden(tmp_path / "bad.parquet")
+
+
+def test_schema_is_valid_draft_2020_12() -> None:
+    from jsonschema import Draft202012Validator
+
+    from harness.golden import schema_path
+
+    for name in ("golden_case", "corpus_doc", "manifest"):
+        Draft202012Validator.check_schema(json.loads(schema_path(name).read_text()))
