@@ -1,0 +1,674 @@
+"""Paired statistics over aligned per-case values: the numbers behind ``harness diff``.
+
+Every function takes two aligned float arrays, ``base[i]`` and ``head[i]`` for the same golden case
+``i``, and works on the per-case differences ``d[i] = head[i] - base[i]`` (DESIGN principle 2: per-case
+scores first). The caller aligns by case id and drops pairs where either side is unscored, reporting
+how many; NaN or infinite values here are an error, never silently skipped.
+
+Conventions shared by all functions:
+
+* The estimand is ``mean(head - base)``; ``alternative="greater"`` means "head is larger than base",
+  whatever the metric's direction (the direction is applied only in :func:`compare_paired`).
+* Every random procedure takes ``seed`` and draws from ``numpy.random.default_rng(seed)``; the same
+  seed gives the same answer on any machine with the same numpy.
+* Resampling is vectorized: an ``(rows, n)`` matrix of indices (bootstrap) or signs (permutation) per
+  chunk of at most ~2M elements, never a Python loop per resample.
+* Undefined results (no pairs, zero variance, zero base mean) are ``None``, never NaN, and produce no
+  warnings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+from scipy import stats as sps
+
+Alternative = Literal["two-sided", "less", "greater"]
+Statistic = Literal["mean", "median"]
+CIMethod = Literal["percentile", "bca"]
+ZeroMethod = Literal["wilcox", "pratt", "zsplit"]
+TestName = Literal["permutation", "wilcoxon", "bootstrap"]
+Direction = Literal["improved", "regressed", "unchanged"]
+
+FloatArray = npt.NDArray[np.float64]
+
+_ALTERNATIVES = ("two-sided", "less", "greater")
+_CHUNK_ELEMENTS = 1 << 21
+# scipy.stats.permutation_test's relative tolerance for "numerically equal to the observed statistic".
+_REL_TOL = 100 * float(np.finfo(np.float64).eps)
+
+
+# --------------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True)
+class BootstrapCI:
+    """A bootstrap confidence interval for a statistic of the paired differences.
+
+    ``low``/``high`` are ``None`` when there are no pairs. ``n_resamples`` is the number of bootstrap
+    replicates drawn (0 when the interval is degenerate and needed none).
+    """
+
+    estimate: float | None
+    low: float | None
+    high: float | None
+    confidence: float
+    method: CIMethod
+    stat: Statistic
+    n: int
+    n_resamples: int
+
+
+@dataclass(frozen=True)
+class PairedTestResult:
+    """A paired significance test of ``head - base``.
+
+    ``statistic`` is the observed test statistic (the mean difference for permutation and bootstrap
+    tests). ``method`` names the exact variant, e.g. ``"permutation-exact"``. ``n_resamples`` is the
+    size of the null distribution used (``2**n`` for an exact permutation test, 0 for analytic tests).
+    ``p_value`` is ``None`` when there are no pairs.
+    """
+
+    statistic: float | None
+    p_value: float | None
+    alternative: Alternative
+    method: str
+    n: int
+    n_resamples: int
+
+
+@dataclass(frozen=True)
+class WilcoxonResult:
+    """Wilcoxon signed-rank test of ``head - base`` with its rank sums and effect size.
+
+    ``r_plus``/``r_minus`` are the rank sums of positive/negative differences under ``zero_method``;
+    ``statistic`` is scipy's (``min(r_plus, r_minus)`` two-sided, ``r_plus`` one-sided).
+    ``rank_biserial`` is Kerby's (2014) simple-difference correlation ``(R+ - R-) / (R+ + R-)``.
+    """
+
+    statistic: float | None
+    p_value: float | None
+    alternative: Alternative
+    zero_method: ZeroMethod
+    n: int
+    n_zero: int
+    r_plus: float
+    r_minus: float
+    rank_biserial: float | None
+
+
+@dataclass(frozen=True)
+class WinTieLoss:
+    """Per-case outcome counts, judged in the metric's better direction."""
+
+    wins: int
+    ties: int
+    losses: int
+
+
+@dataclass(frozen=True)
+class EffectSizes:
+    """Effect sizes of ``head - base``; ``None`` where undefined."""
+
+    mean_diff: float | None
+    rel_delta: float | None
+    cohens_dz: float | None
+    rank_biserial: float | None
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Everything ``harness diff`` reports for one metric (or metric x segment).
+
+    ``direction`` is judged by the sign of ``delta`` and ``greater_is_better`` only: a change can be
+    "regressed" and not significant. Significance is ``p_value`` (uncorrected; correct across metrics
+    and segments with :func:`harness.stats.holm`). ``delta`` is ``mean(head - base)``; ``rel_delta`` is
+    ``delta / |base_mean|`` (same sign as ``delta``; ``None`` when ``base_mean`` is 0). The CI is a
+    bootstrap interval of ``delta``.
+    """
+
+    n: int
+    base_mean: float | None
+    head_mean: float | None
+    delta: float | None
+    rel_delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+    confidence: float
+    ci_method: CIMethod
+    p_value: float | None
+    test: TestName
+    alternative: Alternative
+    wins: int
+    ties: int
+    losses: int
+    cohens_dz: float | None
+    rank_biserial: float | None
+    direction: Direction | None
+    greater_is_better: bool
+    n_resamples: int
+    seed: int
+
+
+# --------------------------------------------------------------------------------------------------
+# validation helpers
+
+
+def as_paired(base: npt.ArrayLike, head: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Validate and convert aligned per-case values to two 1-D float64 arrays (copies)."""
+    b = np.array(base, dtype=np.float64, copy=True)
+    h = np.array(head, dtype=np.float64, copy=True)
+    if b.ndim != 1 or h.ndim != 1:
+        raise ValueError(f"base and head must be 1-D arrays of per-case values, got shapes {b.shape} and {h.shape}")
+    if b.shape != h.shape:
+        raise ValueError(
+            f"base and head must be aligned case by case: got {b.size} and {h.size} values; "
+            "align by case id and drop unscored pairs first"
+        )
+    if not (np.all(np.isfinite(b)) and np.all(np.isfinite(h))):
+        raise ValueError("base and head must be finite: drop unscored (None/NaN) pairs before calling, and count them")
+    return b, h
+
+
+def _check_alternative(alternative: str) -> None:
+    if alternative not in _ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {_ALTERNATIVES}, got {alternative!r}")
+
+
+def _check_resamples(n_resamples: int) -> None:
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int | np.integer) or n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+
+
+def _chunks(total: int, width: int) -> Iterator[tuple[int, int]]:
+    """(start, rows) blocks of a ``(total, width)`` matrix with at most ~2M elements each."""
+    rows = max(1, _CHUNK_ELEMENTS // max(width, 1))
+    for start in range(0, total, rows):
+        yield start, min(rows, total - start)
+
+
+def _stat_fn(stat: str) -> Callable[..., npt.NDArray[np.float64]]:
+    if stat == "mean":
+        return np.mean
+    if stat == "median":
+        return np.median
+    raise ValueError(f"stat must be 'mean' or 'median', got {stat!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# bootstrap
+
+
+def bootstrap_distribution(
+    base: npt.ArrayLike,
+    head: npt.ArrayLike,
+    *,
+    stat: Statistic = "mean",
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> FloatArray:
+    """The paired bootstrap distribution of ``stat(head - base)`` (Efron & Tibshirani 1993, ch. 6).
+
+    Cases are resampled with replacement as pairs: replicate ``b`` is ``stat(d[idx_b])`` with
+    ``idx_b`` drawn uniformly from ``0..n-1`` (``n`` draws). Returned so callers and tests can reuse
+    the exact replicates behind :func:`paired_bootstrap_ci` and :func:`paired_bootstrap_test`.
+    """
+    b, h = as_paired(base, head)
+    _check_resamples(n_resamples)
+    fn = _stat_fn(stat)
+    return _bootstrap_replicates(h - b, fn, int(n_resamples), np.random.default_rng(seed))
+
+
+def _bootstrap_replicates(
+    d: FloatArray, fn: Callable[..., FloatArray], n_resamples: int, rng: np.random.Generator
+) -> FloatArray:
+    n = d.size
+    if n == 0:
+        return np.empty(0, dtype=np.float64)
+    out = np.empty(n_resamples, dtype=np.float64)
+    for start, rows in _chunks(n_resamples, n):
+        idx = rng.integers(0, n, size=(rows, n))
+        out[start : start + rows] = fn(d[idx], axis=1)
+    return out
+
+
+def _jackknife(d: FloatArray, fn: Callable[..., FloatArray]) -> FloatArray:
+    """Leave-one-out values of ``fn`` over ``d`` (vectorized; closed form for the mean)."""
+    n = d.size
+    if fn is np.mean:
+        return (d.sum() - d) / (n - 1)
+    out = np.empty(n, dtype=np.float64)
+    cols = np.arange(n - 1)
+    for start, rows in _chunks(n, n - 1):
+        left_out = np.arange(start, start + rows)[:, None]
+        idx = cols[None, :] + (cols[None, :] >= left_out)
+        out[start : start + rows] = fn(d[idx], axis=1)
+    return out
+
+
+def _bca_levels(
+    d: FloatArray, fn: Callable[..., FloatArray], theta_hat: float, reps: FloatArray, alpha: float
+) -> tuple[float, float]:
+    """BCa quantile levels (Efron & Tibshirani 1993, eq. 14.9-14.15), computed as scipy does.
+
+    ``z0 = Phi^-1(#{theta* < theta_hat}/B + #{theta* == theta_hat}/(2B))`` (clipped to
+    ``[1/(2B), 1 - 1/(2B)]`` so it stays finite), acceleration from the jackknife
+    ``a = sum(U^3) / (6 (sum U^2)^1.5)`` with ``U_i = (n-1)(mean(theta_(.)) - theta_(i))`` (0 when
+    all jackknife values are equal), and levels ``Phi(z0 + (z0 + z) / (1 - a (z0 + z)))`` for
+    ``z = Phi^-1(alpha)`` and ``Phi^-1(1 - alpha)``.
+    """
+    n_b = reps.size
+    frac = int(np.count_nonzero(reps < theta_hat) + np.count_nonzero(reps <= theta_hat)) / (2 * n_b)
+    frac = min(max(frac, 1 / (2 * n_b)), 1 - 1 / (2 * n_b))
+    z0 = float(special.ndtri(frac))
+    jk = _jackknife(d, fn)
+    u = (d.size - 1) * (jk.mean() - jk)
+    den = float(np.sum(u**2))
+    a_hat = float(np.sum(u**3)) / (6.0 * den**1.5) if den > 0 else 0.0
+    z_lo = float(special.ndtri(alpha))
+    levels = []
+    for z in (z_lo, -z_lo):
+        num = z0 + z
+        levels.append(float(special.ndtr(z0 + num / (1 - a_hat * num))))
+    return levels[0], levels[1]
+
+
+def paired_bootstrap_ci(
+    base: npt.ArrayLike,
+    head: npt.ArrayLike,
+    *,
+    stat: Statistic = "mean",
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    method: CIMethod = "percentile",
+) -> BootstrapCI:
+    """Two-sided bootstrap CI of ``stat(head - base)`` over resampled case pairs.
+
+    ``method="percentile"``: the ``alpha/2`` and ``1 - alpha/2`` quantiles (numpy's linear
+    interpolation) of the bootstrap replicates (Efron & Tibshirani 1993, ch. 13).
+    ``method="bca"``: bias-corrected and accelerated quantile levels (ch. 14; see :func:`_bca_levels`).
+    Both match ``scipy.stats.bootstrap(..., paired=True)`` given the same replicates.
+
+    Degenerate inputs: no pairs gives ``low = high = None``; a single pair or constant differences
+    give the point interval ``[d, d]`` (every resample equals the estimate).
+    """
+    b, h = as_paired(base, head)
+    _check_resamples(n_resamples)
+    _check_confidence(confidence)
+    if method not in ("percentile", "bca"):
+        raise ValueError(f"method must be 'percentile' or 'bca', got {method!r}")
+    fn = _stat_fn(stat)
+    d = h - b
+    return _ci_from(d, fn, stat, method, confidence, int(n_resamples), seed)
+
+
+def _ci_from(
+    d: FloatArray, fn: Callable[..., FloatArray], stat: Statistic, method: CIMethod, confidence: float,
+    n_resamples: int, seed: int,
+) -> BootstrapCI:
+    n = d.size
+    if n == 0:
+        return BootstrapCI(None, None, None, confidence, method, stat, 0, 0)
+    theta_hat = float(fn(d))
+    if n == 1 or np.all(d == d[0]):
+        return BootstrapCI(theta_hat, theta_hat, theta_hat, confidence, method, stat, n, 0)
+    reps = _bootstrap_replicates(d, fn, n_resamples, np.random.default_rng(seed))
+    alpha = (1 - confidence) / 2
+    lo_level, hi_level = (alpha, 1 - alpha) if method == "percentile" else _bca_levels(d, fn, theta_hat, reps, alpha)
+    lo, hi = np.quantile(reps, [lo_level, hi_level])
+    return BootstrapCI(theta_hat, float(lo), float(hi), confidence, method, stat, n, n_resamples)
+
+
+def _bootstrap_pvalue(theta_hat: float, reps: FloatArray, alternative: Alternative) -> float:
+    """Shifted-null bootstrap p-value (Efron & Tibshirani 1993, sec. 16.4), add-one corrected.
+
+    Translating the differences to mean zero and resampling gives replicates ``theta* - theta_hat``,
+    so the null distribution is the bootstrap distribution recentred on 0.
+    """
+    null = reps - theta_hat
+    gamma = abs(_REL_TOL * theta_hat)
+    p_ge = (np.count_nonzero(null >= theta_hat - gamma) + 1) / (reps.size + 1)
+    p_le = (np.count_nonzero(null <= theta_hat + gamma) + 1) / (reps.size + 1)
+    if alternative == "greater":
+        return float(p_ge)
+    if alternative == "less":
+        return float(p_le)
+    abs_null = np.abs(null)
+    return float(min(1.0, (np.count_nonzero(abs_null >= abs(theta_hat) - gamma) + 1) / (reps.size + 1)))
+
+
+def paired_bootstrap_test(
+    base: npt.ArrayLike,
+    head: npt.ArrayLike,
+    *,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    alternative: Alternative = "two-sided",
+) -> PairedTestResult:
+    """Bootstrap test of ``mean(head - base) = 0`` (Efron & Tibshirani 1993, sec. 16.4).
+
+    p-value = ``(1 + #{|theta* - theta_hat| >= |theta_hat|}) / (B + 1)`` two-sided (one-sided:
+    ``theta* - theta_hat >= theta_hat`` for ``greater``, ``<=`` for ``less``), using the same
+    replicates as :func:`paired_bootstrap_ci` with the same seed. Constant differences give the
+    degenerate null at 0: p = 1 if the mean difference is 0, else the smallest p-value ``1/(B+1)``.
+    Fewer than two pairs give ``p_value=None``: one pair says nothing about sampling variability.
+    """
+    b, h = as_paired(base, head)
+    _check_resamples(n_resamples)
+    _check_alternative(alternative)
+    d = h - b
+    n = d.size
+    if n < 2:
+        return PairedTestResult(float(d.mean()) if n else None, None, alternative, "bootstrap", n, 0)
+    theta_hat = float(d.mean())
+    reps = _bootstrap_replicates(d, np.mean, int(n_resamples), np.random.default_rng(seed))
+    return PairedTestResult(theta_hat, _bootstrap_pvalue(theta_hat, reps, alternative), alternative, "bootstrap", n,
+                            int(n_resamples))
+
+
+# --------------------------------------------------------------------------------------------------
+# permutation (sign-flip) test
+
+
+def _sign_flip_null(d: FloatArray, total: int, exact: bool, rng: np.random.Generator) -> Iterator[FloatArray]:
+    """Chunks of the sign-flip null distribution ``mean(s * d)``.
+
+    Exact: sign vector ``c`` flips case ``i`` iff bit ``i`` of ``c`` is set, for ``c = 0..2**n - 1``.
+    Random: each case is flipped by one independent fair random bit. The bits come as bytes, one byte
+    per block of 8 cases, and a 256-entry table of each block's flipped partial sums turns a resample
+    into ``n/8`` lookups: ``mean(s * d) = (sum(d) - 2 * sum(flipped d)) / n``.
+    """
+    n = d.size
+    if exact:
+        bit = np.arange(n, dtype=np.int64)
+        for start, rows in _chunks(total, n):
+            codes = np.arange(start, start + rows, dtype=np.int64)[:, None]
+            yield ((1.0 - 2.0 * ((codes >> bit) & 1)) * d).mean(axis=1)
+        return
+    n_blocks = (n + 7) // 8
+    blocks = np.zeros(n_blocks * 8, dtype=np.float64)
+    blocks[:n] = d
+    byte_bits = ((np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1).astype(np.float64)
+    table = blocks.reshape(n_blocks, 8) @ byte_bits.T
+    block_ids = np.arange(n_blocks)
+    total_sum = float(d.sum())
+    for _, rows in _chunks(total, n_blocks):
+        codes = rng.integers(0, 256, size=(rows, n_blocks), dtype=np.uint8)
+        flipped = table[block_ids, codes].sum(axis=1)
+        yield (total_sum - 2.0 * flipped) / n
+
+
+def paired_permutation_test(
+    base: npt.ArrayLike,
+    head: npt.ArrayLike,
+    *,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    alternative: Alternative = "two-sided",
+) -> PairedTestResult:
+    """Paired permutation test of ``mean(head - base)`` by random sign flips (Fisher 1935).
+
+    Under H0 (exchangeable pairs) each difference is equally likely to have either sign, so the
+    null distribution is ``mean(s * d)`` over sign vectors ``s``. Semantics of
+    ``scipy.stats.permutation_test(permutation_type="samples")`` with statistic ``mean(x - y)``:
+
+    * exact: when ``2**n <= n_resamples`` all ``2**n`` sign vectors are enumerated and
+      ``p = #{null >= observed} / 2**n`` (no correction);
+    * random: otherwise ``n_resamples`` sign vectors of independent fair signs and
+      ``p = (#{...} + 1) / (n_resamples + 1)`` (the add-one correction of Phipson & Smyth 2010, so p is never 0);
+    * "two-sided" is ``min(1, 2 * min(p_less, p_greater))``; comparisons use scipy's relative
+      tolerance ``100 * eps * |observed|`` so numerically equal statistics count as ties.
+
+    All-zero differences give p = 1. No pairs gives ``p_value=None``.
+    """
+    b, h = as_paired(base, head)
+    _check_resamples(n_resamples)
+    _check_alternative(alternative)
+    d = h - b
+    n = d.size
+    if n == 0:
+        return PairedTestResult(None, None, alternative, "permutation", 0, 0)
+    observed = float(d.mean())
+    gamma = abs(_REL_TOL * observed)
+    exact = n < 63 and 2**n <= n_resamples
+    total = 2**n if exact else int(n_resamples)
+    count_le = 0
+    count_ge = 0
+    for null in _sign_flip_null(d, total, exact, np.random.default_rng(seed)):
+        count_le += int(np.count_nonzero(null <= observed + gamma))
+        count_ge += int(np.count_nonzero(null >= observed - gamma))
+    adj = 0 if exact else 1
+    p_le = (count_le + adj) / (total + adj)
+    p_ge = (count_ge + adj) / (total + adj)
+    p = {"less": p_le, "greater": p_ge, "two-sided": 2 * min(p_le, p_ge)}[alternative]
+    method = "permutation-exact" if exact else "permutation-random"
+    return PairedTestResult(observed, float(min(max(p, 0.0), 1.0)), alternative, method, n, total)
+
+
+# --------------------------------------------------------------------------------------------------
+# Wilcoxon signed-rank
+
+
+def _rank_sums(d: FloatArray, zero_method: ZeroMethod) -> tuple[float, float]:
+    """Signed-rank sums (R+, R-) of ``d`` with zeros treated as scipy's ``zero_method``."""
+    zeros = d == 0
+    if zero_method == "wilcox":
+        nz = d[~zeros]
+        if nz.size == 0:
+            return 0.0, 0.0
+        r = sps.rankdata(np.abs(nz))
+        return float(r[nz > 0].sum()), float(r[nz < 0].sum())
+    r = sps.rankdata(np.abs(d))
+    r_plus = float(r[d > 0].sum())
+    r_minus = float(r[d < 0].sum())
+    if zero_method == "zsplit":
+        half = float(r[zeros].sum()) / 2
+        return r_plus + half, r_minus + half
+    return r_plus, r_minus
+
+
+def rank_biserial(base: npt.ArrayLike, head: npt.ArrayLike, *, zero_method: ZeroMethod = "wilcox") -> float | None:
+    """Matched-pairs rank-biserial correlation of ``head - base`` (Kerby 2014, simple difference).
+
+    ``r = (R+ - R-) / (R+ + R-)`` with ``R+``/``R-`` the Wilcoxon signed-rank sums of positive and
+    negative differences (zeros treated per ``zero_method``, as in :func:`wilcoxon_signed_rank`).
+    In ``[-1, 1]``; +1 when head beats base on every changed case. ``None`` when no difference is
+    non-zero under ``wilcox``/``pratt`` (or there are no pairs).
+    """
+    b, h = as_paired(base, head)
+    r_plus, r_minus = _rank_sums(h - b, zero_method)
+    total = r_plus + r_minus
+    return (r_plus - r_minus) / total if total > 0 else None
+
+
+def wilcoxon_signed_rank(
+    base: npt.ArrayLike,
+    head: npt.ArrayLike,
+    *,
+    alternative: Alternative = "two-sided",
+    zero_method: ZeroMethod = "wilcox",
+) -> WilcoxonResult:
+    """Wilcoxon (1945) signed-rank test of ``head - base``: a thin wrapper over ``scipy.stats.wilcoxon``.
+
+    Zeros (unchanged cases, common in per-case retrieval scores) follow ``zero_method``:
+    ``"wilcox"`` (scipy's default) drops them and tests the changed cases only; ``"pratt"`` (Pratt
+    1959) ranks them with the rest and then drops their ranks, which is more conservative when many
+    cases are unchanged; ``"zsplit"`` gives half of each zero's rank to each side. Tied absolute
+    differences get average ranks. scipy's ``method="auto"`` is used: the exact null distribution for
+    n <= 50 without ties or zeros, an exact sign-flip enumeration for n <= 13 with ties/zeros, and
+    the normal approximation with tie correction otherwise (no continuity correction).
+
+    Edge cases return values without warnings: no pairs gives ``p_value=None``; all differences zero
+    gives ``statistic=0`` and ``p_value=1.0`` (there is no evidence of any change).
+    """
+    b, h = as_paired(base, head)
+    _check_alternative(alternative)
+    if zero_method not in ("wilcox", "pratt", "zsplit"):
+        raise ValueError(f"zero_method must be 'wilcox', 'pratt' or 'zsplit', got {zero_method!r}")
+    d = h - b
+    n = d.size
+    n_zero = int(np.count_nonzero(d == 0))
+    r_plus, r_minus = _rank_sums(d, zero_method)
+    total = r_plus + r_minus
+    rb = (r_plus - r_minus) / total if total > 0 else None
+    if n == 0:
+        return WilcoxonResult(None, None, alternative, zero_method, 0, 0, 0.0, 0.0, None)
+    if n_zero == n:
+        return WilcoxonResult(0.0, 1.0, alternative, zero_method, n, n_zero, r_plus, r_minus, rb)
+    res = sps.wilcoxon(d, zero_method=zero_method, alternative=alternative, method="auto")
+    p = float(res.pvalue)
+    stat = float(res.statistic)
+    return WilcoxonResult(
+        stat if math.isfinite(stat) else None,
+        min(max(p, 0.0), 1.0) if math.isfinite(p) else None,
+        alternative, zero_method, n, n_zero, r_plus, r_minus, rb,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# counts and effect sizes
+
+
+def win_tie_loss(
+    base: npt.ArrayLike, head: npt.ArrayLike, *, greater_is_better: bool, tol: float = 1e-12
+) -> WinTieLoss:
+    """Count cases where head is better than base, equal within ``tol`` (absolute), or worse.
+
+    "Better" follows ``greater_is_better`` (DESIGN principle 5: never assume the direction).
+    """
+    b, h = as_paired(base, head)
+    if tol < 0:
+        raise ValueError(f"tol must be >= 0, got {tol!r}")
+    d = h - b
+    if not greater_is_better:
+        d = -d
+    wins = int(np.count_nonzero(d > tol))
+    losses = int(np.count_nonzero(d < -tol))
+    return WinTieLoss(wins, d.size - wins - losses, losses)
+
+
+def relative_delta(base_mean: float, head_mean: float) -> float | None:
+    """``(head_mean - base_mean) / |base_mean|``: signed like the difference; ``None`` if base is 0."""
+    if base_mean == 0:
+        return None
+    return (head_mean - base_mean) / abs(base_mean)
+
+
+def cohens_dz(base: npt.ArrayLike, head: npt.ArrayLike) -> float | None:
+    """Cohen's d_z for paired data (Cohen 1988; Lakens 2013, eq. 6): ``mean(d) / sd(d, ddof=1)``.
+
+    ``None`` with fewer than two pairs or when the differences are constant (sd = 0).
+    """
+    b, h = as_paired(base, head)
+    d = h - b
+    if d.size < 2:
+        return None
+    sd = float(np.std(d, ddof=1))
+    if sd == 0:
+        return None
+    return float(d.mean()) / sd
+
+
+def effect_sizes(base: npt.ArrayLike, head: npt.ArrayLike, *, zero_method: ZeroMethod = "wilcox") -> EffectSizes:
+    """Mean difference, relative delta, Cohen's d_z and the rank-biserial correlation in one call."""
+    b, h = as_paired(base, head)
+    if b.size == 0:
+        return EffectSizes(None, None, None, None)
+    return EffectSizes(
+        mean_diff=float((h - b).mean()),
+        rel_delta=relative_delta(float(b.mean()), float(h.mean())),
+        cohens_dz=cohens_dz(b, h),
+        rank_biserial=rank_biserial(b, h, zero_method=zero_method),
+    )
+
+
+def _direction(delta: float, greater_is_better: bool, tol: float) -> Direction:
+    if abs(delta) <= tol:
+        return "unchanged"
+    return "improved" if (delta > 0) == greater_is_better else "regressed"
+
+
+def compare_paired(
+    base: npt.ArrayLike,
+    head: npt.ArrayLike,
+    *,
+    greater_is_better: bool,
+    seed: int = 0,
+    n_resamples: int = 10_000,
+    test: TestName = "permutation",
+    alternative: Alternative = "two-sided",
+    confidence: float = 0.95,
+    ci_method: CIMethod = "percentile",
+    tol: float = 1e-12,
+) -> PairedComparison:
+    """Compare one metric's aligned per-case values: means, delta, CI, p-value, W/T/L, effect sizes.
+
+    The CI is :func:`paired_bootstrap_ci` of the mean difference and the p-value comes from
+    ``test`` (:func:`paired_permutation_test`, :func:`wilcoxon_signed_rank` or
+    :func:`paired_bootstrap_test`); each is called with the same ``seed`` so the numbers equal the
+    standalone functions'. ``direction`` compares ``delta`` with ``tol`` and ``greater_is_better``;
+    it says which way the metric moved, not whether the move is significant.
+    """
+    b, h = as_paired(base, head)
+    _check_resamples(n_resamples)
+    _check_alternative(alternative)
+    _check_confidence(confidence)
+    if ci_method not in ("percentile", "bca"):
+        raise ValueError(f"ci_method must be 'percentile' or 'bca', got {ci_method!r}")
+    if test not in ("permutation", "wilcoxon", "bootstrap"):
+        raise ValueError(f"test must be 'permutation', 'wilcoxon' or 'bootstrap', got {test!r}")
+    n = b.size
+    wtl = win_tie_loss(b, h, greater_is_better=greater_is_better, tol=tol)
+    if n == 0:
+        return PairedComparison(
+            0, None, None, None, None, None, None, confidence, ci_method, None, test, alternative,
+            0, 0, 0, None, None, None, greater_is_better, int(n_resamples), seed,
+        )
+    d = h - b
+    base_mean = float(b.mean())
+    head_mean = float(h.mean())
+    delta = float(d.mean())
+    ci = _ci_from(d, np.mean, "mean", ci_method, confidence, int(n_resamples), seed)
+    p_value: float | None
+    if test == "permutation":
+        p_value = paired_permutation_test(b, h, n_resamples=n_resamples, seed=seed, alternative=alternative).p_value
+    elif test == "wilcoxon":
+        p_value = wilcoxon_signed_rank(b, h, alternative=alternative).p_value
+    else:
+        p_value = paired_bootstrap_test(b, h, n_resamples=n_resamples, seed=seed, alternative=alternative).p_value
+    return PairedComparison(
+        n=n,
+        base_mean=base_mean,
+        head_mean=head_mean,
+        delta=delta,
+        rel_delta=delta / abs(base_mean) if base_mean != 0 else None,
+        ci_low=ci.low,
+        ci_high=ci.high,
+        confidence=confidence,
+        ci_method=ci_method,
+        p_value=p_value,
+        test=test,
+        alternative=alternative,
+        wins=wtl.wins,
+        ties=wtl.ties,
+        losses=wtl.losses,
+        cohens_dz=cohens_dz(b, h),
+        rank_biserial=rank_biserial(b, h),
+        direction=_direction(delta, greater_is_better, tol),
+        greater_is_better=greater_is_better,
+        n_resamples=int(n_resamples),
+        seed=seed,
+    )
