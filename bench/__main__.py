@@ -13,6 +13,8 @@ import sys
 BENCHES = {
     "metrics": ("bench.bench_metrics", "bench_metrics"),
     "scifact": ("bench.scifact", "bench_scifact"),
+    "generation": ("bench.bench_generation", "bench_generation"),
+    "grounding": ("bench.bench_grounding", "bench_grounding"),
 }
 
 

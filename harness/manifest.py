@@ -6,8 +6,8 @@ package, ``hf:<repo>`` for a model already in the local Hugging Face cache) or g
 ``params``. Its pin is the sha256 of that content: a file's bytes (equal to ``sha256sum``), a
 directory's files in sorted order, canonical JSON for params (combined when both are given).
 
-The manifest id is the sha256 of the manifest's canonical JSON form, pins included and the
-``baseline`` pointer excluded (pointing at another baseline does not change what a run computes).
+The manifest id is the sha256 of the manifest's canonical JSON form, pins included; the
+``baseline`` pointer and the ``gates`` are excluded: they judge runs, they do not change them.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ ROLE_KINDS: dict[str, tuple[str, ...]] = {
     "retriever": ("retriever",),
     "validators": ("validators",),
     "generator": ("generator",),
+    "prompt": ("prompt",),
 }
 REQUIRED_ROLES = ("golden", "corpus", "embedding", "index", "retriever")
 DEFAULT_RETRIEVAL_METRICS = (
@@ -93,16 +94,73 @@ class MetricsConfig(Frozen):
         return v
 
 
+class ScorerSpec(Frozen):
+    """A registered scorer and its arguments; rebuilt from this spec in every run."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class GateRule(Frozen):
+    """One release rule. Which fields are set decides what is checked (several may be combined):
+
+    - ``max_drop`` / ``max_abs_drop``: relative / absolute worsening against the baseline, in the
+      metric's own direction; counted only when significant after correction unless
+      ``require_significant = false``;
+    - ``min`` / ``max``: absolute floor / ceiling on the head mean;
+    - ``max_rate``: for 0/1 per-case metrics (failure rates), the Wilson upper bound of the rate at
+      ``confidence`` must not exceed it (point estimate if ``wilson = false``);
+    - ``metric = "latency"`` with ``stage`` and ``max_seconds``: the ``quantile`` of per-case latency;
+    - ``metric = "error_rate"`` / ``"unscored_rate"``: share of cases with an error / of unscored values.
+
+    ``segment`` applies the rule to one segment (``"topic=storage"``) or to each value of a tag
+    (``"topic=*"``), skipping segments smaller than ``min_segment_size``.
+    """
+
+    name: str | None = None
+    metric: str
+    segment: str | None = None
+    min_segment_size: int = Field(default=1, ge=1)
+    max_drop: float | None = Field(default=None, ge=0)
+    max_abs_drop: float | None = Field(default=None, ge=0)
+    require_significant: bool = True
+    min: float | None = None
+    max: float | None = None
+    max_rate: float | None = Field(default=None, ge=0, le=1)
+    wilson: bool = True
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    stage: str | None = None
+    quantile: float = Field(default=0.95, gt=0, le=1)
+    max_seconds: float | None = Field(default=None, gt=0)
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        parts = [self.metric + (f"[{self.segment}]" if self.segment else "")]
+        for key in ("max_drop", "max_abs_drop", "min", "max", "max_rate", "max_seconds"):
+            value = getattr(self, key)
+            if value is not None:
+                parts.append(f"{key}={value}")
+        return " ".join(parts)
+
+
 class Manifest(Frozen):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str
     description: str = ""
     artifacts: dict[str, Artifact]
     metrics: MetricsConfig = MetricsConfig()
+    scorers: tuple[ScorerSpec, ...] | None = Field(
+        default=None,
+        description="Answer scorers to run; default: every built-in that applies (correctness, facts, "
+        "format, instructions, groundedness) when the manifest has a generator.",
+    )
+    gates: tuple[GateRule, ...] = ()
     baseline: str | None = None
 
     def canonical(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"baseline"})
+        return self.model_dump(mode="json", exclude={"baseline", "gates"})
 
     @property
     def id(self) -> str:
@@ -363,3 +421,14 @@ def manifest_json_schema() -> dict[str, Any]:
 
 def environment_hint() -> dict[str, str]:
     return {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if k in os.environ}
+
+
+def write_published_schema() -> Path:
+    """Regenerate harness/schemas/manifest.schema.json from the model (``python -m harness.manifest``)."""
+    path = Path(__file__).parent / "schemas" / "manifest.schema.json"
+    atomic_write_text(path, json.dumps(manifest_json_schema(), indent=2) + "\n")
+    return path
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(write_published_schema())

@@ -19,13 +19,18 @@ from harness.aggregate import aggregate
 from harness.cache import Cache
 from harness.golden import load_corpus, load_golden
 from harness.index import IndexStore
-from harness.manifest import HashMemo, LoadedManifest, load_manifest, require_verified
+from harness.generation import GenerationOutcome, GenerationStage, load_project_contracts
+from harness.manifest import HashMemo, LoadedManifest, Manifest, load_manifest, require_verified
 from harness.progress import NULL_PROGRESS, Progress
-from harness.retrieve import RetrievalStage
+from harness.retrieve import RetrievalOutcome, RetrievalStage
 from harness.runs import RunStore, new_run_id
-from harness.scorers import SCORERS
+from harness.scorers import SCORERS, ScoringContext
+from harness.snapshots import snapshot_artifacts
 from harness.storage import Layout
-from harness.types import CaseOutput, RunResult
+from harness.types import CaseOutput, RunResult, Score
+
+
+DEFAULT_ANSWER_SCORERS = ("correctness", "facts", "instructions")
 
 
 @dataclass
@@ -59,6 +64,7 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
     try:
         t0 = time.perf_counter()
         require_verified(loaded, HashMemo(cache))
+        snapshot_artifacts(loaded, layout)
         stage_s["verify"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -67,29 +73,31 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
         stage_s["load"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        retrieval = RetrievalStage(loaded, cache, IndexStore(layout.index_store), progress).run(cases, corpus)
+        retrieval_stage = RetrievalStage(loaded, cache, IndexStore(layout.index_store), progress)
+        retrieval = retrieval_stage.run(cases, corpus)
         stage_s["retrieve"] = time.perf_counter() - t0
 
-        outputs = [
-            CaseOutput(
-                case_id=c.id,
-                ranking=tuple(retrieval.rankings[c.id]),
-                latency_s={"retrieve": retrieval.latency_s[c.id]},
-                cache_hits={"retrieve": retrieval.cache_hit[c.id]},
-            )
-            for c in cases
-        ]
+        docs = {d.id: d for d in corpus}
+        m = loaded.manifest
+        contracts = load_project_contracts(loaded)
+        generation = None
+        if "generator" in m.artifacts:
+            t0 = time.perf_counter()
+            stage = GenerationStage(loaded, cache, contracts, progress)
+            generation = stage.run(cases, retrieval.rankings, docs)
+            stage_s["generate"] = time.perf_counter() - t0
+        outputs = [_case_output(c.id, retrieval, generation) for c in cases]
 
         t0 = time.perf_counter()
-        m = loaded.manifest
-        specs = [{"name": "retrieval", "args": {"metrics": list(m.metrics.retrieval),
-                                                  "relevance_level": m.metrics.relevance_level}}]
-        scores = []
+        specs = scorer_specs(m, generation is not None)
+        ctx = ScoringContext(docs=docs, contracts=contracts, cache=cache, progress=progress,
+                             embed=lambda texts: retrieval_stage.embedder.embed(texts, "", "embedding answers"))
+        scores: list[Score] = []
         directions: dict[str, bool] = {}
         for spec in specs:
             scorer = SCORERS.build(spec["name"], spec["args"])
+            scores.extend(scorer.score(cases, outputs, ctx))
             directions |= {info.name: info.greater_is_better for info in scorer.metrics()}
-            scores.extend(scorer.score(cases, outputs))
         aggregates = aggregate(cases, scores, directions)
         stage_s["score"] = time.perf_counter() - t0
         stage_s["total"] = time.perf_counter() - t_start
@@ -101,6 +109,8 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             "retrieved": int(retrieval.stats.get("cases_retrieved", 0)),
             "embedded_texts": int(retrieval.stats.get("embedded_texts", 0)),
             "index_built": int(retrieval.stats.get("index_built", 0)),
+            "generated": int(generation.stats["generated"]) if generation else 0,
+            "generation_errors": int(generation.stats["errors"]) if generation else 0,
         }
         run = RunResult(
             run_id=new_run_id(),
@@ -110,6 +120,7 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             manifest_path=str(loaded.path),
             environment=_environment(loaded.base_dir),
             scorers=tuple(specs),
+            cases=tuple(cases),
             outputs=tuple(outputs),
             scores=tuple(scores),
             aggregates=aggregates,
@@ -120,6 +131,40 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
         return RunReport(run=run, path=path)
     finally:
         cache.close()
+
+
+def scorer_specs(m: Manifest, generated: bool) -> list[dict[str, Any]]:
+    specs: list[dict[str, Any]] = [{"name": "retrieval", "args": {"metrics": list(m.metrics.retrieval),
+                                                                  "relevance_level": m.metrics.relevance_level}}]
+    if m.scorers is not None:
+        specs += [s.model_dump() for s in m.scorers]
+    elif generated:
+        specs += [{"name": n, "args": {}} for n in DEFAULT_ANSWER_SCORERS]
+        if "validators" in m.artifacts:
+            specs.append({"name": "format", "args": {}})
+    return specs
+
+
+def _case_output(case_id: str, retrieval: RetrievalOutcome, generation: GenerationOutcome | None) -> CaseOutput:
+    latency = {"retrieve": retrieval.latency_s[case_id]}
+    hits = {"retrieve": retrieval.cache_hit[case_id]}
+    if generation is None:
+        return CaseOutput(case_id=case_id, ranking=tuple(retrieval.rankings[case_id]), latency_s=latency,
+                          cache_hits=hits)
+    latency["generate"] = generation.latency_s[case_id]
+    hits["generate"] = generation.cache_hit[case_id]
+    err = generation.errors.get(case_id)
+    return CaseOutput(
+        case_id=case_id,
+        ranking=tuple(retrieval.rankings[case_id]),
+        answer=generation.answers[case_id],
+        messages=tuple(generation.messages[case_id]),
+        error=err[0] if err else None,
+        error_stage="generate" if err else None,
+        latency_s=latency,
+        cache_hits=hits,
+        extra={"attempts": generation.attempts[case_id], **({"error_kind": err[1]} if err else {})},
+    )
 
 
 def run_manifest(manifest_path: str | Path | None = None, *, progress: Progress = NULL_PROGRESS) -> RunReport:

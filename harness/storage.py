@@ -44,8 +44,16 @@ class Layout:
 
     @classmethod
     def for_manifest(cls, manifest_path: str | Path) -> Layout:
+        """The project's state lives at its root: the nearest folder at or above the manifest's that holds
+        a ``harness.toml``/``.yaml`` (so variant manifests in sub-folders share one store and cache)."""
         env = os.environ.get("HARNESS_HOME")
-        return cls(env if env else Path(manifest_path).resolve().parent / ".harness")
+        if env:
+            return cls(env)
+        here = Path(manifest_path).resolve().parent
+        for folder in (here, *here.parents):
+            if any((folder / n).is_file() for n in ("harness.toml", "harness.yaml", "harness.yml")):
+                return cls(folder / ".harness")
+        return cls(here / ".harness")
 
     @property
     def cache_db(self) -> Path:
@@ -58,3 +66,11 @@ class Layout:
     @property
     def runs(self) -> Path:
         return self.home / "runs"
+
+    @property
+    def blobs(self) -> Path:
+        return self.home / "store" / "blobs"
+
+    @property
+    def baseline_file(self) -> Path:
+        return self.home / "baseline.json"

@@ -108,6 +108,7 @@ class RunResult(Frozen):
     manifest_path: str | None = None
     environment: dict[str, Any] = Field(default_factory=dict)
     scorers: tuple[dict[str, Any], ...] = ()
+    cases: tuple[GoldenCase, ...] = ()
     outputs: tuple[CaseOutput, ...]
     scores: tuple[Score, ...]
     aggregates: Aggregates

@@ -121,3 +121,21 @@ def test_llama_responses_score_without_errors() -> None:
         assert 0.0 < m["prompt_level"] <= 1.0 and 0.0 < m["instruction_level"] <= 1.0
     assert scores["loose"]["prompts_followed"] >= scores["strict"]["prompts_followed"]
     assert scores["loose"]["instructions_followed"] >= scores["strict"]["instructions_followed"]
+
+
+def test_fast_punkt_matches_nltk_punkt_on_every_response() -> None:
+    """split_sentences uses the punkt package's tokenizer (no NLTK import); it must split exactly as
+    NLTK's PunktSentenceTokenizer with the same parameters, the tool the official scorer ran."""
+    from harness.instructions.text import nltk_sentence_tokenizer, split_sentences
+
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ifeval" / "responses"
+    if not data.is_dir():
+        pytest.skip(f"IFEval responses not found at {data}")
+    nltk_split = nltk_sentence_tokenizer()
+    n = 0
+    for name in ("gpt4.jsonl", "llama31_8b_instruct.jsonl"):
+        for line in (data / name).read_text(encoding="utf-8").splitlines():
+            response = json.loads(line)["response"]
+            assert split_sentences(response) == nltk_split(response)
+            n += 1
+    assert n == 1082

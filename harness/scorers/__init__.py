@@ -2,17 +2,35 @@
 
 A scorer turns (case, output) pairs into :class:`~harness.types.Score` values, one per case and
 metric, and declares the metrics it produces with their direction. Scorers register in
-:data:`SCORERS` and are rebuilt from ``{"name", "args"}`` specs stored in runs.
+:data:`SCORERS` and are rebuilt from ``{"name", "args"}`` specs stored in runs. What they may need
+beyond the case and its output (document texts, contracts, an embedder, a judge) comes in one
+:class:`ScoringContext`, so no scorer reaches for files or models on its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import numpy as np
 
 from harness.metrics import MetricInfo
 from harness.registry import Registry
-from harness.types import CaseOutput, GoldenCase, Score
+from harness.types import CaseOutput, CorpusDoc, GoldenCase, Score
+
+
+@dataclass
+class ScoringContext:
+    docs: dict[str, CorpusDoc] = field(default_factory=dict)
+    contracts: Any = None  # harness.contracts.ContractSet | None
+    embed: Callable[[list[str]], np.ndarray] | None = None
+    cache: Any = None  # harness.cache.Cache | None
+    progress: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def passages(self, output: CaseOutput, n: int) -> list[CorpusDoc]:
+        return [self.docs[d.doc_id] for d in output.ranking[:n] if d.doc_id in self.docs]
 
 
 class Scorer(Protocol):
@@ -20,9 +38,16 @@ class Scorer(Protocol):
 
     def metrics(self) -> list[MetricInfo]: ...
 
-    def score(self, cases: Sequence[GoldenCase], outputs: Sequence[CaseOutput]) -> list[Score]: ...
+    def score(self, cases: Sequence[GoldenCase], outputs: Sequence[CaseOutput], ctx: ScoringContext) -> list[Score]:
+        ...
 
 
 SCORERS: Registry[Scorer] = Registry("scorer", builtins_module="harness.scorers.builtin")
 
-__all__ = ["SCORERS", "Scorer"]
+
+def info(name: str, greater_is_better: bool, description: str) -> MetricInfo:
+    """MetricInfo for an answer-level metric (no cutoff)."""
+    return MetricInfo(name=name, base=name, cutoff=None, greater_is_better=greater_is_better, description=description)
+
+
+__all__ = ["SCORERS", "Scorer", "ScoringContext", "info"]

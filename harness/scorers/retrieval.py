@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.metrics import MetricInfo, compute_metrics, metric_info
-from harness.scorers import SCORERS
+from harness.scorers import SCORERS, ScoringContext
 from harness.types import CaseOutput, GoldenCase, Score
 
 
@@ -24,7 +24,7 @@ class RetrievalScorer:
     def metrics(self) -> list[MetricInfo]:
         return self._infos
 
-    def score(self, cases: Sequence[GoldenCase], outputs: Sequence[CaseOutput]) -> list[Score]:
+    def score(self, cases: Sequence[GoldenCase], outputs: Sequence[CaseOutput], ctx: ScoringContext) -> list[Score]:
         by_id = {o.case_id: o for o in outputs}
         qrels = {c.id: c.relevance for c in cases if c.relevance}
         run = {c.id: [(d.doc_id, d.score) for d in by_id[c.id].ranking] for c in cases if c.id in by_id}

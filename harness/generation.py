@@ -1,0 +1,121 @@
+"""Generation stage: (case, ranking) -> rendered messages -> answer, through the one cache.
+
+The generator artifact's params name a registered generator and its arguments; the engine knobs
+(``concurrency``, ``timeout_s``, ``max_retries``, ``n_passages``) are split off because they do
+not change outputs. The cache key is the generator's identity plus the rendered request (see
+:mod:`harness.generate.engine`), so a prompt-only change re-runs generation and scoring but never
+embedding or retrieval, and an unchanged manifest makes no calls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field
+
+from harness.cache import Cache
+from harness.contracts import ContractSet, load_contracts
+from harness.errors import ManifestError
+from harness.manifest import LoadedManifest
+from harness.progress import NULL_PROGRESS, Progress
+from harness.prompts import PromptTemplate
+from harness.types import CorpusDoc, Frozen, GoldenCase, RankedDoc
+
+ENGINE_KEYS = ("concurrency", "timeout_s", "max_retries", "n_passages", "name")
+
+
+class EngineConfig(Frozen):
+    name: str
+    concurrency: int = Field(default=8, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    n_passages: int = Field(default=5, ge=0)
+
+
+@dataclass
+class GenerationOutcome:
+    answers: dict[str, str | None]
+    errors: dict[str, tuple[str, str | None]]  # case id -> (message, kind)
+    messages: dict[str, list[dict[str, str]]]
+    latency_s: dict[str, float]
+    cache_hit: dict[str, bool]
+    attempts: dict[str, int]
+    stats: dict[str, float]
+
+
+def load_project_contracts(loaded: LoadedManifest) -> ContractSet | None:
+    if "validators" not in loaded.manifest.artifacts:
+        return None
+    return load_contracts(loaded.resolve("validators"))
+
+
+class GenerationStage:
+    def __init__(self, loaded: LoadedManifest, cache: Cache, contracts: ContractSet | None,
+                 progress: Progress = NULL_PROGRESS) -> None:
+        from harness.generate import GENERATORS
+
+        m = loaded.manifest
+        if "prompt" not in m.artifacts:
+            raise ManifestError(f"{loaded.path}: a generator needs a 'prompt' artifact (kind = \"prompt\")")
+        params = dict(m.artifact("generator").params)
+        if "name" not in params:
+            raise ManifestError(f"{loaded.path}: artifacts.generator.params needs a 'name' "
+                                "(a registered generator such as 'extractive' or 'openai')")
+        self.engine = EngineConfig.model_validate({k: params[k] for k in ENGINE_KEYS if k in params})
+        args = {k: v for k, v in params.items() if k not in ENGINE_KEYS}
+        self.generator: Any = GENERATORS.build(self.engine.name, args)
+        self.template = PromptTemplate.load(loaded.resolve("prompt"))
+        self.contracts = contracts
+        self.cache = cache
+        self.progress = progress
+
+    def requests(self, cases: Sequence[GoldenCase], rankings: dict[str, list[RankedDoc]],
+                 docs: dict[str, CorpusDoc]) -> list[Any]:
+        from harness.generate import GenerationRequest
+
+        reqs = []
+        for c in cases:
+            passages = []
+            for rank, d in enumerate(rankings[c.id][: self.engine.n_passages], 1):
+                doc = docs.get(d.doc_id)
+                if doc is not None:
+                    passages.append({"id": doc.id, "title": doc.title, "text": doc.text, "score": d.score,
+                                     "rank": rank})
+            contract = self.contracts.get(c.contract) if self.contracts is not None else None
+            if c.contract is not None and contract is None:
+                raise ManifestError(f"golden case {c.id!r} names contract {c.contract!r}, "
+                                    "which the validators artifact does not define")
+            messages = self.template.render(c, passages, contract)
+            reqs.append(GenerationRequest(
+                case_id=c.id,
+                query=c.query,
+                messages=tuple(messages),
+                passages=tuple(passages),
+                contract=None if contract is None else contract.model_dump(mode="json", by_alias=True),
+                instructions=tuple({"id": i.id, "kwargs": i.kwargs} for i in c.instructions),
+            ))
+        return reqs
+
+    def run(self, cases: Sequence[GoldenCase], rankings: dict[str, list[RankedDoc]],
+            docs: dict[str, CorpusDoc]) -> GenerationOutcome:
+        from harness.generate import generate_all
+
+        reqs = self.requests(cases, rankings, docs)
+        t0 = time.perf_counter()
+        results = generate_all(self.generator, reqs, self.cache, concurrency=self.engine.concurrency,
+                               progress=self.progress, timeout_s=self.engine.timeout_s,
+                               max_retries=self.engine.max_retries)
+        elapsed = time.perf_counter() - t0
+        return GenerationOutcome(
+            answers={r.case_id: r.text for r in results},
+            errors={r.case_id: (r.error, r.error_kind) for r in results if r.error},
+            messages={q.case_id: [dict(m) for m in q.messages] for q in reqs},
+            latency_s={r.case_id: r.latency_s for r in results},
+            cache_hit={r.case_id: r.cache_hit for r in results},
+            attempts={r.case_id: r.attempts for r in results},
+            stats={"generated": float(sum(1 for r in results if not r.cache_hit)), "seconds": elapsed,
+                   "errors": float(sum(1 for r in results if r.error))},
+        )

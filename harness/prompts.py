@@ -1,0 +1,89 @@
+"""Prompt templates: pinned artifacts rendered into chat messages per case.
+
+A template file (TOML or YAML) holds ``messages = [{role, content}]`` whose contents are Jinja2
+templates, rendered in a sandbox with StrictUndefined (a typo in a variable name is an error, not an
+empty string). Rendering gets the query, the retrieved passages with their ids, the case's output
+contract and instructions (with their wording), and the case's tags.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from harness.contracts import Contract
+from harness.errors import InputError
+from harness.types import GoldenCase
+
+
+class PromptTemplate:
+    def __init__(self, messages: list[dict[str, str]], source: str = "<inline>") -> None:
+        self.source = source
+        for i, m in enumerate(messages):
+            if set(m) != {"role", "content"} or m["role"] not in ("system", "user", "assistant"):
+                raise InputError(source, "each message needs exactly 'role' (system|user|assistant) and 'content'",
+                                 field=f"messages.{i}")
+        self.messages = messages
+
+    @classmethod
+    def load(cls, path: str | Path) -> PromptTemplate:
+        path = Path(path)
+        try:
+            text = path.read_text("utf-8")
+        except FileNotFoundError:
+            raise InputError(path, "prompt template not found") from None
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = tomllib.loads(text)
+        except Exception as exc:
+            raise InputError(path, f"malformed template file: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("messages"), list) or set(data) - {"messages"}:
+            raise InputError(path, "expected a top-level 'messages' list of {role, content} and nothing else")
+        return cls(data["messages"], str(path))
+
+    @cached_property
+    def _compiled(self) -> list[tuple[str, Any]]:
+        from jinja2 import StrictUndefined, TemplateSyntaxError
+        from jinja2.sandbox import SandboxedEnvironment
+
+        env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+        out = []
+        for i, m in enumerate(self.messages):
+            try:
+                out.append((m["role"], env.from_string(m["content"])))
+            except TemplateSyntaxError as exc:
+                raise InputError(self.source, f"template syntax error: {exc.message}", line=exc.lineno,
+                                 field=f"messages.{i}.content") from None
+        return out
+
+    def render(
+        self, case: GoldenCase, passages: list[dict[str, Any]], contract: Contract | None
+    ) -> list[dict[str, str]]:
+        from jinja2 import UndefinedError
+
+        from harness.instructions.describe import describe_instruction
+
+        ctx = {
+            "query": case.query,
+            "passages": passages,
+            "contract": None if contract is None else contract.model_dump(),
+            "instructions": [{"id": i.id, "kwargs": i.kwargs, "text": describe_instruction(i.id, i.kwargs)}
+                             for i in case.instructions],
+            "tags": case.tags,
+            "case_id": case.id,
+        }
+        out = []
+        for i, (role, tmpl) in enumerate(self._compiled):
+            try:
+                content = tmpl.render(**ctx).strip()
+            except UndefinedError as exc:
+                raise InputError(self.source, f"template uses an undefined variable: {exc.message}",
+                                 field=f"messages.{i}.content") from None
+            out.append({"role": role, "content": content})
+        return out

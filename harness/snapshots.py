@@ -1,0 +1,64 @@
+"""Content-addressed snapshots of a run's file artifacts, so diffs can show them and rollback and
+attribution can put an earlier version back.
+
+Each path artifact (prompt, index recipe, validators, golden set, corpus: anything under
+``MAX_BYTES``) is copied once to ``<home>/store/blobs/<pin>/`` keeping its file name or tree. Models
+referenced by uri are not copied: their pin identifies them and their package or cache keeps them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from harness.manifest import Artifact, LoadedManifest, resolve_content
+from harness.storage import Layout
+
+MAX_BYTES = 256 * 1024 * 1024
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def blob_path(layout: Layout, art: Artifact) -> Path | None:
+    """Where the snapshot of ``art`` lives, if one was taken."""
+    if art.sha256 is None or art.path is None:
+        return None
+    folder = layout.blobs / art.sha256
+    target = folder / Path(art.path).name
+    return target if target.exists() else None
+
+
+def snapshot_artifacts(loaded: LoadedManifest, layout: Layout) -> None:
+    for art in loaded.manifest.artifacts.values():
+        if art.path is None or art.sha256 is None:
+            continue
+        folder = layout.blobs / art.sha256
+        source = resolve_content(art, loaded.base_dir)
+        target = folder / Path(art.path).name
+        if target.exists() or not source.exists() or _size(source) > MAX_BYTES:
+            continue
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if source.is_dir():
+            shutil.copytree(source, tmp / target.name, ignore=shutil.ignore_patterns(".harness", "__pycache__"))
+        else:
+            shutil.copy2(source, tmp / target.name)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+
+
+def read_text_artifact(layout: Layout, art: Artifact) -> str | None:
+    """The text of a snapshotted single-file artifact (for diffs), or None."""
+    path = blob_path(layout, art)
+    if path is None or not path.is_file() or path.stat().st_size > 1024 * 1024:
+        return None
+    try:
+        return path.read_text("utf-8")
+    except UnicodeDecodeError:
+        return None

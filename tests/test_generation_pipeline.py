@@ -1,0 +1,124 @@
+"""Generation through the pipeline: extractive offline default and the openai generator over HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.manifest import lock
+from harness.run import run_manifest
+from tests.conftest import make_project
+
+CONTRACTS = """
+[contracts.json_cited]
+format = "json"
+answer_field = "answer"
+citations_field = "citations"
+max_words = 40
+prompt = "Reply with JSON {answer, citations}."
+checks = [
+  { type = "json", name = "parses" },
+  { type = "citations", name = "cites", field = "citations" },
+]
+
+[contracts.short_plain]
+format = "text"
+max_words = 20
+prompt = "One sentence."
+checks = [{ type = "length", name = "words", max_words = 25 }]
+"""
+
+PROMPT = '''
+[[messages]]
+role = "user"
+content = """{% for p in passages %}[{{ p.id }}] {{ p.text }}
+{% endfor %}Q: {{ query }}{% if contract %} ({{ contract.prompt }}){% endif %}{% for i in instructions %}
+- {{ i.text }}{% endfor %}"""
+'''
+
+
+def add_generation(root: Path, generator: str) -> Path:
+    (root / "validators").mkdir(exist_ok=True)
+    (root / "validators" / "contracts.toml").write_text(CONTRACTS)
+    (root / "prompts").mkdir(exist_ok=True)
+    (root / "prompts" / "answer.toml").write_text(PROMPT)
+    cases = root / "golden" / "cases.jsonl"
+    rows = [json.loads(line) for line in cases.read_text().splitlines()]
+    rows[0] |= {"answers": ["hourly"], "facts": [{"text": "seven days"}], "contract": "json_cited"}
+    rows[1] |= {"answers": ["every ninety days"], "contract": "short_plain",
+                "instructions": [{"id": "change_case:english_lowercase", "kwargs": {}}]}
+    cases.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = root / "harness.toml"
+    manifest.write_text(manifest.read_text().replace("[metrics]", f"""[artifacts.prompt]
+kind = "prompt"
+path = "prompts/answer.toml"
+
+[artifacts.validators]
+kind = "validators"
+path = "validators"
+
+[artifacts.generator]
+kind = "generator"
+params = {generator}
+
+[metrics]"""))
+    lock(manifest)
+    return manifest
+
+
+def test_extractive_generation_scores_and_caches(tmp_path: Path) -> None:
+    make_project(tmp_path, lock=False)
+    manifest = add_generation(tmp_path, '{ name = "extractive", n_passages = 3 }')
+    run = run_manifest(manifest).run
+    out = {o.case_id: o for o in run.outputs}
+    assert run.counts["generated"] == 4 and run.counts["errors"] == 0
+    answer = json.loads(out["q1"].answer or "")
+    assert "hourly" in answer["answer"] and answer["citations"][0] == "d2"
+    assert out["q2"].answer == (out["q2"].answer or "").lower()
+    assert out["q1"].messages[0]["content"].startswith("[d2]")
+    v = run.case_scores()
+    assert v["q1"]["answer_contains"] == 1.0 and v["q1"]["fact_recall"] == 1.0
+    assert v["q1"]["format_pass"] == 1.0 and v["q2"]["instructions_strict"] == 1.0
+    assert v["q3"]["format_pass"] is None  # no contract: unscored, explicitly
+    again = run_manifest(manifest).run
+    assert again.counts["generated"] == 0 and again.case_scores() == v
+    # a prompt-only change re-renders messages; the extractive generator does not read them, so its
+    # cache key (and answer) is unchanged, and embedding and retrieval never re-run
+    prompt = tmp_path / "prompts" / "answer.toml"
+    prompt.write_text(prompt.read_text().replace("Q: ", "Question: "))
+    lock(manifest)
+    changed = run_manifest(manifest).run
+    assert changed.counts["generated"] == 0 and changed.counts["retrieved"] == 0
+    assert changed.counts["embedded_texts"] == 0
+    assert "Question: " in {o.case_id: o for o in changed.outputs}["q1"].messages[0]["content"]
+
+
+def test_openai_generator_end_to_end_with_faults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.testing.fake_openai import Fault, FakeOpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-sentinel-123")
+    with FakeOpenAIServer() as srv:
+        params = (f'{{ name = "openai", model = "fake-1", base_url = "{srv.base_url}", temperature = 0, '
+                  f'max_tokens = 64, concurrency = 4, max_retries = 2, timeout_s = 5 }}')
+        make_project(tmp_path, lock=False)
+        manifest = add_generation(tmp_path, params)
+        srv.push(Fault.server_error(500), Fault.server_error(500), Fault.server_error(500), match="Q: when are TLS certificates rotated")
+        run = run_manifest(manifest).run
+        out = {o.case_id: o for o in run.outputs}
+        assert out["q2"].error is not None and run.counts["errors"] == 1  # counted, never dropped
+        assert run.case_scores()["q2"]["answer_contains"] == 0.0  # never scored as a pass
+        assert all(out[c].answer for c in ("q1", "q3", "q4"))
+        calls = srv.requests_received
+        again = run_manifest(manifest).run
+        assert again.counts["errors"] == 0 and srv.requests_received == calls + 1  # only the failed case
+        prompt = tmp_path / "prompts" / "answer.toml"
+        prompt.write_text(prompt.read_text().replace("Q: ", "Question: "))
+        lock(manifest)
+        changed = run_manifest(manifest).run  # prompt-only change: every case generated again, nothing retrieved
+        assert changed.counts["generated"] == 4 and changed.counts["retrieved"] == 0
+        assert srv.requests_received == calls + 5
+    for path in (tmp_path / ".harness").rglob("*"):
+        if path.is_file():
+            assert b"sk-test-sentinel-123" not in path.read_bytes(), path
