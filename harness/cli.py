@@ -22,6 +22,11 @@ _COMMANDS = {
     "verify": ("harness.commands.core", "verify_cmd"),
     "schema": ("harness.commands.core", "schema_cmd"),
     "import": ("harness.commands.importers", "import_group"),
+    "diff": ("harness.commands.release", "diff_cmd"),
+    "gate": ("harness.commands.release", "gate_cmd"),
+    "baseline": ("harness.commands.release", "baseline_group"),
+    "rollback": ("harness.commands.release", "rollback_cmd"),
+    "attribute": ("harness.commands.release", "attribute_cmd"),
     "metrics": ("harness.commands.metrics", "metrics"),
     "ifeval": ("harness.commands.ifeval", "ifeval"),
 }

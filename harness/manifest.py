@@ -398,8 +398,17 @@ def lock(path: str | Path, memo: HashMemo | None = None) -> dict[str, str]:
     return pins
 
 
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_drop_none(v) for v in value]
+    return value
+
+
 def write_manifest(path: str | Path, data: dict[str, Any]) -> None:
-    """Write a new manifest (TOML or YAML by suffix) after validating it."""
+    """Write a new manifest (TOML or YAML by suffix) after validating it; None values are left out."""
+    data = _drop_none(data)
     Manifest.model_validate(data)
     path = Path(path)
     if path.suffix in (".yaml", ".yml"):

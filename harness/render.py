@@ -8,8 +8,16 @@ from rich.console import Console
 from rich.table import Table
 
 
+def make_console(stderr: bool = False) -> Console:
+    """A rich console: colours on a terminal; plain and 160 columns wide when piped or in CI logs."""
+    probe = Console(stderr=stderr)
+    if probe.is_terminal:
+        return probe
+    return Console(stderr=stderr, width=160, no_color=True, highlight=False)
+
+
 def print_run_summary(data: dict[str, Any]) -> None:
-    console = Console()
+    console = make_console()
     table = Table(title=f"run {data['run_id']}  (manifest {data['manifest_id'][:12]})")
     table.add_column("metric")
     table.add_column("mean", justify="right")

@@ -108,4 +108,4 @@ def test_yaml_manifest(tmp_path: Path) -> None:
 def test_published_schema_is_current() -> None:
     root = Path(__file__).resolve().parents[1]
     published = json.loads((root / "harness" / "schemas" / "manifest.schema.json").read_text())
-    assert published == manifest_json_schema()
+    assert published == manifest_json_schema(), "regenerate it: python -m harness.manifest"

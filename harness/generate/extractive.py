@@ -53,7 +53,7 @@ class ExtractiveGenerator:
         self.rank_prior = rank_prior
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": "extractive", "version": 1, "max_sentences": self.max_sentences,
+        return {"kind": "extractive", "version": 2, "max_sentences": self.max_sentences,
                 "rank_prior": self.rank_prior}
 
     def request_key_parts(self, req: GenerationRequest) -> dict[str, Any]:

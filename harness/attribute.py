@@ -1,0 +1,146 @@
+"""`harness attribute`: which changed artifact caused each metric's delta.
+
+For the roles whose artifacts differ between the base and head manifests, hybrid manifests take
+some roles from head and the rest from base; each is run through the normal pipeline (every cached
+stage is reused, so only genuinely new work is done). With up to ``MAX_EXACT`` changed roles the
+shares are exact Shapley values over all subsets (they add up to the total delta, interactions
+split fairly); beyond that, one-at-a-time swaps are reported with the remainder as "interaction".
+Artifact contents come from the snapshot store, so base and head need not exist in the work tree.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.manifest import Artifact, load_manifest
+from harness.progress import NULL_PROGRESS, Progress
+from harness.snapshots import blob_path
+from harness.storage import Layout
+from harness.types import Frozen, RunResult
+
+MAX_EXACT = 4
+
+
+class Attribution(Frozen):
+    metric: str
+    base: float | None
+    head: float | None
+    delta: float | None
+    shares: dict[str, float]
+    method: str
+
+    def sentence(self) -> str:
+        if self.delta is None:
+            return f"{self.metric}: not comparable"
+        parts = ", ".join(f"{role} {v * 100:+.1f}" for role, v in sorted(self.shares.items(), key=lambda x: x[1]))
+        return f"{self.metric} {self.delta * 100:+.1f} points: {parts}"
+
+
+class AttributionReport(Frozen):
+    changed_roles: tuple[str, ...]
+    method: str
+    runs: dict[str, str]  # subset label -> run id
+    attributions: tuple[Attribution, ...]
+
+
+def changed_roles(base: RunResult, head: RunResult) -> list[str]:
+    ba, ha = base.manifest["artifacts"], head.manifest["artifacts"]
+    from harness.diff import same_artifact
+
+    return sorted(r for r in set(ba) | set(ha) if not same_artifact(ba.get(r), ha.get(r)))
+
+
+def _materialize(data: dict[str, Any], layout: Layout, role: str) -> dict[str, Any]:
+    art = Artifact.model_validate(data)
+    if art.path is None:
+        return data
+    path = blob_path(layout, art)
+    if path is None:
+        raise HarnessError(f"cannot attribute: no snapshot of artifact '{role}' ({art.path}, {art.sha256})",
+                           hint="run both manifests with `harness run` in this project first")
+    return {**data, "path": str(path)}
+
+
+def _hybrid(base: RunResult, head: RunResult, subset: Sequence[str], layout: Layout) -> dict[str, Any]:
+    manifest = {k: v for k, v in base.manifest.items() if k not in ("baseline",)}
+    arts = dict(base.manifest["artifacts"])
+    for role in subset:
+        if role in head.manifest["artifacts"]:
+            arts[role] = head.manifest["artifacts"][role]
+        else:
+            arts.pop(role, None)
+    manifest["artifacts"] = {r: _materialize(a, layout, r) for r, a in arts.items()}
+    manifest["gates"] = []
+    return manifest
+
+
+def _means(run: RunResult, ids: set[str], metrics: Sequence[str]) -> dict[str, float | None]:
+    values = run.case_scores()
+    out: dict[str, float | None] = {}
+    for m in metrics:
+        vals = [values.get(c, {}).get(m) for c in ids]
+        scored = [v for v in vals if v is not None]
+        out[m] = math.fsum(scored) / len(scored) if scored else None
+    return out
+
+
+def attribute(base: RunResult, head: RunResult, layout: Layout, metrics: Sequence[str] | None = None,
+              progress: Progress = NULL_PROGRESS) -> AttributionReport:
+    from harness.manifest import write_manifest
+    from harness.run import execute
+
+    roles = changed_roles(base, head)
+    if not roles:
+        raise HarnessError("base and head pin the same artifacts: nothing to attribute")
+    metrics = list(metrics or [m for m in head.aggregates.overall if m in base.aggregates.overall
+                               and not m.startswith("format_fail:")])
+    exact = len(roles) <= MAX_EXACT
+    subsets: list[tuple[str, ...]] = (
+        [s for k in range(len(roles) + 1) for s in itertools.combinations(roles, k)] if exact
+        else [(), *[(r,) for r in roles], tuple(roles)])
+    runs: dict[tuple[str, ...], RunResult] = {(): base, tuple(roles): head}
+    with tempfile.TemporaryDirectory(prefix="harness-attribute-") as tmp:
+        for i, subset in enumerate(subsets):
+            if subset in runs:
+                continue
+            path = Path(tmp) / f"hybrid-{i}.toml"
+            write_manifest(path, _hybrid(base, head, subset, layout))
+            from harness.manifest import lock
+
+            lock(path)
+            runs[subset] = execute(load_manifest(path), progress=progress, layout=layout).run
+    ids = {o.case_id for o in base.outputs} & {o.case_id for o in head.outputs}
+    means = {s: _means(r, ids, metrics) for s, r in runs.items()}
+    out = []
+    for m in metrics:
+        b, h = means[()][m], means[tuple(roles)][m]
+        if b is None or h is None or any(means[s][m] is None for s in runs):
+            out.append(Attribution(metric=m, base=b, head=h, delta=None, shares={}, method="n/a"))
+            continue
+        shares: dict[str, float] = {}
+        if exact:
+            n = len(roles)
+            for role in roles:
+                others = [r for r in roles if r != role]
+                total = 0.0
+                for k in range(n):
+                    for s in itertools.combinations(others, k):
+                        with_r = tuple(r for r in roles if r in s or r == role)
+                        weight = math.factorial(k) * math.factorial(n - k - 1) / math.factorial(n)
+                        total += weight * (means[with_r][m] - means[tuple(r for r in roles if r in s)][m])  # type: ignore[operator]
+                shares[role] = total
+        else:
+            for role in roles:
+                shares[role] = means[(role,)][m] - b  # type: ignore[operator]
+            shares["interaction"] = (h - b) - sum(shares.values())
+        out.append(Attribution(metric=m, base=b, head=h, delta=h - b, shares=shares,
+                               method="shapley" if exact else "one-at-a-time"))
+    return AttributionReport(changed_roles=tuple(roles), method="shapley" if exact else "one-at-a-time",
+                             runs={"+".join(s) or "base": r.run_id for s, r in runs.items()},
+                             attributions=tuple(out))

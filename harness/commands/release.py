@@ -1,0 +1,264 @@
+"""diff, gate, baseline, rollback, attribute."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from harness.commands.core import _progress, manifest_option
+
+_diff_options = [
+    click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level."),
+    click.option("--correction", type=click.Choice(["holm", "bh", "none"]), default="holm", show_default=True,
+                 help="Multiple-comparison correction across metrics x segments."),
+    click.option("--test", "test_name", type=click.Choice(["permutation", "wilcoxon", "bootstrap"]),
+                 default="permutation", show_default=True, help="Paired test for p-values."),
+    click.option("--resamples", type=int, default=5000, show_default=True, help="Bootstrap/permutation resamples."),
+    click.option("--seed", type=int, default=0, show_default=True),
+]
+
+
+def diff_options(f):  # type: ignore[no-untyped-def]
+    for opt in reversed(_diff_options):
+        f = opt(f)
+    return f
+
+
+def _settings(alpha: float, correction: str, test_name: str, resamples: int, seed: int):  # type: ignore[no-untyped-def]
+    from harness.diff import DiffSettings
+
+    return DiffSettings(alpha=alpha, correction=correction, test=test_name, n_resamples=resamples,  # type: ignore[arg-type]
+                        seed=seed)
+
+
+@click.command("diff")
+@click.argument("base", required=False)
+@click.argument("head", required=False)
+@manifest_option
+@click.option("--json", "as_json", is_flag=True, help="Print the whole diff as JSON.")
+@click.option("--format", "fmt", type=click.Choice(["text", "md"]), default="text", show_default=True)
+@diff_options
+def diff_cmd(base: str | None, head: str | None, manifest: Path | None, as_json: bool, fmt: str, alpha: float,
+             correction: str, test_name: str, resamples: int, seed: int) -> None:
+    """Compare two runs: artifacts, metric deltas with CIs and p-values, segments, flipped cases.
+
+    BASE defaults to the baseline (manifest `baseline`, the promoted run, or the run of the manifest at an
+    earlier git commit); HEAD to the latest run of the current manifest. Both accept a run id or a run file.
+
+    \b
+    Example:
+      harness diff                      # baseline vs latest run
+      harness diff 20261126T0301 --json
+    """
+    from harness.baseline import resolve_base, resolve_head
+    from harness.diff import compute_diff, diff_json
+    from harness.errors import HarnessError
+    from harness.manifest import load_manifest
+    from harness.report_text import diff_markdown, print_diff
+    from harness.storage import Layout
+
+    loaded = load_manifest(manifest)
+    layout = Layout.for_manifest(loaded.path)
+    base_run, how = resolve_base(loaded, layout, base)
+    if base_run is None:
+        raise HarnessError(f"nothing to compare with: {how}")
+    head_run = resolve_head(loaded, layout, head)
+    d = compute_diff(base_run, head_run, _settings(alpha, correction, test_name, resamples, seed), layout)
+    if as_json:
+        click.echo(diff_json(d))
+    elif fmt == "md":
+        click.echo(diff_markdown(d), nl=False)
+    else:
+        click.echo(f"base: {how}", err=True)
+        print_diff(d)
+
+
+@click.command("gate")
+@manifest_option
+@click.option("--base", "base", default=None, help="Run id or file to compare with (default: the baseline).")
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the md/json report to this file (e.g. $GITHUB_STEP_SUMMARY) as well.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write JUnit XML with one test per rule.")
+@click.option("--attribute", "do_attribute", is_flag=True, help="Also attribute deltas to changed artifacts.")
+@diff_options
+@click.pass_context
+def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: str, output: Path | None,
+             junit: Path | None, do_attribute: bool, alpha: float, correction: str, test_name: str, resamples: int,
+             seed: int) -> None:
+    """Run what is stale, diff against the baseline, apply the manifest's gate rules.
+
+    Exit code 0 when every rule passes, 1 when one fails, 2 on a usage, config or input error.
+
+    \b
+    Example:
+      harness gate --format md -o "$GITHUB_STEP_SUMMARY" --junit gate.xml
+    """
+    from harness.baseline import resolve_base
+    from harness.diff import compute_diff
+    from harness.gates import evaluate_gates, junit_xml
+    from harness.manifest import load_manifest
+    from harness.report_text import diff_markdown, print_diff, print_verdict
+    from harness.run import execute
+    from harness.storage import Layout, atomic_write_text
+
+    loaded = load_manifest(manifest)
+    layout = Layout.for_manifest(loaded.path)
+    with _progress(ctx) as progress:
+        head_run = execute(loaded, progress=progress, layout=layout).run
+    base_run, how = resolve_base(loaded, layout, base)
+    d = None if base_run is None else compute_diff(base_run, head_run,
+                                                   _settings(alpha, correction, test_name, resamples, seed), layout)
+    verdict = evaluate_gates(loaded.manifest.gates, head_run, d)
+    attribution = None
+    if do_attribute and d is not None and d.artifacts and base_run is not None:
+        from harness.attribute import attribute
+
+        attribution = attribute(base_run, head_run, layout)
+    if fmt == "json":
+        text = json.dumps({"passed": verdict.passed, "base": how, "verdict": verdict.model_dump(mode="json"),
+                           "diff": None if d is None else d.model_dump(mode="json"),
+                           "attribution": None if attribution is None else attribution.model_dump(mode="json")},
+                          indent=2) + "\n"
+    elif fmt == "md":
+        if d is not None:
+            text = diff_markdown(d, verdict)
+        else:
+            text = f"## harness gate: {'PASS' if verdict.passed else 'FAIL'}\n\nNo baseline: {how}.\n"
+        if attribution is not None:
+            text += "\n**Attribution**\n\n" + "\n".join(f"- {a.sentence()}" for a in attribution.attributions) + "\n"
+    else:
+        text = ""
+        click.echo(f"base: {how}", err=True)
+        if d is not None:
+            print_diff(d, verdict)
+        else:
+            print_verdict(verdict)
+        if attribution is not None:
+            for a in attribution.attributions:
+                click.echo(a.sentence())
+    if text:
+        click.echo(text, nl=False)
+        if output is not None:
+            atomic_write_text(output, text)
+    if junit is not None:
+        atomic_write_text(junit, junit_xml(verdict))
+    if not verdict.passed:
+        raise SystemExit(1)
+
+
+@click.group("baseline")
+def baseline_group() -> None:
+    """Show or promote the baseline run that diffs and gates compare against."""
+
+
+@baseline_group.command("promote")
+@click.argument("run", required=False)
+@manifest_option
+@click.option("--force", is_flag=True, help="Promote even if the run fails the gates.")
+def promote_cmd(run: str | None, manifest: Path | None, force: bool) -> None:
+    """Record RUN (default: the latest run of the manifest) as the baseline, if it passes the gates.
+
+    \b
+    Example:
+      harness baseline promote
+    """
+    from harness.baseline import load_run_ref, promote, resolve_base, resolve_head
+    from harness.diff import compute_diff
+    from harness.errors import HarnessError
+    from harness.gates import evaluate_gates
+    from harness.manifest import load_manifest
+    from harness.storage import Layout
+
+    loaded = load_manifest(manifest)
+    layout = Layout.for_manifest(loaded.path)
+    target = load_run_ref(run, layout) if run else resolve_head(loaded, layout)
+    current, _ = resolve_base(loaded, layout)
+    if current is not None and current.run_id != target.run_id and not force:
+        verdict = evaluate_gates(loaded.manifest.gates, target, compute_diff(current, target))
+        if not verdict.passed:
+            names = ", ".join(r.rule for r in verdict.failed)
+            raise HarnessError(f"run {target.run_id} fails the gates ({names}); not promoted",
+                               hint="fix the regression, or pass --force")
+    path = promote(target, layout)
+    click.echo(f"baseline: {target.run_id} (manifest {target.manifest_id[:12]}) recorded in {path}")
+
+
+@baseline_group.command("show")
+@manifest_option
+def show_cmd(manifest: Path | None) -> None:
+    """Print which run is the baseline and how it was found."""
+    from harness.baseline import resolve_base
+    from harness.manifest import load_manifest
+    from harness.storage import Layout
+
+    loaded = load_manifest(manifest)
+    run, how = resolve_base(loaded, Layout.for_manifest(loaded.path))
+    click.echo(how if run is None else f"{run.run_id} ({how})")
+
+
+@click.command("rollback")
+@manifest_option
+@click.option("--to", "to", default=None, help="Run id or file to roll back to (default: the promoted baseline).")
+def rollback_cmd(manifest: Path | None, to: str | None) -> None:
+    """Restore the pins (and snapshotted files) of the last passing baseline into the manifest.
+
+    \b
+    Example:
+      harness rollback && harness verify
+    """
+    from harness.baseline import load_run_ref, promoted, rollback
+    from harness.errors import HarnessError
+    from harness.manifest import load_manifest
+    from harness.storage import Layout
+
+    loaded = load_manifest(manifest)
+    layout = Layout.for_manifest(loaded.path)
+    if to is None:
+        record = promoted(layout)
+        if record is None:
+            raise HarnessError("no promoted baseline to roll back to", hint="harness baseline promote RUN")
+        to = record["path"]
+    run = load_run_ref(to, layout)
+    roles = rollback(loaded, layout, run)
+    click.echo(f"rolled back {', '.join(roles) or 'nothing (already at the baseline)'} to run {run.run_id}")
+
+
+@click.command("attribute")
+@click.argument("base", required=False)
+@click.argument("head", required=False)
+@manifest_option
+@click.option("--metric", "-m", "metrics", multiple=True, help="Metrics to attribute (default: all).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def attribute_cmd(ctx: click.Context, base: str | None, head: str | None, manifest: Path | None,
+                  metrics: tuple[str, ...], as_json: bool) -> None:
+    """Attribute each metric's delta to the artifacts that changed (ablation runs, cached stages reused).
+
+    \b
+    Example:
+      harness attribute -m ndcg@10 -m answer_f1
+    """
+    from harness.attribute import attribute
+    from harness.baseline import resolve_base, resolve_head
+    from harness.errors import HarnessError
+    from harness.manifest import load_manifest
+    from harness.storage import Layout
+
+    loaded = load_manifest(manifest)
+    layout = Layout.for_manifest(loaded.path)
+    base_run, how = resolve_base(loaded, layout, base)
+    if base_run is None:
+        raise HarnessError(f"nothing to compare with: {how}")
+    head_run = resolve_head(loaded, layout, head)
+    with _progress(ctx) as progress:
+        report = attribute(base_run, head_run, layout, list(metrics) or None, progress)
+    if as_json:
+        click.echo(json.dumps(report.model_dump(mode="json"), indent=2))
+        return
+    click.echo(f"changed: {', '.join(report.changed_roles)} ({report.method})")
+    for a in report.attributions:
+        click.echo(a.sentence())
