@@ -273,18 +273,27 @@ def _score_shift(which: str, b: list[float], h: list[float]) -> ScoreShift:
 
 
 def _pairs(run: RunResult, ids: Sequence[str], k: int, level: int) -> tuple[list[float], list[float]]:
+    """(score, relevant?) for every top-k passage, plus every judged-relevant passage the run did not
+    retrieve in its top k, scored below anything it did retrieve: a passage the retriever lost is a
+    relevant passage no score threshold keeps, and calibration must see it."""
     cases = {c.id: c for c in run.cases}
     outs = {o.case_id: o for o in run.outputs}
     scores: list[float] = []
     labels: list[float] = []
+    missing = 0
     for cid in ids:
         case = cases.get(cid)
         if case is None or not case.relevance:
             continue
         rel = _relevant(case, level)
-        for d in outs[cid].ranking[:k]:
+        top = outs[cid].ranking[:k]
+        for d in top:
             scores.append(d.score)
             labels.append(float(d.doc_id in rel))
+        missing += len(rel - {d.doc_id for d in top})
+    floor = (min(scores) if scores else 0.0) - 1.0
+    scores += [floor] * missing
+    labels += [1.0] * missing
     return scores, labels
 
 
