@@ -81,11 +81,11 @@ def resolve_base(loaded: LoadedManifest, layout: Layout, explicit: str | None = 
     record = promoted(layout)
     if record is not None:
         path = Path(record["path"])
-        run = load_run(path) if path.is_file() else load_run_ref(record["run_id"], layout)
-        return run, f"promoted baseline {record['run_id']}"
-    run = previous_commit_run(loaded, layout)
-    if run is not None:
-        return run, f"run of the manifest at an earlier commit ({run.manifest_id[:12]})"
+        promoted_run = load_run(path) if path.is_file() else load_run_ref(record["run_id"], layout)
+        return promoted_run, f"promoted baseline {record['run_id']}"
+    earlier = previous_commit_run(loaded, layout)
+    if earlier is not None:
+        return earlier, f"run of the manifest at an earlier commit ({earlier.manifest_id[:12]})"
     return None, "no baseline (promote one with `harness baseline promote`)"
 
 

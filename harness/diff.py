@@ -156,11 +156,17 @@ def artifact_changes(base: RunResult, head: RunResult, layout: Layout | None = N
             continue
         if b is None or h is None:
             present = h if b is None else b
-            out.append(ArtifactChange(role=role, change="added" if b is None else "removed", kind=present["kind"],
-                                      base_version=None if b is None else b.get("version"),
-                                      head_version=None if h is None else h.get("version"),
-                                      base_sha256=None if b is None else b.get("sha256"),
-                                      head_sha256=None if h is None else h.get("sha256")))
+            out.append(
+                ArtifactChange(
+                    role=role,
+                    change="added" if b is None else "removed",
+                    kind=present["kind"],
+                    base_version=None if b is None else b.get("version"),
+                    head_version=None if h is None else h.get("version"),
+                    base_sha256=None if b is None else b.get("sha256"),
+                    head_sha256=None if h is None else h.get("sha256"),
+                )
+            )
             continue
         fb, fh = _flatten(b.get("params", {})), _flatten(h.get("params", {}))
         params_diff = {k: [fb.get(k), fh.get(k)] for k in sorted(set(fb) | set(fh)) if fb.get(k) != fh.get(k)}
@@ -169,11 +175,24 @@ def artifact_changes(base: RunResult, head: RunResult, layout: Layout | None = N
             tb = read_text_artifact(layout, Artifact.model_validate(b))
             th = read_text_artifact(layout, Artifact.model_validate(h))
             if tb is not None and th is not None and tb != th:
-                text = "".join(difflib.unified_diff(tb.splitlines(True), th.splitlines(True),
-                                                    f"base/{b['path']}", f"head/{h['path']}", n=2))
-        out.append(ArtifactChange(role=role, change="changed", kind=h["kind"], base_version=b.get("version"),
-                                  head_version=h.get("version"), base_sha256=b.get("sha256"),
-                                  head_sha256=h.get("sha256"), params_diff=params_diff or None, text_diff=text))
+                text = "".join(
+                    difflib.unified_diff(
+                        tb.splitlines(True), th.splitlines(True), f"base/{b['path']}", f"head/{h['path']}", n=2
+                    )
+                )
+        out.append(
+            ArtifactChange(
+                role=role,
+                change="changed",
+                kind=h["kind"],
+                base_version=b.get("version"),
+                head_version=h.get("version"),
+                base_sha256=b.get("sha256"),
+                head_sha256=h.get("sha256"),
+                params_diff=params_diff or None,
+                text_diff=text,
+            )
+        )
     return out
 
 
@@ -186,39 +205,84 @@ def _in_family(metric: str) -> bool:
     return not metric.startswith("format_fail:")
 
 
-def _compare(metric: str, segment: str, ids: Sequence[str], bv: dict[str, float | None],
-             hv: dict[str, float | None], gib: bool, settings: DiffSettings, p_resamples: int) -> MetricDelta:
+def _compare(
+    metric: str,
+    segment: str,
+    ids: Sequence[str],
+    bv: dict[str, float | None],
+    hv: dict[str, float | None],
+    gib: bool,
+    settings: DiffSettings,
+    p_resamples: int,
+) -> MetricDelta:
     from harness.stats import compare_paired, paired_permutation_test
 
     pairs = [(bv[c], hv[c]) for c in ids if bv.get(c) is not None and hv.get(c) is not None]
     n_base = sum(1 for c in ids if bv.get(c) is not None)
     n_head = sum(1 for c in ids if hv.get(c) is not None)
     if not pairs:
-        return MetricDelta(metric=metric, segment=segment, greater_is_better=gib, n=0, n_base=n_base,
-                           n_head=n_head, base_mean=None, head_mean=None, delta=None, rel_delta=None,
-                           ci_low=None, ci_high=None, p_value=None)
+        return MetricDelta(
+            metric=metric,
+            segment=segment,
+            greater_is_better=gib,
+            n=0,
+            n_base=n_base,
+            n_head=n_head,
+            base_mean=None,
+            head_mean=None,
+            delta=None,
+            rel_delta=None,
+            ci_low=None,
+            ci_high=None,
+            p_value=None,
+        )
     b = np.array([p[0] for p in pairs], dtype=float)
     h = np.array([p[1] for p in pairs], dtype=float)
-    cmp = compare_paired(b, h, greater_is_better=gib, seed=settings.seed, n_resamples=settings.n_resamples,
-                         test=settings.test)
+    cmp = compare_paired(
+        b, h, greater_is_better=gib, seed=settings.seed, n_resamples=settings.n_resamples, test=settings.test
+    )
     p_value = cmp.p_value
     if np.array_equal(b, h):
         p_value = 1.0
     elif settings.test == "permutation" and p_resamples > settings.n_resamples:
         p_value = paired_permutation_test(b, h, n_resamples=p_resamples, seed=settings.seed).p_value
-    return MetricDelta(metric=metric, segment=segment, greater_is_better=gib, n=cmp.n, n_base=n_base,
-                       n_head=n_head, base_mean=cmp.base_mean, head_mean=cmp.head_mean, delta=cmp.delta,
-                       rel_delta=cmp.rel_delta, ci_low=cmp.ci_low, ci_high=cmp.ci_high, p_value=p_value,
-                       wins=cmp.wins, ties=cmp.ties, losses=cmp.losses, cohens_dz=cmp.cohens_dz,
-                       direction=cmp.direction)
+    return MetricDelta(
+        metric=metric,
+        segment=segment,
+        greater_is_better=gib,
+        n=cmp.n,
+        n_base=n_base,
+        n_head=n_head,
+        base_mean=cmp.base_mean,
+        head_mean=cmp.head_mean,
+        delta=cmp.delta,
+        rel_delta=cmp.rel_delta,
+        ci_low=cmp.ci_low,
+        ci_high=cmp.ci_high,
+        p_value=p_value,
+        wins=cmp.wins,
+        ties=cmp.ties,
+        losses=cmp.losses,
+        cohens_dz=cmp.cohens_dz,
+        direction=cmp.direction,
+    )
 
 
 def _relevant(case: GoldenCase | None, level: int) -> set[str]:
     return {d for d, g in (case.relevance if case else {}).items() if g >= level}
 
 
-def _flip(cid: str, bscores: dict[str, float | None], hscores: dict[str, float | None], dirs: dict[str, bool],
-          bo: CaseOutput, ho: CaseOutput, case: GoldenCase | None, settings: DiffSettings, level: int) -> CaseFlip | None:
+def _flip(
+    cid: str,
+    bscores: dict[str, float | None],
+    hscores: dict[str, float | None],
+    dirs: dict[str, bool],
+    bo: CaseOutput,
+    ho: CaseOutput,
+    case: GoldenCase | None,
+    settings: DiffSettings,
+    level: int,
+) -> CaseFlip | None:
     deltas: dict[str, tuple[float | None, float | None]] = {}
     signed: list[float] = []
     for m in sorted(set(bscores) | set(hscores)):
@@ -246,30 +310,58 @@ def _flip(cid: str, bscores: dict[str, float | None], hscores: dict[str, float |
         causes.append(f"{ho.error_stage or 'run'} error: {ho.error}")
     if btop == htop and bo.answer != ho.answer:
         causes.append("answer changed while retrieval did not")
-    newly = sorted(m.split(":", 1)[1] for m, v in hscores.items()
-                   if m.startswith("format_fail:") and v == 1.0 and bscores.get(m) == 0.0)
+    newly = sorted(
+        m.split(":", 1)[1]
+        for m, v in hscores.items()
+        if m.startswith("format_fail:") and v == 1.0 and bscores.get(m) == 0.0
+    )
     if newly:
         causes.append(f"validator newly failing: {', '.join(newly)}")
     if not causes:
         causes.append("scores changed with the same retrieval and answer (scorer or judgments changed)")
     worst, best = min(signed), max(signed)
     direction: Literal["regressed", "improved", "mixed"] = (
-        "mixed" if worst < 0 < best else "regressed" if worst < 0 else "improved")
+        "mixed" if worst < 0 < best else "regressed" if worst < 0 else "improved"
+    )
     impact = max(abs(worst), abs(best))
-    return CaseFlip(case_id=cid, direction=direction, impact=impact, deltas=deltas, causes=tuple(causes),
-                    lost_relevant=lost, gained_relevant=gained, query=case.query if case else None)
+    return CaseFlip(
+        case_id=cid,
+        direction=direction,
+        impact=impact,
+        deltas=deltas,
+        causes=tuple(causes),
+        lost_relevant=lost,
+        gained_relevant=gained,
+        query=case.query if case else None,
+    )
 
 
 def _score_shift(which: str, b: list[float], h: list[float]) -> ScoreShift:
     from harness.stats import ks_2samp, psi
 
     if not b or not h:
-        return ScoreShift(which=which, n_base=len(b), n_head=len(h), base_mean=None, head_mean=None, psi=None,
-                          ks_statistic=None, ks_p_value=None)
+        return ScoreShift(
+            which=which,
+            n_base=len(b),
+            n_head=len(h),
+            base_mean=None,
+            head_mean=None,
+            psi=None,
+            ks_statistic=None,
+            ks_p_value=None,
+        )
     p = psi(np.array(b), np.array(h))
     ks = ks_2samp(np.array(b), np.array(h))
-    return ScoreShift(which=which, n_base=len(b), n_head=len(h), base_mean=float(np.mean(b)),
-                      head_mean=float(np.mean(h)), psi=p.psi, ks_statistic=ks.statistic, ks_p_value=ks.p_value)
+    return ScoreShift(
+        which=which,
+        n_base=len(b),
+        n_head=len(h),
+        base_mean=float(np.mean(b)),
+        head_mean=float(np.mean(h)),
+        psi=p.psi,
+        ks_statistic=ks.statistic,
+        ks_p_value=ks.p_value,
+    )
 
 
 def _pairs(run: RunResult, ids: Sequence[str], k: int, level: int) -> tuple[list[float], list[float]]:
@@ -297,8 +389,9 @@ def _pairs(run: RunResult, ids: Sequence[str], k: int, level: int) -> tuple[list
     return scores, labels
 
 
-def compute_diff(base: RunResult, head: RunResult, settings: DiffSettings | None = None,
-                 layout: Layout | None = None) -> Diff:
+def compute_diff(
+    base: RunResult, head: RunResult, settings: DiffSettings | None = None, layout: Layout | None = None
+) -> Diff:
     from harness.stats import benjamini_hochberg, calibration_drift, holm
 
     settings = settings or DiffSettings()
@@ -310,8 +403,9 @@ def compute_diff(base: RunResult, head: RunResult, settings: DiffSettings | None
     only_head = tuple(o.case_id for o in head.outputs if o.case_id not in set(bids))
     dirs = _directions(base) | _directions(head)
     metrics = sorted(set(base.aggregates.overall) & set(head.aggregates.overall), key=list(dirs).index)
-    per_metric = {m: ({c: bcs.get(c, {}).get(m) for c in common}, {c: hcs.get(c, {}).get(m) for c in common})
-                  for m in metrics}
+    per_metric = {
+        m: ({c: bcs.get(c, {}).get(m) for c in common}, {c: hcs.get(c, {}).get(m) for c in common}) for m in metrics
+    }
     head_cases = {c.id: c for c in head.cases} | {c.id: c for c in base.cases if c.id not in {x.id for x in head.cases}}
     members: dict[str, list[str]] = {}
     for cid in common:
@@ -322,11 +416,13 @@ def compute_diff(base: RunResult, head: RunResult, settings: DiffSettings | None
     # resolution grows with the family (20x the Bonferroni threshold) instead of capping significance.
     family = sum(1 for m in metrics if _in_family(m)) * (1 + len(members))
     p_resamples = max(settings.n_resamples, math.ceil(20 * family / settings.alpha))
-    overall = [_compare(m, "all", common, *per_metric[m], dirs.get(m, True), settings, p_resamples)
-               for m in metrics]
+    overall = [_compare(m, "all", common, *per_metric[m], dirs.get(m, True), settings, p_resamples) for m in metrics]
 
-    segments = [_compare(m, seg, ids, *per_metric[m], dirs.get(m, True), settings, p_resamples)
-                for seg, ids in sorted(members.items()) for m in metrics]
+    segments = [
+        _compare(m, seg, ids, *per_metric[m], dirs.get(m, True), settings, p_resamples)
+        for seg, ids in sorted(members.items())
+        for m in metrics
+    ]
 
     tested = overall + segments
     raw = [t.p_value if _in_family(t.metric) else None for t in tested]
@@ -337,23 +433,38 @@ def compute_diff(base: RunResult, head: RunResult, settings: DiffSettings | None
         adjusted = benjamini_hochberg(raw)
     else:
         adjusted = raw
-    tested = [t.model_copy(update={"p_adjusted": a, "significant": a is not None and a < settings.alpha})
-              for t, a in zip(tested, adjusted, strict=True)]
-    overall, segments = tested[: len(overall)], tested[len(overall):]
+    tested = [
+        t.model_copy(update={"p_adjusted": a, "significant": a is not None and a < settings.alpha})
+        for t, a in zip(tested, adjusted, strict=True)
+    ]
+    overall, segments = tested[: len(overall)], tested[len(overall) :]
 
     level = int(head.manifest.get("metrics", {}).get("relevance_level", 1))
     bo = {o.case_id: o for o in base.outputs}
     ho = {o.case_id: o for o in head.outputs}
-    flips = [f for cid in common
-             if (f := _flip(cid, bcs.get(cid, {}), hcs.get(cid, {}), dirs, bo[cid], ho[cid], head_cases.get(cid),
-                            settings, level)) is not None]
+    flips = [
+        f
+        for cid in common
+        if (
+            f := _flip(
+                cid, bcs.get(cid, {}), hcs.get(cid, {}), dirs, bo[cid], ho[cid], head_cases.get(cid), settings, level
+            )
+        )
+        is not None
+    ]
     flips.sort(key=lambda f: (-f.impact, f.case_id))
 
     shifts = [
-        _score_shift("top1", [bo[c].ranking[0].score for c in common if bo[c].ranking],
-                     [ho[c].ranking[0].score for c in common if ho[c].ranking]),
-        _score_shift(f"top{settings.k}", [d.score for c in common for d in bo[c].ranking[: settings.k]],
-                     [d.score for c in common for d in ho[c].ranking[: settings.k]]),
+        _score_shift(
+            "top1",
+            [bo[c].ranking[0].score for c in common if bo[c].ranking],
+            [ho[c].ranking[0].score for c in common if ho[c].ranking],
+        ),
+        _score_shift(
+            f"top{settings.k}",
+            [d.score for c in common for d in bo[c].ranking[: settings.k]],
+            [d.score for c in common for d in ho[c].ranking[: settings.k]],
+        ),
     ]
     bs, bl = _pairs(base, common, settings.k, level)
     hs, hl = _pairs(head, common, settings.k, level)
@@ -361,19 +472,35 @@ def compute_diff(base: RunResult, head: RunResult, settings: DiffSettings | None
     if bs and hs and 0 < sum(bl) < len(bl):
         cd = calibration_drift(bs, bl, hs, hl)
         calibration = CalibrationShift(
-            n_base=len(bs), n_head=len(hs), ece_base=cd.platt_base.ece, ece_head=cd.platt_head.ece,
-            brier_base=cd.platt_base.brier, brier_head=cd.platt_head.brier, raw_ece_base=cd.raw_base.ece,
-            raw_ece_head=cd.raw_head.ece, threshold=cd.threshold, target_recall=cd.target_recall,
-            recall_base_at_threshold=cd.base_recall, recall_head_at_threshold=cd.head_recall)
+            n_base=len(bs),
+            n_head=len(hs),
+            ece_base=cd.platt_base.ece,
+            ece_head=cd.platt_head.ece,
+            brier_base=cd.platt_base.brier,
+            brier_head=cd.platt_head.brier,
+            raw_ece_base=cd.raw_base.ece,
+            raw_ece_head=cd.raw_head.ece,
+            threshold=cd.threshold,
+            target_recall=cd.target_recall,
+            recall_base_at_threshold=cd.base_recall,
+            recall_head_at_threshold=cd.head_recall,
+        )
 
     return Diff(
-        base_run=base.run_id, head_run=head.run_id, base_manifest_id=base.manifest_id,
-        head_manifest_id=head.manifest_id, settings=settings,
+        base_run=base.run_id,
+        head_run=head.run_id,
+        base_manifest_id=base.manifest_id,
+        head_manifest_id=head.manifest_id,
+        settings=settings,
         artifacts=tuple(artifact_changes(base, head, layout)),
-        metrics=tuple(overall), segments=tuple(segments),
+        metrics=tuple(overall),
+        segments=tuple(segments),
         segment_sizes={seg: len(ids) for seg, ids in sorted(members.items())},
-        flips=tuple(flips), only_in_base=only_base, only_in_head=only_head,
-        score_shift=tuple(shifts), calibration=calibration,
+        flips=tuple(flips),
+        only_in_base=only_base,
+        only_in_head=only_head,
+        score_shift=tuple(shifts),
+        calibration=calibration,
         errors={"base": sum(1 for o in base.outputs if o.error), "head": sum(1 for o in head.outputs if o.error)},
     )
 

@@ -47,7 +47,8 @@ def _segments(rule: GateRule, head: RunResult) -> list[str | None]:
         return [None]
     if rule.segment.endswith("=*"):
         tag = rule.segment[:-2]
-        return sorted({f"{tag}={c.tags[tag]}" for c in head.cases if tag in c.tags}) or [rule.segment]
+        found: list[str | None] = [*sorted({f"{tag}={c.tags[tag]}" for c in head.cases if tag in c.tags})]
+        return found or [rule.segment]
     return [rule.segment]
 
 

@@ -79,6 +79,7 @@ def _build_faiss(vectors: np.ndarray, recipe: dict[str, Any]) -> Any:
 
     n, dim = vectors.shape
     kind = recipe["type"]
+    index: Any
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":

@@ -27,7 +27,7 @@ from harness.hashing import iter_dir_files, sha256_file, sha256_json, sha256_par
 from harness.storage import atomic_write_text
 from harness.types import Frozen
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 ArtifactKind = Literal[
     "golden", "corpus", "embedding_model", "index_recipe", "retriever", "prompt", "validators", "generator", "other"
 ]
@@ -392,7 +392,7 @@ def lock(path: str | Path, memo: HashMemo | None = None) -> dict[str, str]:
 
         doc = tomlkit.parse(text)
         for role, pin in pins.items():
-            doc["artifacts"][role]["sha256"] = pin  # type: ignore[index]
+            doc["artifacts"][role]["sha256"] = pin
         new_text = tomlkit.dumps(doc)
     atomic_write_text(loaded.path, new_text)
     return pins

@@ -46,48 +46,84 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
         lines.append("")
     else:
         lines += ["No artifact changed.", ""]
-    lines += [f"**Metrics** (paired {diff.settings.test} test, {diff.settings.correction} correction over "
-              f"{len(diff.metrics) + len(diff.segments)} tests, alpha {diff.settings.alpha})", "",
-              "| metric | base | head | delta | rel | 95% CI | p (adj) | W/T/L | |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        f"**Metrics** (paired {diff.settings.test} test, {diff.settings.correction} correction over "
+        f"{len(diff.metrics) + len(diff.segments)} tests, alpha {diff.settings.alpha})",
+        "",
+        "| metric | base | head | delta | rel | 95% CI | p (adj) | W/T/L | |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for m in diff.metrics:
         if m.metric.startswith("format_fail:"):
             continue
         ci = "n/a" if m.ci_low is None else f"[{m.ci_low:+.4f}, {m.ci_high:+.4f}]"
-        lines.append(f"| {m.metric} | {_f(m.base_mean)} | {_f(m.head_mean)} | "
-                     f"{'n/a' if m.delta is None else f'{m.delta:+.4f}'} | {_f(m.rel_delta, True)} | {ci} | "
-                     f"{_p(m.p_adjusted)} | {m.wins}/{m.ties}/{m.losses} | {_mark(m)} |")
+        lines.append(
+            f"| {m.metric} | {_f(m.base_mean)} | {_f(m.head_mean)} | "
+            f"{'n/a' if m.delta is None else f'{m.delta:+.4f}'} | {_f(m.rel_delta, True)} | {ci} | "
+            f"{_p(m.p_adjusted)} | {m.wins}/{m.ties}/{m.losses} | {_mark(m)} |"
+        )
     sig_segments = [s for s in diff.segments if s.significant and not s.metric.startswith("format_fail:")]
     if sig_segments:
-        lines += ["", "**Significant segment changes**", "", "| segment (n) | metric | base | head | delta | p (adj) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "**Significant segment changes**",
+            "",
+            "| segment (n) | metric | base | head | delta | p (adj) |",
+            "|---|---|---|---|---|---|",
+        ]
         for s in sig_segments:
-            lines.append(f"| {s.segment} ({diff.segment_sizes.get(s.segment, s.n)}) | {s.metric} | "
-                         f"{_f(s.base_mean)} | {_f(s.head_mean)} | {s.delta:+.4f} | {_p(s.p_adjusted)} |")
+            lines.append(
+                f"| {s.segment} ({diff.segment_sizes.get(s.segment, s.n)}) | {s.metric} | "
+                f"{_f(s.base_mean)} | {_f(s.head_mean)} | {s.delta:+.4f} | {_p(s.p_adjusted)} |"
+            )
     if diff.flips:
-        lines += ["", f"**Cases that flipped** ({len(diff.flips)}; top {min(max_flips, len(diff.flips))} by impact)", ""]
+        lines += [
+            "",
+            f"**Cases that flipped** ({len(diff.flips)}; top {min(max_flips, len(diff.flips))} by impact)",
+            "",
+        ]
         for f in diff.flips[:max_flips]:
-            moves = ", ".join(f"{m} {b:.2f}->{h:.2f}" for m, (b, h) in list(f.deltas.items())[:4]
-                              if b is not None and h is not None)
+            moves = ", ".join(
+                f"{m} {b:.2f}->{h:.2f}" for m, (b, h) in list(f.deltas.items())[:4] if b is not None and h is not None
+            )
             lines.append(f"- `{f.case_id}` {f.direction}: {moves}; {'; '.join(f.causes)}")
     if diff.only_in_base or diff.only_in_head:
-        lines += ["", f"**Cases in one run only**: base only {list(diff.only_in_base)}, head only "
-                  f"{list(diff.only_in_head)}"]
+        lines += [
+            "",
+            f"**Cases in one run only**: base only {list(diff.only_in_base)}, head only {list(diff.only_in_head)}",
+        ]
     shifts = [s for s in diff.score_shift if s.psi is not None]
     if shifts:
-        lines += ["", "**Retrieval score distribution**: " + "; ".join(
-            f"{s.which} mean {s.base_mean:.3f}->{s.head_mean:.3f}, PSI {s.psi:.3f}, KS {s.ks_statistic:.3f} "
-            f"(p {_p(s.ks_p_value)})" for s in shifts if s.base_mean is not None and s.head_mean is not None
-            and s.ks_statistic is not None)]
+        lines += [
+            "",
+            "**Retrieval score distribution**: "
+            + "; ".join(
+                f"{s.which} mean {s.base_mean:.3f}->{s.head_mean:.3f}, PSI {s.psi:.3f}, KS {s.ks_statistic:.3f} "
+                f"(p {_p(s.ks_p_value)})"
+                for s in shifts
+                if s.base_mean is not None and s.head_mean is not None and s.ks_statistic is not None
+            ),
+        ]
     c = diff.calibration
     if c is not None:
-        lines += ["", f"**Score calibration** (relevance probability, Platt map fitted on base): ECE "
-                  f"{_f(c.ece_base)} -> {_f(c.ece_head)}, Brier {_f(c.brier_base)} -> {_f(c.brier_head)}; "
-                  f"threshold {_f(c.threshold)} kept {_f(c.recall_base_at_threshold)} of relevant passages in base, "
-                  f"{_f(c.recall_head_at_threshold)} in head"]
+        lines += [
+            "",
+            f"**Score calibration** (relevance probability, Platt map fitted on base): ECE "
+            f"{_f(c.ece_base)} -> {_f(c.ece_head)}, Brier {_f(c.brier_base)} -> {_f(c.brier_head)}; "
+            f"threshold {_f(c.threshold)} kept {_f(c.recall_base_at_threshold)} of relevant passages in base, "
+            f"{_f(c.recall_head_at_threshold)} in head",
+        ]
     for a in diff.artifacts:
         if a.text_diff:
-            lines += ["", f"<details><summary>{a.role} diff</summary>", "", "```diff", a.text_diff.rstrip(), "```",
-                      "</details>"]
+            lines += [
+                "",
+                f"<details><summary>{a.role} diff</summary>",
+                "",
+                "```diff",
+                a.text_diff.rstrip(),
+                "```",
+                "</details>",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -102,13 +138,19 @@ def print_diff(diff: Diff, verdict: Verdict | None = None) -> None:
         for col in ("role", "kind", "change", "version", "sha256"):
             t.add_column(col)
         for a in diff.artifacts:
-            t.add_row(a.role, a.kind, a.change, f"{a.base_version or '-'} -> {a.head_version or '-'}",
-                      f"{(a.base_sha256 or '-')[:12]} -> {(a.head_sha256 or '-')[:12]}")
+            t.add_row(
+                a.role,
+                a.kind,
+                a.change,
+                f"{a.base_version or '-'} -> {a.head_version or '-'}",
+                f"{(a.base_sha256 or '-')[:12]} -> {(a.head_sha256 or '-')[:12]}",
+            )
         console.print(t)
         for a in diff.artifacts:
             if a.params_diff:
-                console.print(f"[bold]{a.role}[/] params: " + ", ".join(f"{k}: {o} -> {n}" for k, (o, n) in
-                                                                     a.params_diff.items()))
+                console.print(
+                    f"[bold]{a.role}[/] params: " + ", ".join(f"{k}: {o} -> {n}" for k, (o, n) in a.params_diff.items())
+                )
             if a.text_diff:
                 console.print(a.text_diff, markup=False, highlight=False)
     t = Table(title=f"diff {diff.base_run} -> {diff.head_run}")
@@ -119,8 +161,18 @@ def print_diff(diff: Diff, verdict: Verdict | None = None) -> None:
             continue
         style = "red" if _mark(m) == "REGRESSED" else "green" if _mark(m) == "improved" else None
         ci = "n/a" if m.ci_low is None else f"[{m.ci_low:+.3f}, {m.ci_high:+.3f}]"
-        t.add_row(m.metric, _f(m.base_mean), _f(m.head_mean), "n/a" if m.delta is None else f"{m.delta:+.4f}",
-                  _f(m.rel_delta, True), ci, _p(m.p_adjusted), f"{m.wins}/{m.ties}/{m.losses}", _mark(m), style=style)
+        t.add_row(
+            m.metric,
+            _f(m.base_mean),
+            _f(m.head_mean),
+            "n/a" if m.delta is None else f"{m.delta:+.4f}",
+            _f(m.rel_delta, True),
+            ci,
+            _p(m.p_adjusted),
+            f"{m.wins}/{m.ties}/{m.losses}",
+            _mark(m),
+            style=style,
+        )
     console.print(t)
     for f in diff.flips[:10]:
         console.print(f"  {f.direction:<9} {f.case_id}: {'; '.join(f.causes)}", markup=False)

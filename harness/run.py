@@ -17,9 +17,9 @@ from typing import Any
 
 from harness.aggregate import aggregate
 from harness.cache import Cache
+from harness.generation import GenerationOutcome, GenerationStage, load_project_contracts
 from harness.golden import load_corpus, load_golden
 from harness.index import IndexStore
-from harness.generation import GenerationOutcome, GenerationStage, load_project_contracts
 from harness.manifest import HashMemo, LoadedManifest, Manifest, load_manifest, require_verified
 from harness.progress import NULL_PROGRESS, Progress
 from harness.retrieve import RetrievalOutcome, RetrievalStage
@@ -28,7 +28,6 @@ from harness.scorers import SCORERS, ScoringContext
 from harness.snapshots import snapshot_artifacts
 from harness.storage import Layout
 from harness.types import CaseOutput, RunResult, Score
-
 
 DEFAULT_ANSWER_SCORERS = ("correctness", "facts", "instructions")
 
@@ -40,7 +39,7 @@ class RunReport:
 
 
 def _environment(base_dir: Path) -> dict[str, Any]:
-    pkgs = {}
+    pkgs: dict[str, str | None] = {}
     for name in ("rag-harness", "sentence-transformers", "faiss-cpu", "torch", "transformers", "numpy"):
         try:
             pkgs[name] = version(name)

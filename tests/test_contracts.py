@@ -55,8 +55,8 @@ def test_answer_text_reads_json_field(contracts) -> None:  # type: ignore[no-unt
 
 def test_bad_contract_files(tmp_path: Path) -> None:
     (tmp_path / "contracts.toml").write_text('[contracts.x]\nchecks = [{ type = "lenght" }]\n')
-    with pytest.raises(InputError, match="contracts.x.checks"):
+    with pytest.raises(InputError, match=r"contracts\.x\.checks"):
         load_contracts(tmp_path)
     (tmp_path / "contracts.toml").write_text('[contracts.x]\nchecks = [{ type = "json_schema", schema = "no.json" }]\n')
-    with pytest.raises(InputError, match="no.json"):
+    with pytest.raises(InputError, match=r"no\.json"):
         load_contracts(tmp_path)

@@ -47,11 +47,17 @@ def add_generation(root: Path, generator: str) -> Path:
     cases = root / "golden" / "cases.jsonl"
     rows = [json.loads(line) for line in cases.read_text().splitlines()]
     rows[0] |= {"answers": ["hourly"], "facts": [{"text": "seven days"}], "contract": "json_cited"}
-    rows[1] |= {"answers": ["every ninety days"], "contract": "short_plain",
-                "instructions": [{"id": "change_case:english_lowercase", "kwargs": {}}]}
+    rows[1] |= {
+        "answers": ["every ninety days"],
+        "contract": "short_plain",
+        "instructions": [{"id": "change_case:english_lowercase", "kwargs": {}}],
+    }
     cases.write_text("".join(json.dumps(r) + "\n" for r in rows))
     manifest = root / "harness.toml"
-    manifest.write_text(manifest.read_text().replace("[metrics]", f"""[artifacts.prompt]
+    manifest.write_text(
+        manifest.read_text().replace(
+            "[metrics]",
+            f"""[artifacts.prompt]
 kind = "prompt"
 path = "prompts/answer.toml"
 
@@ -63,7 +69,9 @@ path = "validators"
 kind = "generator"
 params = {generator}
 
-[metrics]"""))
+[metrics]""",
+        )
+    )
     lock(manifest)
     return manifest
 
@@ -96,15 +104,22 @@ def test_extractive_generation_scores_and_caches(tmp_path: Path) -> None:
 
 
 def test_openai_generator_end_to_end_with_faults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.testing.fake_openai import Fault, FakeOpenAIServer
+    from harness.testing.fake_openai import FakeOpenAIServer, Fault
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-sentinel-123")
     with FakeOpenAIServer() as srv:
-        params = (f'{{ name = "openai", model = "fake-1", base_url = "{srv.base_url}", temperature = 0, '
-                  f'max_tokens = 64, concurrency = 4, max_retries = 2, timeout_s = 5 }}')
+        params = (
+            f'{{ name = "openai", model = "fake-1", base_url = "{srv.base_url}", temperature = 0, '
+            f"max_tokens = 64, concurrency = 4, max_retries = 2, timeout_s = 5 }}"
+        )
         make_project(tmp_path, lock=False)
         manifest = add_generation(tmp_path, params)
-        srv.push(Fault.server_error(500), Fault.server_error(500), Fault.server_error(500), match="Q: when are TLS certificates rotated")
+        srv.push(
+            Fault.server_error(500),
+            Fault.server_error(500),
+            Fault.server_error(500),
+            match="Q: when are TLS certificates rotated",
+        )
         run = run_manifest(manifest).run
         out = {o.case_id: o for o in run.outputs}
         assert out["q2"].error is not None and run.counts["errors"] == 1  # counted, never dropped

@@ -138,7 +138,7 @@ def test_diff_lists_cases_in_one_run_only(tmp_path: Path) -> None:
     base = run_manifest(manifest).run
     cases = tmp_path / "golden" / "cases.jsonl"
     lines = cases.read_text().splitlines()
-    cases.write_text("\n".join(lines[1:] + ['{"id": "q9", "query": "phrase search", "relevance": {"d6": 1}}']) + "\n")
+    cases.write_text("\n".join([*lines[1:], '{"id": "q9", "query": "phrase search", "relevance": {"d6": 1}}']) + "\n")
     lock(manifest)
     head = run_manifest(manifest).run
     d = compute_diff(base, head)

@@ -13,7 +13,7 @@ manifest_option = click.option(
 )
 
 
-def _progress(ctx: click.Context):  # type: ignore[no-untyped-def]
+def _progress(ctx: click.Context):
     from harness.progress import Progress
 
     return Progress(enabled=False) if (ctx.obj or {}).get("quiet") else Progress()

@@ -20,13 +20,13 @@ _diff_options = [
 ]
 
 
-def diff_options(f):  # type: ignore[no-untyped-def]
+def diff_options(f):
     for opt in reversed(_diff_options):
         f = opt(f)
     return f
 
 
-def _settings(alpha: float, correction: str, test_name: str, resamples: int, seed: int):  # type: ignore[no-untyped-def]
+def _settings(alpha: float, correction: str, test_name: str, resamples: int, seed: int):
     from harness.diff import DiffSettings
 
     return DiffSettings(alpha=alpha, correction=correction, test=test_name, n_resamples=resamples,  # type: ignore[arg-type]

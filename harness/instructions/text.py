@@ -75,7 +75,7 @@ def _sentence_tokenizer() -> Callable[[str], list[str]]:
                 "(pickle-free, offline) or install NLTK's punkt_tab data"
             ) from exc
     tokenizer = punkt.tokenizer_for("english")
-    return tokenizer.tokenize  # type: ignore[no-any-return]
+    return tokenizer.tokenize
 
 
 @functools.cache
