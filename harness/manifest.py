@@ -153,8 +153,9 @@ class Manifest(Frozen):
     metrics: MetricsConfig = MetricsConfig()
     scorers: tuple[ScorerSpec, ...] | None = Field(
         default=None,
-        description="Answer scorers to run; default: every built-in that applies (correctness, facts, "
-        "format, instructions, groundedness) when the manifest has a generator.",
+        description="Scorers to run besides the defaults (retrieval metrics always; correctness, facts, "
+        "instructions, format and groundedness when the manifest has a generator); an entry named like a "
+        "default replaces it.",
     )
     gates: tuple[GateRule, ...] = ()
     baseline: str | None = None

@@ -133,14 +133,16 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
 
 
 def scorer_specs(m: Manifest, generated: bool) -> list[dict[str, Any]]:
+    """Retrieval metrics always; the built-in answer scorers when there is a generator; then the
+    manifest's ``scorers`` (an entry replaces the default of the same name, e.g. to pass arguments)."""
     specs: list[dict[str, Any]] = [{"name": "retrieval", "args": {"metrics": list(m.metrics.retrieval),
                                                                   "relevance_level": m.metrics.relevance_level}}]
-    if m.scorers is not None:
-        specs += [s.model_dump() for s in m.scorers]
-    elif generated:
+    if generated:
         specs += [{"name": n, "args": {}} for n in DEFAULT_ANSWER_SCORERS]
         if "validators" in m.artifacts:
             specs.append({"name": "format", "args": {}})
+    for extra in m.scorers or ():
+        specs = [s for s in specs if s["name"] != extra.name] + [extra.model_dump()]
     return specs
 
 

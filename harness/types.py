@@ -81,6 +81,7 @@ class Score(Frozen):
     metric: str
     value: float | None
     explanation: str | None = None
+    details: dict[str, Any] | None = None
 
 
 class MetricSummary(Frozen):
