@@ -17,6 +17,7 @@ import click
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 _COMMANDS = {
+    "init": ("harness.commands.init", "init_cmd"),
     "run": ("harness.commands.core", "run_cmd"),
     "lock": ("harness.commands.core", "lock_cmd"),
     "verify": ("harness.commands.core", "verify_cmd"),

@@ -190,7 +190,12 @@ def promote_cmd(run: str | None, manifest: Path | None, force: bool) -> None:
 @baseline_group.command("show")
 @manifest_option
 def show_cmd(manifest: Path | None) -> None:
-    """Print which run is the baseline and how it was found."""
+    """Print which run is the baseline and how it was found.
+
+    \b
+    Example:
+      harness baseline show
+    """
     from harness.baseline import resolve_base
     from harness.manifest import load_manifest
     from harness.storage import Layout
