@@ -18,11 +18,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+H := $(VENV)/bin/harness
+
+# The main job on the bundled example: run -> promote as baseline -> gate two changes against it.
 eval: $(STAMP)
-	$(VENV)/bin/harness run --manifest harness.toml
+	$(H) run --manifest harness.toml
+	$(H) baseline promote --manifest harness.toml
+	@echo "== a prompt-only change (neutral for the offline generator): the gate passes"
+	$(H) gate --manifest variants/prompt-v2.toml --format md
+	@echo "== a coarse IVF index rebuild: the gate must fail (exit 1), attributed to the index"
+	$(H) gate --manifest variants/retrieval-v2.toml --attribute --format md; test $$? -eq 1
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
 check: $(STAMP)
 	$(VENV)/bin/ruff check harness tests bench
