@@ -67,7 +67,40 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
-def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: str | None) -> list[GateResult]:
+def gate_family(rules: Sequence[GateRule], head: RunResult, diff: Diff | None) -> dict[tuple[str, str], float | None]:
+    """Adjusted p-values over exactly the tests the drop rules act on.
+
+    The diff corrects across every metric x segment it reports; a gate's false-alarm rate is about the
+    decisions it makes, so its family is the (metric, segment) pairs its drop rules read, corrected with
+    the diff's method. Fewer, pre-declared hypotheses keep the family-wise error rate at alpha while
+    leaving small segments a chance to reach significance.
+    """
+    from harness.stats import benjamini_hochberg, holm
+
+    if diff is None:
+        return {}
+    keys: list[tuple[str, str]] = []
+    for rule in rules:
+        if rule.max_drop is None and rule.max_abs_drop is None:
+            continue
+        for seg in _segments(rule, head):
+            key = (rule.metric, seg or "all")
+            md = diff.metric(*key)
+            if md is not None and md.p_value is not None and key not in keys:
+                if seg is not None and len(_segment_ids(head, seg)) < rule.min_segment_size:
+                    continue
+                keys.append(key)
+    raw: list[float | None] = []
+    for k in keys:
+        md = diff.metric(*k)
+        raw.append(None if md is None else md.p_value)
+    method = diff.settings.correction
+    adjusted = holm(raw) if method == "holm" else benjamini_hochberg(raw) if method == "bh" else tuple(raw)
+    return dict(zip(keys, adjusted, strict=True))
+
+
+def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: str | None,
+                  family: dict[tuple[str, str], float | None]) -> list[GateResult]:
     from harness.stats import wilson_interval
 
     label = rule.label
@@ -143,8 +176,10 @@ def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: s
         else:
             worsening = -md.delta if md.greater_is_better else md.delta
             rel = worsening / abs(md.base_mean) if md.base_mean else None
-            sig = md.significant or not rule.require_significant
-            p_txt = f"p_adj={_fmt(md.p_adjusted)}" + ("" if md.significant else " (not significant)")
+            p_adj = family.get((rule.metric, segment or "all"))
+            significant = p_adj is not None and p_adj < diff.settings.alpha
+            sig = significant or not rule.require_significant
+            p_txt = f"p_adj={_fmt(p_adj)}" + ("" if significant else " (not significant)")
             for limit, observed, what in ((rule.max_drop, rel, "relative"), (rule.max_abs_drop, worsening, "absolute")):
                 if limit is None:
                     continue
@@ -166,9 +201,10 @@ def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: s
 
 def evaluate_gates(rules: Sequence[GateRule], head: RunResult, diff: Diff | None) -> Verdict:
     results: list[GateResult] = []
+    family = gate_family(rules, head, diff)
     for rule in rules:
         for seg in _segments(rule, head):
-            results.extend(_rule_results(rule, head, diff, seg))
+            results.extend(_rule_results(rule, head, diff, seg, family))
     return Verdict(passed=not any(r.status == "fail" for r in results), results=tuple(results),
                    base_run=None if diff is None else diff.base_run, head_run=head.run_id)
 
