@@ -98,6 +98,15 @@ def resolve_head(loaded: LoadedManifest, layout: Layout, explicit: str | None = 
     return run
 
 
+def resolve_pair(loaded: LoadedManifest, layout: Layout, base: str | None = None,
+                 head: str | None = None) -> tuple[RunResult, RunResult, str]:
+    """(base, head, how base was found) for commands that need both; no baseline is an error."""
+    base_run, how = resolve_base(loaded, layout, base)
+    if base_run is None:
+        raise HarnessError(f"nothing to compare with: {how}")
+    return base_run, resolve_head(loaded, layout, head), how
+
+
 def promote(run: RunResult, layout: Layout) -> Path:
     path = RunStore(layout.runs).path_for(run.manifest_id, run.run_id)
     record = {"run_id": run.run_id, "manifest_id": run.manifest_id, "path": str(path),

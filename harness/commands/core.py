@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from harness.manifest import LoadedManifest
+    from harness.storage import Layout
 
 manifest_option = click.option(
     "--manifest", "-f", "manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="Manifest file (default: harness.toml/.yaml in this folder or above).",
 )
+
+
+def project(manifest: Path | None) -> tuple[LoadedManifest, Layout]:
+    """(loaded manifest, layout) for a --manifest option (or the manifest found from here)."""
+    from harness.manifest import load_manifest
+    from harness.storage import Layout
+
+    loaded = load_manifest(manifest)
+    return loaded, Layout.for_manifest(loaded.path)
 
 
 def _progress(ctx: click.Context):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from harness.commands.core import _progress, manifest_option
+from harness.commands.core import _progress, manifest_option, project
 
 _diff_options = [
     click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level."),
@@ -52,19 +52,12 @@ def diff_cmd(base: str | None, head: str | None, manifest: Path | None, as_json:
       harness diff                      # baseline vs latest run
       harness diff 20261126T0301 --json
     """
-    from harness.baseline import resolve_base, resolve_head
+    from harness.baseline import resolve_pair
     from harness.diff import compute_diff, diff_json
-    from harness.errors import HarnessError
-    from harness.manifest import load_manifest
     from harness.report_text import diff_markdown, print_diff
-    from harness.storage import Layout
 
-    loaded = load_manifest(manifest)
-    layout = Layout.for_manifest(loaded.path)
-    base_run, how = resolve_base(loaded, layout, base)
-    if base_run is None:
-        raise HarnessError(f"nothing to compare with: {how}")
-    head_run = resolve_head(loaded, layout, head)
+    loaded, layout = project(manifest)
+    base_run, head_run, how = resolve_pair(loaded, layout, base, head)
     d = compute_diff(base_run, head_run, _settings(alpha, correction, test_name, resamples, seed), layout)
     if as_json:
         click.echo(diff_json(d))
@@ -100,13 +93,11 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     from harness.baseline import resolve_base
     from harness.diff import compute_diff
     from harness.gates import evaluate_gates, junit_xml
-    from harness.manifest import load_manifest
     from harness.report_text import diff_markdown, print_diff, print_verdict
     from harness.run import execute
-    from harness.storage import Layout, atomic_write_text
+    from harness.storage import atomic_write_text
 
-    loaded = load_manifest(manifest)
-    layout = Layout.for_manifest(loaded.path)
+    loaded, layout = project(manifest)
     with _progress(ctx) as progress:
         head_run = execute(loaded, progress=progress, layout=layout).run
     base_run, how = resolve_base(loaded, layout, base)
@@ -170,11 +161,8 @@ def promote_cmd(run: str | None, manifest: Path | None, force: bool) -> None:
     from harness.diff import compute_diff
     from harness.errors import HarnessError
     from harness.gates import evaluate_gates
-    from harness.manifest import load_manifest
-    from harness.storage import Layout
 
-    loaded = load_manifest(manifest)
-    layout = Layout.for_manifest(loaded.path)
+    loaded, layout = project(manifest)
     target = load_run_ref(run, layout) if run else resolve_head(loaded, layout)
     current, _ = resolve_base(loaded, layout)
     if current is not None and current.run_id != target.run_id and not force:
@@ -217,11 +205,8 @@ def rollback_cmd(manifest: Path | None, to: str | None) -> None:
     """
     from harness.baseline import load_run_ref, promoted, rollback
     from harness.errors import HarnessError
-    from harness.manifest import load_manifest
-    from harness.storage import Layout
 
-    loaded = load_manifest(manifest)
-    layout = Layout.for_manifest(loaded.path)
+    loaded, layout = project(manifest)
     if to is None:
         record = promoted(layout)
         if record is None:
@@ -248,17 +233,10 @@ def attribute_cmd(ctx: click.Context, base: str | None, head: str | None, manife
       harness attribute -m ndcg@10 -m answer_f1
     """
     from harness.attribute import attribute
-    from harness.baseline import resolve_base, resolve_head
-    from harness.errors import HarnessError
-    from harness.manifest import load_manifest
-    from harness.storage import Layout
+    from harness.baseline import resolve_pair
 
-    loaded = load_manifest(manifest)
-    layout = Layout.for_manifest(loaded.path)
-    base_run, how = resolve_base(loaded, layout, base)
-    if base_run is None:
-        raise HarnessError(f"nothing to compare with: {how}")
-    head_run = resolve_head(loaded, layout, head)
+    loaded, layout = project(manifest)
+    base_run, head_run, _ = resolve_pair(loaded, layout, base, head)
     with _progress(ctx) as progress:
         report = attribute(base_run, head_run, layout, list(metrics) or None, progress)
     if as_json:

@@ -45,9 +45,18 @@ class Scorer(Protocol):
 SCORERS: Registry[Scorer] = Registry("scorer", builtins_module="harness.scorers.builtin")
 
 
+def generation_error(out: CaseOutput | None) -> str | None:
+    """Why a case has no answer to score (no output, a generation error, no text), or None."""
+    if out is None:
+        return "no output for this case"
+    if out.error or out.answer is None:
+        return f"generation failed: {out.error or 'no answer'}"
+    return None
+
+
 def info(name: str, greater_is_better: bool, description: str) -> MetricInfo:
     """MetricInfo for an answer-level metric (no cutoff)."""
     return MetricInfo(name=name, base=name, cutoff=None, greater_is_better=greater_is_better, description=description)
 
 
-__all__ = ["SCORERS", "Scorer", "ScoringContext", "info"]
+__all__ = ["SCORERS", "Scorer", "ScoringContext", "generation_error", "info"]

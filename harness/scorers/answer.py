@@ -14,17 +14,16 @@ from typing import Any
 
 from harness.contracts import ParsedAnswer, validate
 from harness.metrics import MetricInfo
-from harness.scorers import SCORERS, ScoringContext, info
+from harness.scorers import SCORERS, ScoringContext, generation_error, info
 from harness.scorers.text import contains, exact_match, token_f1
 from harness.types import CaseOutput, GoldenCase, Score
 
 
 def _answer(case: GoldenCase, out: CaseOutput | None, ctx: ScoringContext) -> tuple[str | None, str | None]:
     """(answer text for scoring, error)."""
-    if out is None:
-        return None, "no output for this case"
-    if out.error or out.answer is None:
-        return None, f"generation failed: {out.error or 'no answer'}"
+    err = generation_error(out)
+    if err is not None or out is None or out.answer is None:
+        return None, err
     contract = ctx.contracts.get(case.contract) if ctx.contracts is not None else None
     return ParsedAnswer(out.answer, contract).answer_text(), None
 
@@ -137,8 +136,8 @@ class FormatScorer:
                            for m in ("format_pass", "format_critical_fail", "format_noncritical_fail")]
                 continue
             out = by_id.get(c.id)
-            if out is None or out.error or out.answer is None:
-                err = "generation failed: " + (out.error if out is not None and out.error else "no answer")
+            err = generation_error(out)
+            if err is not None or out is None or out.answer is None:
                 scores += [Score(case_id=c.id, metric="format_pass", value=0.0, explanation=err),
                            Score(case_id=c.id, metric="format_critical_fail", value=1.0, explanation=err),
                            Score(case_id=c.id, metric="format_noncritical_fail", value=1.0, explanation=err)]
@@ -188,8 +187,8 @@ class InstructionScorer:
                            for m in self.metrics()]
                 continue
             out = by_id.get(c.id)
-            if out is None or out.error or out.answer is None:
-                err = "generation failed: " + (out.error if out is not None and out.error else "no answer")
+            err = generation_error(out)
+            if err is not None or out is None or out.answer is None:
                 scores += [Score(case_id=c.id, metric=m.name, value=0.0, explanation=err) for m in self.metrics()]
                 continue
             specs = [{"id": i.id, "kwargs": i.kwargs} for i in c.instructions]

@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.contracts import ParsedAnswer
 from harness.metrics import MetricInfo
-from harness.scorers import SCORERS, ScoringContext, info
+from harness.scorers import SCORERS, ScoringContext, generation_error, info
 from harness.types import CaseOutput, GoldenCase, Score
 
 SYSTEM = (
@@ -95,8 +95,8 @@ class JudgeScorer:
         claims_by_case: dict[str, list[str]] = {}
         for c in cases:
             out = by_id.get(c.id)
-            if out is None or out.error or out.answer is None:
-                err = "generation failed: " + (out.error if out is not None and out.error else "no answer")
+            err = generation_error(out)
+            if err is not None or out is None or out.answer is None:
                 scores += [Score(case_id=c.id, metric="judge_support", value=0.0, explanation=err),
                            Score(case_id=c.id, metric="judge_unsupported_claims", value=None, explanation=err)]
                 continue
