@@ -14,6 +14,7 @@ BENCHES = {
     "metrics": ("bench.bench_metrics", "bench_metrics"),
     "scifact": ("bench.scifact", "bench_scifact"),
     "generation": ("bench.bench_generation", "bench_generation"),
+    "scorers": ("bench.bench_scorers", "bench_scorers"),
     "grounding": ("bench.bench_grounding", "bench_grounding"),
 }
 

@@ -15,7 +15,7 @@ from typing import Any
 from harness.contracts import ParsedAnswer, validate
 from harness.metrics import MetricInfo
 from harness.scorers import SCORERS, ScoringContext, generation_error, info
-from harness.scorers.text import contains, exact_match, token_f1
+from harness.scorers.text import contains_normalized, normalize_answer, token_f1_normalized
 from harness.types import CaseOutput, GoldenCase, Score
 
 
@@ -53,9 +53,11 @@ class CorrectnessScorer:
             if text is None:
                 scores += [Score(case_id=c.id, metric=m.name, value=0.0, explanation=err) for m in self.metrics()]
                 continue
-            em = max(exact_match(text, a) for a in c.answers)
-            f1 = max(token_f1(text, a)[0] for a in c.answers)
-            hit = next((a for a in c.answers if contains(text, a)), None)
+            norm = normalize_answer(text)
+            refs = [normalize_answer(a) for a in c.answers]
+            em = max(float(norm == r) for r in refs)
+            f1 = max(token_f1_normalized(norm, r)[0] for r in refs)
+            hit = next((a for a in c.answers if contains_normalized(norm, a)), None)
             scores += [
                 Score(case_id=c.id, metric="answer_em", value=em),
                 Score(case_id=c.id, metric="answer_f1", value=f1),
@@ -86,11 +88,12 @@ class FactRecallScorer:
                 scores.append(Score(case_id=c.id, metric="fact_recall", value=0.0, explanation=err))
                 continue
             missing = []
+            norm = normalize_answer(text)
             for f in c.facts:
                 if f.regex is not None:
                     found = re.search(f.regex, text, re.I) is not None
                 else:
-                    found = any(contains(text, t) for t in (f.text or "", *f.aliases))
+                    found = any(contains_normalized(norm, t) for t in (f.text or "", *f.aliases))
                 if not found:
                     missing.append(f.regex if f.regex is not None else f.text or "")
             value = 1 - len(missing) / len(c.facts)

@@ -10,15 +10,12 @@ import re
 import string
 from collections import Counter
 
-_PUNCT = set(string.punctuation)
+_NO_PUNCT = str.maketrans("", "", string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
 def normalize_answer(text: str) -> str:
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCT)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_NO_PUNCT)).split())
 
 
 def exact_match(prediction: str, truth: str) -> float:
@@ -27,7 +24,11 @@ def exact_match(prediction: str, truth: str) -> float:
 
 def token_f1(prediction: str, truth: str) -> tuple[float, float, float]:
     """HotpotQA's official F1: (f1, precision, recall); yes/no/noanswer must match exactly."""
-    pred, gold = normalize_answer(prediction), normalize_answer(truth)
+    return token_f1_normalized(normalize_answer(prediction), normalize_answer(truth))
+
+
+def token_f1_normalized(pred: str, gold: str) -> tuple[float, float, float]:
+    """:func:`token_f1` on already normalized strings (normalize each answer once per case)."""
     special = ("yes", "no", "noanswer")
     if (pred in special or gold in special) and pred != gold:
         return 0.0, 0.0, 0.0
@@ -42,5 +43,10 @@ def token_f1(prediction: str, truth: str) -> tuple[float, float, float]:
 
 def contains(haystack: str, needle: str) -> bool:
     """Normalized, token-boundary containment ("8 GB" is in "needs 8 GB of RAM", not in "18 GB")."""
+    return contains_normalized(normalize_answer(haystack), needle)
+
+
+def contains_normalized(haystack_norm: str, needle: str) -> bool:
+    """:func:`contains` with the haystack already normalized."""
     n = normalize_answer(needle)
-    return bool(n) and f" {n} " in f" {normalize_answer(haystack)} "
+    return bool(n) and f" {n} " in f" {haystack_norm} "
