@@ -28,6 +28,7 @@ _COMMANDS = {
     "baseline": ("harness.commands.release", "baseline_group"),
     "rollback": ("harness.commands.release", "rollback_cmd"),
     "attribute": ("harness.commands.release", "attribute_cmd"),
+    "report": ("harness.commands.report", "report"),
     "metrics": ("harness.commands.metrics", "metrics"),
     "ifeval": ("harness.commands.ifeval", "ifeval"),
 }

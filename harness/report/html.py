@@ -1,0 +1,612 @@
+"""The HTML report: one self-contained file (inline CSS, JS and SVG; nothing fetched when opened).
+
+Static parts (header, metric summary with histograms and per-segment bars, segment tables, the diff's
+tables and CI plots, failing-case details) are rendered here with Jinja2, autoescaped. The per-case
+table and the base-vs-head scatter are drawn by a small script from the data embedded as JSON in a
+``<script type="application/json">`` tag (``<``, ``>`` and ``&`` escaped as ``\\u003c`` etc., so no
+value can close the tag). The script builds each table body as one string, so a report of 1,000
+cases sorts and filters instantly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from harness.diff import ArtifactChange, CaseFlip, Diff, MetricDelta, compute_diff
+from harness.report.export import cache_hits, main_metrics, segment_sizes
+from harness.report.failing import CaseFailure, FailurePolicy, find_failures, primary_retrieval_metric
+from harness.storage import Layout
+from harness.types import CaseOutput, CorpusDoc, GoldenCase, RunResult
+
+HIST_BINS = 10
+MAX_SEGMENT_BARS = 24
+SNIPPET_CHARS = 180
+MAX_CORPUS_BYTES = 64 << 20  # loading validates every document: about 3 s for 64 MB
+
+
+# ---- view model -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bar:
+    x: float
+    y: float
+    w: float
+    h: float
+    label: str
+    cls: str = ""
+
+
+@dataclass
+class Chart:
+    width: int
+    height: int
+    bars: list[Bar]
+    caption: str = ""
+
+
+@dataclass
+class MetricRow:
+    name: str
+    mean: float | None
+    n: int
+    n_unscored: int
+    greater_is_better: bool
+    hist: Chart
+    segments: Chart | None
+
+
+@dataclass
+class SegmentTable:
+    tag: str
+    rows: list[tuple[str, int, list[float | None]]]
+
+
+@dataclass
+class Passage:
+    rank: int | None
+    doc_id: str
+    score: float | None
+    grade: int | None
+    mark: str  # "rel", "nonrel" (judged below the relevance level) or "unjudged"
+    title: str = ""
+    snippet: str = ""
+
+
+@dataclass
+class Explanation:
+    metric: str
+    value: float | None
+    text: str
+    bad: bool
+
+
+@dataclass
+class FailingCase:
+    anchor: str
+    case_id: str
+    query: str
+    tags: list[str]
+    reasons: list[str]
+    error: str | None
+    answer: str | None
+    passages: list[Passage]
+    missed: list[Passage]
+    explanations: list[Explanation]
+    unscored: list[tuple[str, list[str]]]
+    flip: CaseFlip | None = None
+
+
+@dataclass
+class Forest:
+    """A delta with its CI on a symmetric axis around 0 (per row: the point is where 0 falls)."""
+
+    width: int
+    zero: float
+    lo: float
+    hi: float
+    point: float
+    cls: str
+
+
+@dataclass
+class DeltaRow:
+    d: MetricDelta
+    mark: str
+    cls: str
+    forest: Forest | None
+    size: int | None = None
+
+
+@dataclass
+class ArtifactView:
+    a: ArtifactChange
+    params: list[tuple[str, Any, Any]]
+    diff_lines: list[tuple[str, str]]
+
+
+@dataclass
+class FlipView:
+    f: CaseFlip
+    anchor: str | None
+    moves: list[tuple[str, float | None, float | None]]
+
+
+@dataclass
+class DiffView:
+    diff: Diff
+    base: RunResult
+    how: str | None
+    artifacts: list[ArtifactView]
+    metrics: list[DeltaRow]
+    segments: list[DeltaRow]
+    flips: list[FlipView]
+    n_significant_segments: int
+
+
+@dataclass
+class Report:
+    run: RunResult
+    title: str
+    manifest_name: str
+    environment: list[tuple[str, str]]
+    packages: list[tuple[str, str]]
+    counts: list[tuple[str, str]]
+    stages: list[tuple[str, float, float | None, float | None, str]]
+    metrics: list[MetricRow]
+    validators: list[MetricRow]
+    segment_metrics: list[str]
+    segment_tables: list[SegmentTable]
+    failing_definition: str
+    n_failing: int
+    failing: list[FailingCase]
+    failing_truncated: int
+    corpus_note: str
+    diff: DiffView | None
+    data_json: str
+    generated_by: str = "rag-harness"
+
+
+# ---- charts ------------------------------------------------------------------------------------------
+
+
+def _domain(values: Sequence[float]) -> tuple[float, float]:
+    lo, hi = min(values), max(values)
+    if lo >= 0.0 and hi <= 1.0:
+        return 0.0, 1.0
+    return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+
+
+def histogram(values: Sequence[float], width: int = 150, height: int = 34, bins: int = HIST_BINS) -> Chart:
+    """Counts of per-case values in equal bins over [0, 1] (or [min, max] for unbounded metrics)."""
+    if not values:
+        return Chart(width, height, [], "no scored cases")
+    lo, hi = _domain(values)
+    span = hi - lo
+    counts = [0] * bins
+    for v in values:
+        i = min(bins - 1, max(0, int((v - lo) / span * bins)))
+        counts[i] += 1
+    top = max(counts)
+    bw = width / bins
+    bars = []
+    for i, c in enumerate(counts):
+        h = 0.0 if c == 0 else max(1.5, (height - 2) * c / top)
+        a, b = lo + span * i / bins, lo + span * (i + 1) / bins
+        bars.append(Bar(x=i * bw + 0.5, y=height - h, w=bw - 1, h=h,
+                        label=f"[{a:.3g}, {b:.3g}{']' if i == bins - 1 else ')'}: {c} case{'s' * (c != 1)}"))
+    return Chart(width, height, bars, f"{len(values)} scored, range {lo:.3g}..{hi:.3g}")
+
+
+def segment_bars(points: Sequence[tuple[str, float]], tags: Sequence[str] = (), width: int = 150,
+                 height: int = 34) -> Chart | None:
+    """One bar per segment (tag=value), height = the segment's mean, coloured by tag."""
+    points = list(points)[:MAX_SEGMENT_BARS]
+    if not points:
+        return None
+    vals = [v for _, v in points]
+    lo, hi = _domain(vals)
+    lo = min(lo, 0.0)
+    span = (hi - lo) or 1.0
+    bw = width / len(points)
+    bars = []
+    for i, (label, v) in enumerate(points):
+        h = max(1.0, (height - 2) * (v - lo) / span)
+        bars.append(Bar(x=i * bw + 0.5, y=height - h, w=max(1.0, bw - 1), h=h, label=f"{label}: {v:.4f}",
+                        cls=f"t{_tag_index(label, tags) % 6}"))
+    return Chart(width, height, bars, f"{len(points)} segments")
+
+
+def _tag_index(label: str, tags: Sequence[str]) -> int:
+    tag = label.split("=", 1)[0]
+    return list(tags).index(tag) if tag in tags else 0
+
+
+def forest(d: MetricDelta, cls: str, width: int = 140) -> Forest | None:
+    if d.delta is None or d.ci_low is None or d.ci_high is None:
+        return None
+    m = max(abs(d.ci_low), abs(d.ci_high), abs(d.delta)) or 1.0
+    half = width / 2
+
+    def x(v: float) -> float:
+        return round(half + v / m * (half - 6), 2)
+
+    return Forest(width=width, zero=half, lo=x(d.ci_low), hi=x(d.ci_high), point=x(d.delta), cls=cls)
+
+
+# ---- corpus --------------------------------------------------------------------------------------------
+
+
+def load_run_corpus(run: RunResult, layout: Layout | None) -> tuple[dict[str, CorpusDoc] | None, str]:
+    """The corpus the run was judged against, for titles and snippets: its snapshot in the store if one
+    exists, else the file the run's manifest names, if it still matches the pin. Never fails: returns
+    (None, why) instead."""
+    from harness.golden import load_corpus
+    from harness.hashing import sha256_path
+    from harness.manifest import Artifact, resolve_content
+    from harness.snapshots import blob_path
+
+    data = run.manifest.get("artifacts", {}).get("corpus")
+    if not data:
+        return None, "The run's manifest has no corpus artifact: showing document ids only."
+    try:
+        art = Artifact.model_validate(data)
+    except Exception:
+        return None, "The run's corpus artifact could not be read: showing document ids only."
+    candidates: list[tuple[Path, str]] = []
+    if layout is not None:
+        snap = blob_path(layout, art)
+        if snap is not None and snap.is_file():
+            candidates.append((snap, "snapshot"))
+    if run.manifest_path and art.path is not None:
+        mpath = Path(run.manifest_path)
+        if mpath.exists():
+            candidates.append((resolve_content(art, mpath.parent), "manifest"))
+    for path, source in candidates:
+        try:
+            size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*"))
+            if size > MAX_CORPUS_BYTES:
+                return None, (f"Corpus {path} is larger than {MAX_CORPUS_BYTES >> 20} MB, not loaded: "
+                              "showing document ids only.")
+            if source == "manifest" and art.sha256 and sha256_path(path) != art.sha256:
+                continue
+            docs = load_corpus(path)
+        except Exception:
+            continue
+        return {d.id: d for d in docs}, f"Titles and snippets from {path}."
+    return None, "Corpus not available (neither a snapshot nor the pinned file): showing document ids only."
+
+
+# ---- building -----------------------------------------------------------------------------------------
+
+
+def _generator() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"rag-harness {version('rag-harness')}"
+    except PackageNotFoundError:
+        return "rag-harness"
+
+
+def _anchor(i: int) -> str:
+    return f"case-{i}"
+
+
+def _grade_mark(case: GoldenCase | None, doc_id: str, level: int) -> tuple[int | None, str]:
+    grade = case.relevance.get(doc_id) if case is not None else None
+    if grade is None:
+        return None, "unjudged"
+    return grade, "rel" if grade >= level else "nonrel"
+
+
+def _snippet(doc: CorpusDoc | None) -> tuple[str, str]:
+    if doc is None:
+        return "", ""
+    text = re.sub(r"\s+", " ", doc.text).strip()
+    return doc.title, text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1].rstrip() + "…"
+
+
+def _stage_rows(run: RunResult) -> list[tuple[str, float, float | None, float | None, str]]:
+    """(stage, total seconds, p50 and p95 per-case latency, cache hits) per stage."""
+    import numpy as np
+
+    lat: dict[str, list[float]] = {}
+    for o in run.outputs:
+        for stage, s in o.latency_s.items():
+            lat.setdefault(stage, []).append(s)
+    hits = cache_hits(run)
+    rows = []
+    for stage, total in run.stage_seconds.items():
+        xs = lat.get(stage)
+        p50 = float(np.quantile(xs, 0.5)) if xs else None
+        p95 = float(np.quantile(xs, 0.95)) if xs else None
+        h = hits.get(stage)
+        rows.append((stage, total, p50, p95, f"{h[0]}/{h[1]}" if h else ""))
+    return rows
+
+
+def _env_rows(run: RunResult) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    env = dict(run.environment)
+    pkgs = env.pop("packages", {}) or {}
+    rows = [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in env.items()]
+    packages = [(k, str(v)) for k, v in pkgs.items() if v] if isinstance(pkgs, dict) else []
+    return rows, packages
+
+
+def _failing_case(i: int, out: CaseOutput, case: GoldenCase | None, failure: CaseFailure, level: int,
+                  docs: dict[str, CorpusDoc] | None, n_passages: int,
+                  scores: dict[str, list[tuple[str, float | None, str | None]]]) -> FailingCase:
+    passages = []
+    for pos, d in enumerate(out.ranking[:n_passages], 1):
+        grade, mark = _grade_mark(case, d.doc_id, level)
+        title, snip = _snippet(docs.get(d.doc_id) if docs else None)
+        passages.append(Passage(pos, d.doc_id, d.score, grade, mark, title, snip))
+    shown = {p.doc_id for p in passages}
+    ranks = {d.doc_id: (r, d.score) for r, d in enumerate(out.ranking, 1)}
+    missed = []
+    for doc_id, grade in sorted((case.relevance if case else {}).items(), key=lambda kv: (-kv[1], kv[0])):
+        if grade < level or doc_id in shown:
+            continue
+        found = ranks.get(doc_id)
+        title, snip = _snippet(docs.get(doc_id) if docs else None)
+        missed.append(Passage(found[0] if found else None, doc_id, found[1] if found else None, grade, "rel", title,
+                              snip))
+    expl: list[Explanation] = []
+    unscored: dict[str, list[str]] = {}
+    for m, v, t in scores.get(failure.case_id, []):
+        if m.startswith("format_fail:"):
+            continue  # format_pass / format_*critical_fail carry the same messages, summed up
+        if v is None:
+            unscored.setdefault(t or "no reason given", []).append(m)
+        elif t or m in failure.metrics:
+            expl.append(Explanation(m, v, t or "", m in failure.metrics))
+    expl.sort(key=lambda e: not e.bad)
+    return FailingCase(
+        anchor=_anchor(i), case_id=failure.case_id, query=case.query if case else "", tags=case.segments() if case
+        else [], reasons=list(failure.reasons), error=out.error, answer=out.answer, passages=passages, missed=missed,
+        explanations=expl, unscored=sorted(unscored.items()),
+    )
+
+
+def _delta_cls(d: MetricDelta) -> str:
+    if d.direction == "regressed":
+        return "bad" if d.significant else "bad-noise"
+    if d.direction == "improved":
+        return "good" if d.significant else "good-noise"
+    return ""
+
+
+def _diff_lines(text: str | None) -> list[tuple[str, str]]:
+    out = []
+    for line in (text or "").splitlines():
+        cls = ("file" if line.startswith(("+++", "---")) else "add" if line.startswith("+")
+               else "del" if line.startswith("-") else "hunk" if line.startswith("@@") else "")
+        out.append((cls, line))
+    return out
+
+
+def _diff_view(diff: Diff, base: RunResult, how: str | None, anchors: dict[str, str]) -> DiffView:
+    from harness.report_text import _mark
+
+    def row(d: MetricDelta, size: int | None = None) -> DeltaRow:
+        cls = _delta_cls(d)
+        return DeltaRow(d=d, mark=_mark(d), cls=cls, forest=forest(d, cls), size=size)
+
+    metrics = [row(d) for d in diff.metrics if not d.metric.startswith("format_fail:")]
+    segs = [row(d, diff.segment_sizes.get(d.segment)) for d in diff.segments if not d.metric.startswith("format_fail:")]
+    segs.sort(key=lambda r: (not r.d.significant, r.d.segment, r.d.metric))
+    arts = [ArtifactView(a, [(k, v[0], v[1]) for k, v in (a.params_diff or {}).items()], _diff_lines(a.text_diff))
+            for a in diff.artifacts]
+    flips = [FlipView(f, anchors.get(f.case_id), [(m, b, h) for m, (b, h) in f.deltas.items()]) for f in diff.flips]
+    return DiffView(diff=diff, base=base, how=how, artifacts=arts, metrics=metrics, segments=segs, flips=flips,
+                    n_significant_segments=sum(1 for s in segs if s.d.significant))
+
+
+def _r(v: float | None) -> float | None:
+    if v is None or not math.isfinite(v):
+        return None
+    return round(v, 6)
+
+
+def _json_for_script(value: Any) -> str:
+    """JSON safe inside <script>: no '<', '>' or '&' survives, so '</script>' and '<!--' cannot appear."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | None = None,
+                 base_how: str | None = None, policy: FailurePolicy | None = None, layout: Layout | None = None,
+                 corpus: bool | dict[str, CorpusDoc] = True, max_failing: int = 300,
+                 n_passages: int = 10) -> Report:
+    """Everything the template shows. ``corpus``: True to look for the run's corpus, False for ids only,
+    or the documents themselves."""
+    policy = policy or FailurePolicy()
+    if base is not None and diff is None:
+        diff = compute_diff(base, run, layout=layout)
+    if diff is not None and base is None:
+        raise ValueError("a diff needs its base run (for per-case values)")
+    cases = {c.id: c for c in run.cases}
+    overall = run.aggregates.overall
+    shown = main_metrics(run)
+    per_metric: dict[str, list[float]] = {m: [] for m in overall}
+    case_vals: dict[str, dict[str, float | None]] = {}
+    case_expl: dict[str, list[tuple[str, float | None, str | None]]] = {}
+    for s in run.scores:
+        case_vals.setdefault(s.case_id, {})[s.metric] = s.value
+        if s.value is not None and math.isfinite(s.value) and s.metric in per_metric:
+            per_metric[s.metric].append(s.value)
+        if s.explanation is not None or s.value is not None:
+            case_expl.setdefault(s.case_id, []).append((s.metric, s.value, s.explanation))
+    segs = run.aggregates.segments
+    sizes = segment_sizes(run)
+    tags = list(dict.fromkeys(seg.split("=", 1)[0] for seg in segs))
+
+    def metric_row(m: str) -> MetricRow:
+        s = overall[m]
+        pts = [(seg, ms[m].mean) for seg, ms in segs.items() if m in ms and ms[m].mean is not None]
+        return MetricRow(m, s.mean, s.n, s.n_unscored, s.greater_is_better, histogram(per_metric[m]),
+                         segment_bars([(a, float(b)) for a, b in pts if b is not None], tags))
+
+    metrics = [metric_row(m) for m in shown]
+    validators = [metric_row(m) for m in overall if m.startswith("format_fail:")]
+
+    by_tag: dict[str, list[str]] = {}
+    for seg in segs:
+        by_tag.setdefault(seg.split("=", 1)[0], []).append(seg)
+    tables = [SegmentTable(tag, [(seg.split("=", 1)[1], sizes.get(seg, 0),
+                                  [segs[seg][m].mean if m in segs[seg] else None for m in shown]) for seg in members])
+              for tag, members in by_tag.items()]
+
+    failures = find_failures(run, policy)
+    level = int(run.manifest.get("metrics", {}).get("relevance_level", 1))
+    docs: dict[str, CorpusDoc] | None
+    if corpus is True:
+        docs, corpus_note = load_run_corpus(run, layout) if failures else (None, "")
+    elif corpus is False:
+        docs, corpus_note = None, "Corpus not loaded: showing document ids only."
+    else:
+        docs, corpus_note = corpus, "Titles and snippets from the given corpus."
+    index = {o.case_id: (i, o) for i, o in enumerate(run.outputs)}
+    failing = [_failing_case(*index[f.case_id], cases.get(f.case_id), f, level, docs, n_passages, case_expl)
+               for f in list(failures.values())[:max_failing]]
+    anchors = {f.case_id: f.anchor for f in failing}
+    if diff is not None:
+        flips = {f.case_id: f for f in diff.flips}
+        for fc in failing:
+            fc.flip = flips.get(fc.case_id)
+
+    mindex = {m: i for i, m in enumerate(shown)}
+    rows = []
+    for o in run.outputs:
+        c = cases.get(o.case_id)
+        vals = case_vals.get(o.case_id, {})
+        f = failures.get(o.case_id)
+        status = ("error" if o.error else "fail" if f else
+                  "unscored" if vals and all(v is None for v in vals.values()) else "ok")
+        rows.append({
+            "id": o.case_id,
+            "q": c.query if c else "",
+            "tags": " ".join(c.segments()) if c else "",
+            "st": status,
+            "a": anchors.get(o.case_id, ""),
+            "why": "; ".join(f.reasons) if f else "",
+            "v": [_r(vals.get(m)) for m in shown],
+            "bad": sorted(mindex[m] for m in (f.metrics if f else ()) if m in mindex),
+        })
+    payload: dict[str, Any] = {
+        "metrics": shown,
+        "gib": [overall[m].greater_is_better for m in shown],
+        "primary": primary_retrieval_metric(run) or (shown[0] if shown else None),
+        "cases": rows,
+        "diff": None,
+    }
+    dview = None
+    if diff is not None and base is not None:
+        dview = _diff_view(diff, base, base_how, anchors)
+        bvals = base.case_scores()
+        dm = [d.metric for d in diff.metrics if not d.metric.startswith("format_fail:")]
+        payload["diff"] = {
+            "base": base.run_id,
+            "metrics": dm,
+            "gib": [d.greater_is_better for d in diff.metrics if not d.metric.startswith("format_fail:")],
+            "b": {m: [_r(bvals.get(o.case_id, {}).get(m)) for o in run.outputs] for m in dm},
+            "h": {m: [_r(case_vals.get(o.case_id, {}).get(m)) for o in run.outputs] for m in dm},
+        }
+
+    env, packages = _env_rows(run)
+    hits = cache_hits(run)
+    counts = [("cases", str(run.counts.get("cases", len(run.outputs)))),
+              ("failing", str(len(failures))),
+              ("errors", str(sum(1 for o in run.outputs if o.error))),
+              ("unscored values", str(run.counts.get("unscored", sum(1 for s in run.scores if s.value is None))))]
+    counts += [(f"cache hits: {stage}", f"{h}/{n}") for stage, (h, n) in hits.items()]
+    counts += [(k.replace("_", " "), str(v)) for k, v in run.counts.items() if k not in ("cases", "errors", "unscored")]
+    name = str(run.manifest.get("name", ""))
+    return Report(
+        generated_by=_generator(),
+        run=run,
+        title=f"harness report {run.run_id}" + (f" — {name}" if name else ""),
+        manifest_name=name,
+        environment=env,
+        packages=packages,
+        counts=counts,
+        stages=_stage_rows(run),
+        metrics=metrics,
+        validators=validators,
+        segment_metrics=shown,
+        segment_tables=tables,
+        failing_definition=policy.describe(run),
+        n_failing=len(failures),
+        failing=failing,
+        failing_truncated=max(0, len(failures) - len(failing)),
+        corpus_note=corpus_note,
+        diff=dview,
+        data_json=_json_for_script(payload),
+    )
+
+
+# ---- rendering ----------------------------------------------------------------------------------------
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.{digits}f}" if abs(x) < 1e4 else f"{x:.4g}"
+
+
+def _signed(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None else f"{x:+.{digits}f}"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.1%}"
+
+
+def _pval(x: float | None) -> str:
+    return "n/a" if x is None else (f"{x:.3g}" if x >= 0.001 else "<0.001")
+
+
+def _secs(x: float | None) -> str:
+    if x is None:
+        return ""
+    return f"{x * 1000:.1f} ms" if x < 1 else f"{x:.2f} s"
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env.filters.update(fmt=_fmt, signed=_signed, pct=_pct, pval=_pval, secs=_secs)
+    return env
+
+
+def _static(name: str) -> Any:
+    from markupsafe import Markup
+
+    env = _environment()
+    source, _, _ = env.loader.get_source(env, name)
+    return Markup(source)
+
+
+def render_report(report: Report) -> str:
+    env = _environment()
+    from markupsafe import Markup
+
+    return str(env.get_template("report.html.j2").render(
+        r=report, css=_static("report.css"), js=_static("report.js"), data_json=Markup(report.data_json)))
+
+
+def render_html(run: RunResult, **kwargs: Any) -> str:
+    """The whole report as one HTML string; keyword arguments as :func:`build_report`."""
+    return render_report(build_report(run, **kwargs))
