@@ -87,6 +87,72 @@ def make_project(root: Path, recipe: str = "flat", lock: bool = True) -> Path:
     return path
 
 
+CONTRACTS = """
+[contracts.json_cited]
+format = "json"
+answer_field = "answer"
+citations_field = "citations"
+max_words = 40
+prompt = "Reply with JSON {{answer, citations}}."
+checks = [
+  {{ type = "json", name = "parses" }},
+  {{ type = "citations", name = "cites", field = "citations" }},
+]
+
+[contracts.short_plain]
+format = "text"
+max_words = 20
+prompt = "One sentence."
+checks = [{{ type = "length", name = "words", max_words = {short_max_words} }}]
+"""
+
+PROMPT = '''
+[[messages]]
+role = "user"
+content = """{% for p in passages %}[{{ p.id }}] {{ p.text }}
+{% endfor %}Q: {{ query }}{% if contract %} ({{ contract.prompt }}){% endif %}{% for i in instructions %}
+- {{ i.text }}{% endfor %}"""
+'''
+
+CASE_UPDATES: dict[int, dict] = {
+    0: {"answers": ["hourly"], "facts": [{"text": "seven days"}], "contract": "json_cited"},
+    1: {"answers": ["every ninety days"], "contract": "short_plain",
+        "instructions": [{"id": "change_case:english_lowercase", "kwargs": {}}]},
+}
+
+
+def add_generation(root: Path, generator: str = '{ name = "extractive", n_passages = 3 }', *,
+                   short_max_words: int = 25, case_updates: dict[int, dict] | None = None) -> Path:
+    """Give the tiny project a prompt, two output contracts, answers/facts/instructions and a generator."""
+    (root / "validators").mkdir(exist_ok=True)
+    (root / "validators" / "contracts.toml").write_text(CONTRACTS.format(short_max_words=short_max_words))
+    (root / "prompts").mkdir(exist_ok=True)
+    (root / "prompts" / "answer.toml").write_text(PROMPT)
+    cases = root / "golden" / "cases.jsonl"
+    rows = [json.loads(line) for line in cases.read_text().splitlines()]
+    for i, update in (CASE_UPDATES if case_updates is None else case_updates).items():
+        rows[i] |= update
+    cases.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = root / "harness.toml"
+    manifest.write_text(manifest.read_text().replace("[metrics]", f"""[artifacts.prompt]
+kind = "prompt"
+path = "prompts/answer.toml"
+
+[artifacts.validators]
+kind = "validators"
+path = "validators"
+
+[artifacts.generator]
+kind = "generator"
+params = {generator}
+
+[metrics]"""))
+    from harness.manifest import lock
+
+    lock(manifest)
+    return manifest
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("HARNESS_HOME", raising=False)

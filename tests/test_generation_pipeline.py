@@ -9,71 +9,7 @@ import pytest
 
 from harness.manifest import lock
 from harness.run import run_manifest
-from tests.conftest import make_project
-
-CONTRACTS = """
-[contracts.json_cited]
-format = "json"
-answer_field = "answer"
-citations_field = "citations"
-max_words = 40
-prompt = "Reply with JSON {answer, citations}."
-checks = [
-  { type = "json", name = "parses" },
-  { type = "citations", name = "cites", field = "citations" },
-]
-
-[contracts.short_plain]
-format = "text"
-max_words = 20
-prompt = "One sentence."
-checks = [{ type = "length", name = "words", max_words = 25 }]
-"""
-
-PROMPT = '''
-[[messages]]
-role = "user"
-content = """{% for p in passages %}[{{ p.id }}] {{ p.text }}
-{% endfor %}Q: {{ query }}{% if contract %} ({{ contract.prompt }}){% endif %}{% for i in instructions %}
-- {{ i.text }}{% endfor %}"""
-'''
-
-
-def add_generation(root: Path, generator: str) -> Path:
-    (root / "validators").mkdir(exist_ok=True)
-    (root / "validators" / "contracts.toml").write_text(CONTRACTS)
-    (root / "prompts").mkdir(exist_ok=True)
-    (root / "prompts" / "answer.toml").write_text(PROMPT)
-    cases = root / "golden" / "cases.jsonl"
-    rows = [json.loads(line) for line in cases.read_text().splitlines()]
-    rows[0] |= {"answers": ["hourly"], "facts": [{"text": "seven days"}], "contract": "json_cited"}
-    rows[1] |= {
-        "answers": ["every ninety days"],
-        "contract": "short_plain",
-        "instructions": [{"id": "change_case:english_lowercase", "kwargs": {}}],
-    }
-    cases.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    manifest = root / "harness.toml"
-    manifest.write_text(
-        manifest.read_text().replace(
-            "[metrics]",
-            f"""[artifacts.prompt]
-kind = "prompt"
-path = "prompts/answer.toml"
-
-[artifacts.validators]
-kind = "validators"
-path = "validators"
-
-[artifacts.generator]
-kind = "generator"
-params = {generator}
-
-[metrics]""",
-        )
-    )
-    lock(manifest)
-    return manifest
+from tests.conftest import add_generation, make_project
 
 
 def test_extractive_generation_scores_and_caches(tmp_path: Path) -> None:

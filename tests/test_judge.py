@@ -13,8 +13,7 @@ import pytest
 from harness.manifest import lock
 from harness.run import run_manifest
 from harness.scorers.judge import parse_verdicts
-from tests.conftest import make_project
-from tests.test_generation_pipeline import add_generation
+from tests.conftest import add_generation, make_project
 
 
 def judge_responder(body: Mapping[str, Any]) -> str:

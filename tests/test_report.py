@@ -35,33 +35,7 @@ from harness.report import (
 from harness.run import run_manifest
 from harness.storage import Layout
 from harness.types import RunResult
-from tests.conftest import make_project
-
-CONTRACTS = """
-[contracts.json_cited]
-format = "json"
-answer_field = "answer"
-citations_field = "citations"
-max_words = 40
-prompt = "Reply with JSON {answer, citations}."
-checks = [
-  { type = "json", name = "parses" },
-  { type = "citations", name = "cites", field = "citations" },
-]
-
-[contracts.short_plain]
-format = "text"
-max_words = 20
-prompt = "One sentence."
-checks = [{ type = "length", name = "words", max_words = 3 }]
-"""
-
-PROMPT = '''
-[[messages]]
-role = "user"
-content = """{% for p in passages %}[{{ p.id }}] {{ p.text }}
-{% endfor %}Q: {{ query }}{% if contract %} ({{ contract.prompt }}){% endif %}"""
-'''
+from tests.conftest import add_generation, make_project
 
 # Text that must come out as text: if any of it were parsed as markup, the browser test would see it.
 HOSTILE = (
@@ -80,32 +54,12 @@ class Project:
 
 
 def _add_generation(root: Path) -> Path:
-    (root / "validators").mkdir(exist_ok=True)
-    (root / "validators" / "contracts.toml").write_text(CONTRACTS)
-    (root / "prompts").mkdir(exist_ok=True)
-    (root / "prompts" / "answer.toml").write_text(PROMPT)
-    cases = root / "golden" / "cases.jsonl"
-    rows = [json.loads(line) for line in cases.read_text().splitlines()]
-    rows[0] |= {"answers": ["hourly"], "facts": [{"text": "seven days"}], "contract": "json_cited"}
-    rows[1] |= {"answers": ["every ninety days"], "contract": "short_plain"}  # the 3-word limit fails: critical
-    rows[2] |= {"answers": ["a completely different answer"]}
-    cases.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    manifest = root / "harness.toml"
-    manifest.write_text(manifest.read_text().replace("[metrics]", """[artifacts.prompt]
-kind = "prompt"
-path = "prompts/answer.toml"
-
-[artifacts.validators]
-kind = "validators"
-path = "validators"
-
-[artifacts.generator]
-kind = "generator"
-params = { name = "extractive", n_passages = 3 }
-
-[metrics]"""))
-    lock(manifest)
-    return manifest
+    updates = {
+        0: {"answers": ["hourly"], "facts": [{"text": "seven days"}], "contract": "json_cited"},
+        1: {"answers": ["every ninety days"], "contract": "short_plain"},  # the 3-word limit fails: critical
+        2: {"answers": ["a completely different answer"]},
+    }
+    return add_generation(root, short_max_words=3, case_updates=updates)
 
 
 @pytest.fixture(scope="module")

