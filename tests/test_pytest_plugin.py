@@ -30,7 +30,7 @@ from harness.pytest_plugin import marker_name
 from harness.run import run_manifest
 from harness.storage import Layout
 from harness.types import GoldenCase, Score
-from tests.conftest import make_project
+from tests.conftest import add_generation, make_project
 
 pytest_plugins = ["pytester"]
 
@@ -188,11 +188,12 @@ def test_bad_threshold_and_unknown_scope_are_errors(proj: pytest.Pytester) -> No
     result.stdout.fnmatch_lines(["*names case 'q9', which is not in the golden set*"])
     result = with_manifest(proj, "--harness-threshold", "topic=storag: ndcg@10>=0.5")
     result.stdout.fnmatch_lines(["*no golden case is tagged topic=storag*"])
+    result = with_manifest(proj, "-o", "harness_alpha=often")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*harness_alpha = 'often': expected a float*"])
 
 
 def _generation_project(root: Path, generator: str) -> None:
-    from tests.test_generation_pipeline import add_generation
-
     make_project(root, lock=False)
     add_generation(root, generator)
 
