@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from harness.options import MANIFEST, click_options
+
 if TYPE_CHECKING:
     from harness.manifest import LoadedManifest
     from harness.storage import Layout
 
-manifest_option = click.option(
-    "--manifest", "-f", "manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="Manifest file (default: harness.toml/.yaml in this folder or above).",
-)
+manifest_option = click_options(MANIFEST)  # one definition, shared with the pytest plugin
 
 
 def project(manifest: Path | None) -> tuple[LoadedManifest, Layout]:

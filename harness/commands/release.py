@@ -4,33 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from harness.commands.core import _progress, manifest_option, project
-
-_diff_options = [
-    click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level."),
-    click.option("--correction", type=click.Choice(["holm", "bh", "none"]), default="holm", show_default=True,
-                 help="Multiple-comparison correction across metrics x segments."),
-    click.option("--test", "test_name", type=click.Choice(["permutation", "wilcoxon", "bootstrap"]),
-                 default="permutation", show_default=True, help="Paired test for p-values."),
-    click.option("--resamples", type=int, default=5000, show_default=True, help="Bootstrap/permutation resamples."),
-    click.option("--seed", type=int, default=0, show_default=True),
-]
-
-
-def diff_options(f):
-    for opt in reversed(_diff_options):
-        f = opt(f)
-    return f
-
-
-def _settings(alpha: float, correction: str, test_name: str, resamples: int, seed: int):
+if TYPE_CHECKING:
     from harness.diff import DiffSettings
 
-    return DiffSettings(alpha=alpha, correction=correction, test=test_name, n_resamples=resamples,  # type: ignore[arg-type]
-                        seed=seed)
+from harness.commands.core import _progress, manifest_option, project
+from harness.options import DIFF_OPTIONS, click_options, diff_settings
+
+# One definition of each option, shared with the pytest plugin (harness.options).
+diff_options = click_options(*DIFF_OPTIONS)
+
+
+def _settings(alpha: float, correction: str, test_name: str, resamples: int, seed: int) -> DiffSettings:
+    return diff_settings({"alpha": alpha, "correction": correction, "test_name": test_name,
+                          "resamples": resamples, "seed": seed})
 
 
 @click.command("diff")

@@ -137,7 +137,8 @@ def scaffold(folder: str | Path, name: str | None = None, force: bool = False) -
     }
     existing = [str(p) for p in files if p.exists()]
     if existing and not force:
-        raise HarnessError(f"{existing[0]} already exists; not overwriting", hint="pass --force, or pick another folder")
+        raise HarnessError(f"{existing[0]} already exists; not overwriting",
+                           hint="pass --force, or pick another folder")
     for path, text in files.items():
         atomic_write_text(path, text)
     lock(manifest)

@@ -1,0 +1,293 @@
+"""Combine evidence features into a support probability per claim and a groundedness score per answer.
+
+Support of a claim is ``sigmoid(b + w . x)`` over the features of
+:data:`harness.grounding.evidence.FEATURE_NAMES`. The weights are a logistic regression fit on the
+two dev splits only (AttributionBench ``dev_id`` and WiCE ``claim_dev``), then frozen here as
+constants; ``bench.bench_grounding.fit_weights()`` refits them and prints the constants to paste.
+An answer's score is the minimum support over its claims: an answer is grounded only if every
+claim is (the labelling rule of every set we validate on), and one unsupported sentence should not
+be averaged away by four copied ones. ``aggregate="mean"`` gives the share-of-support reading.
+
+Embedding calls are batched: for a batch of answers, one call embeds every claim and every
+candidate context sentence (each unique text once), a second call embeds the 2-3 sentence windows
+around each claim's best sentences. Contexts longer than ``max_units`` sentences are pre-filtered
+to the sentences with the highest IDF-weighted word overlap with some claim, which bounds the cost
+on 100k-character web pages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.grounding.claims import split_claims
+from harness.grounding.evidence import (
+    FEATURE_NAMES,
+    ClaimText,
+    Context,
+    analyze_claim,
+    build_context,
+    lexical_features,
+    lexical_rank,
+)
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "INTERCEPT",
+    "WEIGHTS",
+    "ClaimSupport",
+    "EmbedFn",
+    "GroundednessChecker",
+    "GroundednessResult",
+]
+
+EmbedFn = Callable[[list[str]], np.ndarray]
+
+# Frozen logistic-regression weights on raw feature values (provenance: docs/grounding.md;
+# refit with `python -c "from bench.bench_grounding import fit_weights; fit_weights()"`).
+WEIGHTS: dict[str, float] = {
+    "recall_context": 0.0,
+    "recall_local": 1.8348,
+    "bigram_recall": 1.036,
+    "novel_log": 0.0,
+    "number_missing": -2.642,
+    "entity_missing": 0.0,
+    "quote_missing": -0.5423,
+    "negation_mismatch": 0.0,
+    "length_log": 0.0542,
+    "cos_sentence": 0.4601,
+    "cos_window": 2.5744,
+}
+INTERCEPT: float = -3.5471
+DEFAULT_THRESHOLD: float = 0.5144
+"""Support threshold for ``supported``: maximises balanced accuracy of answer scores on the dev splits."""
+
+
+@dataclass(frozen=True)
+class ClaimSupport:
+    """One claim's verdict: support probability, the best passage snippet, and why it may fail."""
+
+    text: str
+    support: float
+    supported: bool
+    evidence: str
+    reasons: list[str] = field(default_factory=list)
+    features: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GroundednessResult:
+    """An answer's groundedness: the aggregate score over its claims and the per-claim verdicts.
+
+    An answer with no claims (empty text) scores 1.0: it asserts nothing unsupported.
+    """
+
+    score: float
+    supported: bool
+    claims: list[ClaimSupport]
+
+
+@dataclass
+class _Prepared:
+    claims: list[ClaimText]
+    ctx: Context
+    candidates: list[int]
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+class GroundednessChecker:
+    """Offline, deterministic groundedness scorer (lexical + entity/number + MiniLM evidence).
+
+    ``embed`` maps a list of texts to an ``(n, d)`` array of L2-normalized vectors; pass a cached
+    embedder, texts are sent once per batch and unique. ``threshold`` sets ``supported`` for claims
+    and answers. ``weights``/``intercept`` override the frozen model (used when refitting).
+    """
+
+    def __init__(
+        self,
+        embed: EmbedFn,
+        threshold: float = DEFAULT_THRESHOLD,
+        *,
+        aggregate: str = "min",
+        max_units: int = 32,
+        top_sentences: int = 2,
+        batch_size: int = 64,
+        window_mode: str = "mean",
+        weights: dict[str, float] | None = None,
+        intercept: float | None = None,
+    ) -> None:
+        if aggregate not in ("min", "mean"):
+            raise ValueError(f"aggregate must be 'min' or 'mean', got {aggregate!r}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+        if window_mode not in ("embed", "mean"):
+            raise ValueError(f"window_mode must be 'embed' or 'mean', got {window_mode!r}")
+        self.embed = embed
+        self.window_mode = window_mode
+        self.threshold = threshold
+        self.aggregate = aggregate
+        self.max_units = max_units
+        self.top_sentences = top_sentences
+        self.batch_size = batch_size
+        w = dict(WEIGHTS if weights is None else weights)
+        unknown = set(w) - set(FEATURE_NAMES)
+        if unknown:
+            raise ValueError(f"unknown feature weights {sorted(unknown)}; features are {list(FEATURE_NAMES)}")
+        self._w = np.array([w.get(name, 0.0) for name in FEATURE_NAMES], dtype=np.float64)
+        self._b = INTERCEPT if intercept is None else intercept
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def check(self, answer: str, passages: str | Sequence[str]) -> GroundednessResult:
+        """Score one answer against its passages."""
+        return self.check_many([answer], [passages])[0]
+
+    def check_many(
+        self, answers: Sequence[str], contexts: Sequence[str | Sequence[str]]
+    ) -> list[GroundednessResult]:
+        """Score many answers; embedding is batched over ``batch_size`` answers at a time."""
+        if len(answers) != len(contexts):
+            raise ValueError(f"{len(answers)} answers but {len(contexts)} contexts; they must align")
+        results: list[GroundednessResult] = []
+        for start in range(0, len(answers), self.batch_size):
+            chunk = self._featurize(answers[start : start + self.batch_size], contexts[start : start + self.batch_size])
+            results.extend(self._verdict(rows) for rows in chunk)
+        return results
+
+    def score_pairs(self, responses: Sequence[str], contexts: Sequence[str | Sequence[str]]) -> np.ndarray:
+        """One groundedness score per response (the ``score`` of :meth:`check`), as a float array."""
+        return np.array([r.score for r in self.check_many(responses, contexts)], dtype=np.float64)
+
+    def feature_matrix(
+        self, responses: Sequence[str], contexts: Sequence[str | Sequence[str]]
+    ) -> list[np.ndarray]:
+        """Raw features per response, shape ``(n_claims, n_features)``; used to (re)fit the weights."""
+        out: list[np.ndarray] = []
+        for start in range(0, len(responses), self.batch_size):
+            chunk = self._featurize(
+                responses[start : start + self.batch_size], contexts[start : start + self.batch_size]
+            )
+            for rows in chunk:
+                feats = [[row[1][name] for name in FEATURE_NAMES] for row in rows]
+                out.append(np.array(feats, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES)))
+        return out
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def support(self, features: dict[str, float]) -> float:
+        """Support probability of one claim from its feature values."""
+        x = np.array([features[name] for name in FEATURE_NAMES], dtype=np.float64)
+        return _sigmoid(float(self._b + self._w @ x))
+
+    def _verdict(self, rows: list[tuple[str, dict[str, float], str, list[str]]]) -> GroundednessResult:
+        claims = []
+        for text, feats, evidence, reasons in rows:
+            p = self.support(feats)
+            claims.append(ClaimSupport(text, p, p >= self.threshold, evidence, reasons, feats))
+        if not claims:
+            return GroundednessResult(score=1.0, supported=True, claims=[])
+        supports = [c.support for c in claims]
+        score = min(supports) if self.aggregate == "min" else float(np.mean(supports))
+        return GroundednessResult(score=score, supported=score >= self.threshold, claims=claims)
+
+    def _prepare(self, answer: str, passages: str | Sequence[str]) -> _Prepared:
+        plist = [passages] if isinstance(passages, str) else [str(p) for p in passages]
+        ctx = build_context(plist)
+        claims = [analyze_claim(c) for c in split_claims(answer)]
+        n = len(ctx.sentences)
+        if n <= self.max_units or not claims:
+            candidates = list(range(n))
+        else:
+            per_claim = max(8, self.max_units // len(claims))
+            chosen: set[int] = set()
+            for claim in claims:
+                chosen.update(lexical_rank(claim, ctx)[:per_claim])
+            candidates = sorted(chosen)
+        return _Prepared(claims, ctx, candidates)
+
+    def _window_vector(self, ctx: Context, span: tuple[int, int], vecs: dict[str, np.ndarray]) -> np.ndarray:
+        if self.window_mode == "embed":
+            return vecs[ctx.window_text(span)]
+        sents = ctx.sentences[span[0] : span[1]]
+        total = sum(max(len(s.split()), 1) * vecs[s] for s in sents)
+        norm = float(np.linalg.norm(total))
+        return np.asarray(total / norm if norm > 0 else total)
+
+    def _embed_unique(self, texts: list[str]) -> dict[str, np.ndarray]:
+        unique = list(dict.fromkeys(texts))
+        if not unique:
+            return {}
+        vecs = np.asarray(self.embed(unique), dtype=np.float32)
+        if vecs.shape[0] != len(unique):
+            raise ValueError(f"embed returned {vecs.shape[0]} vectors for {len(unique)} texts")
+        return dict(zip(unique, vecs, strict=True))
+
+    def _featurize(
+        self, answers: Sequence[str], contexts: Sequence[str | Sequence[str]]
+    ) -> list[list[tuple[str, dict[str, float], str, list[str]]]]:
+        prepared = [self._prepare(a, c) for a, c in zip(answers, contexts, strict=True)]
+        first: list[str] = []
+        for prep in prepared:
+            first.extend(c.text for c in prep.claims)
+            first.extend(prep.ctx.sentences[i] for i in prep.candidates)
+        vec = self._embed_unique(first)
+
+        # Per claim: cosine to candidate sentences, then windows around the best ones.
+        plans: list[list[tuple[float, int, list[tuple[int, int]]]]] = []
+        second: list[str] = []
+        for prep in prepared:
+            ctx = prep.ctx
+            cand_vecs = (
+                np.stack([vec[ctx.sentences[i]] for i in prep.candidates])
+                if prep.candidates
+                else np.zeros((0, 1), dtype=np.float32)
+            )
+            plan = []
+            for claim in prep.claims:
+                if cand_vecs.shape[0]:
+                    sims = cand_vecs @ vec[claim.text]
+                    order = np.argsort(-sims, kind="stable")[: self.top_sentences]
+                    best_sent = float(sims[order[0]])
+                    best_idx = prep.candidates[int(order[0])]
+                    tops = {prep.candidates[int(j)] for j in order}
+                else:
+                    best_sent, best_idx, tops = 0.0, -1, set()
+                spans = [s for s in ctx.window_spans if any(s[0] <= t < s[1] for t in tops)]
+                if self.window_mode == "embed":
+                    second.extend(ctx.window_text(s) for s in spans)
+                else:
+                    second.extend(ctx.sentences[i] for s in spans for i in range(*s) if ctx.sentences[i] not in vec)
+                plan.append((best_sent, best_idx, spans))
+            plans.append(plan)
+        wvec = self._embed_unique(second)
+        if self.window_mode == "mean":
+            wvec.update(vec)
+
+        out: list[list[tuple[str, dict[str, float], str, list[str]]]] = []
+        for prep, plan in zip(prepared, plans, strict=True):
+            ctx = prep.ctx
+            rows = []
+            for claim, (best_sent, best_idx, spans) in zip(prep.claims, plan, strict=True):
+                lex = lexical_features(claim, ctx)
+                feats = dict(lex.values)
+                evidence = ctx.sentences[best_idx] if best_idx >= 0 else ""
+                best_win = best_sent
+                cvec = vec[claim.text]
+                for span in spans:
+                    sim = float(self._window_vector(ctx, span, wvec) @ cvec)
+                    if sim > best_win:
+                        best_win, evidence = sim, ctx.window_text(span)
+                feats["cos_sentence"] = best_sent
+                feats["cos_window"] = best_win
+                reasons = list(lex.reasons)
+                if best_idx < 0:
+                    reasons.insert(0, "no passage text to check against")
+                rows.append((claim.text, feats, evidence, reasons))
+            out.append(rows)
+        return out
