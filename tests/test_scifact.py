@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("scifact")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
