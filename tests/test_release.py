@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import ROOT
 
+
 def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness.cli", "-q", *args], cwd=cwd, capture_output=True,
                           text=True)
