@@ -107,7 +107,10 @@ class RetrievalStage:
         texts = [doc_text(d, self.config) for d in corpus]
         vectors = self.embedder.embed(texts, self.config.doc_prefix, "embedding corpus")
         info = {"corpus_sha256": self.corpus_pin, "model_sha256": self.model_pin, "n_docs": len(corpus)}
-        return self.store.save(self.index_key, vectors, [d.id for d in corpus], self.recipe, info), True
+        with self.progress.task(f"building {self.recipe['type']} index", 1) as advance:
+            stored = self.store.save(self.index_key, vectors, [d.id for d in corpus], self.recipe, info)
+            advance(1)
+        return stored, True
 
     def run(self, cases: Sequence[GoldenCase], corpus: Sequence[CorpusDoc]) -> RetrievalOutcome:
         keys = {c.id: self.case_key(c) for c in cases}

@@ -93,10 +93,12 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
                              embed=lambda texts: retrieval_stage.embedder.embed(texts, "", "embedding answers"))
         scores: list[Score] = []
         directions: dict[str, bool] = {}
-        for spec in specs:
-            scorer = SCORERS.build(spec["name"], spec["args"])
-            scores.extend(scorer.score(cases, outputs, ctx))
-            directions |= {info.name: info.greater_is_better for info in scorer.metrics()}
+        with progress.task("scoring", len(specs)) as advance:
+            for spec in specs:
+                scorer = SCORERS.build(spec["name"], spec["args"])
+                scores.extend(scorer.score(cases, outputs, ctx))
+                directions |= {info.name: info.greater_is_better for info in scorer.metrics()}
+                advance(1)
         aggregates = aggregate(cases, scores, directions)
         stage_s["score"] = time.perf_counter() - t0
         stage_s["total"] = time.perf_counter() - t_start

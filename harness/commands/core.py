@@ -82,7 +82,8 @@ def lock_cmd(manifest: Path | None) -> None:
 
 @click.command("verify")
 @manifest_option
-def verify_cmd(manifest: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify_cmd(manifest: Path | None, as_json: bool) -> None:
     """Check every artifact against its pin; exit 1 naming each mismatch.
 
     \b
@@ -93,6 +94,12 @@ def verify_cmd(manifest: Path | None) -> None:
 
     loaded = load_manifest(manifest)
     bad = verify(loaded)
+    if as_json:
+        click.echo(json.dumps({"ok": not bad, "manifest_id": loaded.id,
+                               "mismatches": [{"role": r, "expected": e, "actual": a} for r, e, a in bad]}, indent=2))
+        if bad:
+            raise SystemExit(1)
+        return
     for role, expected, actual in bad:
         art = loaded.manifest.artifacts[role]
         where = art.path or art.uri or "params"

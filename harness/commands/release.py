@@ -167,19 +167,22 @@ def promote_cmd(run: str | None, manifest: Path | None, force: bool) -> None:
 
 @baseline_group.command("show")
 @manifest_option
-def show_cmd(manifest: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the baseline as JSON.")
+def show_cmd(manifest: Path | None, as_json: bool) -> None:
     """Print which run is the baseline and how it was found.
 
     \b
     Example:
-      harness baseline show
+      harness baseline show --json
     """
     from harness.baseline import resolve_base
-    from harness.manifest import load_manifest
-    from harness.storage import Layout
 
-    loaded = load_manifest(manifest)
-    run, how = resolve_base(loaded, Layout.for_manifest(loaded.path))
+    loaded, layout = project(manifest)
+    run, how = resolve_base(loaded, layout)
+    if as_json:
+        click.echo(json.dumps({"run_id": None if run is None else run.run_id,
+                               "manifest_id": None if run is None else run.manifest_id, "how": how}, indent=2))
+        return
     click.echo(how if run is None else f"{run.run_id} ({how})")
 
 
