@@ -29,7 +29,7 @@ from harness.snapshots import snapshot_artifacts
 from harness.storage import Layout
 from harness.types import CaseOutput, RunResult, Score
 
-DEFAULT_ANSWER_SCORERS = ("correctness", "facts", "instructions")
+DEFAULT_ANSWER_SCORERS = ("correctness", "facts", "instructions", "groundedness")
 
 
 @dataclass

@@ -73,3 +73,29 @@ def test_openai_generator_end_to_end_with_faults(tmp_path: Path, monkeypatch: py
     for path in (tmp_path / ".harness").rglob("*"):
         if path.is_file():
             assert b"sk-test-sentinel-123" not in path.read_bytes(), path
+
+
+def test_groundedness_flags_a_fabricated_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Copied passage sentences are grounded; an answer with numbers no passage states is not."""
+    from harness.testing.fake_openai import FakeOpenAIServer
+
+    def responder(body: dict) -> str:
+        prompt = body["messages"][-1]["content"]
+        if "how often do backups run" in prompt:
+            return '{"answer": "Backups run every 3 hours and are kept for 90 days.", "citations": ["d2"]}'
+        return "Backups run hourly and are kept for seven days."
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    make_project(tmp_path / "extractive", lock=False)
+    grounded = run_manifest(add_generation(tmp_path / "extractive")).run.case_scores()
+    with FakeOpenAIServer(responder=responder) as srv:
+        make_project(tmp_path / "fabricated", lock=False)
+        params = f'{{ name = "openai", model = "m", base_url = "{srv.base_url}" }}'
+        run = run_manifest(add_generation(tmp_path / "fabricated", params)).run
+    fabricated = run.case_scores()
+    assert grounded["q1"]["groundedness"] > 0.5 and grounded["q1"]["unsupported_claims"] == 0
+    assert fabricated["q1"]["groundedness"] < grounded["q1"]["groundedness"]
+    assert fabricated["q1"]["unsupported_claims"] >= 1 and fabricated["q1"]["grounded"] == 0.0
+    score = next(s for s in run.scores if s.case_id == "q1" and s.metric == "groundedness")
+    assert score.details is not None and any(not c["supported"] for c in score.details["claims"])
+    assert "3" in (score.explanation or "") or "90" in (score.explanation or "")
