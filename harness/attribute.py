@@ -67,8 +67,17 @@ def _materialize(data: dict[str, Any], layout: Layout, role: str) -> dict[str, A
     return {**data, "path": str(path)}
 
 
+_SETTINGS_IGNORED = ("artifacts", "baseline", "gates", "name", "description")
+
+
+def _settings(run: RunResult) -> dict[str, Any]:
+    return {k: v for k, v in run.manifest.items() if k not in _SETTINGS_IGNORED}
+
+
 def _hybrid(base: RunResult, head: RunResult, subset: Sequence[str], layout: Layout) -> dict[str, Any]:
-    manifest = {k: v for k, v in base.manifest.items() if k not in ("baseline",)}
+    """Head's settings (metrics, scorers), base's artifacts except the roles in ``subset``, taken from head:
+    only artifacts vary across the ablations, so a scorer change is never credited to an artifact."""
+    manifest = {k: v for k, v in head.manifest.items() if k not in ("baseline",)}
     arts = dict(base.manifest["artifacts"])
     for role in subset:
         if role in head.manifest["artifacts"]:
@@ -104,7 +113,9 @@ def attribute(base: RunResult, head: RunResult, layout: Layout, metrics: Sequenc
     subsets: list[tuple[str, ...]] = (
         [s for k in range(len(roles) + 1) for s in itertools.combinations(roles, k)] if exact
         else [(), *[(r,) for r in roles], tuple(roles)])
-    runs: dict[tuple[str, ...], RunResult] = {(): base, tuple(roles): head}
+    runs: dict[tuple[str, ...], RunResult] = {tuple(roles): head}
+    if _settings(base) == _settings(head):
+        runs[()] = base  # else the all-base point is re-run with head's settings
     with tempfile.TemporaryDirectory(prefix="harness-attribute-") as tmp:
         for i, subset in enumerate(subsets):
             if subset in runs:

@@ -8,6 +8,7 @@ earlier git commit. HEAD is the latest run of the current manifest unless given.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -42,11 +43,11 @@ def previous_commit_run(loaded: LoadedManifest, layout: Layout) -> RunResult | N
 
     import yaml
 
-    cwd = loaded.path.parent
-    top = _git(["rev-parse", "--show-toplevel"], cwd)
+    top = _git(["rev-parse", "--show-toplevel"], loaded.path.parent)
     if top is None:
         return None
-    rel = loaded.path.resolve().relative_to(Path(top.strip()).resolve()).as_posix()
+    cwd = Path(top.strip()).resolve()
+    rel = loaded.path.resolve().relative_to(cwd).as_posix()  # git reads pathspecs from cwd: run at the top
     commits = (_git(["log", "--format=%H", "-n", "50", "--", rel], cwd) or "").split()
     store = RunStore(layout.runs)
     for commit in commits:
@@ -130,7 +131,14 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
     from harness.snapshots import blob_path
     from harness.storage import atomic_write_text
 
-    base_arts: dict[str, Any] = run.manifest.get("artifacts", {})
+    # The baseline's relative paths are relative to its own manifest's folder: re-base them onto ours.
+    run_dir = Path(run.manifest_path).parent if run.manifest_path else loaded.base_dir
+    base_arts: dict[str, Any] = {}
+    for role, data in run.manifest.get("artifacts", {}).items():
+        path = data.get("path")
+        if path and not Path(path).is_absolute():
+            data = {**data, "path": Path(os.path.relpath(run_dir / path, loaded.base_dir)).as_posix()}
+        base_arts[role] = data
     current = loaded.manifest.artifacts
     restored: list[str] = []
     plans: list[tuple[Path, Path]] = []

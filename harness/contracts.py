@@ -133,7 +133,18 @@ def load_contracts(folder: str | Path) -> ContractSet:
             raise InputError(path, err["msg"], field=field) from None
     cs = ContractSet(out, base)
     for c in out.values():
+        names = [c.check_name(i) for i in range(len(c.checks))]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise InputError(path, f"two checks are both named {dup!r}; per-validator failure rates need unique names",
+                             field=f"contracts.{c.name}.checks", hint="give each check a name = \"...\"")
         for chk in c.checks:
+            if isinstance(chk, RegexCheck):
+                try:
+                    re.compile(chk.pattern)
+                except re.error as exc:
+                    raise InputError(path, f"invalid regex {chk.pattern!r}: {exc}",
+                                     field=f"contracts.{c.name}.checks") from None
             if isinstance(chk, JsonSchemaCheck):
                 if isinstance(chk.schema_, str) and not (base / chk.schema_).is_file():
                     raise InputError(path, f"schema file {chk.schema_!r} not found beside it",

@@ -40,6 +40,7 @@ class GenerationOutcome:
     answers: dict[str, str | None]
     errors: dict[str, tuple[str, str | None]]  # case id -> (message, kind)
     messages: dict[str, list[dict[str, str]]]
+    passages_shown: dict[str, list[str]]
     latency_s: dict[str, float]
     cache_hit: dict[str, bool]
     attempts: dict[str, int]
@@ -113,6 +114,7 @@ class GenerationStage:
             answers={r.case_id: r.text for r in results},
             errors={r.case_id: (r.error, r.error_kind) for r in results if r.error},
             messages={q.case_id: [dict(m) for m in q.messages] for q in reqs},
+            passages_shown={q.case_id: [str(p["id"]) for p in q.passages] for q in reqs},
             latency_s={r.case_id: r.latency_s for r in results},
             cache_hit={r.case_id: r.cache_hit for r in results},
             attempts={r.case_id: r.attempts for r in results},

@@ -10,6 +10,7 @@ is returned: nothing is half-loaded.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
-from harness.types import CorpusDoc, GoldenCase
+from harness.types import CorpusDoc, GoldenCase, drop_none
 
 _JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 
@@ -86,7 +87,7 @@ def _iter_datasets(path: Path) -> Iterator[tuple[int, Any]]:
     except Exception as exc:
         raise InputError(path, f"could not be read: {exc}") from None
     for i, row in enumerate(ds, 1):
-        yield i, {k: v for k, v in row.items() if v is not None}
+        yield i, drop_none(row)
 
 
 def _load(path: str | Path, schema: str, what: str) -> list[tuple[int, dict[str, Any]]]:
@@ -120,6 +121,13 @@ def load_golden(path: str | Path, doc_ids: set[str] | frozenset[str] | None = No
     """Golden set JSONL validated against the schema; relevance ids checked against ``doc_ids``."""
     cases: list[GoldenCase] = []
     for lineno, rec in _load(path, "golden_case.schema.json", "golden case"):
+        for i, fact in enumerate(rec.get("facts", ())):
+            if "regex" in fact:
+                try:
+                    re.compile(fact["regex"])
+                except re.error as exc:
+                    raise InputError(path, f"invalid regex {fact['regex']!r}: {exc}", line=lineno,
+                                     field=f"facts.{i}.regex") from None
         if doc_ids is not None:
             for doc_id in rec.get("relevance", {}):
                 if doc_id not in doc_ids:

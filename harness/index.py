@@ -70,8 +70,19 @@ def load_recipe_file(path: Path) -> dict[str, Any]:
     return data
 
 
+SEARCH_PARAMS = ("nprobe", "ef_search")
+
+
+def build_params(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The part of a recipe that decides the index's content (search-time knobs left out)."""
+    return {k: v for k, v in recipe.items() if k not in SEARCH_PARAMS}
+
+
 def index_key(corpus_pin: str, model_pin: str, recipe: dict[str, Any], doc_text: dict[str, Any]) -> str:
-    return sha256_json({"v": 1, "corpus": corpus_pin, "model": model_pin, "recipe": recipe, "doc_text": doc_text})
+    """Hash of what the stored index's content depends on: changing nprobe or ef_search re-searches
+    (rankings are keyed by the whole recipe) but never rebuilds."""
+    return sha256_json({"v": 1, "corpus": corpus_pin, "model": model_pin, "recipe": build_params(recipe),
+                        "doc_text": doc_text})
 
 
 def _build_faiss(vectors: np.ndarray, recipe: dict[str, Any]) -> Any:
@@ -116,17 +127,27 @@ class StoredIndex:
         self.meta = meta
 
     def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        """Top-k per query, ties broken by doc id descending (trec_eval's order)."""
-        k_eff = min(k, len(self.doc_ids))
+        """Top-k per query, ties broken by doc id descending (trec_eval's order), also at the cutoff:
+        the search goes deeper while the k-th score ties with the last one retrieved, so which of several
+        equally scored documents makes the cut is decided by the tie rule, not by FAISS."""
+        n = len(self.doc_ids)
+        k_eff = min(k, n)
         if k_eff == 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
-        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k_eff)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        depth = min(n, k_eff + 8)
+        while True:
+            scores, ids = self.index.search(q, depth)
+            kth, last = scores[:, k_eff - 1], scores[:, depth - 1]
+            if depth >= n or not np.any((kth == last) & (ids[:, depth - 1] >= 0)):
+                break
+            depth = min(n, depth * 2)
         out: list[list[tuple[str, float]]] = []
         for srow, irow in zip(scores.tolist(), ids.tolist(), strict=True):
             hits = [(self.doc_ids[i], s) for s, i in zip(srow, irow, strict=True) if i >= 0]
             hits.sort(key=lambda h: h[0], reverse=True)
             hits.sort(key=lambda h: h[1], reverse=True)
-            out.append(hits)
+            out.append(hits[:k_eff])
         return out
 
 
@@ -172,7 +193,8 @@ class IndexStore:
         _apply_search_params(index, recipe)
         return StoredIndex(index, doc_ids, meta)
 
-    def load(self, key: str) -> StoredIndex:
+    def load(self, key: str, recipe: dict[str, Any] | None = None) -> StoredIndex:
+        """Load and verify a stored index; ``recipe``'s search-time parameters apply (default: the build's)."""
         import faiss
 
         folder = self.folder(key)
@@ -190,6 +212,6 @@ class IndexStore:
                     hint=f"delete {folder} and run again to rebuild it",
                 )
         index = faiss.deserialize_index(np.frombuffer((folder / "index.faiss").read_bytes(), dtype=np.uint8))
-        _apply_search_params(index, meta["recipe"])
+        _apply_search_params(index, recipe if recipe is not None else meta["recipe"])
         doc_ids = json.loads((folder / "ids.json").read_text("utf-8"))
         return StoredIndex(index, doc_ids, meta)

@@ -25,7 +25,7 @@ from pydantic import Field, ValidationError, field_validator
 from harness.errors import InputError, ManifestError
 from harness.hashing import iter_dir_files, sha256_file, sha256_json, sha256_parts
 from harness.storage import atomic_write_text
-from harness.types import Frozen
+from harness.types import Frozen, drop_none
 
 SCHEMA_VERSION: Literal[1] = 1
 ArtifactKind = Literal[
@@ -201,17 +201,21 @@ def find_manifest(start: str | Path | None = None) -> Path:
 
 
 def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
-    """Best-effort line of the innermost key named in a validation error location."""
+    """Best-effort line of a validation error's location: each key of the path is looked for after the
+    line where the previous one was found (a table header, a ``key =``/``key:`` line, or a key inside an
+    inline table), so ``artifacts.index.kind`` lands in the index table, not on the first ``kind``."""
     keys = [str(k) for k in loc if isinstance(k, str)]
-    if not keys:
-        return None
     lines = text.splitlines()
-    for key in reversed(keys):
-        pat = re.compile(rf"^\s*(\[+[^\]]*\b{re.escape(key)}\]+|{re.escape(key)}\s*[=:])")
-        for i, line in enumerate(lines, 1):
-            if pat.search(line):
-                return i
-    return None
+    start, found = 0, None
+    for depth, key in enumerate(keys):
+        dotted = re.escape(".".join(keys[: depth + 1]))
+        header = re.compile(rf"^\s*\[+\s*{dotted}(\.[^\]]*)?\s*\]+")
+        assign = re.compile(rf"(^\s*|[{{,]\s*)[\"']?{re.escape(key)}[\"']?\s*[=:]")
+        hit = next((i for i in range(start, len(lines)) if header.search(lines[i]) or assign.search(lines[i])), None)
+        if hit is None:
+            break
+        start, found = hit, hit + 1
+    return found
 
 
 def _read_raw(path: Path) -> tuple[dict[str, Any], str]:
@@ -399,17 +403,9 @@ def lock(path: str | Path, memo: HashMemo | None = None) -> dict[str, str]:
     return pins
 
 
-def _drop_none(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_drop_none(v) for v in value]
-    return value
-
-
 def write_manifest(path: str | Path, data: dict[str, Any]) -> None:
     """Write a new manifest (TOML or YAML by suffix) after validating it; None values are left out."""
-    data = _drop_none(data)
+    data = drop_none(data)
     Manifest.model_validate(data)
     path = Path(path)
     if path.suffix in (".yaml", ".yml"):

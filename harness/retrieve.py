@@ -18,7 +18,7 @@ from pydantic import Field
 from harness.cache import Cache
 from harness.embed import Embedder
 from harness.hashing import sha256_json, sha256_parts
-from harness.index import IndexStore, StoredIndex, index_key, load_recipe_file, normalize_recipe
+from harness.index import SEARCH_PARAMS, IndexStore, StoredIndex, index_key, load_recipe_file, normalize_recipe
 from harness.manifest import HashMemo, LoadedManifest
 from harness.progress import NULL_PROGRESS, Progress
 from harness.types import CorpusDoc, Frozen, GoldenCase, RankedDoc
@@ -99,11 +99,13 @@ class RetrievalStage:
         return self._embedder
 
     def case_key(self, case: GoldenCase) -> str:
-        return sha256_parts("ranking-v1", self.index_key, self.config.query_prefix, case.query, str(self.config.k))
+        search = {k: v for k, v in self.recipe.items() if k in SEARCH_PARAMS}
+        return sha256_parts("ranking-v2", self.index_key, sha256_json(search), self.config.query_prefix, case.query,
+                            str(self.config.k))
 
     def _index(self, corpus: Sequence[CorpusDoc]) -> tuple[StoredIndex, bool]:
         if self.store.exists(self.index_key):
-            return self.store.load(self.index_key), False
+            return self.store.load(self.index_key, self.recipe), False
         texts = [doc_text(d, self.config) for d in corpus]
         vectors = self.embedder.embed(texts, self.config.doc_prefix, "embedding corpus")
         info = {"corpus_sha256": self.corpus_pin, "model_sha256": self.model_pin, "n_docs": len(corpus)}

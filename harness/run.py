@@ -166,7 +166,8 @@ def _case_output(case_id: str, retrieval: RetrievalOutcome, generation: Generati
         error_stage="generate" if err else None,
         latency_s=latency,
         cache_hits=hits,
-        extra={"attempts": generation.attempts[case_id], **({"error_kind": err[1]} if err else {})},
+        extra={"attempts": generation.attempts[case_id], "passages_shown": generation.passages_shown[case_id],
+               **({"error_kind": err[1]} if err else {})},
     )
 
 

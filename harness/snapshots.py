@@ -9,6 +9,7 @@ referenced by uri are not copied: their pin identifies them and their package or
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from harness.manifest import Artifact, LoadedManifest, resolve_content
@@ -41,16 +42,22 @@ def snapshot_artifacts(loaded: LoadedManifest, layout: Layout) -> None:
         target = folder / Path(art.path).name
         if target.exists() or not source.exists() or _size(source) > MAX_BYTES:
             continue
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        if source.is_dir():
-            shutil.copytree(source, tmp / target.name, ignore=shutil.ignore_patterns(".harness", "__pycache__"))
-        else:
-            shutil.copy2(source, tmp / target.name)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
+        # Copy beside the target, then rename into place: a concurrent run or a crash never leaves a
+        # half-copied snapshot, and the same content under other file names lives side by side.
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".snap-", dir=folder)) / target.name
+        try:
+            if source.is_dir():
+                shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(".harness", "__pycache__"))
+            else:
+                shutil.copy2(source, tmp)
+            try:
+                tmp.rename(target)
+            except OSError:
+                if not target.exists():
+                    raise
+        finally:
+            shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
 def read_text_artifact(layout: Layout, art: Artifact) -> str | None:

@@ -11,6 +11,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+def drop_none(value: Any) -> Any:
+    """The value with None entries removed at every level (TOML has no null; Arrow fills absent keys with None)."""
+    if isinstance(value, dict):
+        return {k: drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [drop_none(v) for v in value]
+    return value
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

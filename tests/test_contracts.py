@@ -60,3 +60,13 @@ def test_bad_contract_files(tmp_path: Path) -> None:
     (tmp_path / "contracts.toml").write_text('[contracts.x]\nchecks = [{ type = "json_schema", schema = "no.json" }]\n')
     with pytest.raises(InputError, match=r"no\.json"):
         load_contracts(tmp_path)
+
+
+def test_check_names_must_be_unique_and_regexes_valid(tmp_path: Path) -> None:
+    (tmp_path / "contracts.toml").write_text(
+        '[contracts.x]\nchecks = [{ type = "regex", pattern = "a" }, { type = "regex", pattern = "b" }]\n')
+    with pytest.raises(InputError, match="both named 'regex'"):
+        load_contracts(tmp_path)
+    (tmp_path / "contracts.toml").write_text('[contracts.x]\nchecks = [{ type = "regex", pattern = "(a" }]\n')
+    with pytest.raises(InputError, match="invalid regex"):
+        load_contracts(tmp_path)

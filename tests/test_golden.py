@@ -77,3 +77,19 @@ def test_schema_is_valid_draft_2020_12() -> None:
 
     for name in ("golden_case", "corpus_doc", "manifest"):
         Draft202012Validator.check_schema(json.loads(schema_path(name).read_text()))
+
+
+def test_parquet_relevance_dicts_with_different_keys(tmp_path: Path) -> None:
+    """Arrow stores dicts as structs over every key seen, filling absent keys with None."""
+    import datasets
+
+    rows = [{"id": "a", "query": "x", "relevance": {"d1": 1}}, {"id": "b", "query": "y", "relevance": {"d2": 2}}]
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "g.parquet"))
+    cases = load_golden(tmp_path / "g.parquet", DOC_IDS)
+    assert [c.relevance for c in cases] == [{"d1": 1}, {"d2": 2}]
+
+
+def test_invalid_fact_regex_is_an_input_error(tmp_path: Path) -> None:
+    path = _golden(tmp_path, raw='{"id": "a", "query": "x", "facts": [{"regex": "8 GB (RAM"}]}\n')
+    with pytest.raises(InputError, match=r"cases.jsonl:1: field 'facts.0.regex': invalid regex"):
+        load_golden(path, DOC_IDS)

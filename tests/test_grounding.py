@@ -19,6 +19,7 @@ from harness.grounding import (
     split_claims,
     split_sentences,
 )
+from harness.grounding.scorer import claim_weight
 
 PASSAGES = [
     "Title: Go Outside in the Rain\n\n\"Go Outside in the Rain\" is a R&B song by Milira released in 1990. "
@@ -95,15 +96,24 @@ def test_missing_name_and_negation_are_reasons(checker: GroundednessChecker) -> 
     assert "negation differs from the closest passage text" in neg.reasons
 
 
-def test_score_is_min_over_claims_and_mean_is_optional() -> None:
+def test_answer_score_aggregates_claims() -> None:
     answer = "Backups run hourly and are kept for seven days. Restores cost 99 dollars on Mars."
-    strict = GroundednessChecker(embed=FakeEmbed()).check(answer, PASSAGES)
-    mean = GroundednessChecker(embed=FakeEmbed(), aggregate="mean").check(answer, PASSAGES)
-    supports = [c.support for c in strict.claims]
+    results = {
+        how: GroundednessChecker(embed=FakeEmbed(), aggregate=how).check(answer, PASSAGES)
+        for how in ("weighted", "min", "mean")
+    }
+    claims = results["weighted"].claims
+    supports = np.array([c.support for c in claims])
     assert len(supports) == 2 and supports[0] > supports[1]
-    assert strict.score == pytest.approx(min(supports))
-    assert mean.score == pytest.approx(float(np.mean(supports)))
-    assert not strict.supported and not strict.claims[1].supported
+    assert not claims[1].supported and "number 99 not found in any passage" in claims[1].reasons
+    assert results["min"].score == pytest.approx(supports.min())
+    assert results["mean"].score == pytest.approx(supports.mean())
+    words = np.array([claim_weight(c.features) for c in claims])
+    assert list(words) == [6.0, 5.0]  # content stems: backup run hourli kept seven day / restor cost 99 dollar mar
+    logit = np.average(np.log(supports / (1 - supports)), weights=words)
+    assert results["weighted"].score == pytest.approx(1 / (1 + np.exp(-logit)))
+    assert results["min"].score <= results["weighted"].score <= supports.max()
+    assert GroundednessChecker(embed=FakeEmbed()).aggregate == "weighted"
 
 
 def test_empty_answer_and_empty_context(checker: GroundednessChecker) -> None:
@@ -114,15 +124,17 @@ def test_empty_answer_and_empty_context(checker: GroundednessChecker) -> None:
     assert nothing.score < DEFAULT_THRESHOLD
 
 
-def test_score_pairs_batches_embedding_calls_on_unique_texts() -> None:
+@pytest.mark.parametrize("window_mode", ["mean", "embed"])
+def test_score_pairs_batches_embedding_calls_on_unique_texts(window_mode: str) -> None:
     fake = FakeEmbed()
-    checker = GroundednessChecker(embed=fake, batch_size=64)
+    checker = GroundednessChecker(embed=fake, batch_size=64, window_mode=window_mode)
     responses = ["Backups run hourly.", "Milira released the song in 1990.", "Backups run hourly."] * 5
     contexts: list[str | list[str]] = [PASSAGES, PASSAGES[0], PASSAGES] * 5
     scores = checker.score_pairs(responses, contexts)
     assert scores.shape == (15,) and scores.dtype == np.float64
     assert np.all((scores >= 0) & (scores <= 1))
-    assert len(fake.calls) == 2  # claims + sentences in one call, windows in a second
+    # claims + sentences in one call; "embed" windows need a second, "mean" windows reuse sentences
+    assert len(fake.calls) == (1 if window_mode == "mean" else 2)
     for call in fake.calls:
         assert len(call) == len(set(call))
     assert scores[0] == scores[2] == scores[14]
@@ -132,6 +144,8 @@ def test_score_pairs_batches_embedding_calls_on_unique_texts() -> None:
 def test_mismatched_lengths_and_bad_arguments_raise() -> None:
     with pytest.raises(ValueError, match="must align"):
         GroundednessChecker(embed=FakeEmbed()).score_pairs(["a b c"], [])
+    with pytest.raises(ValueError, match="window_mode"):
+        GroundednessChecker(embed=FakeEmbed(), window_mode="nope")
     with pytest.raises(ValueError, match="aggregate"):
         GroundednessChecker(embed=FakeEmbed(), aggregate="max")
     with pytest.raises(ValueError, match="threshold"):

@@ -102,3 +102,39 @@ def test_cli_run_json_summary(project: Path) -> None:
     assert set(data["aggregates"]) == {"ndcg@10", "recall@5", "map", "mrr@10", "precision@5"}
     assert all(isinstance(v, float) for v in data["aggregates"].values())
     assert Path(data["path"]).is_file()
+
+
+def test_ties_at_the_cutoff_follow_trec_eval_order() -> None:
+    import faiss
+    import numpy as np
+
+    from harness.index import StoredIndex
+
+    vectors = np.array([[1, 0], [1, 0], [1, 0], [0, 1]], dtype=np.float32)
+    index = faiss.IndexFlatIP(2)
+    index.add(vectors)
+    stored = StoredIndex(index, ["a", "b", "c", "d"], {})
+    query = np.array([[1, 0]], dtype=np.float32)
+    assert [d for d, _ in stored.search(query, 1)[0]] == ["c"]  # doc id descending among equal scores
+    assert [d for d, _ in stored.search(query, 2)[0]] == ["c", "b"]
+
+
+def test_search_params_change_re_searches_without_rebuilding(project: Path) -> None:
+    (project.parent / "indexes" / "hnsw.toml").write_text('type = "hnsw"\nM = 8\nef_search = 16\n')
+    project.write_text(project.read_text().replace('version = "flat"\npath = "indexes/flat.toml"',
+                                                   'version = "hnsw"\npath = "indexes/hnsw.toml"'))
+    lock(project)
+    first = run_manifest(project).run
+    assert first.counts["index_built"] == 1
+    (project.parent / "indexes" / "hnsw.toml").write_text('type = "hnsw"\nM = 8\nef_search = 32\n')
+    lock(project)
+    second = run_manifest(project).run
+    assert second.counts["index_built"] == 0 and second.counts["retrieved"] == 4
+
+
+def test_lock_keeps_the_manifest_readable(project: Path) -> None:
+    import stat
+
+    project.chmod(0o644)
+    lock(project)
+    assert stat.S_IMODE(project.stat().st_mode) == 0o644

@@ -106,19 +106,21 @@ def test_rollback_restores_files_and_pins(example: Path) -> None:
 
 
 def test_previous_commit_is_the_default_baseline(tmp_path: Path) -> None:
+    """The manifest sits below the repository's top (as in a monorepo): git must still find its history."""
     from tests.conftest import make_project
 
-    manifest = make_project(tmp_path)
+    project = tmp_path / "evals"
+    manifest = make_project(project)
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
     subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
     subprocess.run([*git, "commit", "-qm", "v1"], cwd=tmp_path, check=True)
-    first = harness("run", "--json", cwd=tmp_path)
+    first = harness("run", "--json", cwd=project)
     manifest.write_text(manifest.read_text().replace("k = 5", "k = 3"))
-    assert harness("lock", cwd=tmp_path).returncode == 0
+    assert harness("lock", cwd=project).returncode == 0
     subprocess.run([*git, "commit", "-qam", "v2"], cwd=tmp_path, check=True)
-    assert harness("run", cwd=tmp_path).returncode == 0
-    out = harness("diff", "--json", cwd=tmp_path)
+    assert harness("run", cwd=project).returncode == 0
+    out = harness("diff", "--json", cwd=project)
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert d["base_run"] == json.loads(first.stdout)["run_id"]

@@ -102,7 +102,7 @@ class ExtractiveGenerator:
         instr: dict[str, Any] = {str(i.get("id")): i.get("kwargs") or {} for i in req.instructions}
         limit = instr.get("length_constraints:number_words")
         if limit and limit.get("relation") == "less than":
-            budget = min(budget, int(limit["num_words"]) - 8)
+            budget = max(1, min(budget, int(limit["num_words"]) - 8))
         if fmt == "text":
             picked = self.select(req.query, req.passages, budget)[:1]
         else:

@@ -293,7 +293,7 @@ def lexical_features(claim: ClaimText, ctx: Context) -> LexicalEvidence:
     bigram_recall = len(claim.bigrams & ctx.bigrams) / len(claim.bigrams) if claim.bigrams else recall
 
     missing_numbers = sorted(
-        num for num in claim.numbers if not (_number_variants(num) & ctx.numbers) and num not in ctx.normalized
+        num for num in claim.numbers if not (_number_variants(num) & ctx.numbers) and f" {num} " not in ctx.normalized
     )
     for num in missing_numbers:
         reasons.append(f"number {num} not found in any passage")
@@ -319,10 +319,11 @@ def lexical_features(claim: ClaimText, ctx: Context) -> LexicalEvidence:
         if window_negated != claim.negated:
             negation_mismatch = 1.0
             reasons.append("negation differs from the closest passage text")
-    if missing and len(missing) <= 5:
-        reasons.append("words not in any passage: " + ", ".join(missing))
-    elif missing:
-        reasons.append(f"{len(missing)} of {n_stems} content words not in any passage")
+    missing_words = [m for m in missing if not m[0].isdigit()]
+    if missing_words and len(missing_words) <= 5:
+        reasons.append("words not in any passage: " + ", ".join(missing_words))
+    elif missing_words:
+        reasons.append(f"{len(missing_words)} of {n_stems} content words not in any passage")
 
     values = {
         "recall_context": recall,

@@ -1,12 +1,17 @@
 """Combine evidence features into a support probability per claim and a groundedness score per answer.
 
 Support of a claim is ``sigmoid(b + w . x)`` over the features of
-:data:`harness.grounding.evidence.FEATURE_NAMES`. The weights are a logistic regression fit on the
-two dev splits only (AttributionBench ``dev_id`` and WiCE ``claim_dev``), then frozen here as
-constants; ``bench.bench_grounding.fit_weights()`` refits them and prints the constants to paste.
-An answer's score is the minimum support over its claims: an answer is grounded only if every
-claim is (the labelling rule of every set we validate on), and one unsupported sentence should not
-be averaged away by four copied ones. ``aggregate="mean"`` gives the share-of-support reading.
+:data:`harness.grounding.evidence.FEATURE_NAMES`. The weights are a sign-constrained logistic
+regression fit on the two dev splits only (AttributionBench ``dev_id`` and WiCE ``claim_dev``),
+then frozen here as constants; ``bench.bench_grounding.fit_weights()`` refits them and prints the
+constants to paste.
+
+An answer's score aggregates its claims' log-odds, weighted by each claim's number of content
+words (``aggregate="weighted"``, the default): every content word of the answer counts once, so a
+three-word fragment ("Yes, it was.") neither sinks nor carries a long answer. This aggregate was
+chosen over ``"min"`` (strictest: the weakest claim decides) and ``"mean"`` (plain mean support)
+on multi-sentence sets that the bench does not report (QAGS CNN/DM whole summaries, FaithBench);
+all three are available.
 
 Embedding calls are batched: for a batch of answers, one call embeds every claim and every
 candidate context sentence (each unique text once), a second call embeds the 2-3 sentence windows
@@ -35,6 +40,7 @@ from harness.grounding.evidence import (
 )
 
 __all__ = [
+    "AGGREGATES",
     "DEFAULT_THRESHOLD",
     "INTERCEPT",
     "WEIGHTS",
@@ -42,6 +48,8 @@ __all__ = [
     "EmbedFn",
     "GroundednessChecker",
     "GroundednessResult",
+    "aggregate_supports",
+    "claim_weight",
 ]
 
 EmbedFn = Callable[[list[str]], np.ndarray]
@@ -49,20 +57,20 @@ EmbedFn = Callable[[list[str]], np.ndarray]
 # Frozen logistic-regression weights on raw feature values (provenance: docs/grounding.md;
 # refit with `python -c "from bench.bench_grounding import fit_weights; fit_weights()"`).
 WEIGHTS: dict[str, float] = {
-    "recall_context": 0.0,
-    "recall_local": 1.8348,
-    "bigram_recall": 1.036,
-    "novel_log": 0.0,
-    "number_missing": -2.642,
-    "entity_missing": 0.0,
-    "quote_missing": -0.5423,
+    "recall_context": 0.1271,
+    "recall_local": 1.1686,
+    "bigram_recall": 0.8495,
+    "novel_log": -0.0902,
+    "number_missing": -1.2674,
+    "entity_missing": -0.0328,
+    "quote_missing": -0.4156,
     "negation_mismatch": 0.0,
-    "length_log": 0.0542,
-    "cos_sentence": 0.4601,
-    "cos_window": 2.5744,
+    "length_log": 0.0228,
+    "cos_sentence": 1.1368,
+    "cos_window": 1.4811,
 }
-INTERCEPT: float = -3.5471
-DEFAULT_THRESHOLD: float = 0.5144
+INTERCEPT: float = -2.7417
+DEFAULT_THRESHOLD: float = 0.5002
 """Support threshold for ``supported``: maximises balanced accuracy of answer scores on the dev splits."""
 
 
@@ -97,6 +105,27 @@ class _Prepared:
     candidates: list[int]
 
 
+AGGREGATES = ("weighted", "min", "mean")
+
+
+def claim_weight(features: dict[str, float]) -> float:
+    """A claim's weight in the answer score: its number of content words (at least 1)."""
+    return max(1.0, math.expm1(features["length_log"]))
+
+
+def aggregate_supports(supports: Sequence[float], weights: Sequence[float], how: str = "weighted") -> float:
+    """Answer score from claim supports: content-word-weighted mean log-odds, min, or mean."""
+    if not supports:
+        return 1.0
+    if how == "min":
+        return float(min(supports))
+    if how == "mean":
+        return float(np.mean(supports))
+    p = np.clip(np.asarray(supports, dtype=np.float64), 1e-12, 1 - 1e-12)
+    logit = float(np.average(np.log(p / (1 - p)), weights=np.asarray(weights, dtype=np.float64)))
+    return _sigmoid(logit)
+
+
 def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
@@ -114,7 +143,7 @@ class GroundednessChecker:
         embed: EmbedFn,
         threshold: float = DEFAULT_THRESHOLD,
         *,
-        aggregate: str = "min",
+        aggregate: str = "weighted",
         max_units: int = 32,
         top_sentences: int = 2,
         batch_size: int = 64,
@@ -122,8 +151,8 @@ class GroundednessChecker:
         weights: dict[str, float] | None = None,
         intercept: float | None = None,
     ) -> None:
-        if aggregate not in ("min", "mean"):
-            raise ValueError(f"aggregate must be 'min' or 'mean', got {aggregate!r}")
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         if window_mode not in ("embed", "mean"):
@@ -192,8 +221,9 @@ class GroundednessChecker:
             claims.append(ClaimSupport(text, p, p >= self.threshold, evidence, reasons, feats))
         if not claims:
             return GroundednessResult(score=1.0, supported=True, claims=[])
-        supports = [c.support for c in claims]
-        score = min(supports) if self.aggregate == "min" else float(np.mean(supports))
+        score = aggregate_supports(
+            [c.support for c in claims], [claim_weight(c.features) for c in claims], self.aggregate
+        )
         return GroundednessResult(score=score, supported=score >= self.threshold, claims=claims)
 
     def _prepare(self, answer: str, passages: str | Sequence[str]) -> _Prepared:

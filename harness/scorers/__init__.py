@@ -30,7 +30,10 @@ class ScoringContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def passages(self, output: CaseOutput, n: int) -> list[CorpusDoc]:
-        return [self.docs[d.doc_id] for d in output.ranking[:n] if d.doc_id in self.docs]
+        """The passages the generator was shown (recorded per case), else the top ``n`` retrieved."""
+        shown = output.extra.get("passages_shown")
+        ids = list(shown) if isinstance(shown, list) else [d.doc_id for d in output.ranking[:n]]
+        return [self.docs[i] for i in ids if i in self.docs]
 
 
 class Scorer(Protocol):

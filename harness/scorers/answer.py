@@ -147,7 +147,8 @@ class FormatScorer:
                 scores += [Score(case_id=c.id, metric=f"format_fail:{contract.name}.{contract.check_name(i)}",
                                  value=1.0, explanation=err) for i in range(len(contract.checks))]
                 continue
-            retrieved = {d.doc_id for d in out.ranking}
+            shown = out.extra.get("passages_shown")  # citations must name passages the generator was given
+            retrieved = set(shown) if isinstance(shown, list) else {d.doc_id for d in out.ranking}
             results = validate(contract, out.answer, retrieved, contracts)
             failed = [r for r in results if not r.passed]
             crit = [r for r in failed if r.critical]

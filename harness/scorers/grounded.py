@@ -39,7 +39,8 @@ class GroundednessScorer:
         if ctx.embed is None:
             return [Score(case_id=c.id, metric=m.name, value=None, explanation="no embedder in this run")
                     for c in cases for m in self.metrics()]
-        checker = GroundednessChecker(embed=ctx.embed, threshold=self.threshold or DEFAULT_THRESHOLD)
+        threshold = DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+        checker = GroundednessChecker(embed=ctx.embed, threshold=threshold)
         by_id = {o.case_id: o for o in outputs}
         scores: list[Score] = []
         todo: list[tuple[str, str, list[str]]] = []

@@ -54,7 +54,10 @@ def parse_verdicts(text: str, n_claims: int) -> list[dict[str, Any]]:
     for v in verdicts:
         if not isinstance(v, dict) or not isinstance(v.get("supported"), bool):
             raise ValueError("a verdict lacks a boolean 'supported'")
-        by_claim[int(v.get("claim", len(by_claim) + 1))] = v
+        claim = v.get("claim", len(by_claim) + 1)
+        if not isinstance(claim, int | str) or not str(claim).strip().isdigit():
+            raise ValueError(f"verdict has a bad claim number {claim!r}")
+        by_claim[int(claim)] = v
     missing = [i for i in range(1, n_claims + 1) if i not in by_claim]
     if missing:
         raise ValueError(f"no verdict for claim(s) {missing}")

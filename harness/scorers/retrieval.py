@@ -31,7 +31,8 @@ class RetrievalScorer:
         values = compute_metrics(qrels, run, self._names, relevance_level=self.relevance_level)
         scores: list[Score] = []
         for c in cases:
-            err = by_id[c.id].error if c.id in by_id else "no output for this case"
+            out = by_id.get(c.id)
+            err = "no output for this case" if out is None else out.error if out.error_stage == "retrieve" else None
             for name in self._names:
                 v = values[name].get(c.id)
                 if v is None:
