@@ -13,6 +13,12 @@ from collections.abc import Mapping, Sequence
 from harness.types import Aggregates, GoldenCase, MetricSummary, Score
 
 
+def scored_mean(values: Sequence[float | None]) -> float | None:
+    """Mean over the scored values (None = unscored, left out); None when nothing is scored."""
+    scored = [v for v in values if v is not None]
+    return math.fsum(scored) / len(scored) if scored else None
+
+
 def summarize(values: Sequence[float | None], greater_is_better: bool = True) -> MetricSummary:
     scored = [v for v in values if v is not None]
     mean = math.fsum(scored) / len(scored) if scored else None

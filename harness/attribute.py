@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.aggregate import scored_mean
 from harness.errors import HarnessError
 from harness.manifest import Artifact, load_manifest
 from harness.progress import NULL_PROGRESS, Progress
@@ -93,9 +94,7 @@ def _means(run: RunResult, ids: set[str], metrics: Sequence[str]) -> dict[str, f
     values = run.case_scores()
     out: dict[str, float | None] = {}
     for m in metrics:
-        vals = [values.get(c, {}).get(m) for c in ids]
-        scored = [v for v in vals if v is not None]
-        out[m] = math.fsum(scored) / len(scored) if scored else None
+        out[m] = scored_mean([values.get(c, {}).get(m) for c in ids])
     return out
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
+from harness.config import read_config
 from harness.errors import InputError
 from harness.types import Frozen
 
@@ -114,12 +114,7 @@ def load_contracts(folder: str | Path) -> ContractSet:
     folder = Path(folder)
     path = folder / "contracts.toml" if folder.is_dir() else folder
     base = path.parent
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "contracts file not found (validators/contracts.toml)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(path, f"malformed TOML: {exc}") from None
+    data, _ = read_config(path, "contracts file (validators/contracts.toml)")
     unknown = set(data) - {"contracts"}
     if unknown:
         raise InputError(path, f"unknown top-level keys {sorted(unknown)}; expected [contracts.<name>] tables")
@@ -161,6 +156,16 @@ def _get_field(obj: Any, dotted: str) -> Any:
     return obj
 
 
+_FENCE = re.compile(r"^```(?:json)?\s*\n(.*)\n```$", re.S)
+
+
+def strip_code_fence(text: str) -> str:
+    """The body of a reply wrapped in one markdown code fence (models often add one around JSON)."""
+    body = text.strip()
+    fence = _FENCE.match(body)
+    return fence.group(1) if fence else body
+
+
 class ParsedAnswer:
     """An answer as text plus, for JSON contracts, the parsed object (or why it failed to parse)."""
 
@@ -170,12 +175,8 @@ class ParsedAnswer:
 
     @cached_property
     def json(self) -> tuple[Any, str | None]:
-        body = self.text.strip()
-        fence = re.match(r"^```(?:json)?\s*\n(.*)\n```$", body, re.S)
-        if fence:
-            body = fence.group(1)
         try:
-            return json.loads(body), None
+            return json.loads(strip_code_fence(self.text)), None
         except json.JSONDecodeError as exc:
             return None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
 

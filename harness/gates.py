@@ -8,12 +8,12 @@ correction (unless a rule says otherwise); failure rates are judged on their Wil
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
+from harness.aggregate import scored_mean
 from harness.diff import Diff, MetricDelta
 from harness.manifest import GateRule
 from harness.types import Frozen, RunResult
@@ -141,7 +141,7 @@ def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: s
             res("skip", f"metric {rule.metric!r} is not in the head run")
             return out
     scored = [v for v in flags if v is not None]
-    mean = math.fsum(scored) / len(scored) if scored else None
+    mean = scored_mean(scored)
 
     if rule.max_rate is not None:
         if not scored:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +59,16 @@ def iter_dir_files(root: Path) -> Iterable[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def sha256_dir(root: str | Path) -> str:
-    """Hash a directory: relative path and content hash of each file, in sorted path order."""
+def sha256_dir(root: str | Path, file_hash: Callable[[Path], str] = sha256_file) -> str:
+    """Hash a directory: relative path and content hash of each file, in sorted path order.
+
+    ``file_hash`` lets a caller supply memoized file hashes; the directory hash is the same.
+    """
     root = Path(root)
     h = hashlib.sha256()
     for file in iter_dir_files(root):
         rel = file.relative_to(root).as_posix()
-        h.update(sha256_parts(rel, sha256_file(file)).encode("ascii"))
+        h.update(sha256_parts(rel, file_hash(file)).encode("ascii"))
     return h.hexdigest()
 
 

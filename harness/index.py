@@ -57,17 +57,9 @@ def normalize_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_recipe_file(path: Path) -> dict[str, Any]:
-    import tomllib
+    from harness.config import read_config
 
-    from harness.errors import InputError
-
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "index recipe file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(path, f"malformed TOML: {exc}") from None
-    return data
+    return read_config(path, "index recipe")[0]
 
 
 SEARCH_PARAMS = ("nprobe", "ef_search")

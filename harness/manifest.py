@@ -16,14 +16,14 @@ import importlib
 import json
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
+from harness.config import read_config
 from harness.errors import InputError, ManifestError
-from harness.hashing import iter_dir_files, sha256_file, sha256_json, sha256_parts
+from harness.hashing import sha256_dir, sha256_file, sha256_json, sha256_parts
 from harness.storage import atomic_write_text
 from harness.types import Frozen, drop_none
 
@@ -219,29 +219,9 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
 
 
 def _read_raw(path: Path) -> tuple[dict[str, Any], str]:
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: no such manifest file") from None
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise InputError(path, f"malformed YAML: {getattr(exc, 'problem', exc)}",
-                             line=None if mark is None else mark.line + 1) from None
-    else:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-            raise InputError(path, f"malformed TOML: {str(exc).split(' (at line')[0]}",
-                             line=int(m.group(1)) if m else None) from None
-    if not isinstance(data, dict):
-        raise InputError(path, "expected a mapping at the top level")
-    return data, text
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such manifest file")
+    return read_config(path, "manifest")
 
 
 def load_manifest(path: str | Path | None = None) -> LoadedManifest:
@@ -330,14 +310,7 @@ class HashMemo:
         return digest
 
     def path(self, path: Path) -> str:
-        if path.is_dir():
-            import hashlib
-
-            h = hashlib.sha256()
-            for f in iter_dir_files(path):
-                h.update(sha256_parts(f.relative_to(path).as_posix(), self.file(f)).encode("ascii"))
-            return h.hexdigest()
-        return self.file(path)
+        return sha256_dir(path, self.file) if path.is_dir() else self.file(path)
 
 
 def compute_pin(art: Artifact, base_dir: Path, memo: HashMemo | None = None) -> str:

@@ -8,11 +8,11 @@ contract and instructions (with their wording), and the case's tags.
 
 from __future__ import annotations
 
-import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from harness.config import read_config
 from harness.contracts import Contract
 from harness.errors import InputError
 from harness.types import GoldenCase
@@ -30,19 +30,7 @@ class PromptTemplate:
     @classmethod
     def load(cls, path: str | Path) -> PromptTemplate:
         path = Path(path)
-        try:
-            text = path.read_text("utf-8")
-        except FileNotFoundError:
-            raise InputError(path, "prompt template not found") from None
-        try:
-            if path.suffix in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(text)
-            else:
-                data = tomllib.loads(text)
-        except Exception as exc:
-            raise InputError(path, f"malformed template file: {exc}") from None
+        data, _ = read_config(path, "prompt template")
         if not isinstance(data, dict) or not isinstance(data.get("messages"), list) or set(data) - {"messages"}:
             raise InputError(path, "expected a top-level 'messages' list of {role, content} and nothing else")
         return cls(data["messages"], str(path))

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from harness.contracts import ParsedAnswer
+from harness.contracts import ParsedAnswer, strip_code_fence
 from harness.metrics import MetricInfo
 from harness.scorers import SCORERS, ScoringContext, generation_error, info
 from harness.types import CaseOutput, GoldenCase, Score
@@ -42,11 +42,7 @@ def _claims(text: str) -> list[str]:
 
 def parse_verdicts(text: str, n_claims: int) -> list[dict[str, Any]]:
     """Verdicts in claim order; raises ValueError when the reply is not the JSON asked for."""
-    body = text.strip()
-    fence = re.match(r"^```(?:json)?\s*\n(.*)\n```$", body, re.S)
-    if fence:
-        body = fence.group(1)
-    data = json.loads(body)
+    data = json.loads(strip_code_fence(text))
     verdicts = data.get("verdicts") if isinstance(data, dict) else None
     if not isinstance(verdicts, list):
         raise ValueError("no 'verdicts' list")
