@@ -14,8 +14,11 @@ on multi-sentence sets that the bench does not report (QAGS CNN/DM whole summari
 all three are available.
 
 Embedding calls are batched: for a batch of answers, one call embeds every claim and every
-candidate context sentence (each unique text once), a second call embeds the 2-3 sentence windows
-around each claim's best sentences. Contexts longer than ``max_units`` sentences are pre-filtered
+candidate context sentence (each unique text once). The 2-3 sentence windows around each claim's
+best sentences are, by default, the word-count-weighted mean of their sentence vectors (MiniLM
+mean-pools tokens, so this approximates the window's own embedding at no model cost; a second call
+embeds any neighbour sentence not yet embedded). ``window_mode="embed"`` embeds real windows in a
+second call instead. Contexts longer than ``max_units`` sentences are pre-filtered
 to the sentences with the highest IDF-weighted word overlap with some claim, which bounds the cost
 on 100k-character web pages.
 """
@@ -54,8 +57,9 @@ __all__ = [
 
 EmbedFn = Callable[[list[str]], np.ndarray]
 
-# Frozen logistic-regression weights on raw feature values (provenance: docs/grounding.md;
-# refit with `python -c "from bench.bench_grounding import fit_weights; fit_weights()"`).
+# Frozen logistic-regression weights on raw feature values, fit on AttributionBench dev_id + WiCE
+# claim_dev only (sign-constrained, L2 0.1 chosen by leave-one-source-out; docs/grounding.md).
+# Refit: `python -m bench.bench_grounding fit` (from the project root) prints these constants.
 WEIGHTS: dict[str, float] = {
     "recall_context": 0.1271,
     "recall_local": 1.1686,
