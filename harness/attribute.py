@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.aggregate import scored_mean
 from harness.errors import HarnessError
-from harness.manifest import Artifact, load_manifest
+from harness.manifest import Artifact, load_manifest, lock, write_manifest
 from harness.progress import NULL_PROGRESS, Progress
 from harness.snapshots import blob_path
 from harness.storage import Layout
@@ -100,7 +100,6 @@ def _means(run: RunResult, ids: set[str], metrics: Sequence[str]) -> dict[str, f
 
 def attribute(base: RunResult, head: RunResult, layout: Layout, metrics: Sequence[str] | None = None,
               progress: Progress = NULL_PROGRESS) -> AttributionReport:
-    from harness.manifest import write_manifest
     from harness.run import execute
 
     roles = changed_roles(base, head)
@@ -121,8 +120,6 @@ def attribute(base: RunResult, head: RunResult, layout: Layout, metrics: Sequenc
                 continue
             path = Path(tmp) / f"hybrid-{i}.toml"
             write_manifest(path, _hybrid(base, head, subset, layout))
-            from harness.manifest import lock
-
             lock(path)
             runs[subset] = execute(load_manifest(path), progress=progress, layout=layout).run
     ids = {o.case_id for o in base.outputs} & {o.case_id for o in head.outputs}

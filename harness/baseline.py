@@ -162,7 +162,7 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
         else:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, tmp)
-        tmp.replace(dst) if src.is_file() else tmp.rename(dst)
+        tmp.replace(dst)
     text = loaded.path.read_text("utf-8")
     if loaded.path.suffix in (".yaml", ".yml"):
         import yaml

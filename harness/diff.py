@@ -400,13 +400,14 @@ def compute_diff(
     hids = {o.case_id for o in head.outputs}
     common = [c for c in bids if c in hids]
     only_base = tuple(c for c in bids if c not in hids)
-    only_head = tuple(o.case_id for o in head.outputs if o.case_id not in set(bids))
+    base_ids = set(bids)
+    only_head = tuple(o.case_id for o in head.outputs if o.case_id not in base_ids)
     dirs = _directions(base) | _directions(head)
-    metrics = sorted(set(base.aggregates.overall) & set(head.aggregates.overall), key=list(dirs).index)
+    metrics = [m for m in dirs if m in base.aggregates.overall and m in head.aggregates.overall]
     per_metric = {
         m: ({c: bcs.get(c, {}).get(m) for c in common}, {c: hcs.get(c, {}).get(m) for c in common}) for m in metrics
     }
-    head_cases = {c.id: c for c in head.cases} | {c.id: c for c in base.cases if c.id not in {x.id for x in head.cases}}
+    head_cases = {c.id: c for c in base.cases} | {c.id: c for c in head.cases}  # head's version wins
     members: dict[str, list[str]] = {}
     for cid in common:
         case = head_cases.get(cid)

@@ -119,7 +119,8 @@ def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: s
         if rule.stage is None or rule.max_seconds is None:
             res("skip", "a latency rule needs stage and max_seconds")
             return out
-        lat = [o.latency_s[rule.stage] for o in head.outputs if o.case_id in set(ids) and rule.stage in o.latency_s]
+        idset = set(ids)
+        lat = [o.latency_s[rule.stage] for o in head.outputs if o.case_id in idset and rule.stage in o.latency_s]
         if not lat:
             res("skip", f"no latency recorded for stage {rule.stage!r}")
             return out

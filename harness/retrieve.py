@@ -86,6 +86,7 @@ class RetrievalStage:
         doc_settings = {"fields": list(self.config.text_fields), "separator": self.config.separator,
                         "prefix": self.config.doc_prefix, "max_seq_length": self.emb_config.max_seq_length}
         self.index_key = index_key(self.corpus_pin, self.model_pin, self.recipe, doc_settings)
+        self.search_key = sha256_json({k: v for k, v in self.recipe.items() if k in SEARCH_PARAMS})
         self._embedder: Embedder | None = None
 
     @property
@@ -99,8 +100,7 @@ class RetrievalStage:
         return self._embedder
 
     def case_key(self, case: GoldenCase) -> str:
-        search = {k: v for k, v in self.recipe.items() if k in SEARCH_PARAMS}
-        return sha256_parts("ranking-v2", self.index_key, sha256_json(search), self.config.query_prefix, case.query,
+        return sha256_parts("ranking-v2", self.index_key, self.search_key, self.config.query_prefix, case.query,
                             str(self.config.k))
 
     def _index(self, corpus: Sequence[CorpusDoc]) -> tuple[StoredIndex, bool]:
