@@ -31,6 +31,7 @@ import numpy as np
 from harness.grounding import FEATURE_NAMES, GroundednessChecker
 from harness.grounding.claims import split_sentences
 from harness.grounding.evidence import analyze_claim, build_context, content_stems, lexical_rank, tokens
+from harness.grounding.lm import LM_FEATURE_NAMES, CachedLikelihood, JsonStore, bundled_gemma
 from harness.grounding.scorer import claim_weight
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faithfulness"
@@ -223,7 +224,7 @@ def max_cosine(
 FEATURE_SIGNS: dict[str, int] = {
     "recall_context": 1, "recall_local": 1, "bigram_recall": 1, "novel_log": -1, "number_missing": -1,
     "entity_missing": -1, "quote_missing": -1, "negation_mismatch": -1, "length_log": 0,
-    "cos_sentence": 1, "cos_window": 1,
+    "cos_sentence": 1, "cos_window": 1, "lm_pmi": 1,
 }
 
 
@@ -281,12 +282,16 @@ def dev_features(
 
 
 def _fit_claims(feats: Sequence[np.ndarray], labels: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
-    """Claims inherit their answer's label and weigh 1/n_claims (multiple-instance approximation)."""
+    """Claims inherit their answer's label and weigh 1/n_claims (multiple-instance approximation).
+
+    The feature columns are FEATURE_NAMES, then LM_FEATURE_NAMES when the matrix has them.
+    """
     kept = [(f, lab) for f, lab in zip(feats, labels, strict=True) if len(f)]
     x = np.concatenate([f for f, _ in kept])
     y = np.concatenate([np.full(len(f), float(lab)) for f, lab in kept])
     sw = np.concatenate([np.full(len(f), 1.0 / len(f)) for f, _ in kept])
-    return _fit_logistic(x, y, sw, l2, [FEATURE_SIGNS[name] for name in FEATURE_NAMES])
+    names = (FEATURE_NAMES + LM_FEATURE_NAMES)[: x.shape[1]]
+    return _fit_logistic(x, y, sw, l2, [FEATURE_SIGNS[name] for name in names])
 
 
 def _answer_logits(feats: Sequence[np.ndarray], w: np.ndarray, b: float) -> np.ndarray:
@@ -315,26 +320,32 @@ def leave_one_source_out(
     return out
 
 
-def fit_weights(l2: float | None = None, cache_file: Path | None = None) -> dict[str, Any]:
+def fit_weights(
+    l2: float | None = None, cache_file: Path | None = None, lm: CachedLikelihood | None = None
+) -> dict[str, Any]:
     """Refit the frozen constants on the dev splits and print them for pasting into the code.
 
     The L2 strength is chosen from L2_GRID by the mean leave-one-source-out AUROC over the five dev
     sources (the bench sets are other domains, so transfer is what matters), unless given. The
-    weights are sign-constrained (FEATURE_SIGNS). Prints WEIGHTS and INTERCEPT for
+    weights are sign-constrained (FEATURE_SIGNS). With ``lm`` the model includes the language-model
+    feature and prints WEIGHTS_LM / INTERCEPT_LM / DEFAULT_THRESHOLD_LM instead. Prints WEIGHTS and INTERCEPT for
     harness/grounding/scorer.py, the method's DEFAULT_THRESHOLD, and BASELINE_THRESHOLDS (each the
     balanced-accuracy-optimal threshold on the pooled dev splits).
     """
     embed = CachedEmbedder(cache_file)
-    checker = GroundednessChecker(embed=embed, max_units=MAX_UNITS)
+    checker = GroundednessChecker(embed=embed, max_units=MAX_UNITS, lm=lm)
     feats, labels, groups, responses, contexts = dev_features(checker)
     embed.save()
+    if lm is not None and isinstance(lm.store, JsonStore):
+        lm.store.save()
     lodo = {g: leave_one_source_out(feats, labels, groups, g) for g in L2_GRID}
     if l2 is None:
         l2 = max(L2_GRID, key=lambda g: (float(np.mean(list(lodo[g].values()))), g))
     w, b = _fit_claims(feats, labels, l2)
-    weights = {name: round(float(v), 4) for name, v in zip(FEATURE_NAMES, w, strict=True)}
+    names = checker.feature_names
+    weights = {name: round(float(v), 4) for name, v in zip(names, w, strict=True)}
     intercept = round(b, 4)
-    frozen_w = np.array([weights[name] for name in FEATURE_NAMES])
+    frozen_w = np.array([weights[name] for name in names])
     logits = _answer_logits(feats, frozen_w, intercept)
     scores = 1.0 / (1.0 + np.exp(-logits))
     thresholds = {
@@ -363,13 +374,25 @@ def fit_weights(l2: float | None = None, cache_file: Path | None = None) -> dict
 # -- bench ---------------------------------------------------------------------------------------
 
 
-def bench_grounding(cap: int = 600, seed: int = 0, cache_file: Path | None = None) -> dict[str, Any]:
-    """AUROC and balanced accuracy per test set for the method and both baselines (one run)."""
+def bench_grounding(
+    cap: int = 600, seed: int = 0, cache_file: Path | None = None, lm: CachedLikelihood | str | None = "auto"
+) -> dict[str, Any]:
+    """AUROC and balanced accuracy per test set for the method and both baselines (one run).
+
+    ``method`` is the default checker (lexical + MiniLM); ``method_lm`` adds the language-model
+    feature (Gemma 3 270M, :mod:`harness.grounding.lm`) when the ``lm`` extra is installed
+    (``lm="auto"``) or an ``lm`` is given; ``lm=None`` skips it.
+    """
     if not DATA.is_dir():
         return {"skipped": f"no data at {DATA}"}
     t_start = time.perf_counter()
     embed = CachedEmbedder(cache_file)
     checker = GroundednessChecker(embed=embed, max_units=MAX_UNITS)
+    if lm == "auto":
+        lm = _default_lm()
+    checker_lm = (
+        GroundednessChecker(embed=embed, max_units=MAX_UNITS, lm=lm) if isinstance(lm, CachedLikelihood) else None
+    )
     report: dict[str, Any] = {}
     for name, files in TEST_SETS.items():
         t0 = time.perf_counter()
@@ -377,21 +400,23 @@ def bench_grounding(cap: int = 600, seed: int = 0, cache_file: Path | None = Non
         responses = [r["response"] for r in rows]
         contexts = [r["context"] for r in rows]
         y = np.array([bool(r["supported"]) for r in rows])
-        scores = {
-            "method": checker.score_pairs(responses, contexts),
-            "token_overlap": token_overlap(responses, contexts),
-            "max_cosine": max_cosine(responses, contexts, embed),
-        }
+        scores = {"method": checker.score_pairs(responses, contexts)}
         thresholds = {"method": checker.threshold, **BASELINE_THRESHOLDS}
+        if checker_lm is not None:
+            scores["method_lm"] = checker_lm.score_pairs(responses, contexts)
+            thresholds["method_lm"] = checker_lm.threshold
+        scores["token_overlap"] = token_overlap(responses, contexts)
+        scores["max_cosine"] = max_cosine(responses, contexts, embed)
         entry: dict[str, Any] = {"n": len(rows), "n_supported": int(y.sum())}
         for key, s in scores.items():
             entry[key] = {"auroc": round(roc_auc(y, s), 4), "bacc": round(balanced_accuracy(y, s, thresholds[key]), 4)}
-        entry["beats_both_auroc"] = bool(
-            entry["method"]["auroc"] > max(entry["token_overlap"]["auroc"], entry["max_cosine"]["auroc"])
-        )
-        for key in BASELINE_THRESHOLDS:
-            lo, hi = auroc_diff_ci(y, scores["method"], scores[key], seed=seed)
-            entry[f"auroc_diff_vs_{key}_ci95"] = [round(lo, 4), round(hi, 4)]
+        best_baseline = max(entry["token_overlap"]["auroc"], entry["max_cosine"]["auroc"])
+        for method in [k for k in scores if k.startswith("method")]:
+            suffix = method.removeprefix("method")
+            entry[f"beats_both_auroc{suffix}"] = bool(entry[method]["auroc"] > best_baseline)
+            for key in BASELINE_THRESHOLDS:
+                lo, hi = auroc_diff_ci(y, scores[method], scores[key], seed=seed)
+                entry[f"auroc_diff{suffix}_vs_{key}_ci95"] = [round(lo, 4), round(hi, 4)]
         groups = [str((r.get("meta") or {}).get("domain") or "") for r in rows]
         if name.startswith("summedits"):
             entry["by_domain"] = {
@@ -401,8 +426,9 @@ def bench_grounding(cap: int = 600, seed: int = 0, cache_file: Path | None = Non
             }
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         report[name] = entry
+        lm_part = f" method_lm {entry['method_lm']['auroc']:.3f}/{entry['method_lm']['bacc']:.3f}" if checker_lm else ""
         print(
-            f"{name:28s} n={len(rows):4d} method {entry['method']['auroc']:.3f}/{entry['method']['bacc']:.3f}"
+            f"{name:28s} n={len(rows):4d} method {entry['method']['auroc']:.3f}/{entry['method']['bacc']:.3f}{lm_part}"
             f"  overlap {entry['token_overlap']['auroc']:.3f}/{entry['token_overlap']['bacc']:.3f}"
             f"  cosine {entry['max_cosine']['auroc']:.3f}/{entry['max_cosine']['bacc']:.3f}"
             f"  ({entry['seconds']}s)",
@@ -410,18 +436,37 @@ def bench_grounding(cap: int = 600, seed: int = 0, cache_file: Path | None = Non
             flush=True,
         )
     embed.save()
+    if isinstance(lm, CachedLikelihood) and isinstance(lm.store, JsonStore):
+        lm.store.save()
     report["_run"] = {
         "cap": cap,
         "seed": seed,
         "seconds": round(time.perf_counter() - t_start, 1),
         "texts_embedded": embed.encoded,
         "embed_seconds": round(embed.seconds, 1),
-    }
+    } | (
+        {"lm": lm.identity, "lm_claims_scored": lm.computed, "lm_seconds": round(lm.seconds, 1)}
+        if isinstance(lm, CachedLikelihood)
+        else {"lm": None}
+    )
     return report
 
 
+def _default_lm() -> CachedLikelihood | None:
+    """The bundled Gemma 3 270M when the ``lm`` extra is installed, cached as GROUNDING_LM_CACHE says."""
+    try:
+        lm = bundled_gemma()
+    except RuntimeError:
+        return None
+    cache = os.environ.get("GROUNDING_LM_CACHE")
+    return CachedLikelihood(lm, JsonStore(Path(cache) if cache else None))
+
+
 if __name__ == "__main__":
+    emb_cache = Path(os.environ["GROUNDING_CACHE"]) if "GROUNDING_CACHE" in os.environ else None
     if sys.argv[1:] == ["fit"]:
-        fit_weights(cache_file=Path(os.environ["GROUNDING_CACHE"]) if "GROUNDING_CACHE" in os.environ else None)
+        fit_weights(cache_file=emb_cache)
+    elif sys.argv[1:] == ["fit-lm"]:
+        fit_weights(cache_file=emb_cache, lm=_default_lm() or sys.exit("the lm extra is not installed"))
     else:
-        print(json.dumps(bench_grounding(), indent=2))
+        print(json.dumps(bench_grounding(cache_file=emb_cache), indent=2))

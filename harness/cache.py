@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-_VALID_NS = frozenset({"embeddings", "rankings", "generations", "judgments", "hashes"})
+_VALID_NS = frozenset({"embeddings", "rankings", "generations", "judgments", "hashes", "lm_pmi"})
 _BATCH = 900  # below SQLite's default host-parameter limit
 
 

@@ -41,6 +41,7 @@ from harness.grounding.evidence import (
     lexical_features,
     lexical_rank,
 )
+from harness.grounding.lm import LM_FEATURE_NAMES, ClaimLikelihood, pmi_features
 
 __all__ = [
     "AGGREGATES",
@@ -77,6 +78,27 @@ INTERCEPT: float = -2.7417
 DEFAULT_THRESHOLD: float = 0.5002
 """Support threshold for ``supported``: maximises balanced accuracy of answer scores on the dev splits."""
 
+# The same model with the language-model feature (``lm_pmi``, :mod:`harness.grounding.lm`, Gemma 3
+# 270M), used when the checker is given an ``lm``; fit the same way on the same dev splits
+# (sign-constrained, L2 0.3 chosen by leave-one-source-out). Refit: `python -m bench.bench_grounding fit-lm`.
+WEIGHTS_LM: dict[str, float] = {
+    "recall_context": 0.2676,
+    "recall_local": 0.6986,
+    "bigram_recall": 0.522,
+    "novel_log": -0.0873,
+    "number_missing": -0.7074,
+    "entity_missing": -0.0546,
+    "quote_missing": -0.2685,
+    "negation_mismatch": 0.0,
+    "length_log": 0.0337,
+    "cos_sentence": 0.8558,
+    "cos_window": 0.9955,
+    "lm_pmi": 0.1966,
+}
+INTERCEPT_LM: float = -2.2638
+DEFAULT_THRESHOLD_LM: float = 0.4674
+"""``supported`` threshold with the LM feature (balanced-accuracy optimum on the dev splits)."""
+
 
 @dataclass(frozen=True)
 class ClaimSupport:
@@ -112,6 +134,18 @@ class _Prepared:
 AGGREGATES = ("weighted", "min", "mean")
 
 
+def lm_context(ctx: Context, candidates: Sequence[int]) -> str:
+    """The text the language model reads: candidate sentences in order, passages split by a blank line."""
+    parts: list[str] = []
+    prev = -1
+    for i in candidates:
+        if parts:
+            parts.append("\n\n" if ctx.passage_of[i] != ctx.passage_of[prev] else " ")
+        parts.append(ctx.sentences[i])
+        prev = i
+    return "".join(parts)
+
+
 def claim_weight(features: dict[str, float]) -> float:
     """A claim's weight in the answer score: its number of content words (at least 1)."""
     return max(1.0, math.expm1(features["length_log"]))
@@ -145,7 +179,7 @@ class GroundednessChecker:
     def __init__(
         self,
         embed: EmbedFn,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | None = None,
         *,
         aggregate: str = "weighted",
         max_units: int = 32,
@@ -154,9 +188,12 @@ class GroundednessChecker:
         window_mode: str = "mean",
         weights: dict[str, float] | None = None,
         intercept: float | None = None,
+        lm: ClaimLikelihood | None = None,
     ) -> None:
         if aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
+        if threshold is None:
+            threshold = DEFAULT_THRESHOLD_LM if lm is not None else DEFAULT_THRESHOLD
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         if window_mode not in ("embed", "mean"):
@@ -168,12 +205,15 @@ class GroundednessChecker:
         self.max_units = max_units
         self.top_sentences = top_sentences
         self.batch_size = batch_size
-        w = dict(WEIGHTS if weights is None else weights)
-        unknown = set(w) - set(FEATURE_NAMES)
+        self.lm = lm
+        self.feature_names: tuple[str, ...] = FEATURE_NAMES + (LM_FEATURE_NAMES if lm is not None else ())
+        w = dict((WEIGHTS_LM if lm is not None else WEIGHTS) if weights is None else weights)
+        unknown = set(w) - set(self.feature_names)
         if unknown:
-            raise ValueError(f"unknown feature weights {sorted(unknown)}; features are {list(FEATURE_NAMES)}")
-        self._w = np.array([w.get(name, 0.0) for name in FEATURE_NAMES], dtype=np.float64)
-        self._b = INTERCEPT if intercept is None else intercept
+            raise ValueError(f"unknown feature weights {sorted(unknown)}; features are {list(self.feature_names)}")
+        self._w = np.array([w.get(name, 0.0) for name in self.feature_names], dtype=np.float64)
+        default_b = INTERCEPT_LM if lm is not None else INTERCEPT
+        self._b = default_b if intercept is None else intercept
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -207,15 +247,15 @@ class GroundednessChecker:
                 responses[start : start + self.batch_size], contexts[start : start + self.batch_size]
             )
             for rows in chunk:
-                feats = [[row[1][name] for name in FEATURE_NAMES] for row in rows]
-                out.append(np.array(feats, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES)))
+                feats = [[row[1][name] for name in self.feature_names] for row in rows]
+                out.append(np.array(feats, dtype=np.float64).reshape(len(rows), len(self.feature_names)))
         return out
 
     # -- internals --------------------------------------------------------------------------------
 
     def support(self, features: dict[str, float]) -> float:
         """Support probability of one claim from its feature values."""
-        x = np.array([features[name] for name in FEATURE_NAMES], dtype=np.float64)
+        x = np.array([features[name] for name in self.feature_names], dtype=np.float64)
         return _sigmoid(float(self._b + self._w @ x))
 
     def _verdict(self, rows: list[tuple[str, dict[str, float], str, list[str]]]) -> GroundednessResult:
@@ -323,5 +363,9 @@ class GroundednessChecker:
                 if best_idx < 0:
                     reasons.insert(0, "no passage text to check against")
                 rows.append((claim.text, feats, evidence, reasons))
+            if self.lm is not None and rows:
+                lm_feats = pmi_features(self.lm, lm_context(ctx, prep.candidates), [r[0] for r in rows])
+                for row, values in zip(rows, lm_feats, strict=True):
+                    row[1].update(zip(LM_FEATURE_NAMES, (float(v) for v in values), strict=True))
             out.append(rows)
         return out

