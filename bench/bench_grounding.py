@@ -12,8 +12,13 @@ claim_dev, pooled); those thresholds and the method's weights are frozen constan
 `fit_weights()`. Each set is subsampled deterministically (seeded) to at most ``cap`` examples.
 Embeddings are cached by text for the run, so a context shared by many responses embeds once.
 
-Run from the project root: ``python -m bench.bench_grounding`` (the bench) or
-``python -m bench.bench_grounding fit`` (refit; ``GROUNDING_CACHE=path.npz`` keeps embeddings between refits).
+With the ``lm`` extra installed, ``method_lm`` (the checker with the Gemma 3 270M PMI feature,
+:mod:`harness.grounding.lm`) is measured on the same examples too; that adds roughly an hour of
+CPU on 2 cores (``GROUNDING_LM=0`` skips it).
+
+Run from the project root: ``python -m bench.bench_grounding`` (the bench), ``python -m
+bench.bench_grounding fit`` or ``fit-lm`` (refit either model). ``GROUNDING_CACHE=path.npz`` and
+``GROUNDING_LM_CACHE=path.json`` keep embeddings and PMI values between runs (development only).
 """
 
 from __future__ import annotations
@@ -453,7 +458,10 @@ def bench_grounding(
 
 
 def _default_lm() -> CachedLikelihood | None:
-    """The bundled Gemma 3 270M when the ``lm`` extra is installed, cached as GROUNDING_LM_CACHE says."""
+    """The bundled Gemma 3 270M when the ``lm`` extra is installed (and GROUNDING_LM is not 0), cached
+    as GROUNDING_LM_CACHE says."""
+    if os.environ.get("GROUNDING_LM") == "0":
+        return None
     try:
         lm = bundled_gemma()
     except RuntimeError:
