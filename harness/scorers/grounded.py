@@ -7,7 +7,8 @@ text is embedded. Per case: ``groundedness`` (the answer's support score), ``gro
 clears the threshold) and ``unsupported_claims``; the claims and their verdicts are stored in
 ``Score.details``.
 
-``lm = "gemma-3-270m"`` (or a local transformers model folder) adds the language-model feature
+``lm = "gemma-3-270m"`` (or a local transformers model folder, absolute or relative to the working
+directory) adds the language-model feature
 (:mod:`harness.grounding.lm`: how much more likely each claim is once the passages are read) with
 the weights fit for it; its values are cached in the run cache by (model, passages, claim). Needs
 the ``lm`` extra for the bundled model.
@@ -76,7 +77,7 @@ class GroundednessScorer:
                 continue
             contract = ctx.contracts.get(c.contract) if ctx.contracts is not None else None
             todo.append((c.id, ParsedAnswer(out.answer, contract).answer_text(), passages))
-        results = checker.check_many([t[1] for t in todo], [t[2] for t in todo]) if todo else []
+        results = self._check(checker, todo, ctx)
         for (cid, _, _), res in zip(todo, results, strict=True):
             unsupported = [cl for cl in res.claims if not cl.supported]
             why = ("all claims supported" if not unsupported else
@@ -90,6 +91,20 @@ class GroundednessScorer:
                        Score(case_id=cid, metric="grounded", value=float(res.supported)),
                        Score(case_id=cid, metric="unsupported_claims", value=float(len(unsupported)))]
         return scores
+
+    def _check(self, checker: Any, todo: list[tuple[str, str, list[str]]], ctx: ScoringContext) -> list[Any]:
+        """Check the answers; with a language model (about a second per claim) in small steps with progress."""
+        if not todo:
+            return []
+        if self.lm is None or ctx.progress is None:
+            return list(checker.check_many([t[1] for t in todo], [t[2] for t in todo]))
+        results: list[Any] = []
+        with ctx.progress.task("groundedness (language model)", len(todo)) as advance:
+            for start in range(0, len(todo), 8):
+                chunk = todo[start : start + 8]
+                results.extend(checker.check_many([t[1] for t in chunk], [t[2] for t in chunk]))
+                advance(len(chunk))
+        return results
 
     def _lm(self, ctx: ScoringContext) -> Any:
         """The configured language model behind the run cache (loaded lazily, once per scorer)."""
