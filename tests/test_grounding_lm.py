@@ -52,19 +52,33 @@ def _logprobs(model: Any, prefix: list[int], target: list[int]) -> np.ndarray:
     return np.array([float(lp[len(prefix) - 1 + i, t]) for i, t in enumerate(target)])
 
 
-def test_cached_pmi_equals_brute_force_with_sliding_window_layers() -> None:
-    """Context run once, its cache copied per claim (the sliding window of 8 is shorter than the context)."""
+class NoBosTokenizer(CharTokenizer):
+    bos_token_id = None  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("tokenizer", [CharTokenizer(), NoBosTokenizer()], ids=["bos", "no-bos"])
+def test_cached_pmi_equals_brute_force_with_sliding_window_layers(tokenizer: CharTokenizer) -> None:
+    """Context run once, its cache copied per claim (the sliding window of 8 is shorter than the context).
+
+    Without a BOS token the claim's first token has no unconditional prediction and is left out.
+    """
     model = _tiny_gemma()
     lm = TransformersLikelihood("unused", dtype="float32")
-    lm._model, lm._tok = model, CharTokenizer()
+    lm._model, lm._tok = model, tokenizer
     tok = CharTokenizer()
+    bos = [1] if tokenizer.bos_token_id is not None else []
     context = "The archive keeps 42 snapshots for seven days."
     claims = ["It keeps 42 snapshots.", "Backups are hourly!", "x"]
     got = lm.claim_pmi(context, claims)
-    ctx_ids = [1, *tok(context).input_ids, *tok("\n\n").input_ids]
+    ctx_ids = [*bos, *tok(context).input_ids, *tok("\n\n").input_ids]
     for claim, value in zip(claims, got, strict=True):
         ids = tok(claim).input_ids
-        expected = float(np.mean(_logprobs(model, ctx_ids, ids) - _logprobs(model, [1], ids)))
+        if bos:
+            expected = float(np.mean(_logprobs(model, ctx_ids, ids) - _logprobs(model, bos, ids)))
+        elif len(ids) == 1:
+            expected = 0.0
+        else:
+            expected = float(np.mean(_logprobs(model, ctx_ids, ids)[1:] - _logprobs(model, ids[:1], ids[1:])))
         assert math.isclose(value, expected, rel_tol=1e-4, abs_tol=1e-4), (claim, value, expected)
     # The same claims again give the same numbers: the shared context cache was not modified.
     assert lm.claim_pmi(context, claims) == pytest.approx(got, abs=1e-6)

@@ -69,7 +69,7 @@ class ClaimLikelihood(Protocol):
 
 
 class TransformersLikelihood:
-    """A causal LM from ``transformers`` on the CPU, loaded on first use (thread-safe).
+    """A causal LM from ``transformers`` on the CPU, loaded on first use; calls are serialized (thread-safe).
 
     ``model`` is a model folder or id (local only: hub lookups are off when ``HF_HUB_OFFLINE`` is
     set); ``gguf_file`` names a GGUF file inside it. ``identity`` names the model and its content
@@ -95,6 +95,7 @@ class TransformersLikelihood:
         self.threads = threads
         self.identity = identity or f"{self.model_path}:{gguf_file or ''}"
         self._lock = threading.Lock()
+        self._run_lock = threading.Lock()
         self._model: Any = None
         self._tok: Any = None
         # The last few contexts' key/value caches: answers about the same passages (several claims,
@@ -137,10 +138,15 @@ class TransformersLikelihood:
         return list(tok(text, add_special_tokens=False).input_ids[:limit])
 
     def claim_pmi(self, context: str, claims: Sequence[str]) -> list[float]:
+        model, _ = self._load()
+        with self._run_lock:  # the context memo and the model's threads are shared
+            return self._claim_pmi(model, context, claims)
+
+    def _claim_pmi(self, model: Any, context: str, claims: Sequence[str]) -> list[float]:
         import torch
         from transformers import DynamicCache
 
-        model, tok = self._load()
+        tok = self._tok
         bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
         ctx_ids = bos + self._ids(context, self.max_context_tokens) + self._ids("\n\n", 8)
         claim_ids = [self._ids(c.strip(), MAX_CLAIM_TOKENS) for c in claims]
@@ -163,9 +169,10 @@ class TransformersLikelihood:
                 if not ids:
                     out.append(0.0)
                     continue
-                cond = self._continuation(model, ids, cache, ctx_last)
-                unc = self._unconditional(model, bos, ids)
-                out.append(float((cond - unc).mean()))
+                diff = self._continuation(model, ids, cache, ctx_last) - self._unconditional(model, bos, ids)
+                if not bos:  # without BOS the first token has no unconditional prediction: leave it out
+                    diff = diff[1:] if len(diff) > 1 else torch.zeros(1)
+                out.append(float(diff.mean()))
         return out
 
     @staticmethod
@@ -191,7 +198,7 @@ class TransformersLikelihood:
             return torch.zeros(1)
         res = model(torch.tensor([seq[:-1]]))
         got = torch.log_softmax(res.logits[0].float(), -1).gather(1, torch.tensor(seq[1:])[:, None])[:, 0]
-        if not bos:  # no BOS: the first token has no unconditional prediction; it counts as neutral
+        if not bos:  # placeholder for the first token, which claim_pmi leaves out
             got = torch.cat([torch.zeros(1), got])
         return got
 
