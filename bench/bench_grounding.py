@@ -332,17 +332,16 @@ def fit_weights(
 
     The L2 strength is chosen from L2_GRID by the mean leave-one-source-out AUROC over the five dev
     sources (the bench sets are other domains, so transfer is what matters), unless given. The
-    weights are sign-constrained (FEATURE_SIGNS). With ``lm`` the model includes the language-model
-    feature and prints WEIGHTS_LM / INTERCEPT_LM / DEFAULT_THRESHOLD_LM instead. Prints WEIGHTS and INTERCEPT for
+    weights are sign-constrained (FEATURE_SIGNS). Prints WEIGHTS and INTERCEPT for
     harness/grounding/scorer.py, the method's DEFAULT_THRESHOLD, and BASELINE_THRESHOLDS (each the
-    balanced-accuracy-optimal threshold on the pooled dev splits).
+    balanced-accuracy-optimal threshold on the pooled dev splits). With ``lm`` the model includes
+    the language-model feature, and the printed constants are WEIGHTS_LM / INTERCEPT_LM /
+    DEFAULT_THRESHOLD_LM.
     """
     embed = CachedEmbedder(cache_file)
     checker = GroundednessChecker(embed=embed, max_units=MAX_UNITS, lm=lm)
     feats, labels, groups, responses, contexts = dev_features(checker)
-    embed.save()
-    if lm is not None and isinstance(lm.store, JsonStore):
-        lm.store.save()
+    _save_dev_caches(embed, lm)
     lodo = {g: leave_one_source_out(feats, labels, groups, g) for g in L2_GRID}
     if l2 is None:
         l2 = max(L2_GRID, key=lambda g: (float(np.mean(list(lodo[g].values()))), g))
@@ -440,9 +439,7 @@ def bench_grounding(
             file=sys.stderr,
             flush=True,
         )
-    embed.save()
-    if isinstance(lm, CachedLikelihood) and isinstance(lm.store, JsonStore):
-        lm.store.save()
+    _save_dev_caches(embed, lm)
     report["_run"] = {
         "cap": cap,
         "seed": seed,
@@ -455,6 +452,13 @@ def bench_grounding(
         else {"lm": None}
     )
     return report
+
+
+def _save_dev_caches(embed: CachedEmbedder, lm: CachedLikelihood | str | None) -> None:
+    """Persist the embedding and PMI caches when they were given files (development runs only)."""
+    embed.save()
+    if isinstance(lm, CachedLikelihood) and isinstance(lm.store, JsonStore):
+        lm.store.save()
 
 
 def _default_lm() -> CachedLikelihood | None:

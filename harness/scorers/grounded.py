@@ -17,7 +17,6 @@ the ``lm`` extra for the bundled model.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from harness.contracts import ParsedAnswer
@@ -36,14 +35,16 @@ class GroundednessScorer:
         self.lm = lm
         self._likelihood: Any = None
         if lm is not None:
-            from harness.grounding.lm import BUNDLED_NAMES
+            from harness.grounding.lm import lm_spec_folder
 
-            if lm.lower() not in BUNDLED_NAMES and not Path(lm).expanduser().is_dir():
+            try:
+                lm_spec_folder(lm)
+            except ValueError as exc:
                 raise HarnessError(
-                    f"scorer 'groundedness': lm {lm!r} is neither 'gemma-3-270m' nor a model folder",
+                    f"scorer 'groundedness': {exc}",
                     hint="use lm = \"gemma-3-270m\" (pip install 'rag-harness[lm]') or the path of a local "
                     "transformers causal LM",
-                )
+                ) from None
 
     def metrics(self) -> list[MetricInfo]:
         return [
