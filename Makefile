@@ -36,8 +36,17 @@ check: $(STAMP)
 	$(VENV)/bin/ruff check harness tests bench
 	$(VENV)/bin/mypy
 
+# `make bench` runs every benchmark; `make bench grounding scorers` only those named.
+BENCH_ARGS := $(filter-out bench,$(MAKECMDGOALS))
+ifneq ($(filter bench,$(MAKECMDGOALS)),)
+ifneq ($(BENCH_ARGS),)
+$(BENCH_ARGS):
+	@:
+endif
+endif
+
 bench: $(STAMP)
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf .harness
