@@ -16,6 +16,11 @@ With the ``lm`` extra installed, ``method_lm`` (the checker with the Gemma 3 270
 :mod:`harness.grounding.lm`) is measured on the same examples too; that adds roughly an hour of
 CPU on 2 cores (``GROUNDING_LM=0`` skips it).
 
+With ``GROUNDING_JUDGE`` set (a model name for the ``openai`` generator at OPENAI_BASE_URL, or a
+generator spec as JSON), ``judge`` is the ``llm_judge`` scorer's verdicts on the same examples: the
+share of a response's claims it finds supported (balanced accuracy: supported when all are). Its
+calls are cached in ``GROUNDING_JUDGE_CACHE`` (an SQLite file) if given, else in memory.
+
 Run from the project root: ``python -m bench.bench_grounding`` (the bench), ``python -m
 bench.bench_grounding fit`` or ``fit-lm`` (refit either model). ``GROUNDING_CACHE=path.npz`` and
 ``GROUNDING_LM_CACHE=path.json`` keep embeddings and PMI values between runs (development only).
@@ -375,20 +380,122 @@ def fit_weights(
     return out
 
 
+# -- LLM judge -----------------------------------------------------------------------------------
+
+JUDGE_MAX_CHARS = 24_000  # per request: passages beyond this are cut (the count is reported)
+
+
+def judge_spec_from_env() -> dict[str, Any] | None:
+    """The judge to measure, from GROUNDING_JUDGE: a generator spec as JSON, or a model name for the
+    ``openai`` generator (endpoint and key from OPENAI_BASE_URL / OPENAI_API_KEY). None when unset."""
+    value = os.environ.get("GROUNDING_JUDGE", "").strip()
+    if not value:
+        return None
+    if value.startswith("{"):
+        spec = json.loads(value)
+        if not isinstance(spec, dict):
+            raise ValueError("GROUNDING_JUDGE: a JSON value must be a generator spec object")
+        return spec
+    return {"name": "openai", "model": value, "temperature": 0}
+
+
+def _judge_passages(context: str | list[str], max_chars: int) -> tuple[list[str], bool]:
+    """Passages labelled [1], [2], ... and cut to ``max_chars`` in total; True when cut."""
+    out: list[str] = []
+    left = max_chars
+    for i, passage in enumerate(as_passages(context), 1):
+        text = passage if len(passage) <= left else passage[: max(left, 0)]
+        if text:
+            out.append(f"[{i}] {text}")
+        left -= len(text)
+        if len(text) < len(passage):
+            return out, True
+    return out, False
+
+
+def judge_scores(
+    spec: dict[str, Any],
+    responses: Sequence[str],
+    contexts: Sequence[str | list[str]],
+    cache: Any,
+    *,
+    concurrency: int = 8,
+    max_chars: int = JUDGE_MAX_CHARS,
+    timeout_s: float = 120.0,
+    max_retries: int = 3,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The ``llm_judge`` scorer's verdicts on (response, context) pairs: per response, the share of
+    its claims the judge finds supported.
+
+    The same prompt, verdict parser and generator machinery as the scorer (cached by content in
+    ``cache``, retried, bounded concurrency). A failed call or an unparseable reply scores 0 (never
+    a pass) and is counted in ``errors``; a response with no sentence of 3+ words is judged as one
+    claim.
+    """
+    from harness.generate import GenerationRequest, generate_all
+    from harness.scorers.judge import judge_claims, judge_generator, judge_messages, parse_verdicts
+
+    generator = judge_generator(spec)
+    claims_of: list[list[str]] = []
+    requests = []
+    truncated = 0
+    for i, (response, context) in enumerate(zip(responses, contexts, strict=True)):
+        claims = judge_claims(response) or [response.strip()]
+        passages, cut = _judge_passages(context, max_chars)
+        truncated += cut
+        claims_of.append(claims)
+        requests.append(GenerationRequest(case_id=str(i), messages=judge_messages(passages, claims)))
+    results = generate_all(
+        generator, requests, cache, concurrency=concurrency, timeout_s=timeout_s, max_retries=max_retries
+    )
+    scores = np.zeros(len(requests))
+    errors: dict[str, int] = {}
+    for r in results:
+        i = int(r.case_id)
+        kind = f"call failed: {r.error_kind or 'error'}" if r.text is None else None
+        if r.text is not None:
+            try:
+                verdicts = parse_verdicts(r.text, len(claims_of[i]))
+            except ValueError:  # json.JSONDecodeError is a ValueError too
+                kind = "unparseable reply"
+            else:
+                scores[i] = sum(bool(v["supported"]) for v in verdicts) / len(verdicts)
+        if kind is not None:
+            errors[kind] = errors.get(kind, 0) + 1
+    info = {
+        "judge": spec,
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "truncated_contexts": truncated,
+        "calls_cached": sum(r.cache_hit for r in results),
+    }
+    return scores, info
+
+
 # -- bench ---------------------------------------------------------------------------------------
 
 
 def bench_grounding(
-    cap: int = 600, seed: int = 0, cache_file: Path | None = None, lm: CachedLikelihood | str | None = "auto"
+    cap: int = 600,
+    seed: int = 0,
+    cache_file: Path | None = None,
+    lm: CachedLikelihood | str | None = "auto",
+    judge: dict[str, Any] | str | None = "auto",
+    judge_cache: Path | None = None,
 ) -> dict[str, Any]:
     """AUROC and balanced accuracy per test set for the method and both baselines (one run).
 
     ``method`` is the default checker (lexical + MiniLM); ``method_lm`` adds the language-model
     feature (Gemma 3 270M, :mod:`harness.grounding.lm`) when the ``lm`` extra is installed
-    (``lm="auto"``) or an ``lm`` is given; ``lm=None`` skips it.
+    (``lm="auto"``) or an ``lm`` is given; ``lm=None`` skips it. ``judge`` (a generator spec;
+    ``"auto"`` reads GROUNDING_JUDGE) adds the ``llm_judge`` scorer's verdicts on the same examples,
+    its calls cached in ``judge_cache`` (GROUNDING_JUDGE_CACHE; in memory by default).
     """
     if not DATA.is_dir():
         return {"skipped": f"no data at {DATA}"}
+    if judge == "auto":
+        judge = judge_spec_from_env()
+    judge_db = _judge_cache(judge_cache) if isinstance(judge, dict) else None
     t_start = time.perf_counter()
     embed = CachedEmbedder(cache_file)
     checker = GroundednessChecker(embed=embed, max_units=MAX_UNITS)
@@ -412,11 +519,14 @@ def bench_grounding(
         scores["token_overlap"] = token_overlap(responses, contexts)
         scores["max_cosine"] = max_cosine(responses, contexts, embed)
         entry: dict[str, Any] = {"n": len(rows), "n_supported": int(y.sum())}
+        if isinstance(judge, dict):
+            scores["judge"], entry["judge_run"] = judge_scores(judge, responses, contexts, judge_db)
+            thresholds["judge"] = 1.0  # supported = every claim judged supported
         for key, s in scores.items():
             entry[key] = {"auroc": round(roc_auc(y, s), 4), "bacc": round(balanced_accuracy(y, s, thresholds[key]), 4)}
         best_baseline = max(entry["token_overlap"]["auroc"], entry["max_cosine"]["auroc"])
-        for method in [k for k in scores if k.startswith("method")]:
-            suffix = method.removeprefix("method")
+        for method in [k for k in scores if k.startswith("method") or k == "judge"]:
+            suffix = method.removeprefix("method") if method != "judge" else "_judge"
             entry[f"beats_both_auroc{suffix}"] = bool(entry[method]["auroc"] > best_baseline)
             for key in BASELINE_THRESHOLDS:
                 lo, hi = auroc_diff_ci(y, scores[method], scores[key], seed=seed)
@@ -431,6 +541,8 @@ def bench_grounding(
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         report[name] = entry
         lm_part = f" method_lm {entry['method_lm']['auroc']:.3f}/{entry['method_lm']['bacc']:.3f}" if checker_lm else ""
+        if "judge" in scores:
+            lm_part += f" judge {entry['judge']['auroc']:.3f}/{entry['judge']['bacc']:.3f}"
         print(
             f"{name:28s} n={len(rows):4d} method {entry['method']['auroc']:.3f}/{entry['method']['bacc']:.3f}{lm_part}"
             f"  overlap {entry['token_overlap']['auroc']:.3f}/{entry['token_overlap']['bacc']:.3f}"
@@ -450,8 +562,17 @@ def bench_grounding(
         {"lm": lm.identity, "lm_claims_scored": lm.computed, "lm_seconds": round(lm.seconds, 1)}
         if isinstance(lm, CachedLikelihood)
         else {"lm": None}
-    )
+    ) | {"judge": judge if isinstance(judge, dict) else None}
     return report
+
+
+def _judge_cache(path: Path | None) -> Any:
+    """The judge's call cache: ``path`` or GROUNDING_JUDGE_CACHE if given, else in memory for this run."""
+    from harness.cache import Cache
+
+    if path is None and os.environ.get("GROUNDING_JUDGE_CACHE"):
+        path = Path(os.environ["GROUNDING_JUDGE_CACHE"])
+    return Cache(path if path is not None else ":memory:")
 
 
 def _save_dev_caches(embed: CachedEmbedder, lm: CachedLikelihood | str | None) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from harness.manifest import lock
@@ -64,3 +65,58 @@ def test_parse_verdicts() -> None:
         parse_verdicts('{"verdicts": [{"claim": 1, "supported": true}]}', 2)
     with pytest.raises(ValueError):
         parse_verdicts('{"verdicts": [{"claim": 1, "supported": "yes"}]}', 1)
+
+
+def _word_judge(body: Mapping[str, Any]) -> str:
+    """A rule-based judge: a claim is supported when every word of 4+ letters occurs in the passages;
+    claims mentioning 'garble' get a reply that is not the JSON asked for."""
+    user = body["messages"][-1]["content"]
+    passages, claims_part = user.split("\n\nClaims:\n", 1)
+    claims = re.findall(r"^(\d+)\. (.*)$", claims_part, re.M)
+    if any("garble" in c for _, c in claims):
+        return "Looks fine to me."
+    seen = set(re.findall(r"[a-z]{4,}", passages.lower()))
+    return json.dumps({"verdicts": [{"claim": int(i), "supported": set(re.findall(r"[a-z]{4,}", c.lower())) <= seen}
+                                    for i, c in claims]})
+
+
+def test_bench_measures_the_judge_on_labelled_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make bench grounding` with GROUNDING_JUDGE: the llm_judge prompt and parser on (response,
+    context) pairs; errors score 0 and are counted; a second pass is served from the cache."""
+    from bench.bench_grounding import judge_scores, judge_spec_from_env, roc_auc
+    from harness.cache import Cache
+    from harness.testing.fake_openai import FakeOpenAIServer, Fault
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-bench-judge")
+    context = ["Backups run hourly and are kept for seven days.", "Compaction merges segments every night."]
+    pairs = [
+        ("Backups run hourly. Backups are kept for seven days.", context, 1.0),
+        ("Backups run hourly. Backups are kept for thirty days.", context, 0.5),
+        ("Compaction merges segments weekly.", context, 0.0),
+        ("Hourly.", context, 1.0),  # too short for a sentence claim: judged as one claim
+        ("Backups garble the segments.", context, 0.0),  # unparseable reply: an error, never a pass
+        ("Compaction crashes the server nightly.", context, 0.0),  # the call keeps failing: an error
+        ("Backups run hourly and nightly.", "Backups run hourly. " + "Filler text. " * 40, 0.0),  # cut off
+    ]
+    responses = [p[0] for p in pairs]
+    contexts = [p[1] for p in pairs]
+    cache = Cache(":memory:")
+    with FakeOpenAIServer(responder=_word_judge) as srv:
+        srv.push(Fault.server_error(500), match="crashes", times=None)
+        monkeypatch.setenv("GROUNDING_JUDGE", json.dumps({"name": "openai", "model": "judge-1",
+                                                          "base_url": srv.base_url, "temperature": 0}))
+        spec = judge_spec_from_env()
+        assert spec is not None and spec["model"] == "judge-1"
+        scores, info = judge_scores(spec, responses, contexts, cache, max_chars=120, max_retries=1)
+        assert scores.tolist() == [p[2] for p in pairs]
+        assert info["errors"] == 2 and info["error_kinds"] == {"unparseable reply": 1, "call failed: server_error": 1}
+        assert info["truncated_contexts"] == 1 and info["calls_cached"] == 0
+        first = srv.requests_received
+        again, info2 = judge_scores(spec, responses, contexts, cache, max_chars=120, max_retries=1)
+        assert again.tolist() == scores.tolist()
+        assert srv.requests_received - first == 2  # only the failed call is retried (twice); the rest are cached
+        assert info2["calls_cached"] == len(pairs) - 1
+    labels = np.array([True, False, False, True, False, False, False])
+    assert roc_auc(labels, scores) == 1.0
+    monkeypatch.setenv("GROUNDING_JUDGE", "gpt-judge")
+    assert judge_spec_from_env() == {"name": "openai", "model": "gpt-judge", "temperature": 0}

@@ -29,7 +29,8 @@ SYSTEM = (
 PROMPT_VERSION = 1
 
 
-def _claims(text: str) -> list[str]:
+def judge_claims(text: str) -> list[str]:
+    """The claims a judge rules on: the answer's sentences of 3+ words, citation markers removed."""
     from harness.instructions.text import split_sentences
 
     out = []
@@ -38,6 +39,14 @@ def _claims(text: str) -> list[str]:
         if len(s.split()) >= 3:
             out.append(s)
     return out
+
+
+def judge_messages(passages: Sequence[str], claims: Sequence[str]) -> tuple[dict[str, str], ...]:
+    """The judge's chat messages: the system rules, then the passages (each already labelled, e.g.
+    ``"[doc-1] Title\ntext"``) and the numbered claims."""
+    user = "Passages:\n" + "\n".join(passages)
+    user += "\n\nClaims:\n" + "\n".join(f"{i}. {cl}" for i, cl in enumerate(claims, 1))
+    return {"role": "system", "content": SYSTEM}, {"role": "user", "content": user}
 
 
 def parse_verdicts(text: str, n_claims: int) -> list[dict[str, Any]]:
@@ -60,20 +69,25 @@ def parse_verdicts(text: str, n_claims: int) -> list[dict[str, Any]]:
     return [by_claim[i] for i in range(1, n_claims + 1)]
 
 
+def judge_generator(spec: dict[str, Any]) -> Any:
+    """The judge's generator from its spec, e.g. ``{"name": "openai", "model": "...", "temperature": 0}``."""
+    from harness.generate import GENERATORS
+
+    args = dict(spec)
+    name = args.pop("name", None)
+    if not name:
+        from harness.errors import HarnessError
+
+        raise HarnessError("llm_judge: args.generator needs a 'name' (e.g. 'openai')")
+    return GENERATORS.build(name, args)
+
+
 class JudgeScorer:
     spec: dict[str, Any]
 
     def __init__(self, generator: dict[str, Any], n_passages: int = 5, concurrency: int = 8,
                  max_retries: int = 3, timeout_s: float = 60.0) -> None:
-        from harness.generate import GENERATORS
-
-        args = dict(generator)
-        name = args.pop("name", None)
-        if not name:
-            from harness.errors import HarnessError
-
-            raise HarnessError("llm_judge: args.generator needs a 'name' (e.g. 'openai')")
-        self.generator: Any = GENERATORS.build(name, args)
+        self.generator: Any = judge_generator(generator)
         self.n_passages = n_passages
         self.concurrency = concurrency
         self.max_retries = max_retries
@@ -100,18 +114,14 @@ class JudgeScorer:
                            Score(case_id=c.id, metric="judge_unsupported_claims", value=None, explanation=err)]
                 continue
             contract = ctx.contracts.get(c.contract) if ctx.contracts is not None else None
-            claims = _claims(ParsedAnswer(out.answer, contract).answer_text())
+            claims = judge_claims(ParsedAnswer(out.answer, contract).answer_text())
             if not claims:
                 scores += [Score(case_id=c.id, metric=m.name, value=None, explanation="no claims in the answer")
                            for m in self.metrics()]
                 continue
             claims_by_case[c.id] = claims
-            passages = ctx.passages(out, self.n_passages)
-            user = "Passages:\n" + "\n".join(f"[{d.id}] {d.title}\n{d.text}" for d in passages)
-            user += "\n\nClaims:\n" + "\n".join(f"{i}. {cl}" for i, cl in enumerate(claims, 1))
-            requests.append(GenerationRequest(case_id=c.id, query=c.query,
-                                              messages=({"role": "system", "content": SYSTEM},
-                                                        {"role": "user", "content": user})))
+            passages = [f"[{d.id}] {d.title}\n{d.text}" for d in ctx.passages(out, self.n_passages)]
+            requests.append(GenerationRequest(case_id=c.id, query=c.query, messages=judge_messages(passages, claims)))
         results = generate_all(self.generator, requests, ctx.cache, concurrency=self.concurrency,
                                timeout_s=self.timeout_s, max_retries=self.max_retries) if requests else []
         for r in results:
