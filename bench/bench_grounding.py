@@ -29,6 +29,7 @@ bench.bench_grounding fit`` or ``fit-lm`` (refit either model). ``GROUNDING_CACH
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -534,7 +535,7 @@ def bench_grounding(
         groups = [str((r.get("meta") or {}).get("domain") or "") for r in rows]
         if name.startswith("summedits"):
             entry["by_domain"] = {
-                dom: {"n": int(mask.sum())} | {key: round(roc_auc(y[mask], s[mask]), 4) for key, s in scores.items()}
+                dom: {"n": int(mask.sum())} | {key: _rounded(roc_auc(y[mask], s[mask])) for key, s in scores.items()}
                 for dom in sorted(set(groups))
                 for mask in [np.array([g == dom for g in groups])]
             }
@@ -564,6 +565,11 @@ def bench_grounding(
         else {"lm": None}
     ) | {"judge": judge if isinstance(judge, dict) else None}
     return report
+
+
+def _rounded(value: float) -> float | None:
+    """4 decimals, or None where AUROC is undefined (one class only): the report stays valid JSON."""
+    return None if math.isnan(value) else round(value, 4)
 
 
 def _judge_cache(path: Path | None) -> Any:
