@@ -26,11 +26,17 @@ def main() -> None:
     unknown = [n for n in args.only if n not in BENCHES]
     if unknown:
         parser.error(f"unknown bench {unknown[0]!r}; choose from {', '.join(BENCHES)}")
+    from harness.errors import HarnessError
+
     results = {}
     for name in args.only or list(BENCHES):
         module, attr = BENCHES[name]
         print(f"== {name}", file=sys.stderr, flush=True)
-        results[name] = getattr(importlib.import_module(module), attr)()
+        try:
+            results[name] = getattr(importlib.import_module(module), attr)()
+        except HarnessError as exc:  # bad settings (e.g. GROUNDING_JUDGE): one line, exit 2
+            print(f"error: bench {name}: {exc}", file=sys.stderr)
+            sys.exit(2)
         print(json.dumps({name: results[name]}, indent=2), flush=True)
 
 

@@ -389,15 +389,20 @@ JUDGE_MAX_CHARS = 24_000  # per request: passages beyond this are cut (the count
 def judge_spec_from_env() -> dict[str, Any] | None:
     """The judge to measure, from GROUNDING_JUDGE: a generator spec as JSON, or a model name for the
     ``openai`` generator (endpoint and key from OPENAI_BASE_URL / OPENAI_API_KEY). None when unset."""
+    from harness.errors import HarnessError
+
     value = os.environ.get("GROUNDING_JUDGE", "").strip()
     if not value:
         return None
-    if value.startswith("{"):
+    if not value.startswith("{"):
+        return {"name": "openai", "model": value, "temperature": 0}
+    try:
         spec = json.loads(value)
-        if not isinstance(spec, dict):
-            raise ValueError("GROUNDING_JUDGE: a JSON value must be a generator spec object")
-        return spec
-    return {"name": "openai", "model": value, "temperature": 0}
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"GROUNDING_JUDGE: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(spec, dict):
+        raise HarnessError("GROUNDING_JUDGE: a JSON value must be a generator spec object")
+    return spec
 
 
 def _judge_passages(context: str | list[str], max_chars: int) -> tuple[list[str], bool]:
@@ -415,7 +420,7 @@ def _judge_passages(context: str | list[str], max_chars: int) -> tuple[list[str]
 
 
 def judge_scores(
-    spec: dict[str, Any],
+    generator: Any,
     responses: Sequence[str],
     contexts: Sequence[str | list[str]],
     cache: Any,
@@ -426,7 +431,8 @@ def judge_scores(
     max_retries: int = 3,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The ``llm_judge`` scorer's verdicts on (response, context) pairs: per response, the share of
-    its claims the judge finds supported.
+    its claims the judge finds supported. ``generator`` is the judge's, from
+    :func:`harness.scorers.judge.judge_generator`.
 
     The same prompt, verdict parser and generator machinery as the scorer (cached by content in
     ``cache``, retried, bounded concurrency). A failed call or an unparseable reply scores 0 (never
@@ -434,9 +440,8 @@ def judge_scores(
     claim.
     """
     from harness.generate import GenerationRequest, generate_all
-    from harness.scorers.judge import judge_claims, judge_generator, judge_messages, parse_verdicts
+    from harness.scorers.judge import judge_claims, judge_messages, parse_verdicts
 
-    generator = judge_generator(spec)
     claims_of: list[list[str]] = []
     requests = []
     truncated = 0
@@ -464,7 +469,6 @@ def judge_scores(
         if kind is not None:
             errors[kind] = errors.get(kind, 0) + 1
     info = {
-        "judge": spec,
         "errors": sum(errors.values()),
         "error_kinds": errors,
         "truncated_contexts": truncated,
@@ -492,11 +496,15 @@ def bench_grounding(
     ``"auto"`` reads GROUNDING_JUDGE) adds the ``llm_judge`` scorer's verdicts on the same examples,
     its calls cached in ``judge_cache`` (GROUNDING_JUDGE_CACHE; in memory by default).
     """
-    if not DATA.is_dir():
-        return {"skipped": f"no data at {DATA}"}
     if judge == "auto":
         judge = judge_spec_from_env()
-    judge_db = _judge_cache(judge_cache) if isinstance(judge, dict) else None
+    judge_gen, judge_db = None, None
+    if isinstance(judge, dict):  # built first: a bad spec fails before any scoring
+        from harness.scorers.judge import judge_generator
+
+        judge_gen, judge_db = judge_generator(judge), _judge_cache(judge_cache)
+    if not DATA.is_dir():
+        return {"skipped": f"no data at {DATA}"}
     t_start = time.perf_counter()
     embed = CachedEmbedder(cache_file)
     checker = GroundednessChecker(embed=embed, max_units=MAX_UNITS)
@@ -520,8 +528,8 @@ def bench_grounding(
         scores["token_overlap"] = token_overlap(responses, contexts)
         scores["max_cosine"] = max_cosine(responses, contexts, embed)
         entry: dict[str, Any] = {"n": len(rows), "n_supported": int(y.sum())}
-        if isinstance(judge, dict):
-            scores["judge"], entry["judge_run"] = judge_scores(judge, responses, contexts, judge_db)
+        if judge_gen is not None:
+            scores["judge"], entry["judge_run"] = judge_scores(judge_gen, responses, contexts, judge_db)
             thresholds["judge"] = 1.0  # supported = every claim judged supported
         for key, s in scores.items():
             entry[key] = {"auroc": round(roc_auc(y, s), 4), "bacc": round(balanced_accuracy(y, s, thresholds[key]), 4)}

@@ -85,6 +85,7 @@ def test_bench_measures_the_judge_on_labelled_pairs(monkeypatch: pytest.MonkeyPa
     context) pairs; errors score 0 and are counted; a second pass is served from the cache."""
     from bench.bench_grounding import judge_scores, judge_spec_from_env, roc_auc
     from harness.cache import Cache
+    from harness.scorers.judge import judge_generator
     from harness.testing.fake_openai import FakeOpenAIServer, Fault
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-bench-judge")
@@ -107,12 +108,12 @@ def test_bench_measures_the_judge_on_labelled_pairs(monkeypatch: pytest.MonkeyPa
                                                           "base_url": srv.base_url, "temperature": 0}))
         spec = judge_spec_from_env()
         assert spec is not None and spec["model"] == "judge-1"
-        scores, info = judge_scores(spec, responses, contexts, cache, max_chars=120, max_retries=1)
+        scores, info = judge_scores(judge_generator(spec), responses, contexts, cache, max_chars=120, max_retries=1)
         assert scores.tolist() == [p[2] for p in pairs]
         assert info["errors"] == 2 and info["error_kinds"] == {"unparseable reply": 1, "call failed: server_error": 1}
         assert info["truncated_contexts"] == 1 and info["calls_cached"] == 0
         first = srv.requests_received
-        again, info2 = judge_scores(spec, responses, contexts, cache, max_chars=120, max_retries=1)
+        again, info2 = judge_scores(judge_generator(spec), responses, contexts, cache, max_chars=120, max_retries=1)
         assert again.tolist() == scores.tolist()
         assert srv.requests_received - first == 2  # only the failed call is retried (twice); the rest are cached
         assert info2["calls_cached"] == len(pairs) - 1
@@ -120,3 +121,25 @@ def test_bench_measures_the_judge_on_labelled_pairs(monkeypatch: pytest.MonkeyPa
     assert roc_auc(labels, scores) == 1.0
     monkeypatch.setenv("GROUNDING_JUDGE", "gpt-judge")
     assert judge_spec_from_env() == {"name": "openai", "model": "gpt-judge", "temperature": 0}
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ('{"name": "openai", "model": ', "GROUNDING_JUDGE: not valid JSON"),
+    ('{"name": "openai", "model": "m", "api_key": "sk-oops"}', "api_key"),
+    ('{"model": "m"}', "needs a 'name'"),
+])
+def test_bench_judge_bad_setting_is_one_line_exit_2(value: str, message: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "GROUNDING_JUDGE": value, "GROUNDING_LM": "0"}
+    proc = subprocess.run([sys.executable, "-m", "bench", "grounding"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
+    assert "sk-oops" not in proc.stderr + proc.stdout  # a key given by mistake is never echoed
+    assert proc.stdout == ""
