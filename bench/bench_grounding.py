@@ -33,6 +33,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -410,7 +411,7 @@ def _judge_passages(context: str | list[str], max_chars: int) -> tuple[list[str]
     out: list[str] = []
     left = max_chars
     for i, passage in enumerate(as_passages(context), 1):
-        text = passage if len(passage) <= left else passage[: max(left, 0)]
+        text = passage[:left]
         if text:
             out.append(f"[{i}] {text}")
         left -= len(text)
@@ -440,7 +441,7 @@ def judge_scores(
     claim.
     """
     from harness.generate import GenerationRequest, generate_all
-    from harness.scorers.judge import judge_claims, judge_messages, parse_verdicts
+    from harness.scorers.judge import judge_claims, judge_messages, read_verdicts
 
     claims_of: list[list[str]] = []
     requests = []
@@ -455,22 +456,17 @@ def judge_scores(
         generator, requests, cache, concurrency=concurrency, timeout_s=timeout_s, max_retries=max_retries
     )
     scores = np.zeros(len(requests))
-    errors: dict[str, int] = {}
+    errors: Counter[str] = Counter()
     for r in results:
         i = int(r.case_id)
-        kind = f"call failed: {r.error_kind or 'error'}" if r.text is None else None
-        if r.text is not None:
-            try:
-                verdicts = parse_verdicts(r.text, len(claims_of[i]))
-            except ValueError:  # json.JSONDecodeError is a ValueError too
-                kind = "unparseable reply"
-            else:
-                scores[i] = sum(bool(v["supported"]) for v in verdicts) / len(verdicts)
-        if kind is not None:
-            errors[kind] = errors.get(kind, 0) + 1
+        verdicts, _ = read_verdicts(r, len(claims_of[i]))
+        if verdicts is None:
+            errors["unparseable reply" if r.text is not None else f"call failed: {r.error_kind or 'error'}"] += 1
+        else:
+            scores[i] = sum(bool(v["supported"]) for v in verdicts) / len(verdicts)
     info = {
-        "errors": sum(errors.values()),
-        "error_kinds": errors,
+        "errors": errors.total(),
+        "error_kinds": dict(errors),
         "truncated_contexts": truncated,
         "calls_cached": sum(r.cache_hit for r in results),
     }

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.contracts import ParsedAnswer, strip_code_fence
+from harness.generate.base import GenerationResult
 from harness.metrics import MetricInfo
 from harness.scorers import SCORERS, ScoringContext, generation_error, info
 from harness.types import CaseOutput, GoldenCase, Score
@@ -47,6 +48,16 @@ def judge_messages(passages: Sequence[str], claims: Sequence[str]) -> tuple[dict
     user = "Passages:\n" + "\n".join(passages)
     user += "\n\nClaims:\n" + "\n".join(f"{i}. {cl}" for i, cl in enumerate(claims, 1))
     return {"role": "system", "content": SYSTEM}, {"role": "user", "content": user}
+
+
+def read_verdicts(result: GenerationResult, n_claims: int) -> tuple[list[dict[str, Any]] | None, str]:
+    """A judge call's verdicts, or None and why not: a failed call or an unparseable reply is never a pass."""
+    if result.error or result.text is None:
+        return None, f"judge call failed: {result.error}"
+    try:
+        return parse_verdicts(result.text, n_claims), ""
+    except ValueError as exc:  # json.JSONDecodeError included
+        return None, f"judge reply unparseable: {exc}"
 
 
 def parse_verdicts(text: str, n_claims: int) -> list[dict[str, Any]]:
@@ -126,16 +137,11 @@ class JudgeScorer:
                                timeout_s=self.timeout_s, max_retries=self.max_retries) if requests else []
         for r in results:
             claims = claims_by_case[r.case_id]
-            if r.error or r.text is None:
-                why = f"judge call failed: {r.error}"
-                scores += [Score(case_id=r.case_id, metric=m.name, value=None, explanation=why) for m in self.metrics()]
-                continue
-            try:
-                verdicts = parse_verdicts(r.text, len(claims))
-            except (ValueError, json.JSONDecodeError) as exc:
-                why = f"judge reply unparseable: {exc}"
-                scores += [Score(case_id=r.case_id, metric=m.name, value=None, explanation=why,
-                                 details={"raw": r.text[:2000]}) for m in self.metrics()]
+            verdicts, why = read_verdicts(r, len(claims))
+            if verdicts is None:
+                raw = {"raw": r.text[:2000]} if r.text is not None else None
+                scores += [Score(case_id=r.case_id, metric=m.name, value=None, explanation=why, details=raw)
+                           for m in self.metrics()]
                 continue
             supported = [bool(v["supported"]) for v in verdicts]
             details = {"claims": [{"claim": cl, "supported": v["supported"], "reason": str(v.get("reason", ""))}
