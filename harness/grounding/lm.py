@@ -249,9 +249,9 @@ class JsonStore:
 
     def save(self) -> None:
         if self.path is not None and self.data:
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data), encoding="utf-8")
-            tmp.replace(self.path)
+            from harness.storage import atomic_write_json
+
+            atomic_write_json(self.path, self.data)
 
 
 class CachedLikelihood:

@@ -192,8 +192,14 @@ class GroundednessChecker:
     ) -> None:
         if aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
+        # The frozen model: with or without the language-model feature.
+        frozen_w, frozen_b, frozen_t = (
+            (WEIGHTS_LM, INTERCEPT_LM, DEFAULT_THRESHOLD_LM)
+            if lm is not None
+            else (WEIGHTS, INTERCEPT, DEFAULT_THRESHOLD)
+        )
         if threshold is None:
-            threshold = DEFAULT_THRESHOLD_LM if lm is not None else DEFAULT_THRESHOLD
+            threshold = frozen_t
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         if window_mode not in ("embed", "mean"):
@@ -207,13 +213,12 @@ class GroundednessChecker:
         self.batch_size = batch_size
         self.lm = lm
         self.feature_names: tuple[str, ...] = FEATURE_NAMES + (LM_FEATURE_NAMES if lm is not None else ())
-        w = dict((WEIGHTS_LM if lm is not None else WEIGHTS) if weights is None else weights)
+        w = dict(frozen_w if weights is None else weights)
         unknown = set(w) - set(self.feature_names)
         if unknown:
             raise ValueError(f"unknown feature weights {sorted(unknown)}; features are {list(self.feature_names)}")
         self._w = np.array([w.get(name, 0.0) for name in self.feature_names], dtype=np.float64)
-        default_b = INTERCEPT_LM if lm is not None else INTERCEPT
-        self._b = default_b if intercept is None else intercept
+        self._b = frozen_b if intercept is None else intercept
 
     # -- public API -------------------------------------------------------------------------------
 
