@@ -102,17 +102,21 @@ class Embedder:
             with self.progress.task(description, len(missing)) as advance:
                 for start in range(0, len(missing), _CHUNK):
                     idx = missing[start : start + _CHUNK]
-                    vecs = model.encode(
-                        [prefix + texts[i] for i in idx],
-                        batch_size=self.batch_size,
-                        normalize_embeddings=True,
-                        convert_to_numpy=True,
-                        show_progress_bar=False,
-                    ).astype(np.float32, copy=False)
-                    new = {keys[i]: vecs[j].tobytes() for j, i in enumerate(idx)}
+                    new: dict[str, bytes] = {}
+                    # one model batch per encode call, so the bar (rate, ETA) moves per batch
+                    for b in range(0, len(idx), self.batch_size):
+                        batch = idx[b : b + self.batch_size]
+                        vecs = model.encode(
+                            [prefix + texts[i] for i in batch],
+                            batch_size=self.batch_size,
+                            normalize_embeddings=True,
+                            convert_to_numpy=True,
+                            show_progress_bar=False,
+                        ).astype(np.float32, copy=False)
+                        new.update({keys[i]: vecs[j].tobytes() for j, i in enumerate(batch)})
+                        advance(len(batch))
                     self.cache.put_many("embeddings", new)
                     found.update(new)
-                    advance(len(idx))
             self.encoded += len(missing)
             self.encode_seconds += time.perf_counter() - t0
         if not texts:

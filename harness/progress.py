@@ -4,9 +4,33 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+# rich estimates speed over a sliding window of samples; a slow step (a batch of long documents on a
+# CPU) must still leave two samples in it, or the rate and the ETA go blank.
+SPEED_WINDOW_S = 600.0
+
+
+def _rate_column() -> Any:
+    """A column showing items per second (rich's own speed columns are for bytes or unknown totals)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            if not speed:
+                return Text("", style="progress.data.speed")
+            text = f"{speed:.1f}/s" if speed < 100 else f"{speed:,.0f}/s"
+            return Text(text, style="progress.data.speed")
+
+    return RateColumn()
+
+
+def _no_advance(n: int = 1) -> None:
+    return None
 
 
 class Progress:
@@ -36,11 +60,12 @@ class Progress:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TaskProgressColumn(),
-                TextColumn("[progress.data.speed]{task.fields[rate]}"),
+                _rate_column(),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=Console(stderr=True),
                 transient=True,
+                speed_estimate_period=SPEED_WINDOW_S,
             )
             self._rich.__enter__()
         return self
@@ -51,23 +76,27 @@ class Progress:
             self._rich = None
 
     @contextmanager
-    def task(self, description: str, total: int) -> Iterator[Any]:
-        """Yields ``advance(n)``."""
-        if self._rich is None:
-            yield lambda n=1: None
+    def task(self, description: str, total: int) -> Iterator[Callable[..., None]]:
+        """Yields ``advance(n)``; the bar is removed when the block ends.
+
+        Tasks are addressed by their id only (rich's ``tasks`` is a list, which stops lining up with
+        ids once a finished task was removed).
+        """
+        rich = self._rich
+        if rich is None:
+            yield _no_advance
             return
-        task_id = self._rich.add_task(description, total=total, rate="")
+        task_id = rich.add_task(description, total=total)
+        # A zero-step sample at the start: the first real step then already gives a rate and an ETA.
+        rich.advance(task_id, 0)
 
         def advance(n: int = 1) -> None:
-            self._rich.advance(task_id, n)
-            t = self._rich.tasks[task_id]
-            if t.speed:
-                self._rich.update(task_id, rate=f"{t.speed:.1f}/s")
+            rich.advance(task_id, n)
 
         try:
             yield advance
         finally:
-            self._rich.remove_task(task_id)
+            rich.remove_task(task_id)
 
 
 NULL_PROGRESS = Progress(enabled=False)
