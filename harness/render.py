@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
+import click
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from harness.types import CaseOutput
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -30,3 +35,52 @@ def print_run_summary(data: dict[str, Any]) -> None:
         f"retrieved {counts['retrieved']} (rest cached), embedded {counts['embedded_texts']} texts"
     )
     console.print(f"stored: {data['path']}")
+
+
+SHOWN_CASES = 5
+SHOWN_MESSAGES = 3
+_MESSAGE_CHARS = 300
+
+
+def error_summary(outputs: Iterable[CaseOutput]) -> dict[str, Any]:
+    """Case errors by kind: ``{"total": n, "by_kind": {kind: {count, stage, cases, messages}}}``.
+
+    The kind is the typed ``error_kind`` the stage recorded (``server_error``, ``auth``, ...), else the
+    stage that failed; ``cases`` and ``messages`` hold the first few, in golden-set order.
+    """
+    by_kind: dict[str, dict[str, Any]] = {}
+    total = 0
+    for o in outputs:
+        if not o.error:
+            continue
+        total += 1
+        kind = str(o.extra.get("error_kind") or o.error_stage or "error")
+        entry = by_kind.setdefault(kind, {"count": 0, "stage": o.error_stage, "cases": [], "messages": []})
+        entry["count"] += 1
+        if len(entry["cases"]) < SHOWN_CASES:
+            entry["cases"].append(o.case_id)
+        if len(entry["messages"]) < SHOWN_MESSAGES:
+            entry["messages"].append({"case_id": o.case_id, "message": _one_line(o.error)})
+    ordered = dict(sorted(by_kind.items(), key=lambda kv: (-kv[1]["count"], kv[0])))
+    return {"total": total, "by_kind": ordered}
+
+
+def _one_line(message: str) -> str:
+    text = " ".join(message.split())
+    return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 1] + "…"
+
+
+def print_error_summary(errors: dict[str, Any], cases: int, *, allowed: bool) -> None:
+    """Plain lines on stderr: how many cases errored, then per kind the count, first ids and messages."""
+    total = errors["total"]
+    if not total:
+        return
+    consequence = "allowed by --allow-errors" if allowed else "exit 1; --allow-errors accepts them"
+    lines = [f"errors: {total} of {cases} cases errored ({consequence})"]
+    for kind, entry in errors["by_kind"].items():
+        more = entry["count"] - len(entry["cases"])
+        ids = ", ".join(entry["cases"]) + (f", ... ({more} more)" if more > 0 else "")
+        stage = f" in {entry['stage']}" if entry["stage"] else ""
+        lines.append(f"  {kind}: {entry['count']}{stage} ({ids})")
+        lines += [f"    {m['case_id']}: {m['message']}" for m in entry["messages"]]
+    click.echo("\n".join(lines), err=True)

@@ -35,25 +35,40 @@ def _progress(ctx: click.Context):
 @click.command("run")
 @manifest_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--allow-errors", is_flag=True,
+              help="Exit 0 even when cases errored (they are still counted, summarised and stored).")
 @click.pass_context
-def run_cmd(ctx: click.Context, manifest: Path | None, as_json: bool) -> None:
-    """Run every golden case through retrieval, score it, and store the run under the manifest id.
+def run_cmd(ctx: click.Context, manifest: Path | None, as_json: bool, allow_errors: bool) -> None:
+    """Run every golden case through retrieval and generation, score it, and store the run under the
+    manifest id.
+
+    Cases that error (a generation that failed after its retries, ...) are stored, scored as failures
+    and summarised on stderr by kind with the first case ids and messages.
+
+    Exit code 0 when every case ran, 1 when any case errored (unless --allow-errors), 2 on a usage,
+    config or input error.
 
     \b
     Example:
       harness run --manifest harness.toml --json
     """
+    from harness.render import error_summary, print_error_summary
     from harness.run import run_manifest, summary
 
     with _progress(ctx) as progress:
         report = run_manifest(manifest, progress=progress)
     data = summary(report)
+    errors = error_summary(report.run.outputs)
+    data["errors"] = errors
     if as_json:
         click.echo(json.dumps(data, indent=2))
-        return
-    from harness.render import print_run_summary
+    else:
+        from harness.render import print_run_summary
 
-    print_run_summary(data)
+        print_run_summary(data)
+    print_error_summary(errors, len(report.run.outputs), allowed=allow_errors)
+    if errors["total"] and not allow_errors:
+        raise SystemExit(1)
 
 
 @click.command("lock")
