@@ -1,8 +1,12 @@
 """Load and validate golden sets and corpora.
 
 JSONL is read line by line and each record validated against the published JSON Schema
-(``harness/schemas``), so an error names file:line and the field. Anything else that Hugging Face
-``datasets`` can read (Parquet, CSV, a ``save_to_disk`` folder) goes through it and errors name the
+(``harness/schemas``), so an error names file:line and the field. The reader is strict where
+:func:`json.loads` is lenient or crashes (see :func:`parse_json_line`): bytes that are not UTF-8 are
+reported with their byte offset, NaN/Infinity, repeated keys, lone surrogates and nesting deeper
+than :data:`~harness.config.MAX_DEPTH` are refused; a leading byte-order mark, CRLF line ends and
+blank lines are accepted. Parquet, CSV/TSV and Arrow files are read with pyarrow and a
+``save_to_disk`` folder with Hugging Face ``datasets`` (no dataset cache is written); errors name the
 row (1-based). Cross-checks (duplicate ids, relevance naming unknown documents) run before anything
 is returned: nothing is half-loaded.
 """
@@ -17,10 +21,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from harness.config import MAX_DEPTH, json_problem
 from harness.errors import InputError
 from harness.types import CorpusDoc, GoldenCase, drop_none
 
 _JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+ID_PATTERN = "^(?=.*\\S)[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+"""Case and document ids: not blank, no control characters (ids are printed, used in XML and file names)."""
+_ID_RE = re.compile(ID_PATTERN)
+MAX_LINE_BYTES = 64 << 20
+"""Longest JSON Lines record read (64 MiB): a file without newlines is refused, not read whole."""
 
 
 @cache
@@ -45,49 +55,168 @@ def _describe(error: Any) -> tuple[str | None, str]:
         return path, "must not be empty or blank"
     if error.validator == "minLength":
         return path, "must not be empty"
+    if error.validator == "pattern" and error.schema.get("pattern") == ID_PATTERN:
+        return path, f"{error.instance!r}: an id must not be blank or contain control characters"
     return path, error.message
+
+
+class _Rejected(ValueError):
+    """A JSON value that parses but is not accepted (NaN, a repeated key); the message says why."""
+
+
+def _no_constants(name: str) -> Any:
+    raise _Rejected(f"{name} is not valid JSON (RFC 8259 has no NaN or Infinity); write null or a number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Rejected(f"key {key!r} appears twice in one object")
+            seen.add(key)
+    return out
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_BOM = b"\xef\xbb\xbf"
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def parse_json_line(path: str | Path, raw: bytes, lineno: int, offset: int) -> Any:
+    """One JSON Lines record from its bytes, or InputError naming ``path:lineno`` and what is wrong.
+
+    Strict where :func:`json.loads` is lenient or crashes: bytes must be UTF-8 (the error gives the
+    byte offset in the file), NaN/Infinity and repeated keys are refused, nesting deeper than
+    :data:`~harness.config.MAX_DEPTH` and lone surrogates are refused before they can exhaust the
+    recursion limit or fail to encode later. ``offset`` is the line's byte offset in the file.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at byte offset {offset + exc.start} "
+                               f"(column {exc.start + 1}): {exc.reason}", line=lineno) from None
+    try:
+        value, end = _DECODER.raw_decode(text, _WS.match(text, 0).end())  # type: ignore[union-attr]
+        if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]
+            raise json.JSONDecodeError("Extra data after the JSON value (one value per line)", text, end)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}", line=lineno) from None
+    except _Rejected as exc:
+        raise InputError(path, str(exc), line=lineno) from None
+    except RecursionError:
+        raise InputError(path, f"JSON nested more than {MAX_DEPTH} levels deep", line=lineno) from None
+    except ValueError as exc:  # an integer literal longer than Python's 4300-digit conversion limit
+        msg = "a number has more digits than can be read (4300)" if "digits" in str(exc) else " ".join(str(exc).split())
+        raise InputError(path, f"malformed JSON: {msg}", line=lineno) from None
+    if text.count("[") + text.count("{") > MAX_DEPTH or _SURROGATE_ESCAPE.search(text):
+        problem = json_problem(value)
+        if problem is not None:
+            where, msg = problem
+            raise InputError(path, msg, line=lineno, field=None if where == "(top level)" else where)
+    return value
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-blank line of a JSON Lines file.
+
+    A UTF-8 byte-order mark at the start and CRLF line ends are accepted; lines longer than
+    :data:`MAX_LINE_BYTES` are refused without reading them whole.
+    """
+    path = Path(path)
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below; open errors are reported, not raised
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+    with fh:
+        offset = 0
+        lineno = 0
+        while True:
+            try:
+                raw = fh.readline(MAX_LINE_BYTES + 1)
+            except OSError as exc:
+                raise InputError(path, f"cannot read: {exc.strerror or exc}", line=lineno + 1) from None
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise InputError(path, f"line longer than {MAX_LINE_BYTES >> 20} MiB (starts at byte offset {offset})",
+                                 line=lineno)
+            start = offset
+            offset += len(raw)
+            if lineno == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
+                start += len(_BOM)
+            if not raw.strip():
+                continue
+            yield lineno, parse_json_line(path, raw, lineno, start)
 
 
 def _iter_records(path: Path) -> Iterator[tuple[int, Any]]:
     """(line or row number, decoded record) for JSONL or any format ``datasets`` reads."""
     if path.is_file() and (path.suffix in _JSONL_SUFFIXES or path.suffix == ".json"):
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}", line=lineno) from None
+        yield from iter_jsonl(path)
         return
-    yield from _iter_datasets(path)
+    for row, rec in _iter_datasets(path):
+        problem = json_problem(rec)
+        if problem is not None:
+            where, msg = problem
+            raise InputError(path, msg, line=row, field=None if where == "(top level)" else where)
+        yield row, rec
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _read_table(path: Path) -> Any:
+    """An Arrow table from a Parquet, CSV/TSV or Arrow IPC file, read directly (no dataset cache written)."""
+    import pyarrow as pa
+
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+    if path.suffix in (".csv", ".tsv"):
+        import pyarrow.csv as pacsv
+
+        return pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter="\t" if path.suffix == ".tsv" else ","))
+    with pa.memory_map(str(path)) as source:
+        try:
+            return pa.ipc.open_file(source).read_all()
+        except pa.ArrowInvalid:
+            source.seek(0)
+            return pa.ipc.open_stream(source).read_all()
 
 
 def _iter_datasets(path: Path) -> Iterator[tuple[int, Any]]:
     if not path.exists():
         raise InputError(path, "no such file or directory")
-    try:
-        import datasets
-    except ImportError as exc:  # pragma: no cover - dependency of the package
-        raise InputError(path, "reading this format needs the 'datasets' package", hint="pip install datasets") from exc
-    datasets.disable_progress_bars()
+    if path.is_file() and path.suffix not in (".parquet", ".csv", ".tsv", ".arrow"):
+        raise InputError(path, "unsupported format; expected .jsonl, .parquet, .csv or a saved dataset folder")
     try:
         if path.is_dir():
+            try:
+                import datasets
+            except ImportError as exc:  # pragma: no cover - dependency of the package
+                raise InputError(path, "reading this format needs the 'datasets' package",
+                                 hint="pip install datasets") from exc
+            datasets.disable_progress_bars()
             ds: Any = datasets.load_from_disk(str(path))
             if isinstance(ds, datasets.DatasetDict):
                 ds = ds[next(iter(ds))]
+            rows: Any = iter(ds)
         else:
-            builder = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".arrow": "arrow"}.get(path.suffix)
-            if builder is None:
-                raise InputError(path, "unsupported format; expected .jsonl, .parquet, .csv or a saved dataset folder")
-            kwargs: dict[str, Any] = {"delimiter": "\t"} if path.suffix == ".tsv" else {}
-            ds = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+            rows = iter(_read_table(path).to_pylist())
+        for i, row in enumerate(rows, 1):
+            yield i, drop_none(row)
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(path, f"could not be read: {exc}") from None
-    for i, row in enumerate(ds, 1):
-        yield i, drop_none(row)
+        raise InputError(path, f"could not be read: {type(exc).__name__}: {_one_line(exc)}") from None
 
 
 def _load(path: str | Path, schema: str, what: str) -> list[tuple[int, dict[str, Any]]]:
@@ -97,12 +226,18 @@ def _load(path: str | Path, schema: str, what: str) -> list[tuple[int, dict[str,
     seen: dict[str, int] = {}
     for lineno, rec in _iter_records(path):
         if not isinstance(rec, dict):
-            raise InputError(path, f"expected a JSON object per line ({what}), got {type(rec).__name__}", line=lineno)
+            kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number",
+                    type(None): "null"}.get(type(rec), type(rec).__name__)
+            raise InputError(path, f"expected a JSON object per line ({what}), got {kind}; the file is JSON Lines: "
+                                   "one object per line, not an array", line=lineno)
         err = next(iter(sorted(validator.iter_errors(rec), key=lambda e: e.path)), None)
         if err is not None:
             field, msg = _describe(err)
             raise InputError(path, msg, line=lineno, field=field)
         rid = rec["id"]
+        if _ID_RE.fullmatch(rid) is None:  # the schema's pattern lets a final newline through ("$")
+            raise InputError(path, f"{rid!r}: an id must not be blank or contain control characters",
+                             line=lineno, field="id")
         if rid in seen:
             raise InputError(path, f"duplicate id {rid!r} (first at line {seen[rid]})", line=lineno, field="id")
         seen[rid] = lineno

@@ -8,23 +8,29 @@ contract and instructions (with their wording), and the case's tags.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from harness.config import read_config
-from harness.contracts import Contract
+from harness.contracts import Contract, ContractSet
 from harness.errors import InputError
 from harness.types import GoldenCase
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())
 
 
 class PromptTemplate:
     def __init__(self, messages: list[dict[str, str]], source: str = "<inline>") -> None:
         self.source = source
         for i, m in enumerate(messages):
-            if set(m) != {"role", "content"} or m["role"] not in ("system", "user", "assistant"):
-                raise InputError(source, "each message needs exactly 'role' (system|user|assistant) and 'content'",
-                                 field=f"messages.{i}")
+            if (not isinstance(m, dict) or set(m) != {"role", "content"}
+                    or m["role"] not in ("system", "user", "assistant") or not isinstance(m["content"], str)):
+                raise InputError(source, "each message needs exactly 'role' (system|user|assistant) and 'content' "
+                                 "(a string)", field=f"messages.{i}")
         self.messages = messages
 
     @classmethod
@@ -46,9 +52,18 @@ class PromptTemplate:
             try:
                 out.append((m["role"], env.from_string(m["content"])))
             except TemplateSyntaxError as exc:
-                raise InputError(self.source, f"template syntax error: {exc.message}", line=exc.lineno,
+                raise InputError(self.source, f"template syntax error: {_one_line(exc.message)}", line=exc.lineno,
                                  field=f"messages.{i}.content") from None
+            except RecursionError:
+                raise InputError(self.source, "template nested too deeply", field=f"messages.{i}.content") from None
         return out
+
+    def check(self, cases: Sequence[GoldenCase], passages: list[dict[str, Any]], contracts: ContractSet | None) -> None:
+        """Render the template for every case (with ``passages`` standing in for the retrieved ones),
+        so a template that cannot render is bad input before anything runs, not an error mid-run."""
+        for case in cases:
+            contract = contracts.get(case.contract) if contracts is not None else None
+            self.render(case, passages, contract)
 
     def render(
         self, case: GoldenCase, passages: list[dict[str, Any]], contract: Contract | None
@@ -71,7 +86,10 @@ class PromptTemplate:
             try:
                 content = tmpl.render(**ctx).strip()
             except UndefinedError as exc:
-                raise InputError(self.source, f"template uses an undefined variable: {exc.message}",
+                raise InputError(self.source, f"template uses an undefined variable: {_one_line(exc.message)}",
                                  field=f"messages.{i}.content") from None
+            except Exception as exc:  # the template is user input: any failure to render is bad input
+                raise InputError(self.source, f"template failed to render for case {case.id!r}: "
+                                 f"{type(exc).__name__}: {_one_line(exc)}", field=f"messages.{i}.content") from None
             out.append({"role": role, "content": content})
         return out

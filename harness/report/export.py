@@ -5,6 +5,8 @@ The diff part of the markdown is :func:`harness.report_text.diff_markdown`, the 
 names the cases that fail, with why, and per-metric pass/fail stays the job of `harness gate --junit`
 (one test per rule). A case is a failure when :mod:`harness.report.failing` says it fails, an error
 when its output carries an error, skipped when every metric is unscored for it, and passes otherwise.
+Characters XML 1.0 cannot hold (control characters in a query or an error message) are written as
+visible escapes (:mod:`harness.report.xmltext`), so the report always parses.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from harness.diff import Diff
 from harness.report.failing import FailurePolicy, find_failures
+from harness.report.xmltext import sanitize_tree
 from harness.types import MetricSummary, RunResult
 
 MD_SEGMENT_METRICS = 8
@@ -178,4 +181,4 @@ def run_junit(run: RunResult, policy: FailurePolicy | None = None) -> str:
     suite.set("errors", str(n_err))
     suite.set("skipped", str(n_skip))
     suite.set("time", f"{total:.3f}")
-    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+    return ET.tostring(sanitize_tree(suite), encoding="unicode", xml_declaration=True) + "\n"
