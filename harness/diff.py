@@ -92,8 +92,27 @@ class ScoreShift(Frozen):
 
 
 class CalibrationShift(Frozen):
+    """Top-k retrieval scores read as relevance probabilities, over real scores only.
+
+    ``n_*`` count the scored (passage, relevant?) pairs of the top ``k`` of aligned cases with
+    judgments; ECE/Brier (Platt map fitted on base; ``raw_*`` clipped to [0, 1]) are over these.
+    ``relevant_*`` count the judged-relevant passages of those cases, ``relevant_in_top_k_*`` the ones
+    retrieved in the top ``k`` and ``in_top_k_share_*`` their share; a relevant passage not retrieved
+    has no score and is given none.
+    ``threshold`` is the highest score keeping ``target_recall`` of base's relevant passages in its
+    top ``k``; ``kept_*_at_threshold`` is the share of each run's relevant top-``k`` passages scoring
+    at least that.
+    """
+
+    k: int
     n_base: int
     n_head: int
+    relevant_base: int
+    relevant_head: int
+    relevant_in_top_k_base: int
+    relevant_in_top_k_head: int
+    in_top_k_share_base: float | None
+    in_top_k_share_head: float | None
     ece_base: float | None
     ece_head: float | None
     brier_base: float | None
@@ -102,8 +121,8 @@ class CalibrationShift(Frozen):
     raw_ece_head: float | None
     threshold: float | None
     target_recall: float
-    recall_base_at_threshold: float | None
-    recall_head_at_threshold: float | None
+    kept_base_at_threshold: float | None
+    kept_head_at_threshold: float | None
 
 
 class Diff(Frozen):
@@ -364,10 +383,10 @@ def _score_shift(which: str, b: list[float], h: list[float]) -> ScoreShift:
     )
 
 
-def _pairs(run: RunResult, ids: Sequence[str], k: int, level: int) -> tuple[list[float], list[float]]:
-    """(score, relevant?) for every top-k passage, plus every judged-relevant passage the run did not
-    retrieve in its top k, scored below anything it did retrieve: a passage the retriever lost is a
-    relevant passage no score threshold keeps, and calibration must see it."""
+def _pairs(run: RunResult, ids: Sequence[str], k: int, level: int) -> tuple[list[float], list[float], int]:
+    """(score, relevant?) for every top-k passage of the judged cases, with its real score, and the
+    number of judged-relevant passages the run did not retrieve in its top k. Those have no score and
+    get none: a stand-in score would make any threshold below it look like it kept them."""
     cases = {c.id: c for c in run.cases}
     outs = {o.case_id: o for o in run.outputs}
     scores: list[float] = []
@@ -383,10 +402,7 @@ def _pairs(run: RunResult, ids: Sequence[str], k: int, level: int) -> tuple[list
             scores.append(d.score)
             labels.append(float(d.doc_id in rel))
         missing += len(rel - {d.doc_id for d in top})
-    floor = (min(scores) if scores else 0.0) - 1.0
-    scores += [floor] * missing
-    labels += [1.0] * missing
-    return scores, labels
+    return scores, labels, missing
 
 
 def compute_diff(
@@ -467,14 +483,21 @@ def compute_diff(
             [d.score for c in common for d in ho[c].ranking[: settings.k]],
         ),
     ]
-    bs, bl = _pairs(base, common, settings.k, level)
-    hs, hl = _pairs(head, common, settings.k, level)
+    bs, bl, bmiss = _pairs(base, common, settings.k, level)
+    hs, hl, hmiss = _pairs(head, common, settings.k, level)
     calibration = None
     if bs and hs and 0 < sum(bl) < len(bl):
-        cd = calibration_drift(bs, bl, hs, hl)
+        cd = calibration_drift(bs, bl, hs, hl, base_unretrieved=bmiss, head_unretrieved=hmiss)
         calibration = CalibrationShift(
+            k=settings.k,
             n_base=len(bs),
             n_head=len(hs),
+            relevant_base=cd.base_relevant,
+            relevant_head=cd.head_relevant,
+            relevant_in_top_k_base=int(sum(bl)),
+            relevant_in_top_k_head=int(sum(hl)),
+            in_top_k_share_base=cd.base_retrieved_share,
+            in_top_k_share_head=cd.head_retrieved_share,
             ece_base=cd.platt_base.ece,
             ece_head=cd.platt_head.ece,
             brier_base=cd.platt_base.brier,
@@ -483,8 +506,8 @@ def compute_diff(
             raw_ece_head=cd.raw_head.ece,
             threshold=cd.threshold,
             target_recall=cd.target_recall,
-            recall_base_at_threshold=cd.base_recall,
-            recall_head_at_threshold=cd.head_recall,
+            kept_base_at_threshold=cd.base_recall,
+            kept_head_at_threshold=cd.head_recall,
         )
 
     return Diff(

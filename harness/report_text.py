@@ -13,6 +13,10 @@ def _f(x: float | None, pct: bool = False) -> str:
     return f"{x:+.1%}" if pct else f"{x:.4f}"
 
 
+def _share(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.0%}"
+
+
 def _p(x: float | None) -> str:
     return "n/a" if x is None else (f"{x:.3g}" if x >= 0.001 else "<0.001")
 
@@ -108,10 +112,13 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
     if c is not None:
         lines += [
             "",
-            f"**Score calibration** (relevance probability, Platt map fitted on base): ECE "
-            f"{_f(c.ece_base)} -> {_f(c.ece_head)}, Brier {_f(c.brier_base)} -> {_f(c.brier_head)}; "
-            f"threshold {_f(c.threshold)} kept {_f(c.recall_base_at_threshold)} of relevant passages in base, "
-            f"{_f(c.recall_head_at_threshold)} in head",
+            f"**Score calibration** (top-{c.k} scores as relevance probability, Platt map fitted on base; "
+            f"real scores only): ECE {_f(c.ece_base)} -> {_f(c.ece_head)}, Brier {_f(c.brier_base)} -> "
+            f"{_f(c.brier_head)}; relevant passages in top-{c.k}: base {_share(c.in_top_k_share_base)} "
+            f"({c.relevant_in_top_k_base}/{c.relevant_base}), head {_share(c.in_top_k_share_head)} "
+            f"({c.relevant_in_top_k_head}/{c.relevant_head}); among them, base's {c.target_recall:.0%}-recall "
+            f"threshold {_f(c.threshold)} keeps {_share(c.kept_base_at_threshold)} in base, "
+            f"{_share(c.kept_head_at_threshold)} in head",
         ]
     for a in diff.artifacts:
         if a.text_diff:

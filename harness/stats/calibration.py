@@ -19,6 +19,13 @@ rank metrics hardly move. This module measures that, with two explicit readings 
 passages under base keeps 60% under head").
 
 Labels are binary relevance (0/1 or bool); binarise graded judgments before calling.
+
+**Real scores only.** Every input pair is a retrieved item with the score the retriever gave it. A
+relevant item the retriever did not return has no score, and none may be invented for it: a
+stand-in below every real score turns "the threshold that keeps 90%" into "a threshold below
+everything retrieved" and reports it as keeping 100%. :func:`calibration_drift` takes such items as
+a count (``base_unretrieved`` / ``head_unretrieved``) and reports the retrieved share of the
+relevant items beside the threshold, which is read over the retrieved ones only.
 """
 
 from __future__ import annotations
@@ -91,10 +98,15 @@ class CalibrationScores:
 class CalibrationDrift:
     """Calibration and threshold drift between a base and a head run's retrieval scores.
 
-    ``raw_*`` read scores clipped to [0, 1]; ``platt_*`` apply ``platt`` (fitted on base) to both.
-    ``threshold`` is the highest score that kept ``target_recall`` of base's relevant items
-    (:func:`threshold_for_recall`); ``base_recall``/``head_recall`` are the fractions of relevant items
-    each run keeps at that threshold. ``None`` where undefined (no items, no relevant items).
+    Everything is computed over real (retrieved, scored) items only. ``raw_*`` read scores clipped
+    to [0, 1]; ``platt_*`` apply ``platt`` (fitted on base) to both. ``threshold`` is the highest
+    score that kept ``target_recall`` of base's retrieved relevant items
+    (:func:`threshold_for_recall`); ``base_recall``/``head_recall`` are the fractions of each run's
+    retrieved relevant items that the threshold keeps. ``base_relevant``/``head_relevant`` count all
+    relevant items (retrieved or not) and ``*_retrieved_share`` the share of them that was retrieved
+    at all: no threshold keeps an item that was never retrieved, so the share of all relevant items
+    that reach past the threshold is ``retrieved_share * recall``. ``None`` where undefined (no
+    items, no relevant items).
     """
 
     raw_base: CalibrationScores
@@ -106,6 +118,10 @@ class CalibrationDrift:
     threshold: float | None
     base_recall: float | None
     head_recall: float | None
+    base_relevant: int = 0
+    head_relevant: int = 0
+    base_retrieved_share: float | None = None
+    head_retrieved_share: float | None = None
 
 
 def _scores(x: npt.ArrayLike, name: str) -> FloatArray:
@@ -316,17 +332,23 @@ def calibration_drift(
     n_bins: int = 10,
     strategy: BinStrategy = "uniform",
     target_recall: float = 0.9,
+    base_unretrieved: int = 0,
+    head_unretrieved: int = 0,
 ) -> CalibrationDrift:
     """Calibration (raw and base-fitted Platt) and threshold recall of head against base.
 
-    Inputs are flat (score, binary label) pairs, e.g. every retrieved (query, passage) pair with its
-    judgment. The Platt map and the recall threshold are both fitted on base only and applied to head
-    unchanged (see the module docstring for why).
+    Inputs are flat (score, binary label) pairs of retrieved items with their real scores, e.g.
+    every top-k (query, passage) pair with its judgment; ``*_unretrieved`` count the relevant items
+    each run did not retrieve (they have no score, so they enter only the retrieved share). The
+    Platt map and the recall threshold are both fitted on base only and applied to head unchanged
+    (see the module docstring for why).
     """
     bs = _scores(base_scores, "base_scores")
     by = _labels(base_labels, bs.size)
     hs = _scores(head_scores, "head_scores")
     hy = _labels(head_labels, hs.size)
+    base_relevant = int(by.sum()) + _count(base_unretrieved, "base_unretrieved")
+    head_relevant = int(hy.sum()) + _count(head_unretrieved, "head_unretrieved")
     platt = fit_platt(bs, by) if bs.size else None
     empty = CalibrationScores(None, None)
     threshold = threshold_for_recall(bs, by, target_recall)
@@ -340,4 +362,14 @@ def calibration_drift(
         threshold=threshold,
         base_recall=threshold_recall(bs, by, threshold) if threshold is not None else None,
         head_recall=threshold_recall(hs, hy, threshold) if threshold is not None else None,
+        base_relevant=base_relevant,
+        head_relevant=head_relevant,
+        base_retrieved_share=float(by.sum()) / base_relevant if base_relevant else None,
+        head_retrieved_share=float(hy.sum()) / head_relevant if head_relevant else None,
     )
+
+
+def _count(n: int, name: str) -> int:
+    if isinstance(n, bool) or int(n) != n or n < 0:
+        raise ValueError(f"{name} must be a non-negative integer count, got {n!r}")
+    return int(n)
