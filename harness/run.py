@@ -17,17 +17,20 @@ from typing import Any
 
 from harness.aggregate import aggregate
 from harness.cache import Cache
+from harness.contracts import ContractSet
+from harness.errors import InputError
 from harness.generation import GenerationOutcome, GenerationStage, load_project_contracts
 from harness.golden import load_corpus, load_golden
 from harness.index import IndexStore
 from harness.manifest import HashMemo, LoadedManifest, Manifest, load_manifest, require_verified
 from harness.progress import NULL_PROGRESS, Progress
+from harness.prompts import PromptTemplate
 from harness.retrieve import RetrievalOutcome, RetrievalStage
 from harness.runs import RunStore, new_run_id
 from harness.scorers import SCORERS, ScoringContext
 from harness.snapshots import snapshot_artifacts
 from harness.storage import Layout
-from harness.types import CaseOutput, RunResult, Score
+from harness.types import CaseOutput, CorpusDoc, GoldenCase, RunResult, Score
 
 DEFAULT_ANSWER_SCORERS = ("correctness", "facts", "instructions", "groundedness")
 
@@ -58,18 +61,21 @@ def _environment(base_dir: Path) -> dict[str, Any]:
 def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layout: Layout | None = None) -> RunReport:
     t_start = time.perf_counter()
     layout = layout or Layout.for_manifest(loaded.path)
-    cache = Cache(layout.cache_db)
     stage_s: dict[str, float] = {}
+    # Every input is read and validated before anything is written: bad input is exit 2 and leaves
+    # no cache, snapshot or run behind. Then the pins; only then the cache (on a first run the pins
+    # are hashed without the memo, so a mismatch creates no .harness either) and the snapshots.
+    t0 = time.perf_counter()
+    corpus, cases, contracts = load_inputs(loaded)
+    stage_s["load"] = time.perf_counter() - t0
+    cache = Cache(layout.cache_db) if layout.cache_db.exists() else None
     try:
         t0 = time.perf_counter()
         require_verified(loaded, HashMemo(cache))
+        if cache is None:
+            cache = Cache(layout.cache_db)
         snapshot_artifacts(loaded, layout)
         stage_s["verify"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        corpus = load_corpus(loaded.resolve("corpus"))
-        cases = load_golden(loaded.resolve("golden"), frozenset(d.id for d in corpus))
-        stage_s["load"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         retrieval_stage = RetrievalStage(loaded, cache, IndexStore(layout.index_store), progress)
@@ -78,7 +84,6 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
 
         docs = {d.id: d for d in corpus}
         m = loaded.manifest
-        contracts = load_project_contracts(loaded)
         generation = None
         if "generator" in m.artifacts:
             t0 = time.perf_counter()
@@ -131,7 +136,30 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
         path = RunStore(layout.runs).save(run)
         return RunReport(run=run, path=path)
     finally:
-        cache.close()
+        if cache is not None:
+            cache.close()
+
+
+def load_inputs(loaded: LoadedManifest) -> tuple[list[CorpusDoc], list[GoldenCase], ContractSet | None]:
+    """Read and validate every input a run needs, writing nothing: corpus, golden set (relevance
+    against the corpus), output contracts, and the prompt template rendered once per case (a passage
+    of the corpus standing in for the retrieved ones), so any of them is bad input before a run starts."""
+    corpus = load_corpus(loaded.resolve("corpus"))
+    cases = load_golden(loaded.resolve("golden"), frozenset(d.id for d in corpus))
+    contracts = load_project_contracts(loaded)
+    if "generator" not in loaded.manifest.artifacts:
+        return corpus, cases, contracts
+    golden_path = loaded.resolve("golden")
+    for case in cases:
+        if case.contract is not None and (contracts is None or contracts.get(case.contract) is None):
+            where = "the validators artifact" if contracts is not None else "the manifest (it has no validators)"
+            raise InputError(golden_path, f"case {case.id!r} names contract {case.contract!r}, which {where} "
+                             "does not define", field="contract")
+    if "prompt" in loaded.manifest.artifacts:
+        d = corpus[0]
+        sample = [{"id": d.id, "title": d.title, "text": d.text, "score": 1.0, "rank": 1}]
+        PromptTemplate.load(loaded.resolve("prompt")).check(cases, sample, contracts)
+    return corpus, cases, contracts
 
 
 def scorer_specs(m: Manifest, generated: bool) -> list[dict[str, Any]]:
