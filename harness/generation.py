@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field
@@ -45,6 +45,7 @@ class GenerationOutcome:
     cache_hit: dict[str, bool]
     attempts: dict[str, int]
     stats: dict[str, float]
+    finish_reason: dict[str, str | None] = field(default_factory=dict)  # case id -> what the endpoint said
 
 
 def load_project_contracts(loaded: LoadedManifest) -> ContractSet | None:
@@ -119,5 +120,7 @@ class GenerationStage:
             cache_hit={r.case_id: r.cache_hit for r in results},
             attempts={r.case_id: r.attempts for r in results},
             stats={"generated": float(sum(1 for r in results if not r.cache_hit)), "seconds": elapsed,
-                   "errors": float(sum(1 for r in results if r.error))},
+                   "errors": float(sum(1 for r in results if r.error)),
+                   "truncated": float(sum(1 for r in results if r.ok and r.truncated))},
+            finish_reason={r.case_id: r.finish_reason for r in results if r.ok},
         )

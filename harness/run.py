@@ -32,7 +32,7 @@ from harness.snapshots import snapshot_artifacts
 from harness.storage import Layout
 from harness.types import CaseOutput, CorpusDoc, GoldenCase, RunResult, Score
 
-DEFAULT_ANSWER_SCORERS = ("correctness", "facts", "instructions", "groundedness")
+DEFAULT_ANSWER_SCORERS = ("correctness", "facts", "instructions", "groundedness", "truncation")
 
 
 @dataclass
@@ -117,6 +117,7 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             "index_built": int(retrieval.stats.get("index_built", 0)),
             "generated": int(generation.stats["generated"]) if generation else 0,
             "generation_errors": int(generation.stats["errors"]) if generation else 0,
+            "truncated": int(generation.stats.get("truncated", 0)) if generation else 0,
         }
         run = RunResult(
             run_id=new_run_id(),
@@ -195,7 +196,10 @@ def _case_output(case_id: str, retrieval: RetrievalOutcome, generation: Generati
         latency_s=latency,
         cache_hits=hits,
         extra={"attempts": generation.attempts[case_id], "passages_shown": generation.passages_shown[case_id],
-               **({"error_kind": err[1]} if err else {})},
+               **({"error_kind": err[1]} if err else {}),
+               **({"finish_reason": generation.finish_reason[case_id],
+                   "truncated": generation.finish_reason[case_id] == "length"}
+                  if case_id in generation.finish_reason else {})},
     )
 
 

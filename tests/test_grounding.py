@@ -118,7 +118,7 @@ def test_answer_score_aggregates_claims() -> None:
 
 def test_empty_answer_and_empty_context(checker: GroundednessChecker) -> None:
     empty = checker.check("", PASSAGES)
-    assert empty.score == 1.0 and empty.claims == []
+    assert empty.score == 0.0 and not empty.supported and empty.claims == []  # saying nothing is not grounded
     nothing = checker.check("Backups run hourly.", [])
     assert nothing.claims[0].reasons[0] == "no passage text to check against"
     assert nothing.score < DEFAULT_THRESHOLD

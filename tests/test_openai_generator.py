@@ -217,7 +217,7 @@ def test_api_key_never_leaks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         out += generate_all(g, reqs(6)[4:], cache, concurrency=1, max_retries=1, **FAST)
         assert srv.requests[0].authorization == f"Bearer {SENTINEL}"  # the key was used ...
     assert [r.error_kind for r in out] == [None, None, "server_error", None, "auth", "auth"]
-    assert "*** and ***" in (out[2].error or "") and "not attempted" in (out[5].error or "")
+    assert "echoing *** and Bearer ***" in (out[2].error or "") and "not attempted" in (out[5].error or "")
     cache.close()
     blobs = [p.read_bytes() for p in tmp_path.iterdir()]  # the db and its WAL
     texts = [json.dumps(g.spec), json.dumps(g.identity()), repr(g), *(r.model_dump_json() for r in out)]

@@ -43,6 +43,8 @@ NOT_FOUND = "not_found"
 REFUSAL = "refusal"
 QUOTA = "quota"
 INTERNAL = "internal"
+EMPTY = "empty_response"  # the call succeeded but the answer has no content: never scored, never cached
+CONTENT_FILTER = "content_filter"  # the endpoint's filter withheld the answer: final, the same request fails again
 
 RETRYABLE_KINDS = frozenset({RATE_LIMIT, SERVER_ERROR, TIMEOUT, CONNECTION, MALFORMED})
 # Kinds that will fail every other call the same way: after the first one the engine stops calling.
@@ -67,7 +69,9 @@ class GenerationResult(Frozen):
     ``latency_s`` is the wall time this run spent on the case, from the first attempt to the last
     (backoff waits included; 0.0 for a cache hit). ``attempts`` counts calls made in this run (0 for
     a cache hit or a call skipped after a fatal error). ``cache_key`` is the content key the text is
-    (or would be) cached under.
+    (or would be) cached under. ``finish_reason`` is why the model stopped, as the endpoint said
+    (``"stop"``, ``"length"`` = cut off at ``max_tokens``, ...; ``None`` when it did not say); it is
+    cached with the text, so a cache hit of a truncated answer is still marked truncated.
     """
 
     case_id: str
@@ -79,10 +83,16 @@ class GenerationResult(Frozen):
     attempts: int = 0
     usage: dict[str, int] = Field(default_factory=dict)
     cache_key: str
+    finish_reason: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def truncated(self) -> bool:
+        """The answer was cut off at the token limit (kept and scored, but recorded and counted)."""
+        return self.finish_reason == "length"
 
 
 class GenerationError(Exception):
@@ -124,7 +134,11 @@ class Generator(Protocol):
         ...
 
     async def agenerate(self, req: GenerationRequest) -> tuple[str, dict[str, int]]:
-        """Return ``(text, usage)``; raise :class:`GenerationError` on failure."""
+        """Return ``(text, usage)``, or ``(text, usage, finish_reason)`` when the generator knows why
+        it stopped (a 2-tuple means it finished normally: ``"stop"``); raise :class:`GenerationError`
+        on failure. An empty or whitespace-only text is turned into an ``empty_response`` error by
+        the engine. An optional ``async aprepare()`` (e.g. creating an HTTP client) runs once per
+        batch before any call, outside the per-call timeout."""
         ...
 
 

@@ -18,7 +18,9 @@ Secrets: the API key is read from the environment (``OPENAI_API_KEY``, or the va
 ``api_key_env``) when the client is created, and never stored in ``spec``, ``identity()``, the cache,
 results or error messages (messages are redacted). Passing a key in the manifest is an error.
 Retries are the engine's: the client is built with ``max_retries=0``. Calls go through the client's
-generic ``post`` (see :meth:`OpenAIGenerator.agenerate` for why); ``openai`` is imported on first use.
+generic ``post`` (see :meth:`OpenAIGenerator.agenerate` for why); ``openai`` is imported, and the
+client built, in :meth:`OpenAIGenerator.aprepare`, before the first call and outside its timeout.
+Replies are judged by their ``finish_reason`` too (see :meth:`OpenAIGenerator._parse`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import difflib
 import email.utils
 import json
 import os
-import re
 import time
 import weakref
 from collections.abc import Mapping
@@ -43,6 +44,8 @@ from harness.generate.base import (
     BAD_REQUEST,
     CONFIG,
     CONNECTION,
+    CONTENT_FILTER,
+    EMPTY,
     GENERATORS,
     INTERNAL,
     MALFORMED,
@@ -55,6 +58,7 @@ from harness.generate.base import (
     GenerationError,
     GenerationRequest,
 )
+from harness.redact import redact
 from harness.types import Frozen
 
 if TYPE_CHECKING:
@@ -64,7 +68,6 @@ __all__ = ["DEFAULT_BASE_URL", "OpenAIGenerator", "parse_retry_after"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
-_SECRET_LIKE = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|(?i:bearer)\s+\S+)")
 _MAX_MSG = 300
 
 
@@ -225,10 +228,9 @@ class OpenAIGenerator:
             raise HarnessError(str(exc)) from None
 
     def redact(self, text: str) -> str:
+        """``text`` without the key (whole, masked or in part) or anything key-like (:mod:`harness.redact`)."""
         key = os.environ.get(self.api_key_env, "")
-        if len(key) >= 8:  # a shorter "key" is a placeholder; replacing it would garble the message
-            text = text.replace(key, "***")
-        return _SECRET_LIKE.sub("***", text)
+        return redact(text, [key] if key else [])
 
     # calls -----------------------------------------------------------------------------------
     def _client(self) -> openai.AsyncOpenAI:
@@ -243,6 +245,12 @@ class OpenAIGenerator:
             )
             self._clients[loop] = client
         return client
+
+    async def aprepare(self) -> None:
+        """Import ``openai`` and create this loop's client before the first call, so the engine's
+        per-call timeout does not include them (a cold import takes most of a second; on a loaded
+        machine several, and a first batch that times out on it would be sent twice)."""
+        self._client()
 
     async def aclose(self) -> None:
         """Close the HTTP client of the running loop (``generate_all`` calls this before its loop ends)."""
@@ -292,7 +300,7 @@ class OpenAIGenerator:
         extra = params.pop("extra_body", None) or {}
         return {"model": self.args.model, "messages": list(req.messages), **params, **extra}
 
-    async def agenerate(self, req: GenerationRequest) -> tuple[str, dict[str, int]]:
+    async def agenerate(self, req: GenerationRequest) -> tuple[str, dict[str, int], str | None]:
         import openai
 
         client = self._client()
@@ -318,8 +326,15 @@ class OpenAIGenerator:
             raise self._error(INTERNAL, f"openai client error: {type(exc).__name__}: {exc}", retryable=False) from None
         return self._parse(data)
 
-    def _parse(self, data: Any) -> tuple[str, dict[str, int]]:
-        """``choices[0].message.content`` and the token counts of a chat.completion object."""
+    def _parse(self, data: Any) -> tuple[str, dict[str, int], str | None]:
+        """``choices[0].message.content``, the token counts and ``finish_reason`` of a chat.completion.
+
+        ``finish_reason = "content_filter"`` is a final ``content_filter`` error (the same request is
+        filtered again; retrying only pays again), whatever text came with it. A message with no
+        content (null or empty) is ``empty_response``, or ``refusal`` when the model says why. An
+        answer cut off at ``max_tokens`` (``"length"``) is returned with its finish reason: kept,
+        and marked truncated by the caller.
+        """
         if isinstance(data, str):
             raise self._error(MALFORMED, f"response from {self.endpoint} is not JSON: {json.dumps(data[:80])}")
         if not isinstance(data, dict):
@@ -328,13 +343,25 @@ class OpenAIGenerator:
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise self._error(MALFORMED, f"response from {self.endpoint} has no choices")
+        finish = choices[0].get("finish_reason")
+        finish = finish if isinstance(finish, str) else None
         message = choices[0].get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, str):
-            refusal = message.get("refusal") if isinstance(message, dict) else None
+        if finish == "content_filter":
+            raise self._error(CONTENT_FILTER, f"{self.endpoint} withheld the answer: finish_reason=content_filter "
+                                              "(the endpoint's content filter; not retried)", retryable=False)
+        if not isinstance(message, dict):
+            raise self._error(MALFORMED, f"response from {self.endpoint} has no choices[0].message")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise self._error(MALFORMED, f"response from {self.endpoint} has a {type(content).__name__} in "
+                                         "choices[0].message.content, expected text")
+        if content is None or not content.strip():
+            refusal = message.get("refusal")
             if refusal:
                 raise self._error(REFUSAL, f"model refused: {refusal}", retryable=False)
-            raise self._error(MALFORMED, f"response from {self.endpoint} has no text in choices[0].message.content")
+            what = "null" if content is None else "empty" if not content else "only whitespace"
+            raise self._error(EMPTY, f"{self.endpoint} answered with {what} content (finish_reason={finish})",
+                              retryable=False)
         raw_usage = data.get("usage")
         usage: dict[str, int] = {}
         if isinstance(raw_usage, dict):
@@ -342,7 +369,7 @@ class OpenAIGenerator:
                 value = raw_usage.get(name)
                 if isinstance(value, int) and not isinstance(value, bool):
                     usage[name] = value
-        return content, usage
+        return content, usage, finish
 
 
 GENERATORS.register("openai")(OpenAIGenerator)

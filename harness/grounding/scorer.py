@@ -116,7 +116,8 @@ class ClaimSupport:
 class GroundednessResult:
     """An answer's groundedness: the aggregate score over its claims and the per-claim verdicts.
 
-    An answer with no claims (empty text) scores 1.0: it asserts nothing unsupported.
+    An answer with no claims (empty text, only citation marks) scores 0.0 and is not supported:
+    it asserts nothing that the passages could support, and an empty answer must never pass.
     """
 
     score: float
@@ -152,9 +153,10 @@ def claim_weight(features: dict[str, float]) -> float:
 
 
 def aggregate_supports(supports: Sequence[float], weights: Sequence[float], how: str = "weighted") -> float:
-    """Answer score from claim supports: content-word-weighted mean log-odds, min, or mean."""
+    """Answer score from claim supports: content-word-weighted mean log-odds, min, or mean (0.0 for
+    no claims: nothing is supported)."""
     if not supports:
-        return 1.0
+        return 0.0
     if how == "min":
         return float(min(supports))
     if how == "mean":
@@ -269,7 +271,7 @@ class GroundednessChecker:
             p = self.support(feats)
             claims.append(ClaimSupport(text, p, p >= self.threshold, evidence, reasons, feats))
         if not claims:
-            return GroundednessResult(score=1.0, supported=True, claims=[])
+            return GroundednessResult(score=0.0, supported=False, claims=[])
         score = aggregate_supports(
             [c.support for c in claims], [claim_weight(c.features) for c in claims], self.aggregate
         )

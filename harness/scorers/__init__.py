@@ -49,11 +49,22 @@ SCORERS: Registry[Scorer] = Registry("scorer", builtins_module="harness.scorers.
 
 
 def generation_error(out: CaseOutput | None) -> str | None:
-    """Why a case has no answer to score (no output, a generation error, no text), or None."""
+    """Why a case has no answer to score (no output, a generation error, no text, an empty or
+    whitespace-only text), or None. A scorer scores such a case 0 (1 on failure rates) or leaves it
+    unscored with this reason; an answer that says nothing is never a vacuous pass."""
     if out is None:
         return "no output for this case"
     if out.error or out.answer is None:
         return f"generation failed: {out.error or 'no answer'}"
+    if not out.answer.strip():
+        return "empty_response: the answer is empty (nothing to score)"
+    return None
+
+
+def empty_content(text: str) -> str | None:
+    """Why the text scorers read (e.g. a JSON contract's answer field) has no content, or None."""
+    if not text.strip():
+        return "the answer has no content (its answer text is empty)"
     return None
 
 
@@ -62,4 +73,4 @@ def info(name: str, greater_is_better: bool, description: str) -> MetricInfo:
     return MetricInfo(name=name, base=name, cutoff=None, greater_is_better=greater_is_better, description=description)
 
 
-__all__ = ["SCORERS", "Scorer", "ScoringContext", "generation_error", "info"]
+__all__ = ["SCORERS", "Scorer", "ScoringContext", "empty_content", "generation_error", "info"]

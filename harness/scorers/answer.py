@@ -1,9 +1,15 @@
 """Answer scorers: correctness against references, fact recall, format contracts, instructions.
 
 A case whose generation failed scores 0 (and 1 on failure-rate metrics), with the error as the
-explanation: it stays in the denominator and is never a pass (DESIGN principles 4 and 10). A case
-without the relevant reference data (no answers, no facts, no contract, no instructions) is
+explanation: it stays in the denominator and is never a pass (DESIGN principles 4 and 10). So does
+an answer with no content (empty, whitespace, or a JSON contract whose answer field is empty):
+nothing it says can match a reference, state a fact, follow an instruction or fill a contract. A
+case without the relevant reference data (no answers, no facts, no contract, no instructions) is
 unscored for that metric, explicitly.
+
+``truncation`` records what the endpoint said about each answer: ``truncated`` is 1 when it was cut
+off at ``max_tokens`` (``finish_reason = "length"``; the answer is kept and scored as it is), so a
+gate ``metric = "truncated", max_rate = 0.05`` catches a token limit that is too small.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any
 
 from harness.contracts import ParsedAnswer, validate
 from harness.metrics import MetricInfo
-from harness.scorers import SCORERS, ScoringContext, generation_error, info
+from harness.scorers import SCORERS, ScoringContext, empty_content, generation_error, info
 from harness.scorers.text import contains_normalized, normalize_answer, token_f1_normalized
 from harness.types import CaseOutput, GoldenCase, Score
 
@@ -25,7 +31,9 @@ def _answer(case: GoldenCase, out: CaseOutput | None, ctx: ScoringContext) -> tu
     if err is not None or out is None or out.answer is None:
         return None, err
     contract = ctx.contracts.get(case.contract) if ctx.contracts is not None else None
-    return ParsedAnswer(out.answer, contract).answer_text(), None
+    text = ParsedAnswer(out.answer, contract).answer_text()
+    empty = empty_content(text)
+    return (None, empty) if empty else (text, None)
 
 
 class CorrectnessScorer:
@@ -49,12 +57,19 @@ class CorrectnessScorer:
                 scores += [Score(case_id=c.id, metric=m.name, value=None, explanation="no reference answers")
                            for m in self.metrics()]
                 continue
+            refs = [r for r in (normalize_answer(a) for a in c.answers) if r]
+            if not refs:
+                scores += [Score(case_id=c.id, metric=m.name, value=None,
+                                 explanation="every reference answer is empty after normalization")
+                           for m in self.metrics()]
+                continue
             text, err = _answer(c, by_id.get(c.id), ctx)
-            if text is None:
+            norm = normalize_answer(text) if text is not None else ""
+            if text is not None and not norm:
+                err = "the answer has no words after normalization (only punctuation or articles)"
+            if text is None or not norm:
                 scores += [Score(case_id=c.id, metric=m.name, value=0.0, explanation=err) for m in self.metrics()]
                 continue
-            norm = normalize_answer(text)
-            refs = [normalize_answer(a) for a in c.answers]
             em = max(float(norm == r) for r in refs)
             f1 = max(token_f1_normalized(norm, r)[0] for r in refs)
             hit = next((a for a in c.answers if contains_normalized(norm, a)), None)
@@ -140,6 +155,8 @@ class FormatScorer:
                 continue
             out = by_id.get(c.id)
             err = generation_error(out)
+            if err is None and out is not None and out.answer is not None:
+                err = empty_content(ParsedAnswer(out.answer, contract).answer_text())
             if err is not None or out is None or out.answer is None:
                 scores += [Score(case_id=c.id, metric="format_pass", value=0.0, explanation=err),
                            Score(case_id=c.id, metric="format_critical_fail", value=1.0, explanation=err),
@@ -205,6 +222,43 @@ class InstructionScorer:
                     Score(case_id=c.id, metric=f"instruction_frac_{mode}", value=sum(followed) / len(followed)),
                 ]
         return scores
+
+
+class TruncationScorer:
+    """``truncated``: 1 if the endpoint cut the answer off at its token limit (``finish_reason =
+    "length"``), 0 if it finished otherwise; 1 when generation failed (a failure rate never passes
+    an error); unscored when the finish reason was not reported."""
+
+    spec: dict[str, Any]
+
+    def metrics(self) -> list[MetricInfo]:
+        return [info("truncated", False, "1 if the answer was cut off at max_tokens (finish_reason = length)")]
+
+    def score(self, cases: Sequence[GoldenCase], outputs: Sequence[CaseOutput], ctx: ScoringContext) -> list[Score]:
+        by_id = {o.case_id: o for o in outputs}
+        scores: list[Score] = []
+        for c in cases:
+            out = by_id.get(c.id)
+            err = generation_error(out)
+            if err is not None or out is None:
+                scores.append(Score(case_id=c.id, metric="truncated", value=1.0, explanation=err))
+                continue
+            finish = out.extra.get("finish_reason")
+            if not isinstance(finish, str):
+                why = ("finish_reason not recorded for this case" if "finish_reason" not in out.extra
+                       else "the endpoint did not report a finish_reason")
+                scores.append(Score(case_id=c.id, metric="truncated", value=None, explanation=why))
+                continue
+            cut = finish == "length"
+            scores.append(Score(case_id=c.id, metric="truncated", value=float(cut),
+                                explanation="cut off at max_tokens (finish_reason=length); the partial answer was "
+                                "scored as it is" if cut else f"finish_reason={finish}"))
+        return scores
+
+
+@SCORERS.register("truncation")
+def truncation() -> TruncationScorer:
+    return TruncationScorer()
 
 
 @SCORERS.register("correctness")

@@ -5,7 +5,9 @@ evidence combined by a frozen logistic model. The embedder is the run's own (the
 through the same per-text cache), so passage sentences already seen cost nothing and only new answer
 text is embedded. Per case: ``groundedness`` (the answer's support score), ``grounded`` (1 if it
 clears the threshold) and ``unsupported_claims``; the claims and their verdicts are stored in
-``Score.details``.
+``Score.details``. An answer that asserts nothing checkable (empty, whitespace, an empty JSON
+answer field, only citation marks) scores 0 and is not grounded, with ``unsupported_claims``
+unscored: saying nothing is never a grounded answer.
 
 ``lm = "gemma-3-270m"`` (or a local transformers model folder, absolute or relative to the working
 directory) adds the language-model feature
@@ -22,7 +24,7 @@ from typing import Any
 from harness.contracts import ParsedAnswer
 from harness.errors import HarnessError
 from harness.metrics import MetricInfo
-from harness.scorers import SCORERS, ScoringContext, generation_error, info
+from harness.scorers import SCORERS, ScoringContext, empty_content, generation_error, info
 from harness.types import CaseOutput, GoldenCase, Score
 
 
@@ -77,9 +79,17 @@ class GroundednessScorer:
                            for m in self.metrics()]
                 continue
             contract = ctx.contracts.get(c.contract) if ctx.contracts is not None else None
-            todo.append((c.id, ParsedAnswer(out.answer, contract).answer_text(), passages))
+            text = ParsedAnswer(out.answer, contract).answer_text()
+            empty = empty_content(text)
+            if empty is not None:
+                scores += self._nothing_to_check(c.id, empty)
+                continue
+            todo.append((c.id, text, passages))
         results = self._check(checker, todo, ctx)
         for (cid, _, _), res in zip(todo, results, strict=True):
+            if not res.claims:
+                scores += self._nothing_to_check(cid, "no claims in the answer (nothing it says can be checked)")
+                continue
             unsupported = [cl for cl in res.claims if not cl.supported]
             why = ("all claims supported" if not unsupported else
                    "unsupported: " + " | ".join(f"{cl.text} ({'; '.join(cl.reasons) or 'weak evidence'})"
@@ -92,6 +102,12 @@ class GroundednessScorer:
                        Score(case_id=cid, metric="grounded", value=float(res.supported)),
                        Score(case_id=cid, metric="unsupported_claims", value=float(len(unsupported)))]
         return scores
+
+    @staticmethod
+    def _nothing_to_check(case_id: str, why: str) -> list[Score]:
+        return [Score(case_id=case_id, metric="groundedness", value=0.0, explanation=why),
+                Score(case_id=case_id, metric="grounded", value=0.0, explanation=why),
+                Score(case_id=case_id, metric="unsupported_claims", value=None, explanation=why)]
 
     def _check(self, checker: Any, todo: list[tuple[str, str, list[str]]], ctx: ScoringContext) -> list[Any]:
         """Check the answers; with a language model (about a second per claim) in small steps with progress."""

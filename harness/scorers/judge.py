@@ -19,6 +19,7 @@ from typing import Any
 from harness.contracts import ParsedAnswer, strip_code_fence
 from harness.generate.base import GenerationResult
 from harness.metrics import MetricInfo
+from harness.redact import redact
 from harness.scorers import SCORERS, ScoringContext, generation_error, info
 from harness.types import CaseOutput, GoldenCase, Score
 
@@ -53,7 +54,7 @@ def judge_messages(passages: Sequence[str], claims: Sequence[str]) -> tuple[dict
 def read_verdicts(result: GenerationResult, n_claims: int) -> tuple[list[dict[str, Any]] | None, str]:
     """A judge call's verdicts, or None and why not: a failed call or an unparseable reply is never a pass."""
     if result.error or result.text is None:
-        return None, f"judge call failed: {result.error}"
+        return None, redact(f"judge call failed: {result.error}")
     try:
         return parse_verdicts(result.text, n_claims), ""
     except ValueError as exc:  # json.JSONDecodeError included
@@ -139,7 +140,7 @@ class JudgeScorer:
             claims = claims_by_case[r.case_id]
             verdicts, why = read_verdicts(r, len(claims))
             if verdicts is None:
-                raw = {"raw": r.text[:2000]} if r.text is not None else None
+                raw = {"raw": redact(r.text[:2000])} if r.text is not None else None
                 scores += [Score(case_id=r.case_id, metric=m.name, value=None, explanation=why, details=raw)
                            for m in self.metrics()]
                 continue

@@ -12,6 +12,12 @@ binds ``127.0.0.1`` on a free port and stops when the ``with`` block ends::
         ...
         srv.requests_received, srv.max_in_flight
 
+Fault modes: HTTP errors (429 with or without ``Retry-After``, 5xx, 401, 400, with any message, e.g.
+one that echoes a key), ``slow`` (delay), ``disconnect`` (close) and ``reset`` (TCP RST), malformed
+bodies (``invalid_json``, ``missing_choices``), and well-formed replies that are still not answers:
+``empty`` / ``whitespace`` / ``null_content`` content, ``truncated`` (``finish_reason = "length"``)
+and ``content_filter``. ``pause()`` holds every answer until ``resume()`` (two clients at once).
+
 Answers are deterministic functions of the request (see :func:`default_answer`): a prompt that cites
 passages as ``[doc-id] text`` is answered from the first cited passage, anything else is echoed.
 """
@@ -20,6 +26,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import sys
 import threading
 import time
@@ -41,7 +49,9 @@ class Fault:
     ``status`` sends that HTTP error with an OpenAI-style error body (and ``Retry-After`` when
     ``retry_after`` is set: a number of seconds or an HTTP-date string); ``delay_s`` sleeps first
     (use it to trigger client timeouts); ``body`` sends that raw text as a 200 JSON response
-    (malformed bodies); ``drop`` closes the connection without answering.
+    (malformed bodies); ``drop`` closes the connection without answering, ``reset`` aborts it
+    (TCP RST). ``content`` / ``null_content`` / ``finish_reason`` replace the text, null the
+    content, or set the finish reason of an otherwise normal chat.completion.
     """
 
     status: int | None = None
@@ -50,6 +60,15 @@ class Fault:
     body: str | None = None
     drop: bool = False
     message: str | None = None
+    reset: bool = False
+    content: str | None = None
+    null_content: bool = False
+    finish_reason: str | None = None
+
+    @property
+    def completion(self) -> bool:
+        """Whether this fault is a 200 chat.completion with changed content or finish reason."""
+        return self.content is not None or self.null_content or self.finish_reason is not None
 
     @classmethod
     def rate_limit(cls, retry_after: float | str | None = 0.2) -> Fault:
@@ -87,6 +106,31 @@ class Fault:
     @classmethod
     def disconnect(cls) -> Fault:
         return cls(drop=True)
+
+    @classmethod
+    def connection_reset(cls) -> Fault:
+        return cls(reset=True)
+
+    @classmethod
+    def empty(cls) -> Fault:
+        return cls(content="")
+
+    @classmethod
+    def whitespace(cls) -> Fault:
+        return cls(content=" \n\t ")
+
+    @classmethod
+    def null_message(cls) -> Fault:
+        return cls(null_content=True)
+
+    @classmethod
+    def truncated(cls, text: str = "Backups run hourly and are") -> Fault:
+        return cls(content=text, finish_reason="length")
+
+    @classmethod
+    def content_filtered(cls) -> Fault:
+        """What Azure OpenAI sends when its filter blocks the answer: no content, ``content_filter``."""
+        return cls(null_content=True, finish_reason="content_filter")
 
 
 @dataclass
@@ -202,12 +246,18 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization")
         fault = owner._take_fault(prompt)
         owner._record(RecordedRequest(time.monotonic(), self.path, body, auth, fault, prompt))
+        owner._gate.wait(timeout=owner.max_pause_s)
         delay = owner.latency_s + (fault.delay_s if fault else 0.0)
         if delay > 0:
             time.sleep(delay)
         if fault is None and owner.api_key is not None and auth != f"Bearer {owner.api_key}":
             fault = Fault.unauthorized()
         if fault is not None:
+            if fault.reset:  # SO_LINGER 0: close() sends RST, the client sees "connection reset by peer"
+                self.close_connection = True
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                return
             if fault.drop:
                 self.close_connection = True
                 self.connection.close()
@@ -222,6 +272,9 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.body is not None:
                 self._send_json(200, fault.body)
                 return
+            if fault.completion:
+                self._send_json(200, owner._completion(body, fault))
+                return
         self._send_json(200, owner._completion(body))
 
 
@@ -232,6 +285,7 @@ class FakeOpenAIServer:
         latency_s: fixed time to wait before every answer (the bench uses 0.2 s).
         responder: ``body -> text``; defaults to :func:`default_answer`.
         api_key: if set, requests without ``Authorization: Bearer <api_key>`` get a 401.
+        max_pause_s: the longest :meth:`pause` holds a request (so a forgotten ``resume`` cannot hang a test).
     """
 
     def __init__(
@@ -240,8 +294,12 @@ class FakeOpenAIServer:
         latency_s: float = 0.0,
         responder: Callable[[Mapping[str, Any]], str] | None = None,
         api_key: str | None = None,
+        max_pause_s: float = 30.0,
     ) -> None:
         self.latency_s = latency_s
+        self.max_pause_s = max_pause_s
+        self._gate = threading.Event()
+        self._gate.set()
         self.responder = responder or default_answer
         self.api_key = api_key
         self._lock = threading.Lock()
@@ -266,6 +324,7 @@ class FakeOpenAIServer:
         return self
 
     def stop(self) -> None:
+        self._gate.set()
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
@@ -299,6 +358,13 @@ class FakeOpenAIServer:
         they were pushed; a request with no applicable rule is answered normally."""
         with self._lock:
             self._rules.extend(_Rule(f, match, times) for f in faults)
+
+    def pause(self) -> None:
+        """Hold every request (received and counted, not answered) until :meth:`resume` or ``max_pause_s``."""
+        self._gate.clear()
+
+    def resume(self) -> None:
+        self._gate.set()
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -353,7 +419,7 @@ class FakeOpenAIServer:
             self._max_in_flight = self._in_flight
 
     # answers ---------------------------------------------------------------------------------
-    def _completion(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    def _completion(self, body: Mapping[str, Any], fault: Fault | None = None) -> dict[str, Any]:
         text = self.responder(body)
         finish = "stop"
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -363,6 +429,11 @@ class FakeOpenAIServer:
         fmt = body.get("response_format")
         if isinstance(fmt, Mapping) and fmt.get("type") in {"json_object", "json_schema"}:
             text = json.dumps({"answer": text})
+        content: str | None = text
+        if fault is not None:
+            content = None if fault.null_content else fault.content if fault.content is not None else text
+            finish = fault.finish_reason or finish
+            text = content or ""
         with self._lock:
             self._ids += 1
             n = self._ids
@@ -374,7 +445,7 @@ class FakeOpenAIServer:
             "created": int(time.time()),
             "model": str(body.get("model", "fake-model")),
             "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": None},
                          "finish_reason": finish, "logprobs": None}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
