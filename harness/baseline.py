@@ -7,6 +7,7 @@ earlier git commit. HEAD is the latest run of the current manifest unless given.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,18 +16,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from pydantic import ValidationError
+
+from harness.errors import HarnessError, InputError
 from harness.manifest import LoadedManifest, Manifest
 from harness.runs import RunStore, load_run
-from harness.storage import Layout, atomic_write_json
+from harness.storage import Layout, atomic_write_json, project_root
 from harness.types import RunResult
 
 
 def load_run_ref(ref: str, layout: Layout) -> RunResult:
+    """A run by id (or id prefix) in this project's store, or by run file. A run file path that no longer
+    exists (a moved or cloned project's record) is looked up by its run id; a path relative to the
+    project's home (how baselines are recorded) resolves there."""
     path = Path(ref)
-    if path.suffix == ".json" and path.is_file():
-        return load_run(path)
-    return load_run(RunStore(layout.runs).find(ref))
+    if path.suffix == ".json":
+        for candidate in (path, layout.home / path):
+            if candidate.is_file():
+                return load_run(candidate, project=_project_of(candidate, layout))
+        ref = path.stem
+    return load_run(RunStore(layout.runs).find(ref), project=layout.project)
+
+
+def _project_of(run_file: Path, layout: Layout) -> Path | None:
+    """The current project for run files inside its own store; None (the file's own project) otherwise."""
+    try:
+        run_file.resolve().relative_to(layout.home.resolve())
+    except ValueError:
+        return None
+    return layout.project
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -49,7 +67,7 @@ def previous_commit_run(loaded: LoadedManifest, layout: Layout) -> RunResult | N
     cwd = Path(top.strip()).resolve()
     rel = loaded.path.resolve().relative_to(cwd).as_posix()  # git reads pathspecs from cwd: run at the top
     commits = (_git(["log", "--format=%H", "-n", "50", "--", rel], cwd) or "").split()
-    store = RunStore(layout.runs)
+    store = RunStore(layout.runs, layout.project)
     for commit in commits:
         text = _git(["show", f"{commit}:{rel}"], cwd)
         if text is None:
@@ -68,9 +86,36 @@ def previous_commit_run(loaded: LoadedManifest, layout: Layout) -> RunResult | N
 
 
 def promoted(layout: Layout) -> dict[str, Any] | None:
-    if not layout.baseline_file.is_file():
+    """The promoted baseline's record, or None; a damaged record is one error naming the file."""
+    path = layout.baseline_file
+    if not path.is_file():
         return None
-    return json.loads(layout.baseline_file.read_text("utf-8"))
+    try:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(path, f"damaged baseline record ({type(exc).__name__})",
+                         hint="promote the baseline again with `harness baseline promote RUN`") from None
+    if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
+        raise InputError(path, "damaged baseline record: no run_id", field="run_id",
+                         hint="promote the baseline again with `harness baseline promote RUN`")
+    return record
+
+
+def load_promoted(record: dict[str, Any], layout: Layout) -> RunResult:
+    """The run a baseline record names: by run id in this project's store first (a moved or cloned
+    project's record may still name the old folder), else by the recorded path (relative to the home,
+    or absolute in records from before)."""
+    try:
+        return load_run(RunStore(layout.runs).find(record["run_id"]), project=layout.project)
+    except InputError:
+        raise
+    except HarnessError:
+        pass
+    recorded = record.get("path")
+    if isinstance(recorded, str) and recorded:
+        return load_run_ref(recorded, layout)
+    raise HarnessError(f"the promoted baseline {record['run_id']} is not in {layout.runs}",
+                       hint="promote a run of this project with `harness baseline promote RUN`")
 
 
 def resolve_base(loaded: LoadedManifest, layout: Layout, explicit: str | None = None) -> tuple[RunResult | None, str]:
@@ -81,9 +126,7 @@ def resolve_base(loaded: LoadedManifest, layout: Layout, explicit: str | None = 
         return load_run_ref(loaded.manifest.baseline, layout), f"manifest baseline {loaded.manifest.baseline}"
     record = promoted(layout)
     if record is not None:
-        path = Path(record["path"])
-        promoted_run = load_run(path) if path.is_file() else load_run_ref(record["run_id"], layout)
-        return promoted_run, f"promoted baseline {record['run_id']}"
+        return load_promoted(record, layout), f"promoted baseline {record['run_id']}"
     earlier = previous_commit_run(loaded, layout)
     if earlier is not None:
         return earlier, f"run of the manifest at an earlier commit ({earlier.manifest_id[:12]})"
@@ -93,7 +136,7 @@ def resolve_base(loaded: LoadedManifest, layout: Layout, explicit: str | None = 
 def resolve_head(loaded: LoadedManifest, layout: Layout, explicit: str | None = None) -> RunResult:
     if explicit:
         return load_run_ref(explicit, layout)
-    run = RunStore(layout.runs).latest(loaded.id)
+    run = RunStore(layout.runs, layout.project).latest(loaded.id)
     if run is None:
         raise HarnessError(f"no run of the current manifest ({loaded.id[:12]}) yet", hint="run `harness run` first")
     return run
@@ -109,8 +152,14 @@ def resolve_pair(loaded: LoadedManifest, layout: Layout, base: str | None = None
 
 
 def promote(run: RunResult, layout: Layout) -> Path:
+    """Record ``run`` as the baseline. The record names the run file relative to the home, so it survives
+    the project being moved, copied or cloned."""
     path = RunStore(layout.runs).path_for(run.manifest_id, run.run_id)
-    record = {"run_id": run.run_id, "manifest_id": run.manifest_id, "path": str(path),
+    try:
+        rel = path.resolve().relative_to(layout.home.resolve()).as_posix()
+    except ValueError:
+        rel = str(path)
+    record = {"run_id": run.run_id, "manifest_id": run.manifest_id, "path": rel,
               "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "artifacts": run.manifest.get("artifacts", {})}
     history = layout.home / "baselines.jsonl"
@@ -121,18 +170,56 @@ def promote(run: RunResult, layout: Layout) -> Path:
     return layout.baseline_file
 
 
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _manifest_position(run: RunResult, root: Path, current: Path) -> Path:
+    """Where the run's manifest sits relative to its project's root, applied to this project.
+
+    Runs record it relative to the root; older runs recorded an absolute path, which is used if it is
+    inside this project, else re-rooted: the folder it names if it still exists (a clone's original),
+    else the longest tail of it that names a file here (a moved project), else the current manifest's
+    place."""
+    if not run.manifest_path:
+        return current.relative_to(root)
+    recorded = Path(run.manifest_path)
+    if not recorded.is_absolute():
+        return recorded
+    if _inside(recorded, root):
+        return recorded.resolve().relative_to(root.resolve())
+    if recorded.is_file():
+        with contextlib.suppress(ValueError):
+            return recorded.resolve().relative_to(project_root(recorded))
+    parts = recorded.parts[1:]
+    for i in range(len(parts)):
+        tail = Path(*parts[i:])
+        if (root / tail).is_file():
+            return tail
+    return current.relative_to(root)
+
+
 def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str]:
     """Put the baseline run's pinned artifacts back: files from the snapshot store, pins into the manifest.
 
     Returns the roles restored. Content that was never snapshotted (models by uri) is restored by pin
-    only; verify tells if it no longer matches.
+    only; verify tells if it no longer matches. Everything is planned and checked first (each snapshot
+    against its pin, each destination inside the project), then written; nothing is written outside the
+    project, wherever the baseline's run was made (a moved, copied or cloned project refers to its own
+    files).
     """
-    from harness.manifest import Artifact, load_manifest, resolve_content
+    from harness.manifest import Artifact, compute_pin, load_manifest, resolve_content
     from harness.snapshots import blob_path
     from harness.storage import atomic_write_text
 
+    root = layout.project or project_root(loaded.path)
+    current_manifest = loaded.path.resolve()
     # The baseline's relative paths are relative to its own manifest's folder: re-base them onto ours.
-    run_dir = Path(run.manifest_path).parent if run.manifest_path else loaded.base_dir
+    run_dir = root.resolve() / _manifest_position(run, root, current_manifest).parent
     base_arts: dict[str, Any] = {}
     for role, data in run.manifest.get("artifacts", {}).items():
         path = data.get("path")
@@ -143,15 +230,31 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
     restored: list[str] = []
     plans: list[tuple[Path, Path]] = []
     for role, data in base_arts.items():
-        art = Artifact.model_validate(data)
+        try:
+            art = Artifact.model_validate(data)
+        except ValidationError as exc:
+            raise HarnessError(f"cannot roll back to run {run.run_id}: its artifact '{role}' is not valid "
+                               f"({exc.errors()[0]['msg']})") from None
         if current.get(role) == art:
             continue
         if art.path is not None:
+            dst = resolve_content(art, loaded.base_dir)
+            if not _inside(dst, root):
+                raise HarnessError(f"cannot roll back '{role}': its file {art.path} lies outside the project "
+                                   f"{root}; nothing was changed",
+                                   hint="restore that file by hand, or roll back to a run made in this project")
             src = blob_path(layout, art)
             if src is None:
                 raise HarnessError(f"cannot roll back '{role}': no snapshot of {art.path} ({art.sha256}) in the store")
-            plans.append((src, resolve_content(art, loaded.base_dir)))
+            snap = art.model_copy(update={"path": str(src)})
+            if compute_pin(snap, loaded.base_dir) != art.sha256:
+                raise HarnessError(f"cannot roll back '{role}': the snapshot {src} does not match its pin "
+                                   f"{art.sha256}; nothing was changed",
+                                   hint="the store was altered; restore the file by hand")
+            plans.append((src, dst))
         restored.append(role)
+    if not _inside(current_manifest, root):
+        raise HarnessError(f"cannot roll back: the manifest {current_manifest} lies outside the project {root}")
     for src, dst in plans:
         tmp = dst.with_name(dst.name + ".rollback-tmp")
         if src.is_dir():

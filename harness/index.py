@@ -186,24 +186,57 @@ class IndexStore:
         return StoredIndex(index, doc_ids, meta)
 
     def load(self, key: str, recipe: dict[str, Any] | None = None) -> StoredIndex:
-        """Load and verify a stored index; ``recipe``'s search-time parameters apply (default: the build's)."""
+        """Load and verify a stored index; ``recipe``'s search-time parameters apply (default: the build's).
+
+        Whatever is wrong with the stored files (unreadable or tampered metadata, a file that fails its
+        sha256, a FAISS blob that does not load, a doc-id map that does not match the index) is an
+        :class:`IntegrityError` naming the folder and how to rebuild it, never a crash."""
         import faiss
 
         folder = self.folder(key)
-        try:
-            meta = json.loads((folder / "meta.json").read_text("utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise IntegrityError(f"index {folder}: unreadable metadata ({exc})",
-                                 hint=f"delete {folder} and run again to rebuild it") from None
+        meta = self._meta(folder)
         for name, field in (("index.faiss", "index_sha256"), ("ids.json", "ids_sha256")):
             path = folder / name
             actual = sha256_file(path) if path.is_file() else "missing"
             if actual != meta.get(field):
-                raise IntegrityError(
-                    f"index file {path} is corrupted or truncated: sha256 {actual}, expected {meta.get(field)}",
-                    hint=f"delete {folder} and run again to rebuild it",
-                )
-        index = faiss.deserialize_index(np.frombuffer((folder / "index.faiss").read_bytes(), dtype=np.uint8))
-        _apply_search_params(index, recipe if recipe is not None else meta["recipe"])
-        doc_ids = json.loads((folder / "ids.json").read_text("utf-8"))
+                raise _damaged(folder, f"index file {path} is corrupted or truncated: sha256 {actual}, "
+                                       f"expected {meta.get(field)}")
+        try:
+            index = faiss.deserialize_index(np.frombuffer((folder / "index.faiss").read_bytes(), dtype=np.uint8))
+            _apply_search_params(index, recipe if recipe is not None else meta["recipe"])
+        except Exception as exc:  # FAISS raises RuntimeError for anything it cannot read
+            raise _damaged(folder, f"index {folder / 'index.faiss'} does not load: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        try:
+            doc_ids = json.loads((folder / "ids.json").read_bytes().decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            raise _damaged(folder, f"index doc-id map {folder / 'ids.json'} does not decode ({type(exc).__name__})") \
+                from None
+        if not isinstance(doc_ids, list) or not all(isinstance(d, str) for d in doc_ids):
+            raise _damaged(folder, f"index doc-id map {folder / 'ids.json'} is not a list of document ids")
+        if len(doc_ids) != int(index.ntotal):
+            raise _damaged(folder, f"index {folder} holds {index.ntotal} vectors but {len(doc_ids)} document ids")
         return StoredIndex(index, doc_ids, meta)
+
+    @staticmethod
+    def _meta(folder: Path) -> dict[str, Any]:
+        try:
+            meta = json.loads((folder / "meta.json").read_bytes().decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            raise _damaged(folder, f"index {folder}: unreadable metadata ({type(exc).__name__}: {exc})") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("recipe"), dict):
+            raise _damaged(folder, f"index {folder}: damaged metadata (no recipe)")
+        return meta
+
+    def check(self, key: str) -> str | None:
+        """None if the stored index ``key`` loads and verifies, else what is wrong."""
+        try:
+            self.load(key)
+        except IntegrityError as exc:
+            return exc.message
+        return None
+
+
+def _damaged(folder: Path, message: str) -> IntegrityError:
+    return IntegrityError(message, hint=f"delete {folder} (or run `harness cache clear --indexes`) and run again "
+                                        "to rebuild it")

@@ -2,36 +2,59 @@
 
 Layout: ``<home>/runs/<manifest id>/<run id>.json`` and ``<home>/runs/<manifest id>/LATEST``.
 Files are written atomically; a run id is sortable by time.
+
+A run records its manifest's path relative to the project's root (``variants/prompt-v2.toml``), so a
+moved, copied or cloned project's runs refer to its own files; loading resolves it against the project
+(given, or the one whose ``.harness`` holds the run file). Runs stored with an absolute path load as they
+are. A run file that cannot be read (not UTF-8, not JSON, not a run) is one error naming it, exit 2.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import secrets
 import time
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from harness.errors import HarnessError, InputError
-from harness.storage import atomic_write_text
+from harness.storage import atomic_write_text, project_root
 from harness.types import RunResult
 
 RUN_FORMAT_VERSION = 1
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
+def relative_manifest_path(manifest_path: str | None) -> str | None:
+    """The manifest's path relative to its project's root (POSIX), if it lies inside it."""
+    if not manifest_path or not Path(manifest_path).is_absolute():
+        return manifest_path
+    path = Path(manifest_path)
+    try:
+        return path.resolve().relative_to(project_root(path)).as_posix()
+    except ValueError:
+        return manifest_path
+
+
 class RunStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, project: Path | None = None) -> None:
         self.root = root
+        self.project = project
 
     def path_for(self, manifest_id: str, run_id: str) -> Path:
         return self.root / manifest_id / f"{run_id}.json"
 
     def save(self, run: RunResult) -> Path:
         path = self.path_for(run.manifest_id, run.run_id)
-        atomic_write_text(path, run.model_dump_json(indent=1))
+        stored = run.model_copy(update={"manifest_path": relative_manifest_path(run.manifest_path)})
+        atomic_write_text(path, stored.model_dump_json(indent=1))
         atomic_write_text(path.parent / "LATEST", run.run_id + "\n")
         return path
 
@@ -39,9 +62,20 @@ class RunStore:
         pointer = self.root / manifest_id / "LATEST"
         if not pointer.is_file():
             return None
-        return load_run(self.path_for(manifest_id, pointer.read_text().strip()))
+        try:
+            run_id = pointer.read_bytes().decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(pointer, f"unreadable pointer to the latest run ({exc})",
+                             hint=f"delete {pointer}; the next `harness run` writes it again") from None
+        if not _RUN_ID.match(run_id):
+            raise InputError(pointer, f"damaged pointer to the latest run: {run_id[:40]!r} is not a run id",
+                             hint=f"delete {pointer}; the next `harness run` writes it again")
+        return load_run(self.path_for(manifest_id, run_id), project=self.project)
 
     def find(self, run_id: str) -> Path:
+        if not _RUN_ID.match(run_id):
+            raise HarnessError(f"{run_id!r} is not a run id or an existing run file",
+                               hint="run ids look like 20260101T120000Z-a1b2c3; see .harness/runs/")
         matches = sorted(self.root.glob(f"*/{run_id}*.json"))
         if len(matches) != 1:
             what = "no run" if not matches else f"{len(matches)} runs"
@@ -49,16 +83,62 @@ class RunStore:
         return matches[0]
 
 
-def load_run(path: str | Path) -> RunResult:
+def _project_of_run_file(path: Path) -> Path | None:
+    """The project whose ``.harness/runs/<manifest id>/`` holds this run file, if it is laid out so."""
+    path = path.resolve()
+    if len(path.parents) >= 4 and path.parents[1].name == "runs" and path.parents[2].name == ".harness":
+        return path.parents[3]
+    return None
+
+
+def _default_project(path: Path) -> Path | None:
+    if os.environ.get("HARNESS_HOME"):
+        from harness.manifest import find_manifest
+
+        try:
+            return project_root(find_manifest())
+        except HarnessError:
+            return None
+    return _project_of_run_file(path)
+
+
+def load_run(path: str | Path, *, project: Path | None = None) -> RunResult:
+    """Read and validate a run file; its relative manifest path is resolved against ``project`` (default:
+    the project holding the run file, or under ``HARNESS_HOME`` the project found from here)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text("utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError(path, "no such run file") from None
+    except OSError as exc:
+        raise InputError(path, f"unreadable run file: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"damaged run file: not UTF-8 at byte {exc.start}",
+                         hint="delete it, or restore it from a copy") from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(path, f"malformed run file: {exc.msg}", line=exc.lineno) from None
+        raise InputError(path, f"malformed run file: {exc.msg}", line=exc.lineno,
+                         hint="delete it, or restore it from a copy") from None
+    except RecursionError:
+        raise InputError(path, "malformed run file: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise InputError(path, f"not a run file: a JSON {type(data).__name__}, expected an object")
     version = data.get("format_version")
     if version != RUN_FORMAT_VERSION:
         raise InputError(path, f"run format version {version!r} is not supported (expected {RUN_FORMAT_VERSION})",
                          field="format_version")
-    return RunResult.model_validate(data)
+    try:
+        run = RunResult.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err["loc"])
+        raise InputError(path, f"damaged run file: {err['msg']}", field=field or None,
+                         hint="delete it, or restore it from a copy") from None
+    if run.manifest_path and not Path(run.manifest_path).is_absolute():
+        root = project if project is not None else _default_project(path)
+        if root is not None:
+            run = run.model_copy(update={"manifest_path": str(root / run.manifest_path)})
+    return run

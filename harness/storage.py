@@ -40,30 +40,41 @@ def atomic_write_json(path: str | Path, value: Any, *, indent: int | None = None
     atomic_write_text(path, json.dumps(value, indent=indent, ensure_ascii=False, sort_keys=False) + "\n")
 
 
+MANIFEST_NAMES = ("harness.toml", "harness.yaml", "harness.yml")
+
+
+def project_root(manifest_path: str | Path) -> Path:
+    """The project a manifest belongs to: the nearest folder at or above the manifest's that holds a
+    ``harness.toml``/``.yaml`` (so variant manifests in sub-folders share one store and cache), else the
+    manifest's own folder."""
+    here = Path(manifest_path).resolve().parent
+    for folder in (here, *here.parents):
+        if any((folder / n).is_file() for n in MANIFEST_NAMES):
+            return folder
+    return here
+
+
 class Layout:
     """Where a project keeps its state: ``<home>/cache``, ``<home>/store``, ``<home>/runs``.
 
-    ``home`` is ``$HARNESS_HOME`` if set, else ``.harness`` beside the manifest. The embedding and
-    generation caches can be shared between projects with ``$HARNESS_CACHE_DIR``.
+    ``home`` is ``$HARNESS_HOME`` if set, else ``.harness`` at the project's root. The embedding and
+    generation caches can be shared between projects with ``$HARNESS_CACHE_DIR``. ``project`` is the
+    project's root folder when known: stored records name files relative to it, so a moved, copied or
+    cloned project keeps working.
     """
 
-    def __init__(self, home: str | Path) -> None:
+    def __init__(self, home: str | Path, project: str | Path | None = None) -> None:
         self.home = Path(home)
+        self.project = Path(project) if project is not None else None
         cache_dir = os.environ.get("HARNESS_CACHE_DIR")
         self.cache_dir = Path(cache_dir) if cache_dir else self.home / "cache"
 
     @classmethod
     def for_manifest(cls, manifest_path: str | Path) -> Layout:
-        """The project's state lives at its root: the nearest folder at or above the manifest's that holds
-        a ``harness.toml``/``.yaml`` (so variant manifests in sub-folders share one store and cache)."""
+        """The state of the project the manifest belongs to (see :func:`project_root`)."""
+        root = project_root(manifest_path)
         env = os.environ.get("HARNESS_HOME")
-        if env:
-            return cls(env)
-        here = Path(manifest_path).resolve().parent
-        for folder in (here, *here.parents):
-            if any((folder / n).is_file() for n in ("harness.toml", "harness.yaml", "harness.yml")):
-                return cls(folder / ".harness")
-        return cls(here / ".harness")
+        return cls(env if env else root / ".harness", project=root)
 
     @property
     def cache_db(self) -> Path:
