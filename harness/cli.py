@@ -31,6 +31,7 @@ _COMMANDS = {
     "report": ("harness.commands.report", "report"),
     "metrics": ("harness.commands.metrics", "metrics"),
     "ifeval": ("harness.commands.ifeval", "ifeval"),
+    "cache": ("harness.commands.cache", "cache_group"),
 }
 
 

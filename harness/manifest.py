@@ -288,11 +288,17 @@ def resolve_content(art: Artifact, base_dir: Path) -> Path:
 
 
 class HashMemo:
-    """Remembers file hashes by (path, size, mtime) so verifying a 90 MB model is instant when unchanged.
+    """Remembers file hashes so verifying a 90 MB model is instant when unchanged, trusted the way git's
+    index trusts its stat data.
 
-    The same trade-off git's index makes: a file rewritten with identical size and mtime would be
-    missed, which editors and package installers do not produce.
+    An entry is keyed by (path, device, inode, size, mtime_ns, ctime_ns): an edit changes ctime even
+    when size and mtime are put back (``os.utime`` cannot set ctime), and a file replaced by another
+    has a new inode. Git's "racily clean" rule covers timestamps too coarse to see an edit: an entry
+    is used only if the file's mtime and ctime are older than the moment its hashing began by more
+    than ``RACY_NS``; otherwise the file is hashed again. So ``run`` and ``verify`` always agree.
     """
+
+    RACY_NS = 2_000_000_000  # coarser than any file system's timestamp granularity in use (FAT: 2 s)
 
     def __init__(self, cache: Any | None = None) -> None:
         self._cache = cache
@@ -300,13 +306,18 @@ class HashMemo:
     def file(self, path: Path) -> str:
         if self._cache is None:
             return sha256_file(path)
-        st = path.stat()
-        key = sha256_parts(str(path.resolve()), str(st.st_size), str(st.st_mtime_ns))
-        hit = self._cache.get_many("hashes", [key]).get(key)
-        if hit is not None:
-            return hit.decode("ascii")
+        import time
+
+        st = os.stat(path)
+        key = sha256_parts("hashmemo-v2", str(path.resolve()), str(st.st_dev), str(st.st_ino), str(st.st_size),
+                           str(st.st_mtime_ns), str(st.st_ctime_ns))
+        hit = self._cache.get_many_json("hashes", [key]).get(key)
+        if (isinstance(hit, dict) and isinstance(hit.get("sha256"), str) and isinstance(hit.get("started_ns"), int)
+                and max(st.st_mtime_ns, st.st_ctime_ns) < hit["started_ns"] - self.RACY_NS):
+            return str(hit["sha256"])
+        started_ns = time.time_ns()
         digest = sha256_file(path)
-        self._cache.put_many("hashes", {key: digest.encode("ascii")})
+        self._cache.put_many_json("hashes", {key: {"sha256": digest, "started_ns": started_ns}})
         return digest
 
     def path(self, path: Path) -> str:
