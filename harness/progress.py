@@ -13,6 +13,13 @@ from typing import Any
 SPEED_WINDOW_S = 600.0
 
 
+def format_rate(per_second: float) -> str:
+    """``12,345/s``, ``42.5/s``, ``0.022/s``: a slow rate keeps two significant digits instead of 0.0."""
+    if per_second >= 100:
+        return f"{per_second:,.0f}/s"
+    return f"{per_second:.1f}/s" if per_second >= 1 else f"{per_second:.2g}/s"
+
+
 def _rate_column() -> Any:
     """A column showing items per second (rich's own speed columns are for bytes or unknown totals)."""
     from rich.progress import ProgressColumn
@@ -23,8 +30,7 @@ def _rate_column() -> Any:
             speed = task.finished_speed or task.speed
             if not speed:
                 return Text("", style="progress.data.speed")
-            text = f"{speed:.1f}/s" if speed < 100 else f"{speed:,.0f}/s"
-            return Text(text, style="progress.data.speed")
+            return Text(format_rate(speed), style="progress.data.speed")
 
     return RateColumn()
 
@@ -36,10 +42,15 @@ def _no_advance(n: int = 1) -> None:
 class Progress:
     """A thin wrapper so pipeline code never imports rich or checks the terminal itself."""
 
-    def __init__(self, enabled: bool | None = None) -> None:
+    def __init__(self, enabled: bool | None = None, *, console: Any = None,
+                 get_time: Callable[[], float] | None = None) -> None:
+        """``console`` (default: stderr) and ``get_time`` (default: a monotonic clock) are for embedding
+        the bars elsewhere and for tests."""
         if enabled is None:
             enabled = sys.stderr.isatty() and not os.environ.get("CI")
         self.enabled = enabled
+        self._console = console
+        self._get_time = get_time
         self._rich: Any = None
 
     def __enter__(self) -> Progress:
@@ -63,9 +74,10 @@ class Progress:
                 _rate_column(),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=self._console or Console(stderr=True),
                 transient=True,
                 speed_estimate_period=SPEED_WINDOW_S,
+                get_time=self._get_time,
             )
             self._rich.__enter__()
         return self
