@@ -24,8 +24,8 @@ H := $(VENV)/bin/harness
 eval: $(STAMP)
 	$(H) run --manifest harness.toml
 	$(H) baseline promote --manifest harness.toml
-	@echo "== a prompt-only change (neutral for the offline generator): the gate passes"
-	$(H) gate --manifest variants/prompt-v2.toml --format md
+	@echo "== the generator shown 3 passages instead of 5: answers change, the gate judges them and passes"
+	$(H) gate --manifest variants/passages-3.toml --format md
 	@echo "== a coarse IVF index rebuild: the gate must fail (exit 1), attributed to the index"
 	$(H) gate --manifest variants/retrieval-v2.toml --attribute --format md; test $$? -eq 1
 

@@ -7,6 +7,11 @@ contract's word budget, and then fills the output contract: a JSON object with a
 markdown with inline ``[id]`` citations, or one plain sentence. Formatting instructions it can satisfy
 mechanically (case, commas, title, bullets, highlights, end phrase, quotation, word limits) are
 applied; content instructions are not faked.
+
+It never reads the rendered prompt messages (they are not part of its cache key either): a change
+of prompt wording leaves every extractive answer as it was. To evaluate a prompt, pin a generator
+that reads it (``openai`` at any compatible endpoint). What it does read (the passages it is shown,
+the contract, the instructions, its own ``max_sentences``) changes its answers.
 """
 
 from __future__ import annotations
