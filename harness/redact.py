@@ -44,13 +44,13 @@ _KEY_SHAPED = re.compile(
     r")"
 )
 _SCHEME_TOKEN = re.compile(r"(?i)\b(bearer|basic(?=\s+[A-Za-z0-9+/=]{8,}))(\s+)(?!\*\*\*)[^\s\"',;)\]}]+")
-_HEADER_VALUE = re.compile(
-    r"(?i)\b((?:proxy-)?authorization|x-api-key|api-key|openai-api-key)(\"?\s*[:=]\s*[\"']?)(?!\*\*\*)"
-    r"([^\r\n\"',;}]+)"
+_HEADER_VALUE = re.compile(  # the value: an optional scheme word ("Bearer", "Basic") and one token
+    r"(?i)\b((?:proxy-)?authorization|x-api-key|api-key|openai-api-key)(\"?\s*+[:=]\s*+[\"']?)"
+    r"(?!(?:[A-Za-z]+\s+)?\*\*\*)((?:(?:bearer|basic|token|digest)\s+)?[^\s\"',;}]+)"
 )
 _PAIR = re.compile(
     r"(?i)\b(api[_-]?key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token|id[_-]?token|token|"
-    r"client[_-]?secret|secret[_-]?key|secret|passw(?:or)?d)(\"?\s*[:=]\s*[\"']?)(?!\*\*\*)([^\s\"'&,;)\]}]+)"
+    r"client[_-]?secret|secret[_-]?key|secret|passw(?:or)?d)(\"?\s*+[:=]\s*+[\"']?)(?!\*\*\*)([^\s\"'&,;)\]}]+)"
 )
 _TOKEN = re.compile(r"[A-Za-z0-9_\-*•…./+=]+")
 

@@ -46,3 +46,115 @@ def test_instructions_strict_and_loose() -> None:
     assert v["instructions_strict"] == 1.0  # IFEval's end_checker compares lower-cased
     v = _score("instructions", case, "**all lower case. any other questions?**")
     assert v["instructions_strict"] == 0.0 and v["instructions_loose"] == 1.0  # loose strips asterisks
+
+
+# --- an answer that says nothing is never a pass (issue 10) ---------------------------------------------
+
+EMPTY_ANSWERS = ["", "   ", "\n\t "]
+
+
+@pytest.fixture
+def contracts(tmp_path):  # type: ignore[no-untyped-def]
+    from harness.contracts import load_contracts
+
+    (tmp_path / "contracts.toml").write_text('''
+[contracts.plain]
+format = "text"
+prompt = "One sentence."
+checks = [
+  { type = "length", name = "short", max_words = 30 },
+  { type = "regex", name = "no_apology", pattern = "sorry", must = "not_match" },
+]
+
+[contracts.cited]
+format = "json"
+answer_field = "answer"
+citations_field = "citations"
+prompt = "JSON."
+checks = [{ type = "json", name = "parses" }]
+''')
+    return load_contracts(tmp_path)
+
+
+def _scores(name: str, case: GoldenCase, answer: str | None, contracts: object = None,
+            args: dict | None = None, **ctx: object) -> dict[str, tuple[float | None, str | None]]:
+    out = CaseOutput(case_id=case.id, answer=answer, ranking=(), extra={"passages_shown": ["d1"],
+                                                                         "finish_reason": "stop"})
+    scorer = SCORERS.build(name, args or {})
+    context = ScoringContext(contracts=contracts, **ctx)  # type: ignore[arg-type]
+    return {s.metric: (s.value, s.explanation) for s in scorer.score([case], [out], context)}
+
+
+def _never_a_pass(scores: dict[str, tuple[float | None, str | None]], lower_is_better: set[str]) -> None:
+    assert scores
+    for metric, (value, why) in scores.items():
+        assert why, metric  # always says why
+        if value is None:
+            continue  # unscored, with a reason
+        assert value == (1.0 if metric in lower_is_better or metric.startswith("format_fail:") else 0.0), metric
+
+
+@pytest.mark.parametrize("answer", EMPTY_ANSWERS)
+def test_no_scorer_passes_an_empty_answer(answer: str, contracts: object) -> None:
+    import numpy as np
+
+    from harness.types import CorpusDoc
+
+    case = GoldenCase(id="c", query="q", answers=("hourly",), facts=(Fact(regex=r".*"), Fact(text="hourly")),
+                      contract="plain", instructions=(InstructionSpec(id="change_case:english_lowercase"),
+                                                      InstructionSpec(id="punctuation:no_comma")))
+    docs = {"d1": CorpusDoc(id="d1", text="Backups run hourly.")}
+    embed = lambda texts: np.ones((len(texts), 4), dtype=np.float32) / 2  # noqa: E731
+    fails = {"format_critical_fail", "format_noncritical_fail", "truncated"}
+    _never_a_pass(_scores("correctness", case, answer), fails)
+    _never_a_pass(_scores("facts", case, answer), fails)  # a regex that matches anything still needs text
+    _never_a_pass(_scores("format", case, answer, contracts), fails)  # no check may pass vacuously
+    _never_a_pass(_scores("instructions", case, answer), fails)  # "" is lower case and has no comma
+    grounded = _scores("groundedness", case, answer, docs=docs, embed=embed)
+    _never_a_pass(grounded, fails)
+    assert grounded["groundedness"][0] == 0.0 and grounded["grounded"][0] == 0.0
+    _never_a_pass(_scores("truncation", case, answer), fails)
+    judge = _scores("llm_judge", case, answer, args={"generator": {"name": "openai", "model": "m",
+                                                                      "base_url": "http://127.0.0.1:9/v1"}},
+                    docs=docs)
+    _never_a_pass(judge, fails)  # scored 0 (no call made), never a pass
+    assert judge["judge_support"][0] == 0.0
+
+
+def test_no_scorer_passes_an_answer_with_no_content(contracts: object) -> None:
+    """Content-free but not empty: a JSON contract with an empty answer field, only punctuation or
+    articles, only citation marks."""
+    import numpy as np
+
+    from harness.types import CorpusDoc
+
+    case = GoldenCase(id="c", query="q", answers=("the",), facts=(Fact(regex=r"x*"),), contract="cited")
+    empty_field = '{"answer": "  ", "citations": []}'
+    for name in ("correctness", "facts", "format"):
+        scores = _scores(name, case, empty_field, contracts)
+        if name == "correctness":
+            assert all(v is None for v, _ in scores.values())  # the reference itself normalizes to nothing
+        else:
+            _never_a_pass(scores, {"format_critical_fail", "format_noncritical_fail"})
+    case = GoldenCase(id="c", query="q", facts=(Fact(text="hourly"),))
+    case2 = GoldenCase(id="c", query="q", answers=("hourly",))
+    assert _scores("correctness", case2, "The.")["answer_em"][0] == 0.0  # "" == "" is not a match
+    docs = {"d1": CorpusDoc(id="d1", text="Backups run hourly.")}
+    embed = lambda texts: np.ones((len(texts), 4), dtype=np.float32) / 2  # noqa: E731
+    only_cites = _scores("groundedness", case, "[1] [2]", docs=docs, embed=embed)
+    assert only_cites["groundedness"][0] == 0.0 and only_cites["grounded"][0] == 0.0
+    assert only_cites["unsupported_claims"][0] is None and "no claims" in (only_cites["groundedness"][1] or "")
+
+
+def test_truncation_metric() -> None:
+    case = GoldenCase(id="c", query="q")
+
+    def value(extra: dict, answer: str | None = "Backups run", error: str | None = None) -> float | None:
+        out = CaseOutput(case_id="c", answer=answer, error=error, extra=extra)
+        return SCORERS.build("truncation", {}).score([case], [out], ScoringContext())[0].value
+
+    assert value({"finish_reason": "length"}) == 1.0 and value({"finish_reason": "stop"}) == 0.0
+    assert value({"finish_reason": None}) is None and value({}) is None  # not reported: unscored, not a pass
+    assert value({}, answer=None, error="timeout") == 1.0  # a failure rate never passes an error
+    (m,) = SCORERS.build("truncation", {}).metrics()
+    assert m.name == "truncated" and m.greater_is_better is False

@@ -119,6 +119,10 @@ class GenerationError(Exception):
         return self.message
 
 
+Reply = tuple[str, dict[str, int]] | tuple[str, dict[str, int], str | None]
+"""What a generator returns: ``(text, usage)`` or ``(text, usage, finish_reason)``."""
+
+
 @runtime_checkable
 class Generator(Protocol):
     """What the engine needs from a generator. ``spec`` (``{"name", "args"}``) is set by the registry."""
@@ -133,7 +137,7 @@ class Generator(Protocol):
         """Everything in the request this generator reads; JSON-able."""
         ...
 
-    async def agenerate(self, req: GenerationRequest) -> tuple[str, dict[str, int]]:
+    async def agenerate(self, req: GenerationRequest) -> Reply:
         """Return ``(text, usage)``, or ``(text, usage, finish_reason)`` when the generator knows why
         it stopped (a 2-tuple means it finished normally: ``"stop"``); raise :class:`GenerationError`
         on failure. An empty or whitespace-only text is turned into an ``empty_response`` error by
