@@ -2,7 +2,8 @@
 
 Sub-commands are imported lazily so `harness run` on an unchanged manifest starts in well under a
 second; heavy libraries (torch, sentence-transformers, faiss) load only when a stage needs them.
-Exit codes: 0 success, 1 a gate or check failed, 2 usage/config/input error, 3 internal error.
+Exit codes: 0 success, 1 a gate or check failed or a run had errored cases, 2 usage/config/input error,
+130 interrupted (Ctrl-C), 3 internal error (a bug).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """rag-harness: pin every artifact of a RAG system, run golden sets, and score them.
+
+    Exit codes: 0 success; 1 a gate or check failed, or cases errored in a run; 2 a usage, config or
+    input error; 130 interrupted; 3 an internal error (a bug: please report it with --debug output).
 
     \b
     Example:

@@ -45,8 +45,8 @@ def run_cmd(ctx: click.Context, manifest: Path | None, as_json: bool, allow_erro
     Cases that error (a generation that failed after its retries, ...) are stored, scored as failures
     and summarised on stderr by kind with the first case ids and messages.
 
-    Exit code 0 when every case ran, 1 when any case errored (unless --allow-errors), 2 on a usage,
-    config or input error.
+    Exit code: 0 when every case ran; 1 when any case errored; 2 on a usage, config or input error.
+    With --allow-errors, errored cases keep exit 0.
 
     \b
     Example:

@@ -163,3 +163,26 @@ def test_rate_and_eta_survive_steps_slower_than_the_speed_window() -> None:
     m = frames[-1]
     assert float(m["rate"]) == pytest.approx(1 / 45, abs=0.05)  # 3 steps in 135 s
     assert m["elapsed"] == "0:02:15" and m["eta"] == "0:05:15"  # 7 more steps at 45 s each
+
+
+def test_ctrl_c_during_generation_keeps_finished_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """^C while calls to a (slow) endpoint are in flight: a clean abort, and a re-run pays only for the rest."""
+    from harness.testing.fake_openai import FakeOpenAIServer
+    from tests.conftest import add_generation, make_project
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-terminal")
+    with FakeOpenAIServer(latency_s=0.5) as srv:
+        make_project(tmp_path, lock=False)
+        add_generation(tmp_path, f'{{ name = "openai", model = "m", base_url = "{srv.base_url}", concurrency = 1 }}')
+        child = _spawn("run", cwd=tmp_path)
+        child.expect(r"generate.*1/4", timeout=60)  # one answer back, the next call in flight
+        child.sendintr()
+        code, screen = _finish(child)
+        assert code == 130, screen[-3000:]
+        assert "aborted" in screen and "Traceback" not in screen and "internal error" not in screen
+        assert _runs(tmp_path) == []
+        before = srv.requests_received
+        code, screen = _harness("run", cwd=tmp_path)
+        _assert_clean(code, screen)
+        assert len(_runs(tmp_path)) == 1
+        assert srv.requests_received - before <= 3  # the finished answer came from the cache
