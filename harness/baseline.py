@@ -203,6 +203,14 @@ def _manifest_position(run: RunResult, root: Path, current: Path) -> Path:
     return current.relative_to(root)
 
 
+def _snapshot_pin(src: Path, params: dict[str, Any]) -> str:
+    """The pin of a snapshot's content, computed as the manifest computes a path artifact's."""
+    from harness.hashing import sha256_parts, sha256_path
+
+    digest = sha256_path(src)
+    return digest if not params else sha256_parts(digest, json.dumps(params, sort_keys=True))
+
+
 def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str]:
     """Put the baseline run's pinned artifacts back: files from the snapshot store, pins into the manifest.
 
@@ -212,7 +220,7 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
     project, wherever the baseline's run was made (a moved, copied or cloned project refers to its own
     files).
     """
-    from harness.manifest import Artifact, compute_pin, load_manifest, resolve_content
+    from harness.manifest import Artifact, load_manifest, resolve_content
     from harness.snapshots import blob_path
     from harness.storage import atomic_write_text
 
@@ -246,8 +254,7 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
             src = blob_path(layout, art)
             if src is None:
                 raise HarnessError(f"cannot roll back '{role}': no snapshot of {art.path} ({art.sha256}) in the store")
-            snap = art.model_copy(update={"path": str(src)})
-            if compute_pin(snap, loaded.base_dir) != art.sha256:
+            if _snapshot_pin(src, art.params) != art.sha256:
                 raise HarnessError(f"cannot roll back '{role}': the snapshot {src} does not match its pin "
                                    f"{art.sha256}; nothing was changed",
                                    hint="the store was altered; restore the file by hand")
