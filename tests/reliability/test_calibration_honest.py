@@ -98,3 +98,12 @@ def test_calibration_drift_takes_unretrieved_items_as_a_count() -> None:
     assert none.base_retrieved_share is None and none.threshold is None
     with pytest.raises(ValueError, match="base_unretrieved"):
         calibration_drift(bs, by, hs, hy, base_unretrieved=-1)
+
+
+def test_the_html_report_says_the_same() -> None:
+    from harness.report.html import render_html
+
+    base, head = _run("base", BASE), _run("head", HEAD)
+    html = render_html(head, base=base, diff=compute_diff(base, head), corpus=False)
+    assert "relevant passages in top-10: base 60% (3/5), head 40% (2/5)" in html
+    assert "base's 90%-recall threshold 0.6500 keeps 100% in base and 50% in head" in html
