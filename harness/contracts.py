@@ -10,6 +10,7 @@ documents). Contracts live in ``validators/contracts.toml``; schemas beside it.
 from __future__ import annotations
 
 import json
+import os
 import re
 from functools import cached_property
 from pathlib import Path
@@ -104,28 +105,52 @@ class ContractSet:
 
         key = ref if isinstance(ref, str) else json.dumps(ref, sort_keys=True)
         if key not in self._schemas:
-            schema = json.loads((self.base_dir / ref).read_text("utf-8")) if isinstance(ref, str) else ref
+            schema = self._read_schema(ref) if isinstance(ref, str) else ref
             Draft202012Validator.check_schema(schema)
             self._schemas[key] = Draft202012Validator(schema)
         return self._schemas[key]
+
+    def _read_schema(self, ref: str) -> Any:
+        """A schema file beside contracts.toml: JSON Lines' strict reader, one value for the whole file."""
+        from harness.config import decode_utf8
+        from harness.golden import parse_json_line
+
+        path = self.base_dir / ref
+        text = decode_utf8(path, path.read_bytes(), "JSON Schema file")
+        return parse_json_line(path, text.encode("utf-8"), 1, 0)
+
+
+def _line(text: str, loc: tuple[Any, ...]) -> int | None:
+    from harness.manifest import _line_of  # one best-effort locator for every TOML/YAML config
+
+    return _line_of(text, loc)
 
 
 def load_contracts(folder: str | Path) -> ContractSet:
     folder = Path(folder)
     path = folder / "contracts.toml" if folder.is_dir() else folder
     base = path.parent
-    data, _ = read_config(path, "contracts file (validators/contracts.toml)")
+    from jsonschema.exceptions import SchemaError
+
+    data, text = read_config(path, "contracts file (validators/contracts.toml)")
     unknown = set(data) - {"contracts"}
     if unknown:
         raise InputError(path, f"unknown top-level keys {sorted(unknown)}; expected [contracts.<name>] tables")
+    tables = data.get("contracts", {})
+    if not isinstance(tables, dict):
+        raise InputError(path, "expected [contracts.<name>] tables", line=_line(text, ("contracts",)),
+                         field="contracts")
     out: dict[str, Contract] = {}
-    for name, spec in data.get("contracts", {}).items():
+    for name, spec in tables.items():
+        if not isinstance(spec, dict):
+            raise InputError(path, f"expected a table, got {type(spec).__name__}",
+                             line=_line(text, ("contracts", name)), field=f"contracts.{name}")
         try:
-            out[name] = Contract.model_validate({"name": name, **spec})
+            out[name] = Contract.model_validate({**spec, "name": name})
         except ValidationError as exc:
             err = exc.errors()[0]
-            field = ".".join(str(x) for x in ("contracts", name, *err["loc"]))
-            raise InputError(path, err["msg"], field=field) from None
+            loc = ("contracts", name, *err["loc"])
+            raise InputError(path, err["msg"], line=_line(text, loc), field=".".join(str(x) for x in loc)) from None
     cs = ContractSet(out, base)
     for c in out.values():
         names = [c.check_name(i) for i in range(len(c.checks))]
@@ -137,14 +162,29 @@ def load_contracts(folder: str | Path) -> ContractSet:
             if isinstance(chk, RegexCheck):
                 try:
                     re.compile(chk.pattern)
-                except re.error as exc:
-                    raise InputError(path, f"invalid regex {chk.pattern!r}: {exc}",
+                except (re.error, RecursionError, OverflowError) as exc:
+                    raise InputError(path, f"invalid regex {chk.pattern!r}: {type(exc).__name__}: {exc}",
                                      field=f"contracts.{c.name}.checks") from None
             if isinstance(chk, JsonSchemaCheck):
-                if isinstance(chk.schema_, str) and not (base / chk.schema_).is_file():
-                    raise InputError(path, f"schema file {chk.schema_!r} not found beside it",
-                                     field=f"contracts.{c.name}.checks")
-                cs.schema(chk.schema_)
+                where = f"contracts.{c.name}.checks"
+                if isinstance(chk.schema_, str):
+                    ref = base / chk.schema_
+                    if not ref.is_file():
+                        raise InputError(path, f"schema file {chk.schema_!r} not found beside it", field=where)
+                    if not Path(os.path.realpath(ref)).is_relative_to(os.path.realpath(base)):
+                        # only the validators folder is pinned: a schema elsewhere could change unseen
+                        raise InputError(path, f"schema file {chk.schema_!r} is outside the validators folder "
+                                               f"{base}; keep schemas beside contracts.toml", field=where)
+                try:
+                    cs.schema(chk.schema_)
+                except InputError:
+                    raise
+                except SchemaError as exc:
+                    raise InputError(path, f"invalid JSON Schema {chk.schema_ if isinstance(chk.schema_, str) else ''}"
+                                           f": {' '.join(exc.message.split())}", field=where) from None
+                except (OSError, RecursionError) as exc:
+                    raise InputError(path, f"cannot read schema {chk.schema_!r}: {type(exc).__name__}",
+                                     field=where) from None
     return cs
 
 

@@ -260,7 +260,7 @@ def load_golden(path: str | Path, doc_ids: set[str] | frozenset[str] | None = No
             if "regex" in fact:
                 try:
                     re.compile(fact["regex"])
-                except re.error as exc:
+                except (re.error, RecursionError, OverflowError) as exc:
                     raise InputError(path, f"invalid regex {fact['regex']!r}: {exc}", line=lineno,
                                      field=f"facts.{i}.regex") from None
         if doc_ids is not None:

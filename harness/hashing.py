@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from harness.errors import ManifestError
 
 _CHUNK = 1 << 20
 _IGNORED_DIRS = {".git", "__pycache__", ".cache", ".harness"}
@@ -49,14 +51,67 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def iter_dir_files(root: Path) -> Iterable[Path]:
-    """Files below ``root`` in a stable order (sorted POSIX relative paths), skipping caches."""
+class OutsideProjectError(ManifestError):
+    """An artifact path, or a symlink inside an artifact folder, leads out of the project."""
+
+
+def iter_dir_files(root: Path, confine: Path | None = None) -> list[Path]:
+    """Files below ``root`` in a stable order (sorted POSIX relative paths), skipping caches.
+
+    Symlinked files and folders are followed (their content is what gets hashed and snapshotted),
+    each folder once, so a link cycle ends. With ``confine``, a symlink whose target lies outside
+    that folder raises :class:`OutsideProjectError` naming the link: a folder artifact cannot pull
+    in files from elsewhere.
+    """
+    confine_real = None if confine is None else Path(os.path.realpath(confine))
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    visited: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in visited:
+            dirnames[:] = []
+            continue
+        visited.add(real)
         dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_DIRS)
+        if confine_real is not None:
+            for name in (*dirnames, *filenames):
+                link = Path(dirpath) / name
+                if link.is_symlink():
+                    target = Path(os.path.realpath(link))
+                    if not target.is_relative_to(confine_real):
+                        raise OutsideProjectError(f"{link} is a symlink to {target}, outside the project "
+                                                  f"({confine_real}); symlinks may not leave it")
         for name in filenames:
             found.append(Path(dirpath) / name)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def project_root(base_dir: Path) -> Path:
+    """The folder artifact paths must stay in: the top of the git work tree holding ``base_dir`` (the
+    manifest's folder), else the nearest folder at or above it holding a harness manifest (so variant
+    manifests in sub-folders may use ``../golden``), else ``base_dir`` itself. Resolved (symlinks followed)."""
+    here = Path(os.path.realpath(base_dir))
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return folder
+    for folder in (here, *here.parents):
+        if any((folder / n).is_file() for n in ("harness.toml", "harness.yaml", "harness.yml")):
+            return folder
+    return here
+
+
+def confine_path(path: Path, root: Path) -> Path:
+    """``path`` if it, and every symlink below it when it is a folder, stays inside ``root``; else
+    :class:`OutsideProjectError` saying where it leads."""
+    root_real = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(path))
+    if not real.is_relative_to(root_real):
+        if real == Path(os.path.abspath(path)):
+            raise OutsideProjectError(f"{real} is outside the project ({root_real})")
+        raise OutsideProjectError(f"{path} leads to {real} through a symlink, outside the project ({root_real})")
+    if real.is_dir():
+        iter_dir_files(path, confine=root_real)
+    return path
 
 
 def sha256_dir(root: str | Path, file_hash: Callable[[Path], str] = sha256_file) -> str:

@@ -4,6 +4,8 @@ attribution can put an earlier version back.
 Each path artifact (prompt, index recipe, validators, golden set, corpus: anything under
 ``MAX_BYTES``) is copied once to ``<home>/store/blobs/<pin>/`` keeping its file name or tree. Models
 referenced by uri are not copied: their pin identifies them and their package or cache keeps them.
+A folder's snapshot holds exactly the files its pin covers; paths and symlinks leading out of the
+project are refused (see :func:`harness.manifest.resolve_content`) unless the artifact opts in.
 """
 
 from __future__ import annotations
@@ -12,16 +14,27 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from harness.hashing import iter_dir_files, project_root
 from harness.manifest import Artifact, LoadedManifest, resolve_content
 from harness.storage import Layout
 
 MAX_BYTES = 256 * 1024 * 1024
 
 
-def _size(path: Path) -> int:
-    if path.is_file():
+def _size(path: Path, files: list[Path] | None) -> int:
+    if files is None:
         return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in files)
+
+
+def _copy_tree(source: Path, files: list[Path], dest: Path) -> None:
+    """Copy exactly the files the folder's pin covers (:func:`~harness.hashing.iter_dir_files`), symlinks
+    as the content they point to, so the snapshot holds what was hashed and nothing from elsewhere."""
+    dest.mkdir(parents=True)
+    for file in files:
+        target = dest / file.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(file, target)
 
 
 def blob_path(layout: Layout, art: Artifact) -> Path | None:
@@ -38,17 +51,22 @@ def snapshot_artifacts(loaded: LoadedManifest, layout: Layout) -> None:
         if art.path is None or art.sha256 is None:
             continue
         folder = layout.blobs / art.sha256
-        source = resolve_content(art, loaded.base_dir)
+        source = resolve_content(art, loaded.base_dir)  # refuses paths leaving the project (unless opted in)
         target = folder / Path(art.path).name
-        if target.exists() or not source.exists() or _size(source) > MAX_BYTES:
+        if target.exists() or not source.exists():
+            continue
+        files = None
+        if source.is_dir():
+            files = iter_dir_files(source, confine=None if art.allow_outside else project_root(loaded.base_dir))
+        if _size(source, files) > MAX_BYTES:
             continue
         # Copy beside the target, then rename into place: a concurrent run or a crash never leaves a
         # half-copied snapshot, and the same content under other file names lives side by side.
         folder.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".snap-", dir=folder)) / target.name
         try:
-            if source.is_dir():
-                shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(".harness", "__pycache__"))
+            if files is not None:
+                _copy_tree(source, files, tmp)
             else:
                 shutil.copy2(source, tmp)
             try:
