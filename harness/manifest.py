@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_serializer
 
 from harness.config import read_config
 from harness.errors import InputError, ManifestError
@@ -68,6 +68,19 @@ class Artifact(Frozen):
     params: dict[str, Any] = Field(default_factory=dict)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     description: str = ""
+    allow_outside: bool = Field(
+        default=False,
+        description="Let this artifact's path (or a symlink in its folder) lead outside the project: the git "
+        "work tree holding the manifest, else the folder of the project's harness manifest. Off by default.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_default_opt_in(self, handler: Any) -> Any:
+        # Left out unless set, so the opt-in does not change the id of manifests that do not use it.
+        data = handler(self)
+        if isinstance(data, dict) and not self.allow_outside:
+            data.pop("allow_outside", None)
+        return data
 
     @field_validator("uri")
     @classmethod
@@ -284,7 +297,17 @@ def resolve_content(art: Artifact, base_dir: Path) -> Path:
     if art.path is None:
         raise ManifestError(f"artifact of kind {art.kind} has no path or uri")
     p = Path(art.path)
-    return p if p.is_absolute() else base_dir / p
+    p = p if p.is_absolute() else base_dir / p
+    if art.allow_outside:
+        return p
+    from harness.hashing import OutsideProjectError, confine_path, project_root
+
+    try:
+        return confine_path(p, project_root(base_dir))
+    except OutsideProjectError as exc:
+        raise OutsideProjectError(f"artifact of kind {art.kind} (path {art.path!r}): {exc.message}",
+                                  hint="artifact paths stay inside the project; set allow_outside = true on "
+                                       "this artifact if it must live elsewhere") from None
 
 
 class HashMemo:
