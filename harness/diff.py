@@ -3,7 +3,9 @@
 Cases are aligned by id. For every metric (overall and per ``tag=value`` segment) the diff reports
 base and head means over the cases both runs scored, the absolute and relative delta, a paired
 bootstrap CI of the delta, a paired permutation p-value (seeded), win/tie/loss counts and Cohen's
-d_z, with Holm (or Benjamini-Hochberg) correction across all metrics x segments. It lists the cases
+d_z, with Holm (or Benjamini-Hochberg) correction across one family of metric x segment tests (see
+:func:`compute_diff`); the gate, the reports and the pytest plugin read these values, never a second
+correction. It lists the cases
 that flipped with their likely cause, the shift of retrieval score distributions (PSI, KS), and the
 calibration of retrieval scores as relevance probabilities (ECE, Brier; Platt map fitted on base).
 Cases present in one run only are listed, never averaged away.
@@ -62,6 +64,8 @@ class MetricDelta(Frozen):
     p_value: float | None
     p_adjusted: float | None = None
     significant: bool = False
+    in_family: bool = False
+    changed: int = 0
     wins: int = 0
     ties: int = 0
     losses: int = 0
@@ -135,6 +139,7 @@ class Diff(Frozen):
     metrics: tuple[MetricDelta, ...]
     segments: tuple[MetricDelta, ...]
     segment_sizes: dict[str, int] = Field(default_factory=dict)
+    family_size: int = 0
     flips: tuple[CaseFlip, ...]
     only_in_base: tuple[str, ...]
     only_in_head: tuple[str, ...]
@@ -219,9 +224,26 @@ def _directions(run: RunResult) -> dict[str, bool]:
     return {m: s.greater_is_better for m, s in run.aggregates.overall.items()}
 
 
-def _in_family(metric: str) -> bool:
-    """Per-validator failure indicators are diagnostics, reported but left out of the corrected family."""
-    return not metric.startswith("format_fail:")
+CHANGE_TOL = 1e-12  # the tolerance of win/tie/loss: a smaller difference is a tie
+
+
+def _changed(ids: Sequence[str], bv: dict[str, float | None], hv: dict[str, float | None]) -> int:
+    """How many aligned, scored cases differ between the runs (what a paired test can see)."""
+    n = 0
+    for c in ids:
+        b, h = bv.get(c), hv.get(c)
+        if b is not None and h is not None and abs(h - b) > CHANGE_TOL:
+            n += 1
+    return n
+
+
+def _min_p(changed: int, test: str) -> float:
+    """The smallest p-value the configured test can reach with ``changed`` differing cases."""
+    from harness.stats.multiple import sign_flip_min_p
+
+    if test == "bootstrap":
+        return 1.0 if changed == 0 else 0.0
+    return sign_flip_min_p(changed)
 
 
 def _compare(
@@ -233,6 +255,7 @@ def _compare(
     gib: bool,
     settings: DiffSettings,
     p_resamples: int,
+    changed: int,
 ) -> MetricDelta:
     from harness.stats import compare_paired, paired_permutation_test
 
@@ -284,6 +307,7 @@ def _compare(
         losses=cmp.losses,
         cohens_dz=cmp.cohens_dz,
         direction=cmp.direction,
+        changed=changed,
     )
 
 
@@ -409,6 +433,7 @@ def compute_diff(
     base: RunResult, head: RunResult, settings: DiffSettings | None = None, layout: Layout | None = None
 ) -> Diff:
     from harness.stats import benjamini_hochberg, calibration_drift, holm
+    from harness.stats.multiple import tarone_family
 
     settings = settings or DiffSettings()
     bcs, hcs = base.case_scores(), head.case_scores()
@@ -429,20 +454,24 @@ def compute_diff(
         case = head_cases.get(cid)
         for seg in case.segments() if case else []:
             members.setdefault(seg, []).append(cid)
+    # One family for every front end (diff, gate, report, pytest): each metric x segment test that can
+    # reach significance with the cases that changed (Tarone 1990). A test where nothing changed cannot
+    # vary and stays out, so constant metrics and tiny segments do not dilute the real comparisons.
+    keys = [(m, "all", common) for m in metrics] + [
+        (m, seg, ids) for seg, ids in sorted(members.items()) for m in metrics
+    ]
+    changed = [_changed(ids, *per_metric[m]) for m, _, ids in keys]
+    in_family = tarone_family([_min_p(c, settings.test) for c in changed], settings.alpha)
+    family = sum(in_family)
     # A permutation p-value cannot be smaller than 1/(R+1); with m tests Holm needs p < alpha/m, so the
     # resolution grows with the family (20x the Bonferroni threshold) instead of capping significance.
-    family = sum(1 for m in metrics if _in_family(m)) * (1 + len(members))
     p_resamples = max(settings.n_resamples, math.ceil(20 * family / settings.alpha))
-    overall = [_compare(m, "all", common, *per_metric[m], dirs.get(m, True), settings, p_resamples) for m in metrics]
-
-    segments = [
-        _compare(m, seg, ids, *per_metric[m], dirs.get(m, True), settings, p_resamples)
-        for seg, ids in sorted(members.items())
-        for m in metrics
+    tested = [
+        _compare(m, seg, ids, *per_metric[m], dirs.get(m, True), settings,
+                 p_resamples if fam else settings.n_resamples, c)
+        for (m, seg, ids), c, fam in zip(keys, changed, in_family, strict=True)
     ]
-
-    tested = overall + segments
-    raw = [t.p_value if _in_family(t.metric) else None for t in tested]
+    raw = [t.p_value if fam else None for t, fam in zip(tested, in_family, strict=True)]
     adjusted: Sequence[float | None]
     if settings.correction == "holm":
         adjusted = holm(raw)
@@ -451,10 +480,10 @@ def compute_diff(
     else:
         adjusted = raw
     tested = [
-        t.model_copy(update={"p_adjusted": a, "significant": a is not None and a < settings.alpha})
-        for t, a in zip(tested, adjusted, strict=True)
+        t.model_copy(update={"p_adjusted": a, "in_family": fam, "significant": a is not None and a < settings.alpha})
+        for t, a, fam in zip(tested, adjusted, in_family, strict=True)
     ]
-    overall, segments = tested[: len(overall)], tested[len(overall) :]
+    overall, segments = tested[: len(metrics)], tested[len(metrics) :]
 
     level = int(head.manifest.get("metrics", {}).get("relevance_level", 1))
     bo = {o.case_id: o for o in base.outputs}
@@ -520,6 +549,7 @@ def compute_diff(
         metrics=tuple(overall),
         segments=tuple(segments),
         segment_sizes={seg: len(ids) for seg, ids in sorted(members.items())},
+        family_size=family,
         flips=tuple(flips),
         only_in_base=only_base,
         only_in_head=only_head,

@@ -1,15 +1,23 @@
 """Release gates: evaluate the manifest's rules on a head run and its diff against the baseline.
 
-Each rule yields pass, fail or skip (with the reason: no baseline, segment too small, metric
-absent). The verdict fails if any rule fails. Drops count only when significant after the diff's
-correction (unless a rule says otherwise); failure rates are judged on their Wilson upper bound, so
-3 failures in 40 cases do not pass a 1% limit by luck of a small sample.
+Gates fail closed. A rule that cannot judge fails with the reason (no baseline for a drop rule, a
+metric the head run did not produce or left unscored everywhere, no latency recorded); a rule that
+names a metric, stage or segment tag that does not exist is a configuration error (exit 2, with a
+did-you-mean and the manifest's file:line) caught by :func:`check_gate_config` before anything runs.
+The only skips are data-driven (a segment smaller than ``min_segment_size``) or asked for
+(``allow_no_baseline``); they are listed and counted, and ``max_skipped`` bounds them.
+
+Drops count only when significant in the diff's one corrected family (:func:`harness.diff.compute_diff`
+sets ``p_adjusted``; the gate never corrects a second time), unless a rule says otherwise; failure
+rates are judged on their Wilson upper bound, so 3 failures in 40 cases do not pass a 1% limit by luck
+of a small sample. Errored cases fail the gate unless an ``error_rate`` rule says how many may error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+import difflib
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -18,7 +26,14 @@ from harness.diff import Diff, MetricDelta
 from harness.manifest import GateRule
 from harness.types import Frozen, RunResult
 
+if TYPE_CHECKING:
+    from harness.manifest import LoadedManifest
+    from harness.types import GoldenCase
+
 Status = Literal["pass", "fail", "skip"]
+STAGES = ("retrieve", "generate")
+RUN_METRICS = ("error_rate", "unscored_rate", "latency")
+IMPLICIT_ERROR_RULE = "no errored cases (implicit: no error_rate rule)"
 
 
 class GateResult(Frozen):
@@ -40,6 +55,94 @@ class Verdict(Frozen):
     @property
     def failed(self) -> list[GateResult]:
         return [r for r in self.results if r.status == "fail"]
+
+    @property
+    def skipped(self) -> list[GateResult]:
+        return [r for r in self.results if r.status == "skip"]
+
+
+# --- configuration checks (before anything runs) --------------------------------------------------------
+
+
+def known_metrics(loaded: LoadedManifest) -> list[str]:
+    """Every metric a run of this manifest can produce: what its scorers declare, the per-validator
+    ``format_fail:<contract>.<check>`` names of its contracts, and the run-level ``error_rate``,
+    ``unscored_rate`` and ``latency``."""
+    from harness.run import scorer_specs
+    from harness.scorers import SCORERS
+
+    m = loaded.manifest
+    names: dict[str, None] = {}
+    for spec in scorer_specs(m, "generator" in m.artifacts):
+        for info in SCORERS.build(spec["name"], spec.get("args") or {}).metrics():
+            names[info.name] = None
+    if "validators" in m.artifacts and "generator" in m.artifacts:
+        from harness.contracts import load_contracts
+
+        contracts = load_contracts(loaded.resolve("validators"))
+        for c in contracts.contracts.values():
+            for i in range(len(c.checks)):
+                names[f"format_fail:{c.name}.{c.check_name(i)}"] = None
+    return [*names, *RUN_METRICS]
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    options = sorted(set(known))
+    close = difflib.get_close_matches(name, options, n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else f"known: {', '.join(options)}"
+
+
+def check_gate_config(loaded: LoadedManifest, cases: Sequence[GoldenCase] | None = None) -> None:
+    """Reject gate rules that name a metric, latency stage or segment that does not exist.
+
+    One :class:`~harness.errors.InputError` (exit 2) naming the manifest's file:line, the field and the
+    closest known names. Segments are checked against the golden set's tags (loaded here unless given).
+    """
+    from harness.errors import InputError
+    from harness.manifest import _line_of
+
+    rules = loaded.manifest.gates
+    if not rules:
+        return
+    text = loaded.path.read_text("utf-8")
+
+    def bad(i: int, key: str, message: str, hint: str) -> InputError:
+        return InputError(loaded.path, message, line=_line_of(text, ("gates", i, key)), field=f"gates.{i}.{key}",
+                          hint=hint)
+
+    metrics = known_metrics(loaded)
+    for i, rule in enumerate(rules):
+        if rule.metric not in metrics:
+            raise bad(i, "metric", f"gate rule names metric {rule.metric!r}, which no scorer of this manifest produces",
+                      _did_you_mean(rule.metric, metrics))
+        if rule.stage is not None and rule.stage not in STAGES:
+            raise bad(i, "stage", f"unknown latency stage {rule.stage!r}", _did_you_mean(rule.stage, STAGES))
+        if rule.stage == "generate" and "generator" not in loaded.manifest.artifacts:
+            raise bad(i, "stage", "latency stage 'generate' needs a generator artifact", "use stage = \"retrieve\"")
+    if not any(r.segment for r in rules):
+        return
+    if cases is None:
+        from harness.golden import load_golden
+
+        cases = load_golden(loaded.resolve("golden"))
+    tags: dict[str, set[str]] = {}
+    for c in cases:
+        for k, v in c.tags.items():
+            tags.setdefault(k, set()).add(v)
+    for i, rule in enumerate(rules):
+        if rule.segment is None:
+            continue
+        key, eq, value = rule.segment.partition("=")
+        if not eq or not key or not value:
+            raise bad(i, "segment", f"segment {rule.segment!r} is not 'tag=value' or 'tag=*'",
+                      f"tags: {', '.join(sorted(tags)) or 'none'}")
+        if key not in tags:
+            raise bad(i, "segment", f"no golden case has the tag {key!r}", _did_you_mean(key, tags))
+        if value != "*" and value not in tags[key]:
+            raise bad(i, "segment", f"no golden case is tagged {key}={value}", _did_you_mean(value, tags[key]))
+
+
+# --- evaluation -----------------------------------------------------------------------------------------
 
 
 def _segments(rule: GateRule, head: RunResult) -> list[str | None]:
@@ -67,40 +170,19 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
-def gate_family(rules: Sequence[GateRule], head: RunResult, diff: Diff | None) -> dict[tuple[str, str], float | None]:
-    """Adjusted p-values over exactly the tests the drop rules act on.
-
-    The diff corrects across every metric x segment it reports; a gate's false-alarm rate is about the
-    decisions it makes, so its family is the (metric, segment) pairs its drop rules read, corrected with
-    the diff's method. Fewer, pre-declared hypotheses keep the family-wise error rate at alpha while
-    leaving small segments a chance to reach significance.
-    """
-    from harness.stats import benjamini_hochberg, holm
-
-    if diff is None:
-        return {}
-    keys: list[tuple[str, str]] = []
-    for rule in rules:
-        if rule.max_drop is None and rule.max_abs_drop is None:
-            continue
-        for seg in _segments(rule, head):
-            key = (rule.metric, seg or "all")
-            md = diff.metric(*key)
-            if md is not None and md.p_value is not None and key not in keys:
-                if seg is not None and len(_segment_ids(head, seg)) < rule.min_segment_size:
-                    continue
-                keys.append(key)
-    raw: list[float | None] = []
-    for k in keys:
-        md = diff.metric(*k)
-        raw.append(None if md is None else md.p_value)
-    method = diff.settings.correction
-    adjusted = holm(raw) if method == "holm" else benjamini_hochberg(raw) if method == "bh" else tuple(raw)
-    return dict(zip(keys, adjusted, strict=True))
+def _significance(md: MetricDelta, alpha: float) -> tuple[bool, str]:
+    """(significant, text) read from the diff's one family: never corrected again here."""
+    if not md.in_family:
+        why = "no case changed" if md.changed == 0 else (
+            f"only {md.changed} case{'s' if md.changed != 1 else ''} changed, too few for any result to be "
+            "significant")
+        return False, f"not in the corrected family ({why})"
+    sig = md.significant
+    return sig, f"p_adj={_fmt(md.p_adjusted)}" + ("" if sig else f" (not significant at alpha {alpha})")
 
 
 def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: str | None,
-                  family: dict[tuple[str, str], float | None]) -> list[GateResult]:
+                  allow_no_baseline: bool) -> list[GateResult]:
     from harness.stats import wilson_interval
 
     label = rule.label
@@ -114,15 +196,18 @@ def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: s
     if segment is not None and len(ids) < rule.min_segment_size:
         res("skip", f"segment has {len(ids)} cases, fewer than min_segment_size={rule.min_segment_size}")
         return out
+    if not ids:
+        res("fail", "cannot judge: the head run has no cases here")
+        return out
 
     if rule.metric == "latency":
-        if rule.stage is None or rule.max_seconds is None:
-            res("skip", "a latency rule needs stage and max_seconds")
+        if rule.stage is None or rule.max_seconds is None:  # GateRule's validator rejects this at load
+            res("fail", "cannot judge: a latency rule needs stage and max_seconds")
             return out
         idset = set(ids)
         lat = [o.latency_s[rule.stage] for o in head.outputs if o.case_id in idset and rule.stage in o.latency_s]
         if not lat:
-            res("skip", f"no latency recorded for stage {rule.stage!r}")
+            res("fail", f"cannot judge: no latency recorded for stage {rule.stage!r}")
             return out
         q = float(np.quantile(lat, rule.quantile))
         ok = q <= rule.max_seconds
@@ -138,17 +223,20 @@ def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: s
         flags = [float(s.value is None) for s in head.scores if s.case_id in idset]
     else:
         flags = _values(head, rule.metric, ids)
-        if all(v is None for v in flags) and rule.metric not in head.aggregates.overall:
-            res("skip", f"metric {rule.metric!r} is not in the head run")
+        if rule.metric not in head.aggregates.overall:
+            res("fail", f"cannot judge: metric {rule.metric!r} is not in the head run")
+            return out
+        if all(v is None for v in flags):
+            res("fail", f"cannot judge: {rule.metric} is unscored for every case here")
             return out
     scored = [v for v in flags if v is not None]
     mean = scored_mean(scored)
 
     if rule.max_rate is not None:
         if not scored:
-            res("skip", "no scored cases")
+            res("fail", "cannot judge: no scored cases")
         elif any(v not in (0.0, 1.0) for v in scored):
-            res("skip", f"max_rate needs a 0/1 per-case metric; {rule.metric} is not")
+            res("fail", f"cannot judge: max_rate needs a 0/1 per-case metric; {rule.metric} is not")
         else:
             k, n = int(sum(scored)), len(scored)
             upper = wilson_interval(k, n, rule.confidence)[1] if rule.wilson else k / n  # type: ignore[index]
@@ -157,55 +245,94 @@ def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: s
             res("pass" if ok else "fail", f"{k}/{n} = {k / n:.3%}; {how} {upper:.3%} vs limit {rule.max_rate:.3%}",
                 upper, rule.max_rate)
 
-    if rule.min is not None:
+    for limit_value, is_floor in ((rule.min, True), (rule.max, False)):
+        if limit_value is None:
+            continue
         if mean is None:
-            res("skip", "no scored cases")
+            res("fail", "cannot judge: no scored cases")
         else:
-            res("pass" if mean >= rule.min else "fail", f"mean {_fmt(mean)} vs floor {rule.min}", mean, rule.min)
-    if rule.max is not None:
-        if mean is None:
-            res("skip", "no scored cases")
-        else:
-            res("pass" if mean <= rule.max else "fail", f"mean {_fmt(mean)} vs ceiling {rule.max}", mean, rule.max)
+            ok = mean >= limit_value if is_floor else mean <= limit_value
+            res("pass" if ok else "fail", f"mean {_fmt(mean)} vs {'floor' if is_floor else 'ceiling'} {limit_value}",
+                mean, limit_value)
 
     if rule.max_drop is not None or rule.max_abs_drop is not None:
-        md: MetricDelta | None = None if diff is None else diff.metric(rule.metric, segment or "all")
-        if diff is None:
-            res("skip", "no baseline run to compare with")
-        elif md is None or md.delta is None or md.base_mean is None:
-            res("skip", f"{rule.metric} not comparable with the baseline (no aligned scored cases)")
-        else:
-            worsening = -md.delta if md.greater_is_better else md.delta
-            rel = worsening / abs(md.base_mean) if md.base_mean else None
-            p_adj = family.get((rule.metric, segment or "all"))
-            significant = p_adj is not None and p_adj < diff.settings.alpha
-            sig = significant or not rule.require_significant
-            p_txt = f"p_adj={_fmt(p_adj)}" + ("" if significant else " (not significant)")
-            for limit, observed, what in ((rule.max_drop, rel, "relative"), (rule.max_abs_drop, worsening, "absolute")):
-                if limit is None:
-                    continue
-                if observed is None:
-                    res("skip", f"{what} drop undefined (baseline mean is 0)")
-                    continue
-                over = observed > limit
-                status: Status = "fail" if over and sig else "pass"
-                msg = (f"{what} drop {observed:+.2%} vs limit {limit:.2%}; {_fmt(md.base_mean)} -> "
-                       f"{_fmt(md.head_mean)}, n={md.n}, {p_txt}") if what == "relative" else (
-                       f"{what} drop {observed:+.4f} vs limit {limit}; {p_txt}")
-                if over and not sig:
-                    msg += "; not counted: within noise"
-                res(status, msg, observed, limit)
-    if not out:
-        res("skip", "rule sets no limit")
+        _drop_results(rule, diff, segment, allow_no_baseline, res)
     return out
 
 
-def evaluate_gates(rules: Sequence[GateRule], head: RunResult, diff: Diff | None) -> Verdict:
+def _drop_results(rule: GateRule, diff: Diff | None, segment: str | None, allow_no_baseline: bool,
+                  emit: Callable[..., None]) -> None:
+    if diff is None:
+        if allow_no_baseline:
+            emit("skip", "no baseline run to compare with (allowed by --allow-no-baseline)")
+        else:
+            emit("fail", "cannot judge: no baseline run to compare with; record one with `harness baseline promote` "
+                 "(or pass --allow-no-baseline to skip drop rules)")
+        return
+    md = diff.metric(rule.metric, segment or "all")
+    if md is None or md.delta is None or md.base_mean is None:
+        emit("fail", f"cannot judge: {rule.metric} is not comparable with the baseline (no aligned scored cases)")
+        return
+    worsening = -md.delta if md.greater_is_better else md.delta
+    if md.base_mean:
+        rel: float = worsening / abs(md.base_mean)
+    else:
+        rel = float("inf") if worsening > 0 else 0.0
+    significant, p_txt = _significance(md, diff.settings.alpha)
+    counts = significant or not rule.require_significant
+    for limit, observed, what in ((rule.max_drop, rel, "relative"), (rule.max_abs_drop, worsening, "absolute")):
+        if limit is None:
+            continue
+        over = observed > limit
+        status: Status = "fail" if over and counts else "pass"
+        msg = (f"{what} drop {observed:+.2%} vs limit {limit:.2%}; {_fmt(md.base_mean)} -> "
+               f"{_fmt(md.head_mean)}, n={md.n}, {p_txt}") if what == "relative" else (
+               f"{what} drop {observed:+.4f} vs limit {limit}; {p_txt}")
+        if over and not counts:
+            msg += "; not counted: within noise"
+        emit(status, msg, observed, limit)
+
+
+def _implicit_error_rule(head: RunResult) -> GateResult:
+    """Errored cases fail the gate unless an ``error_rate`` rule says how many may error."""
+    errored = [o for o in head.outputs if o.error]
+    n = len(head.outputs)
+    if not errored:
+        return GateResult(rule=IMPLICIT_ERROR_RULE, metric="error_rate", status="pass", observed=0.0, limit=0.0,
+                          message=f"0/{n} cases errored")
+    kinds: dict[str, list[str]] = {}
+    for o in errored:
+        kind = str(o.extra.get("error_kind") or o.error_stage or "error")
+        kinds.setdefault(kind, []).append(o.case_id)
+    parts = [f"{k}: {len(v)} ({', '.join(v[:3])}{', ...' if len(v) > 3 else ''})" for k, v in sorted(kinds.items())]
+    first = errored[0]
+    return GateResult(rule=IMPLICIT_ERROR_RULE, metric="error_rate", status="fail", observed=len(errored) / n,
+                      limit=0.0, message=f"{len(errored)}/{n} cases errored; {'; '.join(parts)}; first: "
+                      f"{first.case_id}: {first.error}; add an error_rate rule to allow some")
+
+
+def evaluate_gates(rules: Sequence[GateRule], head: RunResult, diff: Diff | None, *,
+                   allow_no_baseline: bool = False) -> Verdict:
+    """Apply ``rules`` to ``head`` and its ``diff`` against the baseline (None: there is no baseline).
+
+    Significance comes from the diff as computed (its one family); a drop rule without a baseline
+    fails unless ``allow_no_baseline``. Each rule's segments skipped for size count against its
+    ``max_skipped``."""
     results: list[GateResult] = []
-    family = gate_family(rules, head, diff)
     for rule in rules:
+        rule_results: list[GateResult] = []
         for seg in _segments(rule, head):
-            results.extend(_rule_results(rule, head, diff, seg, family))
+            rule_results.extend(_rule_results(rule, head, diff, seg, allow_no_baseline))
+        results.extend(rule_results)
+        small = [r for r in rule_results if r.status == "skip" and r.message.startswith("segment has")]
+        if rule.max_skipped is not None and len(small) > rule.max_skipped:
+            results.append(GateResult(
+                rule=rule.label, metric=rule.metric, segment=rule.segment, status="fail", observed=float(len(small)),
+                limit=float(rule.max_skipped),
+                message=f"{len(small)} segments skipped for having fewer than {rule.min_segment_size} cases "
+                f"({', '.join(str(r.segment) for r in small)}); max_skipped={rule.max_skipped}"))
+    if not any(r.metric == "error_rate" and r.segment is None for r in rules):
+        results.append(_implicit_error_rule(head))
     return Verdict(passed=not any(r.status == "fail" for r in results), results=tuple(results),
                    base_run=None if diff is None else diff.base_run, head_run=head.run_id)
 
@@ -215,8 +342,7 @@ def junit_xml(verdict: Verdict) -> str:
     from xml.etree import ElementTree as ET
 
     suite = ET.Element("testsuite", name="harness.gate", tests=str(len(verdict.results)),
-                       failures=str(len(verdict.failed)),
-                       skipped=str(sum(1 for r in verdict.results if r.status == "skip")))
+                       failures=str(len(verdict.failed)), skipped=str(len(verdict.skipped)))
     for r in verdict.results:
         name = r.rule + (f" [{r.segment}]" if r.segment else "")
         case = ET.SubElement(suite, "testcase", classname="harness.gate", name=name)

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_serializer
+from pydantic import Field, ValidationError, field_validator, model_serializer, model_validator
 
 from harness.config import read_config
 from harness.errors import InputError, ManifestError
@@ -127,7 +127,14 @@ class GateRule(Frozen):
     - ``metric = "error_rate"`` / ``"unscored_rate"``: share of cases with an error / of unscored values.
 
     ``segment`` applies the rule to one segment (``"topic=storage"``) or to each value of a tag
-    (``"topic=*"``), skipping segments smaller than ``min_segment_size``.
+    (``"topic=*"``), skipping segments smaller than ``min_segment_size``. Those skips are listed and
+    counted; ``max_skipped`` (unset: no limit) is how many of the rule's segments may be skipped so
+    before the rule fails, e.g. ``max_skipped = 0`` to insist every segment is judged.
+
+    Gates fail closed: a rule that sets no limit, or a latency rule without ``stage`` and
+    ``max_seconds``, is rejected when the manifest loads; a metric, stage or segment tag that does
+    not exist is rejected before a gate runs (:func:`harness.gates.check_gate_config`); a metric the
+    head run did not score, or a drop rule with no baseline (unless ``--allow-no-baseline``), fails.
     """
 
     name: str | None = None
@@ -145,6 +152,20 @@ class GateRule(Frozen):
     stage: str | None = None
     quantile: float = Field(default=0.95, gt=0, le=1)
     max_seconds: float | None = Field(default=None, gt=0)
+    max_skipped: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _sets_a_limit(self) -> GateRule:
+        if self.metric == "latency":
+            if self.stage is None or self.max_seconds is None:
+                raise ValueError("a latency rule needs stage (retrieve or generate) and max_seconds")
+        elif self.stage is not None or self.max_seconds is not None:
+            raise ValueError("stage and max_seconds apply only to metric = \"latency\"")
+        elif all(getattr(self, k) is None for k in ("max_drop", "max_abs_drop", "min", "max", "max_rate")):
+            raise ValueError("the rule sets no limit (max_drop, max_abs_drop, min, max or max_rate)")
+        if self.max_skipped is not None and self.segment is None:
+            raise ValueError("max_skipped applies only to a rule with a segment")
+        return self
 
     @property
     def label(self) -> str:
@@ -217,13 +238,24 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
     """Best-effort line of a validation error's location: each key of the path is looked for after the
     line where the previous one was found (a table header, a ``key =``/``key:`` line, or a key inside an
     inline table), so ``artifacts.index.kind`` lands in the index table, not on the first ``kind``."""
-    keys = [str(k) for k in loc if isinstance(k, str)]
+    keys: list[str] = []
     lines = text.splitlines()
     start, found = 0, None
-    for depth, key in enumerate(keys):
-        dotted = re.escape(".".join(keys[: depth + 1]))
+    for item in loc:
+        if isinstance(item, int):  # the item-th entry of a list: a [[table]] (TOML) or a "- " item (YAML)
+            table = re.compile(rf"^\s*\[\[\s*{re.escape('.'.join(keys))}\s*\]\]")
+            starts = [i for i in range(len(lines)) if table.search(lines[i])]
+            if not starts:
+                starts = [i for i in range(start, len(lines)) if re.match(r"^\s*-\s", lines[i])]
+            if item >= len(starts):
+                break
+            start, found = starts[item], starts[item] + 1
+            continue
+        key = str(item)
+        keys.append(key)
+        dotted = re.escape(".".join(keys))
         header = re.compile(rf"^\s*\[+\s*{dotted}(\.[^\]]*)?\s*\]+")
-        assign = re.compile(rf"(^\s*|[{{,]\s*)[\"']?{re.escape(key)}[\"']?\s*[=:]")
+        assign = re.compile(rf"(^\s*|[{{,]\s*|^\s*-\s+)[\"']?{re.escape(key)}[\"']?\s*[=:]")
         hit = next((i for i in range(start, len(lines)) if header.search(lines[i]) or assign.search(lines[i])), None)
         if hit is None:
             break
@@ -237,18 +269,171 @@ def _read_raw(path: Path) -> tuple[dict[str, Any], str]:
     return read_config(path, "manifest")
 
 
+def _keys_at(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed where ``loc`` points, walking the pydantic model's field annotations."""
+    import types
+    import typing
+
+    from pydantic import BaseModel
+
+    def unwrap(ann: Any) -> Any:
+        if typing.get_origin(ann) in (typing.Union, types.UnionType):
+            return next((unwrap(a) for a in typing.get_args(ann) if a is not type(None)), ann)
+        return ann
+
+    ann: Any = model
+    for item in loc[:-1]:
+        ann = unwrap(ann)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            field = ann.model_fields.get(str(item))
+            if field is None:
+                return []
+            ann = field.annotation
+        elif typing.get_origin(ann) is dict:
+            ann = typing.get_args(ann)[1]
+        elif typing.get_origin(ann) in (tuple, list):
+            ann = typing.get_args(ann)[0]
+        else:
+            return []
+    ann = unwrap(ann)
+    return list(ann.model_fields) if isinstance(ann, type) and issubclass(ann, BaseModel) else []
+
+
+def _validation_error(path: Path, text: str, exc: ValidationError, model: Any, prefix: tuple[Any, ...] = ()
+                      ) -> InputError:
+    """One line for a pydantic error: file:line, the dotted field, what was wrong (did-you-mean for a typo)."""
+    import difflib
+
+    errors = exc.errors()
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo before its "missing"
+    loc = (*prefix, *err["loc"])
+    field = ".".join(str(x) for x in loc)
+    hint = None
+    if err["type"] == "extra_forbidden":
+        known = _keys_at(model, tuple(err["loc"]))
+        close = difflib.get_close_matches(str(loc[-1]), known, n=3)
+        msg = "unknown key (not in the manifest schema)" if not prefix else "unknown parameter"
+        hint = (f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(known)}") if known else None
+    else:
+        given = repr(err.get("input"))
+        msg = err["msg"] + (f", got {given[:80]}" if "input" in err and not isinstance(err["input"], dict) else "")
+    return InputError(path, msg, line=_line_of(text, loc), field=field or None, hint=hint)
+
+
+def _check_stage_params(p: Path, text: str, manifest: Manifest, base_dir: Path) -> None:
+    """Validate the params of the retriever, embedding, index and generator against the config models the
+    stages use, so a wrong type is one line at lock/verify/run rather than a crash mid-run."""
+    from harness.errors import HarnessError
+
+    arts = manifest.artifacts
+
+    def check(role: str, model: Any, params: dict[str, Any]) -> None:
+        try:
+            model.model_validate(params)
+        except ValidationError as exc:
+            raise _validation_error(p, text, exc, model, ("artifacts", role, "params")) from None
+
+    from harness.retrieve import EmbeddingConfig, RetrieverConfig
+
+    check("retriever", RetrieverConfig, arts["retriever"].params)
+    check("embedding", EmbeddingConfig, arts["embedding"].params)
+    _check_recipe(p, text, arts["index"], base_dir)
+    if "generator" in arts:
+        from harness.generate import GENERATORS
+        from harness.generation import ENGINE_KEYS, EngineConfig
+
+        params = arts["generator"].params
+        line = _line_of(text, ("artifacts", "generator", "params"))
+        if "name" not in params:
+            raise InputError(p, "needs a 'name' (a registered generator such as 'extractive' or 'openai')",
+                             line=line, field="artifacts.generator.params.name")
+        check("generator", EngineConfig, {k: params[k] for k in ENGINE_KEYS if k in params})
+        try:
+            factory = GENERATORS.factory(str(params["name"]))
+        except HarnessError as exc:
+            raise InputError(p, exc.message, line=line, field="artifacts.generator.params.name",
+                             hint=exc.hint) from None
+        _check_generator_keys(p, text, factory, params, ENGINE_KEYS)
+        try:
+            GENERATORS.build(params["name"], {k: v for k, v in params.items() if k not in ENGINE_KEYS})
+        except HarnessError as exc:
+            raise InputError(p, exc.message, line=line, field="artifacts.generator.params", hint=exc.hint) from None
+
+
+def _check_recipe(p: Path, text: str, index: Artifact, base_dir: Path) -> None:
+    """The index recipe (its file, overlaid with the artifact's params) as the index stage reads it."""
+    import difflib
+
+    from harness.errors import HarnessError
+    from harness.index import _RECIPE_KEYS, normalize_recipe
+
+    raw, recipe, recipe_text = dict(index.params), None, ""
+    if index.path is not None and index.uri is None:
+        try:
+            path = resolve_content(index, base_dir)
+        except HarnessError:
+            return  # where the recipe may live is the pin check's to report
+        if path.is_file():
+            file_data, recipe_text = read_config(path, "index recipe")
+            raw, recipe = file_data | raw, path
+
+    def error(key: str | None, message: str, hint: str | None = None) -> InputError:
+        if recipe is None or key is None or key in index.params:
+            loc = ("artifacts", "index", "params", key) if key else ("artifacts", "index")
+            return InputError(p, message, line=_line_of(text, loc), field=".".join(loc), hint=hint)
+        return InputError(recipe, message, line=_line_of(recipe_text, (key,)), field=key, hint=hint)
+
+    kind = str(raw.get("type", "flat"))
+    allowed = sorted(_RECIPE_KEYS.get(kind, ()))
+    unknown = [k for k in raw if allowed and k not in allowed]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], allowed, n=3)
+        raise error(unknown[0], f"unknown key for an index recipe of type {kind!r}",
+                    f"did you mean {' or '.join(close)}?" if close else f"allowed: {', '.join(allowed)}")
+    try:
+        normalize_recipe(raw)
+    except (TypeError, ValueError):
+        bad = next(k for k, v in raw.items() if k not in ("type", "metric", "factory") and not _int_like(v))
+        raise error(bad, f"expected an integer, got {raw[bad]!r}") from None
+    except HarnessError as exc:
+        raise error(None, exc.message, exc.hint) from None
+
+
+def _check_generator_keys(p: Path, text: str, factory: Any, params: dict[str, Any], engine_keys: tuple[str, ...]
+                          ) -> None:
+    import difflib
+    import inspect
+
+    sig = inspect.signature(factory).parameters
+    if any(x.kind is inspect.Parameter.VAR_KEYWORD for x in sig.values()):
+        return  # the generator validates its own keyword arguments when built
+    known = [*engine_keys, *sig]
+    for key in params:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3)
+            raise InputError(p, f"unknown parameter for generator {params['name']!r}",
+                             line=_line_of(text, ("artifacts", "generator", "params", key)),
+                             field=f"artifacts.generator.params.{key}",
+                             hint=f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(known)}")
+
+
+def _int_like(v: Any) -> bool:
+    try:
+        int(v)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def load_manifest(path: str | Path | None = None) -> LoadedManifest:
-    """Parse and validate a manifest; unknown keys and missing roles are errors with file:line."""
+    """Parse and validate a manifest; unknown keys (with a did-you-mean), missing roles and stage params
+    of the wrong type are errors with file:line."""
     p = Path(path) if path else find_manifest()
     data, text = _read_raw(p)
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        field = ".".join(str(x) for x in loc)
-        msg = "unknown key (not in the manifest schema)" if err["type"] == "extra_forbidden" else err["msg"]
-        raise InputError(p, msg, line=_line_of(text, loc), field=field or None) from None
+        raise _validation_error(p, text, exc, Manifest) from None
     for role in REQUIRED_ROLES:
         if role not in manifest.artifacts:
             raise InputError(p, f"missing artifact role '{role}' (required: {', '.join(REQUIRED_ROLES)})",
@@ -264,6 +449,7 @@ def load_manifest(path: str | Path | None = None) -> LoadedManifest:
         if art.path is not None and art.uri is not None:
             raise InputError(p, "give either path or uri, not both", line=_line_of(text, ("artifacts", role)),
                              field=f"artifacts.{role}")
+    _check_stage_params(p, text, manifest, p.resolve().parent)
     return LoadedManifest(manifest, p.resolve())
 
 

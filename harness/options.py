@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from harness.types import GoldenCase, Score
 
 __all__ = [
+    "ALLOW_NO_BASELINE",
     "ALL_OPTIONS",
     "BASE",
     "DIFF_OPTIONS",
@@ -77,6 +78,7 @@ class OptionSpec:
     cli_flags: tuple[str, ...] = ()
     metavar: str | None = None
     pytest_help: str = ""
+    flag: bool = False
 
     @property
     def python_name(self) -> str:
@@ -101,6 +103,13 @@ class OptionSpec:
     def convert(self, text: str) -> Any:
         """Parse one string (an ini value) into this option's type; ValueError says what was expected."""
         text = text.strip()
+        if self.flag:
+            low = text.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{self.ini_name} = {text!r}: expected true or false")
         if self.choices is not None and text not in self.choices:
             raise ValueError(f"{self.ini_name} = {text!r}: expected one of {', '.join(self.choices)}")
         try:
@@ -126,6 +135,10 @@ UNSCORED = OptionSpec(
     "judgments): 'skip' the threshold (the case skips if nothing else was checked) or 'fail' the case.",
     choices=("skip", "fail"),
 )
+ALLOW_NO_BASELINE = OptionSpec(
+    "allow-no-baseline", bool, False, "Skip (not fail) drop rules when there is no baseline run to compare with; "
+    "without it a drop rule with no baseline fails, naming `harness baseline promote`.", flag=True,
+)
 DIFF_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("alpha", float, 0.05, "Significance level.", metavar="FLOAT"),
     OptionSpec("correction", str, "holm", "Multiple-comparison correction across metrics x segments.",
@@ -135,7 +148,7 @@ DIFF_OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("resamples", int, 5000, "Bootstrap/permutation resamples.", metavar="N"),
     OptionSpec("seed", int, 0, "Seed of the resampling RNG.", metavar="N"),
 )
-ALL_OPTIONS: tuple[OptionSpec, ...] = (MANIFEST, THRESHOLD, BASE, UNSCORED, *DIFF_OPTIONS)
+ALL_OPTIONS: tuple[OptionSpec, ...] = (MANIFEST, THRESHOLD, BASE, UNSCORED, ALLOW_NO_BASELINE, *DIFF_OPTIONS)
 
 
 def diff_settings(values: Mapping[str, Any]) -> DiffSettings:
@@ -159,6 +172,10 @@ def click_options(*specs: OptionSpec) -> Callable[[Callable[..., Any]], Callable
                 typ = click.Choice(list(o.choices))
             else:
                 typ = o.type
+            if o.flag:
+                f = click.option(o.cli_flag, *o.cli_flags, o.python_name, is_flag=True, default=bool(o.default),
+                                 help=o.help)(f)
+                continue
             default = () if o.multiple else o.default
             f = click.option(o.cli_flag, *o.cli_flags, o.python_name, type=typ, default=default,
                              multiple=o.multiple, metavar=o.metavar, help=o.help,

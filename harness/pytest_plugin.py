@@ -52,6 +52,7 @@ import pytest
 
 from harness.options import (
     ALL_OPTIONS,
+    ALLOW_NO_BASELINE,
     BASE,
     DIFF_OPTIONS,
     MANIFEST,
@@ -85,13 +86,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         kwargs: dict[str, Any] = {"dest": o.pytest_dest, "help": f"{text} ({default}ini: {o.ini_name})"}
         if o.multiple:
             kwargs.update(action="append", default=[])
+        elif o.flag:
+            kwargs.update(action="store_const", const=True, default=None)
         else:
             kwargs.update(default=None)
-        if o.choices is not None:
+        if o.flag:
+            pass
+        elif o.choices is not None:
             kwargs["choices"] = list(o.choices)
         elif o.type in (int, float):
             kwargs["type"] = o.type
-        if o.metavar:
+        if o.metavar and not o.flag:
             kwargs["metavar"] = o.metavar
         group.addoption(o.pytest_flag, **kwargs)
         if o.multiple:
@@ -149,6 +154,7 @@ class _State:
     base: str | None
     unscored: str
     diff: dict[str, Any]
+    allow_no_baseline: bool = False
     loaded: LoadedManifest | None = None
     cases: list[GoldenCase] | None = None
     view: _RunView | None = None
@@ -264,27 +270,66 @@ def pytest_configure(config: pytest.Config) -> None:
         thresholds = [t for text, src in lines for t in parse_thresholds([text], src)]
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[STATE] = _State(
+    if not path.is_file():
+        src = MANIFEST.pytest_flag if explicit else f"ini {MANIFEST.ini_name}"
+        raise pytest.UsageError(f"harness manifest {path} ({src}) does not exist")
+    state = _State(
         manifest_path=path,
         thresholds=thresholds,
         base=_value(config, BASE),
         unscored=_value(config, UNSCORED),
         diff={o.python_name: _value(config, o) for o in DIFF_OPTIONS},
+        allow_no_baseline=bool(_value(config, ALLOW_NO_BASELINE)),
     )
+    config.stash[STATE] = state
     config.addinivalue_line("markers", "harness: a golden case or the gate collected from the harness manifest")
-    _add_collection_arg(config, path, explicit)
+    if _add_collection_arg(config, path, explicit):
+        _check_config(state)
 
 
-def _add_collection_arg(config: pytest.Config, path: Path, explicit: bool) -> None:
-    """Collect the manifest with the default arguments (or when the flag asked for it), once."""
-    if not explicit and config.args_source == pytest.Config.ArgsSource.ARGS:
-        return
+def _check_config(state: _State) -> None:
+    """Configuration mistakes are one usage error before anything runs: the manifest (and its golden
+    set) must load, every threshold must name a metric the manifest's scorers produce, and every gate
+    rule a known metric, stage and segment tag."""
+    import difflib
+
+    from harness.errors import HarnessError
+    from harness.gates import check_gate_config, known_metrics
+
+    try:
+        loaded, cases = state.load()
+        known = known_metrics(loaded)
+        check_gate_config(loaded, cases)
+    except HarnessError as exc:
+        raise pytest.UsageError(f"harness: {exc}") from None
+    for t in state.thresholds:
+        if t.metric not in known:
+            close = difflib.get_close_matches(t.metric, known, n=3)
+            hint = f"did you mean {' or '.join(close)}?" if close else f"metrics: {', '.join(sorted(known))}"
+            if ":" in t.metric and t.scope is None:
+                hint += "; a scope is separated from the metric by ': ' (a colon and a space)"
+            raise pytest.UsageError(f"harness: threshold '{t}' [{t.source}] names metric {t.metric!r}, which no "
+                                    f"scorer of {loaded.path.name} produces ({hint})")
+
+
+def _covered(config: pytest.Config, path: Path) -> bool:
     here = config.invocation_params.dir
     for arg in config.args:
         target = (here / arg.split("::", 1)[0]).resolve()
         if target == path or (target.is_dir() and path.is_relative_to(target)):
-            return
+            return True
+    return False
+
+
+def _add_collection_arg(config: pytest.Config, path: Path, explicit: bool) -> bool:
+    """Collect the manifest with the default arguments (or when the flag asked for it), once; True when
+    it will be collected."""
+    if _covered(config, path):
+        return True
+    if not explicit and config.args_source == pytest.Config.ArgsSource.ARGS:
+        return False
     config.args.append(str(path))
+    return True
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -487,7 +532,7 @@ class GateItem(_HarnessItem):
         from harness.baseline import resolve_base
         from harness.diff import compute_diff
         from harness.errors import HarnessError
-        from harness.gates import evaluate_gates
+        from harness.gates import IMPLICIT_ERROR_RULE, evaluate_gates
         from harness.storage import Layout
 
         state = _state(self.config)
@@ -504,17 +549,18 @@ class GateItem(_HarnessItem):
             d = None if base is None else compute_diff(base, head, diff_settings(state.diff), layout)
         except HarnessError as exc:
             raise _ItemFailure(f"gate: {exc}") from None
-        verdict = evaluate_gates(rules, head, d)
+        verdict = evaluate_gates(rules, head, d, allow_no_baseline=state.allow_no_baseline)
         lines = [f"{r.status.upper():<4} {r.rule}{f' [{r.segment}]' if r.segment else ''}: {r.message}"
                  for r in verdict.results]
         self.add_report_section("call", "harness gate", f"base: {how}\n" + "\n".join(lines))
         if verdict.failed:
             failed = [ln for ln, r in zip(lines, verdict.results, strict=True) if r.status == "fail"]
-            raise _ItemFailure("\n  ".join([f"gate: {len(failed)} of {len(lines)} rules failed (base: {how})",
+            raise _ItemFailure("\n  ".join([f"gate: {len(failed)} of {len(lines)} checks failed (base: {how})",
                                             *failed]))
-        if all(r.status == "skip" for r in verdict.results):
+        own = [r for r in verdict.results if r.rule != IMPLICIT_ERROR_RULE]
+        if all(r.status == "skip" for r in own):
             pytest.skip(f"gate: every rule skipped (base: {how}): "
-                        + "; ".join(f"{r.rule}: {r.message}" for r in verdict.results))
+                        + "; ".join(f"{r.rule}: {r.message}" for r in own))
 
 
 @pytest.hookimpl(wrapper=True)

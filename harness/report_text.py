@@ -29,11 +29,20 @@ def _mark(m: MetricDelta) -> str:
     return "" if m.direction == "unchanged" or m.delta is None else "(noise)"
 
 
+def family_text(diff: Diff) -> str:
+    """What the adjusted p-values were corrected over: the diff's one family, read by every front end."""
+    n = len(diff.metrics) + len(diff.segments)
+    return (f"paired {diff.settings.test} test, {diff.settings.correction} correction over the "
+            f"{diff.family_size} of {n} metric x segment tests that could reach significance, alpha "
+            f"{diff.settings.alpha}")
+
+
 def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 15) -> str:
     lines: list[str] = []
     if verdict is not None:
         icon = "PASS" if verdict.passed else "FAIL"
-        lines += [f"## harness gate: {icon}", ""]
+        lines += [f"## harness gate: {icon}", "",
+                  f"{len(verdict.failed)} failed, {len(verdict.skipped)} skipped of {len(verdict.results)} checks.", ""]
         lines += ["| rule | segment | status | detail |", "|---|---|---|---|"]
         for r in verdict.results:
             lines.append(f"| {r.rule} | {r.segment or 'all'} | {r.status.upper()} | {r.message} |")
@@ -51,8 +60,7 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
     else:
         lines += ["No artifact changed.", ""]
     lines += [
-        f"**Metrics** (paired {diff.settings.test} test, {diff.settings.correction} correction over "
-        f"{len(diff.metrics) + len(diff.segments)} tests, alpha {diff.settings.alpha})",
+        f"**Metrics** ({family_text(diff)})",
         "",
         "| metric | base | head | delta | rel | 95% CI | p (adj) | W/T/L | |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -181,6 +189,7 @@ def print_diff(diff: Diff, verdict: Verdict | None = None) -> None:
             style=style,
         )
     console.print(t)
+    console.print(f"p adj: {family_text(diff)}", markup=False, highlight=False)
     for f in diff.flips[:10]:
         console.print(f"  {f.direction:<9} {f.case_id}: {'; '.join(f.causes)}", markup=False)
     if len(diff.flips) > 10:
@@ -198,7 +207,8 @@ def print_verdict(verdict: Verdict, console: object | None = None) -> None:
     from harness.render import make_console
 
     con = console if isinstance(console, Console) else make_console()
-    t = Table(title="gate: " + ("PASS" if verdict.passed else "FAIL"))
+    counts = f"{len(verdict.failed)} failed, {len(verdict.skipped)} skipped of {len(verdict.results)}"
+    t = Table(title="gate: " + ("PASS" if verdict.passed else "FAIL") + f" ({counts})")
     for col in ("rule", "segment", "status", "detail"):
         t.add_column(col)
     for r in verdict.results:

@@ -175,8 +175,11 @@ def test_unscored_policy_and_unknown_metric(proj: pytest.Pytester) -> None:
     result.assert_outcomes(passed=3, failed=1, skipped=1)
     result.stdout.fnmatch_lines(["*ndcg@10: unscored (no relevance judgments); threshold ndcg@10 >= 0.5*"])
     result = with_manifest(proj, "--harness-threshold", "ndcg@5>=0.1")
-    result.assert_outcomes(failed=4, skipped=1)  # a typo never passes silently
-    result.stdout.fnmatch_lines(["*ndcg@5: no such metric in this run (metrics: map, mrr@10, ndcg@10, *"])
+    # a typo never passes silently, and is one usage error before anything runs (not one failure per case)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*threshold 'ndcg@5 >= 0.1' [[]--harness-threshold[]] names metric 'ndcg@5', "
+                                 "which no scorer of harness.toml produces (did you mean ndcg@10*"])
+    assert "collected" not in result.stdout.str()
 
 
 def test_bad_threshold_and_unknown_scope_are_errors(proj: pytest.Pytester) -> None:
@@ -252,14 +255,19 @@ def test_gate_item_passes_fails_and_skips(proj: pytest.Pytester) -> None:
     add_gates(proj.path, '[[gates]]\nmetric = "ndcg@10"\nmin = 0.99\n')
     result = with_manifest(proj, "-k", "gate")
     result.assert_outcomes(failed=1, deselected=4)
-    result.stdout.fnmatch_lines(["gate: 1 of 1 rules failed (base: no baseline*",
+    result.stdout.fnmatch_lines(["gate: 1 of 2 checks failed (base: no baseline*",
                                  "*FAIL ndcg@10 min=0.99: mean 0.9532 vs floor 0.99"])
 
     manifest.write_text(original)
     add_gates(proj.path, '[[gates]]\nmetric = "recall@5"\nmax_abs_drop = 0.01\nrequire_significant = false\n')
+    # a drop rule with no baseline cannot judge: it fails, naming the remedy, unless the user opts out
     result = with_manifest(proj, "-k", "gate")
+    result.assert_outcomes(failed=1, deselected=4)
+    result.stdout.fnmatch_lines(["*FAIL recall@5 max_abs_drop=0.01: cannot judge: no baseline*"
+                                 "harness baseline promote*"])
+    result = with_manifest(proj, "-k", "gate", "--harness-allow-no-baseline")
     result.assert_outcomes(skipped=1, deselected=4)
-    result.stdout.fnmatch_lines(["*gate: every rule skipped (base: no baseline*no baseline run to compare with"])
+    result.stdout.fnmatch_lines(["*gate: every rule skipped (base: no baseline*no baseline run to compare with*"])
 
     # promote a baseline, then retrieve fewer documents: recall@5 drops on q3 (2 relevant, k = 1)
     base = run_manifest(manifest).run
@@ -269,7 +277,7 @@ def test_gate_item_passes_fails_and_skips(proj: pytest.Pytester) -> None:
     lock(manifest)
     result = with_manifest(proj, "-k", "gate")
     result.assert_outcomes(failed=1, deselected=4)
-    result.stdout.fnmatch_lines([f"gate: 1 of 1 rules failed (base: promoted baseline {base.run_id})",
+    result.stdout.fnmatch_lines([f"gate: 1 of 2 checks failed (base: promoted baseline {base.run_id})",
                                  "*FAIL recall@5 max_abs_drop=0.01: absolute drop +0.1667 vs limit 0.01*"])
 
 

@@ -12,10 +12,11 @@ if TYPE_CHECKING:
     from harness.diff import DiffSettings
 
 from harness.commands.core import _progress, manifest_option, project
-from harness.options import DIFF_OPTIONS, click_options, diff_settings
+from harness.options import ALLOW_NO_BASELINE, DIFF_OPTIONS, click_options, diff_settings
 
 # One definition of each option, shared with the pytest plugin (harness.options).
 diff_options = click_options(*DIFF_OPTIONS)
+allow_no_baseline_option = click_options(ALLOW_NO_BASELINE)
 
 
 def _settings(alpha: float, correction: str, test_name: str, resamples: int, seed: int) -> DiffSettings:
@@ -67,14 +68,17 @@ def diff_cmd(base: str | None, head: str | None, manifest: Path | None, as_json:
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write JUnit XML with one test per rule.")
 @click.option("--attribute", "do_attribute", is_flag=True, help="Also attribute deltas to changed artifacts.")
+@allow_no_baseline_option
 @diff_options
 @click.pass_context
 def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: str, output: Path | None,
-             junit: Path | None, do_attribute: bool, alpha: float, correction: str, test_name: str, resamples: int,
-             seed: int) -> None:
+             junit: Path | None, do_attribute: bool, allow_no_baseline: bool, alpha: float, correction: str,
+             test_name: str, resamples: int, seed: int) -> None:
     """Run what is stale, diff against the baseline, apply the manifest's gate rules.
 
-    Exit code 0 when every rule passes, 1 when one fails, 2 on a usage, config or input error.
+    Exit code 0 when every rule passes, 1 when one fails or cannot judge (a drop rule with no baseline, a
+    metric the run did not score, errored cases no error_rate rule allows), 2 on a usage, config or
+    input error (a rule naming an unknown metric, stage or segment tag is caught before anything runs).
 
     \b
     Example:
@@ -82,18 +86,19 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     """
     from harness.baseline import resolve_base
     from harness.diff import compute_diff
-    from harness.gates import evaluate_gates, junit_xml
+    from harness.gates import check_gate_config, evaluate_gates, junit_xml
     from harness.report_text import diff_markdown, print_diff, print_verdict
     from harness.run import execute
     from harness.storage import atomic_write_text
 
     loaded, layout = project(manifest)
+    check_gate_config(loaded)
+    settings = _settings(alpha, correction, test_name, resamples, seed)
+    base_run, how = resolve_base(loaded, layout, base)
     with _progress(ctx) as progress:
         head_run = execute(loaded, progress=progress, layout=layout).run
-    base_run, how = resolve_base(loaded, layout, base)
-    d = None if base_run is None else compute_diff(base_run, head_run,
-                                                   _settings(alpha, correction, test_name, resamples, seed), layout)
-    verdict = evaluate_gates(loaded.manifest.gates, head_run, d)
+    d = None if base_run is None else compute_diff(base_run, head_run, settings, layout)
+    verdict = evaluate_gates(loaded.manifest.gates, head_run, d, allow_no_baseline=allow_no_baseline)
     attribution = None
     if do_attribute and d is not None and d.artifacts and base_run is not None:
         from harness.attribute import attribute
@@ -150,12 +155,13 @@ def promote_cmd(run: str | None, manifest: Path | None, force: bool) -> None:
     from harness.baseline import load_run_ref, promote, resolve_base, resolve_head
     from harness.diff import compute_diff
     from harness.errors import HarnessError
-    from harness.gates import evaluate_gates
+    from harness.gates import check_gate_config, evaluate_gates
 
     loaded, layout = project(manifest)
     target = load_run_ref(run, layout) if run else resolve_head(loaded, layout)
     current, _ = resolve_base(loaded, layout)
     if current is not None and current.run_id != target.run_id and not force:
+        check_gate_config(loaded)
         verdict = evaluate_gates(loaded.manifest.gates, target, compute_diff(current, target))
         if not verdict.passed:
             names = ", ".join(r.rule for r in verdict.failed)

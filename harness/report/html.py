@@ -149,6 +149,7 @@ class DiffView:
     segments: list[DeltaRow]
     flips: list[FlipView]
     n_significant_segments: int
+    family: str = ""  # what p adj was corrected over: the Diff's one family (report_text.family_text)
 
 
 @dataclass
@@ -394,7 +395,7 @@ def _diff_lines(text: str | None) -> list[tuple[str, str]]:
 
 
 def _diff_view(diff: Diff, base: RunResult, how: str | None, anchors: dict[str, str]) -> DiffView:
-    from harness.report_text import _mark
+    from harness.report_text import _mark, family_text
 
     def row(d: MetricDelta, size: int | None = None) -> DeltaRow:
         cls = _delta_cls(d)
@@ -407,7 +408,7 @@ def _diff_view(diff: Diff, base: RunResult, how: str | None, anchors: dict[str, 
             for a in diff.artifacts]
     flips = [FlipView(f, anchors.get(f.case_id), [(m, b, h) for m, (b, h) in f.deltas.items()]) for f in diff.flips]
     return DiffView(diff=diff, base=base, how=how, artifacts=arts, metrics=metrics, segments=segs, flips=flips,
-                    n_significant_segments=sum(1 for s in segs if s.d.significant))
+                    n_significant_segments=sum(1 for s in segs if s.d.significant), family=family_text(diff))
 
 
 def _r(v: float | None) -> float | None:

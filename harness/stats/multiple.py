@@ -86,3 +86,30 @@ def benjamini_hochberg(pvalues: Sequence[float | None]) -> tuple[float | None, .
     adj = np.empty(m, dtype=np.float64)
     adj[order] = adj_sorted
     return _place(len(pvalues), idx, adj)
+
+
+def sign_flip_min_p(n_changed: int) -> float:
+    """Smallest two-sided p-value a paired sign-flip (or exact signed-rank) test can reach with
+    ``n_changed`` non-zero differences: every difference the same sign, ``2 / 2**n`` (1 when n = 0)."""
+    return 1.0 if n_changed <= 0 else min(1.0, 2.0 ** (1 - n_changed))
+
+
+def tarone_family(min_pvalues: Sequence[float], alpha: float) -> tuple[bool, ...]:
+    """Which tests belong to the corrected family (Tarone 1990, "A modified Bonferroni method for
+    discrete data", Biometrics 46:1079).
+
+    A discrete test whose smallest attainable p-value exceeds the per-test threshold can never be
+    rejected, so counting it in ``m`` only takes power from the tests that can. Tarone's ``K`` is the
+    smallest integer with ``#{i : min_p_i <= alpha / K} <= K``; the family is those tests. A test that
+    cannot vary at all (min p = 1) never belongs. Because the attainable minimum depends only on the
+    absolute differences, which sign-flip permutations leave unchanged, the family is fixed under the
+    null, and Holm or Benjamini-Hochberg inside it keep their guarantees.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    mins = [float(p) for p in min_pvalues]
+    for k in range(1, len(mins) + 1):
+        chosen = tuple(p <= alpha / k for p in mins)
+        if sum(chosen) <= k:
+            return chosen
+    return tuple(False for _ in mins)
