@@ -219,25 +219,29 @@ def _iter_datasets(path: Path) -> Iterator[tuple[int, Any]]:
         raise InputError(path, f"could not be read: {type(exc).__name__}: {_one_line(exc)}") from None
 
 
+def validate_record(path: str | Path, lineno: int | None, rec: Any, schema: str, what: str) -> None:
+    """InputError naming ``path:lineno`` and the field unless ``rec`` is one valid record of ``schema``."""
+    if not isinstance(rec, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number",
+                type(None): "null"}.get(type(rec), type(rec).__name__)
+        raise InputError(path, f"expected a JSON object per line ({what}), got {kind}; the file is JSON Lines: "
+                               "one object per line, not an array", line=lineno)
+    err = next(iter(sorted(_validator(schema).iter_errors(rec), key=lambda e: e.path)), None)
+    if err is not None:
+        field, msg = _describe(err)
+        raise InputError(path, msg, line=lineno, field=field)
+    if _ID_RE.fullmatch(rec["id"]) is None:  # the schema's pattern lets a final newline through ("$")
+        raise InputError(path, f"{rec['id']!r}: an id must not be blank or contain control characters",
+                         line=lineno, field="id")
+
+
 def _load(path: str | Path, schema: str, what: str) -> list[tuple[int, dict[str, Any]]]:
     path = Path(path)
-    validator = _validator(schema)
     records: list[tuple[int, dict[str, Any]]] = []
     seen: dict[str, int] = {}
     for lineno, rec in _iter_records(path):
-        if not isinstance(rec, dict):
-            kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number",
-                    type(None): "null"}.get(type(rec), type(rec).__name__)
-            raise InputError(path, f"expected a JSON object per line ({what}), got {kind}; the file is JSON Lines: "
-                                   "one object per line, not an array", line=lineno)
-        err = next(iter(sorted(validator.iter_errors(rec), key=lambda e: e.path)), None)
-        if err is not None:
-            field, msg = _describe(err)
-            raise InputError(path, msg, line=lineno, field=field)
+        validate_record(path, lineno, rec, schema, what)
         rid = rec["id"]
-        if _ID_RE.fullmatch(rid) is None:  # the schema's pattern lets a final newline through ("$")
-            raise InputError(path, f"{rid!r}: an id must not be blank or contain control characters",
-                             line=lineno, field="id")
         if rid in seen:
             raise InputError(path, f"duplicate id {rid!r} (first at line {seen[rid]})", line=lineno, field="id")
         seen[rid] = lineno

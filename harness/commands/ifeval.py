@@ -72,8 +72,14 @@ def ifeval(input_path: Path, responses_path: Path, as_json: bool, per_prompt: Pa
       harness ifeval --input ../shared/data/ifeval/input_data.jsonl \\
         --responses ../shared/data/ifeval/responses/gpt4.jsonl --json
     """
+    from harness.golden import iter_jsonl
     from harness.instructions.ifeval import IFEvalFormatError, read_inputs, read_responses, score_ifeval
 
+    # The strict JSON Lines reader first: bytes that are not UTF-8, NaN, nesting that would exhaust the
+    # recursion limit are one line naming file:line (and the byte offset), never a crash.
+    for path in (input_path, responses_path):
+        for _ in iter_jsonl(path):
+            pass
     try:
         inputs = read_inputs(input_path)
         responses = read_responses(responses_path)

@@ -7,12 +7,12 @@ unknown query or document are errors, not silently dropped (DESIGN principle 4).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from harness.config import decode_utf8
 from harness.errors import HarnessError, InputError
-from harness.golden import write_jsonl
+from harness.golden import iter_jsonl, validate_record, write_jsonl
 from harness.manifest import lock, write_manifest
 from harness.storage import atomic_write_text
 
@@ -24,39 +24,35 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if not path.is_file():
         raise InputError(path, "missing (a BEIR folder has corpus.jsonl, queries.jsonl and qrels/<split>.tsv)")
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(path, f"malformed JSON: {exc.msg}", line=lineno) from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("_id"), str | int):
-                raise InputError(path, "expected an object with an '_id'", line=lineno, field="_id")
-            out.append((lineno, rec))
+    for lineno, rec in iter_jsonl(path):
+        if not isinstance(rec, dict) or isinstance(rec.get("_id"), bool) or not isinstance(rec.get("_id"), str | int):
+            raise InputError(path, "expected an object with an '_id'", line=lineno, field="_id")
+        out.append((lineno, rec))
     return out
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     if not path.is_file():
         raise InputError(path, "missing qrels file for this split")
+    try:
+        text = decode_utf8(path, path.read_bytes(), "qrels file")
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            parts = line.rstrip("\n").split("\t")
-            if not line.strip():
-                continue
-            if lineno == 1 and parts[0] == "query-id":
-                continue
-            if len(parts) != 3:
-                raise InputError(path, "expected 3 tab-separated columns (query-id, corpus-id, score), "
-                                 f"got {len(parts)}", line=lineno)
-            try:
-                grade = int(parts[2])
-            except ValueError:
-                raise InputError(path, f"score {parts[2]!r} is not an integer", line=lineno, field="score") from None
-            qrels.setdefault(parts[0], {})[parts[1]] = grade
+    for lineno, line in enumerate(text.split("\n"), 1):
+        parts = line.rstrip("\r").split("\t")
+        if not line.strip():
+            continue
+        if lineno == 1 and parts[0] == "query-id":
+            continue
+        if len(parts) != 3:
+            raise InputError(path, "expected 3 tab-separated columns (query-id, corpus-id, score), "
+                             f"got {len(parts)}", line=lineno)
+        try:
+            grade = int(parts[2])
+        except ValueError:
+            raise InputError(path, f"score {parts[2][:40]!r} is not an integer", line=lineno, field="score") from None
+        qrels.setdefault(parts[0], {})[parts[1]] = grade
     return qrels
 
 
@@ -79,6 +75,7 @@ def import_beir(src: str | Path, out: str | Path, split: str = "test", fmt: str 
         doc = {"id": doc_id, "title": str(rec.get("title") or ""), "text": str(rec.get("text") or "")}
         if rec.get("metadata"):
             doc["metadata"] = rec["metadata"]
+        validate_record(src / "corpus.jsonl", lineno, doc, "corpus_doc.schema.json", "corpus document")
         corpus.append(doc)
     queries = {str(rec["_id"]): (lineno, rec) for lineno, rec in query_lines}
     for qid, judged in qrels.items():
@@ -95,7 +92,9 @@ def import_beir(src: str | Path, out: str | Path, split: str = "test", fmt: str 
         text = str(rec.get("text") or "")
         if not text.strip():
             raise InputError(src / "queries.jsonl", "empty query text", line=lineno, field="text")
-        cases.append({"id": qid, "query": text, "relevance": qrels[qid], "tags": {"split": split}})
+        case = {"id": qid, "query": text, "relevance": qrels[qid], "tags": {"split": split}}
+        validate_record(src / "queries.jsonl", lineno, case, "golden_case.schema.json", "query")
+        cases.append(case)
 
     name = src.resolve().name
     manifest = {
