@@ -34,19 +34,26 @@ def family_text(diff: Diff) -> str:
     n = len(diff.metrics) + len(diff.segments)
     return (f"paired {diff.settings.test} test, {diff.settings.correction} correction over the "
             f"{diff.family_size} of {n} metric x segment tests that could reach significance, alpha "
-            f"{diff.settings.alpha}")
+            f"{diff.settings.alpha}; n/a: outside the family (no case changed, or too few to be significant)")
+
+
+def verdict_markdown(verdict: Verdict, note: str = "") -> list[str]:
+    """The gate's verdict as markdown lines: the headline, the counts, one table row per check."""
+    icon = "PASS" if verdict.passed else "FAIL"
+    lines = [f"## harness gate: {icon}", "",
+             f"{len(verdict.failed)} failed, {len(verdict.skipped)} skipped of {len(verdict.results)} checks."
+             + (f" {note}" if note else ""), ""]
+    lines += ["| rule | segment | status | detail |", "|---|---|---|---|"]
+    for r in verdict.results:
+        lines.append(f"| {r.rule} | {r.segment or 'all'} | {r.status.upper()} | {r.message} |")
+    lines.append("")
+    return lines
 
 
 def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 15) -> str:
     lines: list[str] = []
     if verdict is not None:
-        icon = "PASS" if verdict.passed else "FAIL"
-        lines += [f"## harness gate: {icon}", "",
-                  f"{len(verdict.failed)} failed, {len(verdict.skipped)} skipped of {len(verdict.results)} checks.", ""]
-        lines += ["| rule | segment | status | detail |", "|---|---|---|---|"]
-        for r in verdict.results:
-            lines.append(f"| {r.rule} | {r.segment or 'all'} | {r.status.upper()} | {r.message} |")
-        lines.append("")
+        lines += verdict_markdown(verdict)
     lines += [f"### Diff: base `{diff.base_run}` -> head `{diff.head_run}`", ""]
     if diff.artifacts:
         lines += ["**Changed artifacts**", ""]

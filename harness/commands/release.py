@@ -87,7 +87,7 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     from harness.baseline import resolve_base
     from harness.diff import compute_diff
     from harness.gates import check_gate_config, evaluate_gates, junit_xml
-    from harness.report_text import diff_markdown, print_diff, print_verdict
+    from harness.report_text import diff_markdown, print_diff, print_verdict, verdict_markdown
     from harness.run import execute
     from harness.storage import atomic_write_text
 
@@ -113,7 +113,7 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
         if d is not None:
             text = diff_markdown(d, verdict)
         else:
-            text = f"## harness gate: {'PASS' if verdict.passed else 'FAIL'}\n\nNo baseline: {how}.\n"
+            text = "\n".join(verdict_markdown(verdict, f"No baseline: {how}.")) + "\n"
         if attribution is not None:
             text += "\n**Attribution**\n\n" + "\n".join(f"- {a.sentence()}" for a in attribution.attributions) + "\n"
     else:
