@@ -12,7 +12,8 @@ A lease is a row ``(key, owner, pid, host, expires)`` in its own SQLite file bes
 taken over, when its ``expires`` time has passed (the owner renews its leases every ``ttl_s / 3``
 while it works) or, on the same host, when the owner's pid no longer exists (a SIGKILLed run is
 taken over at once rather than after the TTL). Leases only decide who pays; they never decide a
-result: if the lease file cannot be used, every process simply computes for itself.
+result: if the lease file cannot be used, every process simply computes for itself, and a lease
+file that is not a database (damaged) is replaced, since it never holds anything but leases.
 """
 
 from __future__ import annotations
@@ -70,17 +71,27 @@ class LeaseStore:
         self.owner = f"{self.pid}:{uuid.uuid4().hex[:12]}"
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False, isolation_level=None)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
+            self._db = self._open()
+        except sqlite3.DatabaseError:  # not a database (damaged): it only ever holds transient leases
+            for p in (self.path, self.path.with_name(self.path.name + "-wal"),
+                      self.path.with_name(self.path.name + "-shm")):
+                p.unlink(missing_ok=True)
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
                 "CREATE TABLE IF NOT EXISTS leases (k TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER NOT NULL, "
                 "host TEXT NOT NULL, expires REAL NOT NULL)"
             )
         except sqlite3.Error:
-            self._db.close()
+            db.close()
             raise
+        return db
 
     def _dead(self, pid: int, host: str, expires: float, now: float) -> bool:
         return expires <= now or (host == self.host and pid != self.pid and not pid_alive(pid))

@@ -101,8 +101,8 @@ def test_failing_cases_follow_the_documented_definition(proj: Project) -> None:
     assert "format_critical_fail" in failures["q2"].metrics
     assert any(r.startswith("format_critical_fail: words:") for r in failures["q2"].reasons)
     assert values["q3"]["answer_contains"] == 0.0 and "answer_contains" in failures["q3"].metrics
-    # q4 has no judgments, answers or contract: only its groundedness is scored, and it never fails
-    grounding = {"groundedness", "grounded", "unsupported_claims"}
+    # q4 has no judgments, answers or contract: only its groundedness (and truncation) is scored, and it never fails
+    grounding = {"groundedness", "grounded", "unsupported_claims", "truncated"}
     assert all(v is None for m, v in values["q4"].items() if m not in grounding) and "q4" not in failures
     assert values["q4"]["groundedness"] is not None
     # the default threshold is the first retrieval metric at 0.5
