@@ -312,6 +312,14 @@ class _Leases:
         return {k: hit for k in keys if (hit := _cached_value(found.get(k))) is not None}
 
     async def _poll(self) -> None:
+        try:
+            await self._poll_loop()
+        except Exception as exc:  # never leave a waiter hanging: compute everything still waited for here
+            self._off(exc)
+            for k in list(self._waiting):
+                self._resolve(k, None)
+
+    async def _poll_loop(self) -> None:
         delay = self.poll_s
         while self._waiting:
             await asyncio.sleep(delay)
