@@ -62,6 +62,24 @@ def valid_vector(value: bytes) -> bool:
     return bool(np.isfinite(np.frombuffer(value, dtype=np.float32)).all())
 
 
+def _bad_vectors(found: Mapping[str, bytes]) -> list[str]:
+    """Keys whose vectors are not finite float32 of the most common byte length among ``found`` (one call
+    asks for one model's vectors; if two lengths are equally common, none is trusted)."""
+    if not found:
+        return []
+    import numpy as np
+
+    top = Counter(len(v) for v in found.values()).most_common(2)
+    length = top[0][0] if len(top) == 1 or top[0][1] > top[1][1] else -1
+    if length <= 0 or length % 4:
+        return list(found)
+    bad = [k for k, v in found.items() if len(v) != length]
+    good = [k for k, v in found.items() if len(v) == length]
+    rows = np.frombuffer(b"".join(found[k] for k in good), dtype=np.float32).reshape(len(good), length // 4)
+    finite = np.isfinite(rows).all(axis=1)
+    return bad + [k for k, ok in zip(good, finite.tolist(), strict=True) if not ok]
+
+
 def decode_json(value: bytes) -> tuple[bool, Any]:
     try:
         return True, json.loads(value)
@@ -111,11 +129,15 @@ class Cache:
         except OSError as exc:
             raise CacheError(f"cache folder {self.path.parent} cannot be created: {exc}") from None
         self._db: sqlite3.Connection | None = None
-        with self._guard():
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=self.timeout_s)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            migrate(self._db)
+        try:
+            with self._guard():
+                self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=self.timeout_s)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                migrate(self._db)
+        except CacheError:
+            self.close()
+            raise
 
     @property
     def damaged_total(self) -> int:
@@ -170,19 +192,15 @@ class Cache:
         those found: one call asks for one model's vectors)."""
         keys = list(dict.fromkeys(keys))
         found = self._fetch(ns, keys)
-        check = valid or (valid_vector if ns == "embeddings" else None)
-        if check is not None:
-            bad = [k for k, v in found.items() if not check(v)]
-            for k in bad:
-                del found[k]
-            self.damaged[ns] += len(bad)
-        if ns == "embeddings" and valid is None and found:
-            top = Counter(len(v) for v in found.values()).most_common(2)
-            length = top[0][0] if len(top) == 1 or top[0][1] > top[1][1] else -1  # a tie: no length to trust
-            odd = [k for k, v in found.items() if len(v) != length]
-            for k in odd:
-                del found[k]
-            self.damaged[ns] += len(odd)
+        if valid is not None:
+            bad = [k for k, v in found.items() if not valid(v)]
+        elif ns == "embeddings":
+            bad = _bad_vectors(found)
+        else:
+            bad = []
+        for k in bad:
+            del found[k]
+        self.damaged[ns] += len(bad)
         self.hits += len(found)
         self.misses += len(keys) - len(found)
         return found
