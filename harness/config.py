@@ -159,8 +159,9 @@ def _load_toml(path: Path, text: str) -> Any:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\(at line (\d+), column \d+\)", str(exc))
-        msg = " ".join(str(exc).split(" (at line")[0].split())
-        raise InputError(path, f"malformed TOML: {msg}", line=int(m.group(1)) if m else None) from None
+        line = int(m.group(1)) if m else (text.count("\n") + 1 if "end of document" in str(exc) else None)
+        msg = " ".join(re.sub(r" \(at (line \d+, column \d+|end of document)\)", "", str(exc)).split())
+        raise InputError(path, f"malformed TOML: {msg}", line=line) from None
 
 
 def _line_of_key(text: str, dotted: str) -> int | None:
