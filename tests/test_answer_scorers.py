@@ -50,7 +50,7 @@ def test_instructions_strict_and_loose() -> None:
 
 # --- an answer that says nothing is never a pass (issue 10) ---------------------------------------------
 
-EMPTY_ANSWERS = ["", "   ", "\n\t "]
+EMPTY_ANSWERS = ["", "   ", "\n\t ", "...", " -- ! "]
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ beyond the case and its output (document texts, contracts, an embedder, a judge)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -46,6 +47,7 @@ class Scorer(Protocol):
 
 
 SCORERS: Registry[Scorer] = Registry("scorer", builtins_module="harness.scorers.builtin")
+_WORDLESS = re.compile(r"[\W_]*")  # no letter or digit in any script
 
 
 def generation_error(out: CaseOutput | None) -> str | None:
@@ -58,6 +60,8 @@ def generation_error(out: CaseOutput | None) -> str | None:
         return f"generation failed: {out.error or 'no answer'}"
     if not out.answer.strip():
         return "empty_response: the answer is empty (nothing to score)"
+    if _WORDLESS.fullmatch(out.answer):
+        return "the answer has no words (only punctuation or symbols): nothing to score"
     return None
 
 
@@ -65,6 +69,8 @@ def empty_content(text: str) -> str | None:
     """Why the text scorers read (e.g. a JSON contract's answer field) has no content, or None."""
     if not text.strip():
         return "the answer has no content (its answer text is empty)"
+    if _WORDLESS.fullmatch(text):
+        return "the answer has no words (only punctuation or symbols): nothing to score"
     return None
 
 
