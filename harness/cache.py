@@ -76,8 +76,7 @@ def _bad_vectors(found: Mapping[str, bytes]) -> list[str]:
     bad = [k for k, v in found.items() if len(v) != length]
     good = [k for k, v in found.items() if len(v) == length]
     rows = np.frombuffer(b"".join(found[k] for k in good), dtype=np.float32).reshape(len(good), length // 4)
-    mask: np.ndarray = np.isfinite(rows).all(axis=1)
-    finite = [bool(x) for x in mask]
+    finite: list[bool] = np.asarray(np.isfinite(rows).all(axis=1), dtype=bool).tolist()
     return bad + [k for k, ok in zip(good, finite, strict=True) if not ok]
 
 
