@@ -262,3 +262,57 @@ def test_bad_return_value_is_an_error_value(cache: Cache) -> None:
     assert [r.error_kind for r in out] == ["internal", "internal"]
     assert "expected str" in (out[0].error or "") and "ValueError" in (out[1].error or "")
     assert cache.count(CACHE_NS) == 0
+
+
+def test_empty_text_is_a_typed_error_never_retried_or_cached(cache: Cache) -> None:
+    class Empty(ScriptedGenerator):
+        async def agenerate(self, req: GenerationRequest) -> tuple[str, dict[str, int]]:
+            self.calls.append((req.case_id, time.monotonic()))
+            return ("" if req.case_id == "q0" else "  \n"), {}
+
+    gen = Empty()
+    out = generate_all(gen, reqs(2), cache, **FAST)
+    assert [r.error_kind for r in out] == ["empty_response", "empty_response"]
+    assert [r.attempts for r in out] == [1, 1] and len(gen.calls) == 2 and cache.count(CACHE_NS) == 0
+    assert "no text" in (out[0].error or "") and "whitespace" in (out[1].error or "")
+    # an empty text cached by an older version is a miss, not an answer
+    ok = ScriptedGenerator()
+    cache.put_many_json(CACHE_NS, {cache_key(ok, reqs(1)[0]): {"text": " ", "usage": {}}})
+    again = generate_all(ok, reqs(1), cache)
+    assert not again[0].cache_hit and again[0].text == "QUESTION 0"
+
+
+def test_finish_reason_travels_with_the_text_into_the_cache(cache: Cache) -> None:
+    class Finishing(ScriptedGenerator):
+        async def agenerate(self, req: GenerationRequest) -> tuple[str, dict[str, int], str | None]:  # type: ignore[override]
+            self.calls.append((req.case_id, time.monotonic()))
+            return "partial", {}, {"q0": "length", "q1": "stop"}.get(req.case_id)
+
+    gen = Finishing()
+    out = generate_all(gen, reqs(3), cache)
+    assert [r.finish_reason for r in out] == ["length", "stop", None]
+    assert [r.truncated for r in out] == [True, False, False]
+    hits = generate_all(gen, reqs(3), cache)
+    assert all(r.cache_hit for r in hits) and [r.finish_reason for r in hits] == ["length", "stop", None]
+    assert generate_all(ScriptedGenerator(), reqs(1), None)[0].finish_reason == "stop"  # (text, usage): finished
+
+
+def test_prepare_runs_once_outside_the_timeout(cache: Cache) -> None:
+    class Cold(ScriptedGenerator):
+        prepared = 0
+
+        async def aprepare(self) -> None:
+            self.prepared += 1
+            time.sleep(0.3)  # blocking, like a cold import; the per-call timeout is 0.1 s
+
+    gen = Cold()
+    out = generate_all(gen, reqs(4), cache, timeout_s=0.1, **FAST)
+    assert [r.attempts for r in out] == [1] * 4 and all(r.ok for r in out) and gen.prepared == 1
+
+    class Broken(ScriptedGenerator):
+        async def aprepare(self) -> None:
+            raise GenerationError("config", "no key for sk-abcdefghijklmnop", retryable=False)
+
+    out = generate_all(Broken(model="other"), reqs(2), cache)
+    assert [r.error_kind for r in out] == ["config", "config"] and [r.attempts for r in out] == [0, 0]
+    assert "sk-abc" not in (out[0].error or "") and "***" in (out[0].error or "")
