@@ -87,6 +87,23 @@ def decode_json(value: bytes) -> tuple[bool, Any]:
         return False, None
 
 
+def _is_ranking(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(hit, list) and len(hit) == 2 and isinstance(hit[0], str)
+        and isinstance(hit[1], int | float) and not isinstance(hit[1], bool) for hit in value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+JSON_SHAPES: dict[str, Callable[[Any], bool]] = {
+    "rankings": _is_ranking,  # [[doc id, score], ...]
+    "lm_pmi": _is_number,
+    "hashes": lambda v: isinstance(v, dict) and isinstance(v.get("sha256"), str),
+}
+
+
 def _timeout() -> float:
     raw = os.environ.get("HARNESS_CACHE_TIMEOUT", "")
     try:
@@ -216,12 +233,16 @@ class Cache:
     def get_json(self, ns: str, key: str) -> Any | None:
         return self.get_many_json(ns, [key]).get(key)
 
-    def get_many_json(self, ns: str, keys: Iterable[str]) -> dict[str, Any]:
+    def get_many_json(self, ns: str, keys: Iterable[str], *,
+                      valid: Callable[[Any], bool] | None = None) -> dict[str, Any]:
+        """Decoded values found and intact; a value that does not decode, or does not have its namespace's
+        shape (``valid``, default: :data:`JSON_SHAPES`), is a damaged miss."""
         keys = list(dict.fromkeys(keys))
+        shape = valid or JSON_SHAPES.get(ns)
         out: dict[str, Any] = {}
         for k, raw in self._fetch(ns, keys).items():
             ok, value = decode_json(raw)
-            if ok:
+            if ok and (shape is None or shape(value)):
                 out[k] = value
             else:
                 self.damaged[ns] += 1
@@ -299,7 +320,9 @@ class CheckReport:
 def _row_ok(ns: str, key: str, value: bytes) -> bool:
     if ns == "embeddings":
         return valid_vector(value)
-    return decode_json(value)[0]
+    ok, decoded = decode_json(value)
+    shape = JSON_SHAPES.get(ns)
+    return ok and (shape is None or shape(decoded))
 
 
 def check(path: str | Path, *, full: bool = True, max_keys: int = 20) -> CheckReport:

@@ -89,7 +89,8 @@ def check_cmd(manifest: Path | None, as_json: bool, repair: bool) -> None:
     if not report.exists:
         click.echo(f"no cache yet at {report.path}")
     elif report.error:
-        click.echo(f"DAMAGED {report.path}: {report.error}", err=True)
+        status = "LOCKED" if "locked" in report.error or "busy" in report.error else "DAMAGED"
+        click.echo(f"{status} {report.path}: {report.error}", err=True)
     else:
         for line in report.integrity[:10]:
             click.echo(f"DAMAGED {report.path}: integrity_check: {line}", err=True)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,12 +24,55 @@ ENV.pop("HARNESS_HOME", None)
 ENV.pop("HARNESS_CACHE_DIR", None)
 
 
-def harness(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", "-q", *args], cwd=cwd, capture_output=True,
-                          text=True, env={**ENV, **(env or {})}, timeout=120)
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def one_error_line(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
+def subprocess_harness(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
+    """The CLI as a user starts it, in its own process."""
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "-q", *args], cwd=cwd, capture_output=True,
+                         text=True, env={**ENV, **(env or {})}, timeout=120)
+    return Result(out.returncode, out.stdout, out.stderr)
+
+
+_MONKEYPATCH: pytest.MonkeyPatch | None = None
+_CAPSYS: pytest.CaptureFixture[str] | None = None
+
+
+@pytest.fixture(autouse=True)
+def _in_process_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
+    global _MONKEYPATCH, _CAPSYS
+    for name in ("HARNESS_HOME", "HARNESS_CACHE_DIR", "HARNESS_CACHE_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    _MONKEYPATCH, _CAPSYS = monkeypatch, capsys
+    yield
+    _MONKEYPATCH = _CAPSYS = None
+
+
+def harness(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
+    """The CLI's entry point (harness.cli.main: exit codes and error lines as a user sees them), run in this
+    process to keep the tests fast."""
+    from harness.cli import main
+
+    assert _MONKEYPATCH is not None and _CAPSYS is not None
+    with _MONKEYPATCH.context() as m:
+        m.chdir(cwd)
+        for k, v in (env or {}).items():
+            m.setenv(k, v)
+        _CAPSYS.readouterr()
+        try:
+            main(["-q", *args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out = _CAPSYS.readouterr()
+    return Result(code, out.out, out.err)
+
+
+def one_error_line(out: Result, code: int = 2) -> str:
     assert out.returncode == code, out.stdout + out.stderr
     assert "internal error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
     lines = out.stderr.strip().splitlines()
@@ -142,14 +186,16 @@ def test_damaged_entries_are_misses_and_counted(tmp_path: Path) -> None:
     db.execute("UPDATE embeddings SET v = ?, c = ? WHERE k = 'c'", (nan, checksum("embeddings", "c", nan)))
     bad_json = b'[["d2", 0.2'
     db.execute("UPDATE rankings SET v = ?, c = ? WHERE k = 'r2'", (bad_json, checksum("rankings", "r2", bad_json)))
+    shape = b'{"d1": 0.5}'  # decodes, but is not a ranking
+    db.execute("INSERT INTO rankings VALUES ('r3', ?, ?)", (shape, checksum("rankings", "r3", shape)))
     db.commit()
     db.close()
 
     cache = Cache(path)
     assert set(cache.get_many("embeddings", ["a", "b", "c", "d", "e"])) == {"d", "e"}  # b: not the common length
-    assert cache.get_many_json("rankings", ["r1", "r2"]) == {"r1": [["d1", 0.5]]}
-    assert cache.damaged == {"embeddings": 3, "rankings": 1} and cache.damaged_total == 4
-    assert (cache.hits, cache.misses) == (3, 4)
+    assert cache.get_many_json("rankings", ["r1", "r2", "r3"]) == {"r1": [["d1", 0.5]]}
+    assert cache.damaged == {"embeddings": 3, "rankings": 2} and cache.damaged_total == 5
+    assert (cache.hits, cache.misses) == (3, 5)
     assert set(cache.get_many("embeddings", ["b", "d"])) == set()  # two lengths, one each: neither is trusted
     assert set(cache.get_many("embeddings", ["b", "d"], valid=lambda v: len(v) == 16)) == {"d"}
     cache.damaged.clear()
@@ -228,7 +274,7 @@ def _header_only(db: Path) -> None:
 def test_a_damaged_cache_file_is_one_error_line_with_the_remedy(ran: Path, damage) -> None:  # type: ignore[no-untyped-def]
     db = cache_db(ran)
     damage(db)
-    line = one_error_line(harness("run", cwd=ran))
+    line = one_error_line((subprocess_harness if damage is _garbage else harness)("run", cwd=ran))
     assert str(db) in line and "`harness cache check`" in line and "`harness cache clear`" in line
     assert harness("lock", cwd=ran).returncode == 2  # lock memoises hashes in the same cache
 
@@ -247,7 +293,7 @@ def test_a_cache_locked_forever_is_one_error_line_not_a_hang(ran: Path) -> None:
     holder.execute("BEGIN EXCLUSIVE")
     try:
         t0 = time.monotonic()
-        line = one_error_line(harness("run", cwd=ran, env={"HARNESS_CACHE_TIMEOUT": "0.3"}))
+        line = one_error_line(subprocess_harness("run", cwd=ran, env={"HARNESS_CACHE_TIMEOUT": "0.3"}))
         assert time.monotonic() - t0 < 30
         assert "is locked by another process (waited 0.3 s)" in line and "harness cache clear" in line
     finally:
