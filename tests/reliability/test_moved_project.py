@@ -4,30 +4,61 @@ pins and files inside the project and writes nothing outside it (issue 10)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_project
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-ENV.pop("HARNESS_HOME", None)
-ENV.pop("HARNESS_CACHE_DIR", None)
 GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t", "-c", "init.defaultBranch=main"]
 RECIPE_V2 = 'type = "hnsw"\nM = 8\nef_search = 16\n'
 
 
-def harness(*args: str, cwd: Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**ENV, **({"HARNESS_HOME": str(home)} if home else {})}
-    return subprocess.run([sys.executable, "-m", "harness.cli", "-q", *args], cwd=cwd, capture_output=True,
-                          text=True, env=env, timeout=120)
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def ok(out: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+_MONKEYPATCH: pytest.MonkeyPatch | None = None
+_CAPSYS: pytest.CaptureFixture[str] | None = None
+
+
+@pytest.fixture(autouse=True)
+def _in_process_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
+    global _MONKEYPATCH, _CAPSYS
+    for name in ("HARNESS_HOME", "HARNESS_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    _MONKEYPATCH, _CAPSYS = monkeypatch, capsys
+    yield
+    _MONKEYPATCH = _CAPSYS = None
+
+
+def harness(*args: str, cwd: Path, home: Path | None = None) -> Result:
+    """The CLI's entry point (harness.cli.main), in this process to keep the tests fast."""
+    from harness.cli import main
+
+    assert _MONKEYPATCH is not None and _CAPSYS is not None
+    with _MONKEYPATCH.context() as m:
+        m.chdir(cwd)
+        if home is not None:
+            m.setenv("HARNESS_HOME", str(home))
+        _CAPSYS.readouterr()
+        try:
+            main(["-q", *args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out = _CAPSYS.readouterr()
+    return Result(code, out.out, out.err)
+
+
+def ok(out: Result) -> Result:
     assert out.returncode == 0, out.stdout + out.stderr
     return out
 
