@@ -27,7 +27,7 @@ from harness.generate.engine import CACHE_NS
 from harness.testing import FakeOpenAIServer, Fault
 from tests.conftest import add_generation, make_project
 
-FAST: dict[str, Any] = {"backoff_base_s": 0.01, "backoff_max_s": 0.02, "max_retries": 2, "timeout_s": 0.4}
+FAST: dict[str, Any] = {"backoff_base_s": 0.01, "backoff_max_s": 0.02, "max_retries": 2, "timeout_s": 1.0}
 TARGET = "Question 1?"
 
 
@@ -64,7 +64,7 @@ MODES: dict[str, tuple[list[Fault], int | None, str | None, int, bool]] = {
     "503": ([Fault.unavailable()], 1, None, 2, True),
     "connection reset": ([Fault.connection_reset()], 1, None, 2, True),
     "connection closed": ([Fault.disconnect()], 1, None, 2, True),
-    "timeout": ([Fault.slow(1.5)], 1, None, 2, True),
+    "timeout": ([Fault.slow(2.5)], 1, None, 2, True),
     "malformed body (not JSON)": ([Fault.invalid_json()], 1, None, 2, True),
     "malformed body (no choices)": ([Fault.missing_choices()], 1, None, 2, True),
     "empty content": ([Fault.empty()], None, "empty_response", 1, False),
@@ -77,7 +77,7 @@ MODES: dict[str, tuple[list[Fault], int | None, str | None, int, bool]] = {
     "always 503": ([Fault.unavailable(retry_after=0.01)], None, "server_error", 3, False),
     "always 429": ([Fault.rate_limit(retry_after=0.01)], None, "rate_limit", 3, False),
     "always reset": ([Fault.connection_reset()], None, "connection", 3, False),
-    "always timeout": ([Fault.slow(1.5)], None, "timeout", 3, False),
+    "always timeout": ([Fault.slow(2.5)], None, "timeout", 3, False),
     "always malformed": ([Fault.invalid_json()], None, "malformed_response", 3, False),
 }
 
@@ -125,18 +125,18 @@ def test_content_filter_is_final_and_not_paid_for_again(server: FakeOpenAIServer
 def test_client_setup_is_outside_the_call_timeout(server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """A cold process spends most of a second (several on a loaded machine) importing ``openai`` and
     building the client; with that inside the per-call timeout the first batch timed out and was
-    sent again. Here the client takes 0.8 s to build and the timeout is 0.5 s."""
+    sent again. Here the client takes 1.5 s to build and the timeout is 1 s."""
     import openai
 
     class SlowClient(openai.AsyncOpenAI):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            time.sleep(0.8)  # blocking, like an import
+            time.sleep(1.5)  # blocking, like an import
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(openai, "AsyncOpenAI", SlowClient)
     server.latency_s = 0.05
     g = GENERATORS.build("openai", {"base_url": server.base_url, "model": "fake-model"})
-    out = generate_all(g, _reqs(6), None, concurrency=6, timeout_s=0.5, max_retries=2, backoff_base_s=0.01)
+    out = generate_all(g, _reqs(6), None, concurrency=6, timeout_s=1.0, max_retries=2, backoff_base_s=0.01)
     assert [r.error for r in out] == [None] * 6
     assert [r.attempts for r in out] == [1] * 6 and server.requests_received == 6  # nothing sent twice
 
