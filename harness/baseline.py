@@ -220,11 +220,13 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
     project, wherever the baseline's run was made (a moved, copied or cloned project refers to its own
     files).
     """
+    from harness.hashing import project_root as confinement_root
     from harness.manifest import Artifact, load_manifest, resolve_content
     from harness.snapshots import blob_path
     from harness.storage import atomic_write_text
 
     root = layout.project or project_root(loaded.path)
+    bound = confinement_root(loaded.base_dir)  # where artifact paths may lead: the git work tree, else root
     current_manifest = loaded.path.resolve()
     # The baseline's relative paths are relative to its own manifest's folder: re-base them onto ours.
     run_dir = root.resolve() / _manifest_position(run, root, current_manifest).parent
@@ -247,9 +249,9 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
             continue
         if art.path is not None:
             dst = resolve_content(art, loaded.base_dir)
-            if not _inside(dst, root):
+            if not (_inside(dst, root) or _inside(dst, bound)):
                 raise HarnessError(f"cannot roll back '{role}': its file {art.path} lies outside the project "
-                                   f"{root}; nothing was changed",
+                                   f"{bound}; nothing was changed",
                                    hint="restore that file by hand, or roll back to a run made in this project")
             src = blob_path(layout, art)
             if src is None:

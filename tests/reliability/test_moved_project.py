@@ -180,3 +180,29 @@ def test_rollback_refuses_a_snapshot_that_does_not_match_its_pin(tmp_path: Path)
     assert "does not match its pin" in out.stderr and "nothing was changed" in out.stderr
     assert (root / "indexes" / "flat.toml").read_text() == RECIPE_V2
     assert (root / "harness.toml").read_text() == manifest_before
+
+
+def test_rollback_refuses_to_write_a_file_outside_the_project(tmp_path: Path) -> None:
+    """An artifact that opted in to living outside the project is restored by hand, never by rollback."""
+    root = tmp_path / "proj"
+    make_project(root)
+    shared = tmp_path / "shared" / "flat.toml"
+    shared.parent.mkdir()
+    shared.write_text((root / "indexes" / "flat.toml").read_text())
+    manifest = root / "harness.toml"
+    manifest.write_text(manifest.read_text().replace('path = "indexes/flat.toml"',
+                                                     'path = "../shared/flat.toml"\nallow_outside = true'))
+    ok(harness("lock", cwd=root))
+    ok(harness("run", cwd=root))
+    ok(harness("baseline", "promote", cwd=root))
+    shared.write_text(RECIPE_V2)
+    ok(harness("lock", cwd=root))
+    ok(harness("run", cwd=root))
+    manifest_before = manifest.read_text()
+    outside = listing(tmp_path, skip=root)
+
+    out = harness("rollback", cwd=root)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "lies outside the project" in out.stderr and "nothing was changed" in out.stderr
+    assert listing(tmp_path, skip=root) == outside and shared.read_text() == RECIPE_V2
+    assert manifest.read_text() == manifest_before
