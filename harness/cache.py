@@ -87,6 +87,11 @@ def decode_json(value: bytes) -> tuple[bool, Any]:
         return False, None
 
 
+def _as_bytes(value: Any) -> bytes:
+    """A stored value as bytes (a row written as text or a number by another tool still compares)."""
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else str(value).encode("utf-8")
+
+
 def _is_ranking(value: Any) -> bool:
     return isinstance(value, list) and all(
         isinstance(hit, list) and len(hit) == 2 and isinstance(hit[0], str)
@@ -193,7 +198,7 @@ class Cache:
                 chunk = keys[i : i + _BATCH]
                 marks = ",".join("?" * len(chunk))
                 for k, v, c in db.execute(f"SELECT k, v, c FROM {table} WHERE k IN ({marks})", chunk):
-                    value = bytes(v) if isinstance(v, bytes | bytearray | memoryview) else str(v).encode("utf-8")
+                    value = _as_bytes(v)
                     if c is None:
                         self.unchecked[ns] += 1
                     elif c != checksum(ns, k, value):
@@ -349,7 +354,7 @@ def check(path: str | Path, *, full: bool = True, max_keys: int = 20) -> CheckRe
             columns = {row[1] for row in db.execute(f"PRAGMA table_info({ns})")}
             select = f"SELECT k, v, {'c' if 'c' in columns else 'NULL'} FROM {ns}"
             for k, v, c in db.execute(select):
-                value = bytes(v) if isinstance(v, bytes | bytearray | memoryview) else str(v).encode("utf-8")
+                value = _as_bytes(v)
                 ns_report.rows += 1
                 ns_report.bytes += len(value)
                 if c is None:
@@ -379,7 +384,7 @@ def repair(path: str | Path) -> dict[str, int]:
             db = cache._conn()
             for ns in NAMESPACES:
                 bad = [k for k, v, c in db.execute(f"SELECT k, v, c FROM {ns} WHERE c IS NOT NULL")
-                       if c != checksum(ns, k, bytes(v)) or not _row_ok(ns, k, bytes(v))]
+                       if c != checksum(ns, str(k), _as_bytes(v)) or not _row_ok(ns, str(k), _as_bytes(v))]
                 for i in range(0, len(bad), _BATCH):
                     chunk = bad[i : i + _BATCH]
                     db.execute(f"DELETE FROM {ns} WHERE k IN ({','.join('?' * len(chunk))})", chunk)

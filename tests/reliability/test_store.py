@@ -311,7 +311,8 @@ def test_cache_check_repair_clear_and_stats(ran: Path, raw_db: sqlite3.Connectio
     counts = {ns: v["rows"] for ns, v in json.loads(stats.stdout)["namespaces"].items()}
     assert counts["rankings"] == 4 and counts["embeddings"] > 0
 
-    raw_db.execute("UPDATE rankings SET c = 'x' WHERE rowid IN (SELECT rowid FROM rankings LIMIT 1)")
+    raw_db.execute("UPDATE rankings SET c = 'x', v = 'text, not a blob' "
+                   "WHERE rowid IN (SELECT rowid FROM rankings LIMIT 1)")
     raw_db.commit()
     check = harness("cache", "check", cwd=ran)
     assert check.returncode == 1
