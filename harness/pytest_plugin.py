@@ -16,11 +16,17 @@ What it collects (``harness.toml::<case id>``, then ``harness.toml::gate``):
   broken threshold's value, limit and the score's explanation. A thresholded metric that is unscored
   for the case (``None``: no relevance judgments, no facts, ...) is not a failure by default: the
   threshold is skipped, and the case is skipped when nothing else was checked
-  (``--harness-unscored=fail`` makes it a failure). A threshold on a metric the run does not produce
-  fails. A case with no thresholds passes unless it has an error.
+  (``--harness-unscored=fail`` makes it a failure). A case with no thresholds passes unless it has an
+  error.
 - one gate item applying the manifest's ``[[gates]]`` rules to this session's run and its diff
-  against the baseline; it fails listing the failed rules, and skips (with the reason) when the
-  manifest has no rules or every rule skipped (e.g. drop rules with no baseline).
+  against the baseline, exactly as ``harness gate`` (the same p-values: the diff's one family); it
+  fails listing the failed checks (a drop rule with no baseline fails unless
+  ``--harness-allow-no-baseline``; errored cases fail unless an ``error_rate`` rule allows them), and
+  skips (with the reason) when the manifest has no rules or every rule skipped.
+
+Configuration mistakes are one usage error before anything runs: a manifest file that does not
+exist or does not load, a threshold naming a metric the manifest's scorers do not produce, a gate
+rule naming an unknown metric, stage or segment tag (each with a did-you-mean).
 
 When the manifest is in the collection arguments (``pytest``, ``pytest .``, or given by the
 ``--harness-manifest`` flag) its cases are collected; ``pytest tests/test_x.py`` with only the ini
