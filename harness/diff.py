@@ -432,6 +432,14 @@ def _pairs(run: RunResult, ids: Sequence[str], k: int, level: int) -> tuple[list
 def compute_diff(
     base: RunResult, head: RunResult, settings: DiffSettings | None = None, layout: Layout | None = None
 ) -> Diff:
+    """Compare ``head`` with ``base`` case by case (see the module docstring).
+
+    The adjusted p-values are corrected over one family, the same for every reader (diff, gate, report,
+    pytest): the metric x segment tests that can reach significance with the cases that changed
+    (:func:`harness.stats.multiple.tarone_family` on the smallest p-value each test can give). A test
+    where no case changed cannot vary; one with too few changed cases cannot pass ``alpha / K``; both
+    stay out (``in_family = False``, ``p_adjusted = None``) instead of raising everyone else's bar.
+    """
     from harness.stats import benjamini_hochberg, calibration_drift, holm
     from harness.stats.multiple import tarone_family
 
