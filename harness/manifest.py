@@ -393,8 +393,8 @@ def _check_recipe(p: Path, text: str, index: Artifact, base_dir: Path) -> None:
     try:
         normalize_recipe(raw)
     except (TypeError, ValueError):
-        bad = next(k for k, v in raw.items() if k not in ("type", "metric", "factory") and not _int_like(v))
-        raise error(bad, f"expected an integer, got {raw[bad]!r}") from None
+        bad = next((k for k, v in raw.items() if k not in ("type", "metric", "factory") and not _int_like(v)), None)
+        raise error(bad, "expected an integer" + (f", got {raw[bad]!r}" if bad else "")) from None
     except HarnessError as exc:
         raise error(None, exc.message, exc.hint) from None
 
