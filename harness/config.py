@@ -152,6 +152,13 @@ def _load_yaml(path: Path, text: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
         raise InputError(path, f"malformed YAML: {problem}", line=None if mark is None else mark.line + 1) from None
+    except ValueError as exc:  # an integer longer than Python's conversion limit (4300 digits)
+        raise InputError(path, f"malformed YAML: {_value_error(exc)}") from None
+
+
+def _value_error(exc: ValueError) -> str:
+    text = " ".join(str(exc).split())
+    return "a number has more digits than can be read (4300)" if "digits" in text else text
 
 
 def _load_toml(path: Path, text: str) -> Any:
@@ -162,6 +169,8 @@ def _load_toml(path: Path, text: str) -> Any:
         line = int(m.group(1)) if m else (text.count("\n") + 1 if "end of document" in str(exc) else None)
         msg = " ".join(re.sub(r" \(at (line \d+, column \d+|end of document)\)", "", str(exc)).split())
         raise InputError(path, f"malformed TOML: {msg}", line=line) from None
+    except ValueError as exc:  # an integer longer than Python's conversion limit (4300 digits)
+        raise InputError(path, f"malformed TOML: {_value_error(exc)}") from None
 
 
 def _line_of_key(text: str, dotted: str) -> int | None:

@@ -169,7 +169,12 @@ def load_contracts(folder: str | Path) -> ContractSet:
                 where = f"contracts.{c.name}.checks"
                 if isinstance(chk.schema_, str):
                     ref = base / chk.schema_
-                    if not ref.is_file():
+                    try:
+                        found = ref.is_file()
+                    except OSError as exc:  # a name too long for the file system, ...
+                        raise InputError(path, f"schema file {chk.schema_[:60]!r}: {exc.strerror or exc}",
+                                         field=where) from None
+                    if not found:
                         raise InputError(path, f"schema file {chk.schema_!r} not found beside it", field=where)
                     if not Path(os.path.realpath(ref)).is_relative_to(os.path.realpath(base)):
                         # only the validators folder is pinned: a schema elsewhere could change unseen

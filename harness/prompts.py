@@ -56,6 +56,9 @@ class PromptTemplate:
                                  field=f"messages.{i}.content") from None
             except RecursionError:
                 raise InputError(self.source, "template nested too deeply", field=f"messages.{i}.content") from None
+            except Exception as exc:  # e.g. an integer literal Python will not convert (over 4300 digits)
+                raise InputError(self.source, f"template does not compile: {type(exc).__name__}: {_one_line(exc)}",
+                                 field=f"messages.{i}.content") from None
         return out
 
     def check(self, cases: Sequence[GoldenCase], passages: list[dict[str, Any]], contracts: ContractSet | None) -> None:
