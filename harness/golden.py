@@ -82,7 +82,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _DECODER = json.JSONDecoder(parse_constant=_no_constants, object_pairs_hook=_unique_keys)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _BOM = b"\xef\xbb\xbf"
-_WS = re.compile(r"[ \t\n\r]*")
+
+
+_JSON_WS = " \t\r\n"
 
 
 def parse_json_line(path: str | Path, raw: bytes, lineno: int, offset: int) -> Any:
@@ -99,8 +101,8 @@ def parse_json_line(path: str | Path, raw: bytes, lineno: int, offset: int) -> A
         raise InputError(path, f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at byte offset {offset + exc.start} "
                                f"(column {exc.start + 1}): {exc.reason}", line=lineno) from None
     try:
-        value, end = _DECODER.raw_decode(text, _WS.match(text, 0).end())  # type: ignore[union-attr]
-        if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]
+        value, end = _DECODER.raw_decode(text, len(text) - len(text.lstrip(_JSON_WS)))
+        if text[end:].strip(_JSON_WS):
             raise json.JSONDecodeError("Extra data after the JSON value (one value per line)", text, end)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}", line=lineno) from None
