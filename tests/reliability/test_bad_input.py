@@ -258,3 +258,48 @@ def test_sanitizer_keeps_valid_text_and_escapes_the_rest() -> None:
     root.text = "\x02"
     ET.SubElement(root, "c").tail = "\x03"
     ET.fromstring(ET.tostring(sanitize_tree(root)))
+
+
+IFEVAL_INPUT = _line({"key": 1, "prompt": "Say hi", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]})
+IFEVAL_RESPONSE = _line({"prompt": "Say hi", "response": "hi there"})
+
+
+@pytest.mark.parametrize(("which", "data", "where"), [
+    ("input", IFEVAL_INPUT + b'{"key": 2, "prompt": "caf\xe9"}\n',
+     r"input.jsonl:2: not UTF-8 text: byte 0xe9 at byte offset \d+ \(column 26\)"),
+    ("responses", b'{"prompt": "Say hi", "response": ' + DEEP_JSON + b"}\n",
+     r"responses.jsonl:1: JSON nested more than 100 levels deep"),
+    ("responses", b'{"prompt": "Say hi", "response": NaN}\n', r"responses.jsonl:1: NaN is not valid JSON"),
+])
+def test_damaged_ifeval_files_are_exit_2_with_file_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        which: str, data: bytes, where: str) -> None:
+    (tmp_path / "input.jsonl").write_bytes(IFEVAL_INPUT)
+    (tmp_path / "responses.jsonl").write_bytes(IFEVAL_RESPONSE)
+    code, _, err = _cli(capsys, "ifeval", "--input", str(tmp_path / "input.jsonl"),
+                        "--responses", str(tmp_path / "responses.jsonl"), "--json")
+    assert code == 0, err  # the undamaged pair scores
+    (tmp_path / f"{which}.jsonl").write_bytes(data)
+    code, _, err = _cli(capsys, "ifeval", "--input", str(tmp_path / "input.jsonl"),
+                        "--responses", str(tmp_path / "responses.jsonl"), "--json")
+    assert code == 2
+    assert re.fullmatch(rf"error: {re.escape(str(tmp_path))}/{where}.*", err.strip()), err
+
+
+@pytest.mark.parametrize(("name", "data", "where"), [
+    ("corpus.jsonl", b'{"_id": "d1", "text": "caf\xe9"}\n', r"corpus.jsonl:1: not UTF-8 text: byte 0xe9"),
+    ("qrels/test.tsv", b"query-id\tcorpus-id\tscore\nq1\td\xff1\t1\n", r"qrels/test.tsv:2: .*not UTF-8 text"),
+    ("corpus.jsonl", _line({"_id": "d\u001b1", "text": "x"}), r"corpus.jsonl:1: field 'id': .*control characters"),
+])
+def test_damaged_beir_folder_is_exit_2_and_nothing_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              name: str, data: bytes, where: str) -> None:
+    src = tmp_path / "beir"
+    (src / "qrels").mkdir(parents=True)
+    (src / "corpus.jsonl").write_bytes(_line({"_id": "d1", "title": "t", "text": "backups run hourly"}))
+    (src / "queries.jsonl").write_bytes(_line({"_id": "q1", "text": "how often do backups run"}))
+    (src / "qrels" / "test.tsv").write_bytes(b"query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    (src / name).write_bytes(data)
+    out = tmp_path / "out"
+    code, _, err = _cli(capsys, "import", "beir", str(src), "--out", str(out))
+    assert code == 2, err
+    assert re.fullmatch(rf"error: {re.escape(str(src))}/{where}.*", err.strip()), err
+    assert not out.exists()
