@@ -93,3 +93,14 @@ def test_invalid_fact_regex_is_an_input_error(tmp_path: Path) -> None:
     path = _golden(tmp_path, raw='{"id": "a", "query": "x", "facts": [{"regex": "8 GB (RAM"}]}\n')
     with pytest.raises(InputError, match=r"cases.jsonl:1: field 'facts.0.regex': invalid regex"):
         load_golden(path, DOC_IDS)
+
+
+def test_parquet_rows_must_be_plain_json_data(tmp_path: Path) -> None:
+    """Arrow columns can hold NaN and timestamps, which have no canonical JSON form (pins, cache keys)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["d1", "d2"], "text": ["a", "b"],
+                             "metadata": [{"w": 1.0}, {"w": float("nan")}]}), tmp_path / "corpus.parquet")
+    with pytest.raises(InputError, match=r"corpus.parquet:2: field 'metadata.w': nan is not a finite number"):
+        load_corpus(tmp_path / "corpus.parquet")
