@@ -65,7 +65,8 @@ def _materialize(data: dict[str, Any], layout: Layout, role: str) -> dict[str, A
     if path is None:
         raise HarnessError(f"cannot attribute: no snapshot of artifact '{role}' ({art.path}, {art.sha256})",
                            hint="run both manifests with `harness run` in this project first")
-    return {**data, "path": str(path)}
+    # A snapshot is a content-addressed copy the harness made itself, in its own store.
+    return {**data, "path": str(path), "allow_outside": True}
 
 
 _SETTINGS_IGNORED = ("artifacts", "baseline", "gates", "name", "description")

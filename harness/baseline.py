@@ -275,7 +275,7 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, tmp)
         tmp.replace(dst)
-    text = loaded.path.read_text("utf-8")
+    text = loaded.path.read_text("utf-8-sig")
     if loaded.path.suffix in (".yaml", ".yml"):
         import yaml
 

@@ -86,12 +86,17 @@ def main(argv: list[str] | None = None) -> Any:
         msg = exc.format_message()
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             msg += f" (see `{exc.ctx.command_path} --help`)"
-        click.echo(f"error: {msg}", err=True)
+        from harness.redact import redact
+
+        click.echo(f"error: {redact(msg)}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:
         if debug:
             raise
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)", err=True)
+        from harness.redact import redact
+
+        click.echo(f"internal error: {type(exc).__name__}: {redact(str(exc))} (run with --debug for a traceback)",
+                   err=True)
         sys.exit(3)
 
 

@@ -352,4 +352,6 @@ def junit_xml(verdict: Verdict) -> str:
             ET.SubElement(case, "skipped", message=r.message)
         else:
             ET.SubElement(case, "system-out").text = r.message
-    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+    from harness.report.xmltext import sanitize_tree
+
+    return ET.tostring(sanitize_tree(suite), encoding="unicode", xml_declaration=True) + "\n"

@@ -577,7 +577,7 @@ def lock(path: str | Path, memo: HashMemo | None = None) -> dict[str, str]:
     """Compute every pin and write it into the manifest file, keeping its comments and layout."""
     loaded = load_manifest(path)
     pins = {role: compute_pin(art, loaded.base_dir, memo) for role, art in loaded.manifest.artifacts.items()}
-    text = loaded.path.read_text("utf-8")
+    text = loaded.path.read_text("utf-8-sig")
     if loaded.path.suffix in (".yaml", ".yml"):
         import yaml
 

@@ -194,10 +194,14 @@ class _State:
             loaded, _ = self.load()
             run, path = _run_once(config, loaded)
         except HarnessError as exc:
-            self.error = f"harness run failed: {exc}"
+            from harness.redact import redact
+
+            self.error = f"harness run failed: {redact(str(exc))}"
             raise _RunFailed(self.error) from None
         except Exception as exc:
-            self.error = f"harness run failed earlier in this session: {type(exc).__name__}: {exc}"
+            from harness.redact import redact
+
+            self.error = f"harness run failed earlier in this session: {type(exc).__name__}: {redact(str(exc))}"
             raise
         outputs = {o.case_id: o for o in run.outputs}
         scores: dict[str, dict[str, Score]] = {}

@@ -118,6 +118,8 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             "generated": int(generation.stats["generated"]) if generation else 0,
             "generation_errors": int(generation.stats["errors"]) if generation else 0,
             "truncated": int(generation.stats.get("truncated", 0)) if generation else 0,
+            # cache rows that failed their checksum or did not decode: recomputed, never trusted
+            "cache_damaged": cache.damaged_total,
         }
         run = RunResult(
             run_id=new_run_id(),

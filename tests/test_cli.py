@@ -58,4 +58,10 @@ def test_init_scaffolds_a_project_that_runs(tmp_path: Path) -> None:
     agg = json.loads(run.stdout)["aggregates"]
     assert agg["recall@5"] == 1.0 and agg["answer_contains"] >= 0.5
     gate = _cli("-q", "gate", cwd=target)
-    assert gate.returncode == 0, gate.stdout + gate.stderr  # no baseline yet: floors apply, drops skip
+    # no baseline yet: a drop rule cannot judge, so the gate fails and says how to get one
+    assert gate.returncode == 1, gate.stdout + gate.stderr
+    assert "harness baseline promote" in gate.stdout + gate.stderr
+    assert _cli("-q", "gate", "--allow-no-baseline", cwd=target).returncode == 0  # floors still apply
+    assert _cli("-q", "baseline", "promote", cwd=target).returncode == 0
+    gate = _cli("-q", "gate", cwd=target)
+    assert gate.returncode == 0, gate.stdout + gate.stderr

@@ -81,10 +81,11 @@ def lock_cmd(manifest: Path | None) -> None:
       harness lock --manifest harness.toml
     """
     from harness.cache import Cache
-    from harness.manifest import HashMemo, find_manifest, lock
+    from harness.manifest import HashMemo, find_manifest, load_manifest, lock
     from harness.storage import Layout
 
     path = manifest or find_manifest()
+    load_manifest(path)  # a rejected manifest leaves nothing behind, not even an empty cache
     cache = Cache(Layout.for_manifest(path).cache_db)
     try:
         pins = lock(path, HashMemo(cache))

@@ -21,4 +21,5 @@ def init_cmd(folder: Path, name: str | None, force: bool) -> None:
     from harness.scaffold import scaffold
 
     path = scaffold(folder, name, force)
-    click.echo(f"created {path} (locked); next: harness run --manifest {path}")
+    click.echo(f"created {path} (locked); next: harness run, harness baseline promote, and after a change "
+               f"harness gate (--manifest {path})")
