@@ -17,8 +17,8 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from harness.cli import main
 from tests.conftest import add_generation, make_project
+from tests.reliability.clirun import cli_in_process
 
 Damage = Callable[[bytes], bytes]
 
@@ -162,15 +162,7 @@ def _project(root: Path, target: str, damage: Damage) -> Path:
     return manifest
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main(["-q", *args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_cli = cli_in_process
 
 
 def _harness_files(root: Path) -> list[str]:

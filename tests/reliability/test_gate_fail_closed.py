@@ -14,30 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
 from harness.manifest import lock
 from tests.conftest import add_generation, make_project
+from tests.reliability.clirun import cli_in_process
 
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run the CLI in-process as ``harness -q ARGS`` and return (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        main(["-q", *args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-@pytest.fixture
-def proj(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv("HARNESS_HOME", raising=False)
-    monkeypatch.delenv("HARNESS_CACHE_DIR", raising=False)
-    monkeypatch.chdir(tmp_path)
-    make_project(tmp_path, lock=False)
-    return tmp_path
+cli = cli_in_process
 
 
 def with_gates(root: Path, gates: str) -> Path:

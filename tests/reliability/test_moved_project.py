@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_project
+from tests.reliability.clirun import cli_in_process
 
 GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t", "-c", "init.defaultBranch=main"]
 RECIPE_V2 = 'type = "hnsw"\nM = 8\nef_search = 16\n'
@@ -41,21 +42,14 @@ def _in_process_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
 
 def harness(*args: str, cwd: Path, home: Path | None = None) -> Result:
     """The CLI's entry point (harness.cli.main), in this process to keep the tests fast."""
-    from harness.cli import main
 
     assert _MONKEYPATCH is not None and _CAPSYS is not None
     with _MONKEYPATCH.context() as m:
         m.chdir(cwd)
         if home is not None:
             m.setenv("HARNESS_HOME", str(home))
-        _CAPSYS.readouterr()
-        try:
-            main(["-q", *args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out = _CAPSYS.readouterr()
-    return Result(code, out.out, out.err)
+        code, out, err = cli_in_process(_CAPSYS, *args)
+    return Result(code, out, err)
 
 
 def ok(out: Result) -> Result:

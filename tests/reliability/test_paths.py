@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
 from harness.hashing import sha256_file
 from tests.conftest import DOCS, add_generation, make_project, write_jsonl
+from tests.reliability.clirun import cli_in_process
 
 
 @pytest.fixture(autouse=True)
@@ -28,15 +28,7 @@ def _no_shared_state(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HARNESS_CACHE_DIR", raising=False)
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main(["-q", *args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_cli = cli_in_process
 
 
 def _store_files(root: Path) -> list[Path]:

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import make_project
+from tests.reliability.clirun import cli_in_process
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 ENV.pop("HARNESS_HOME", None)
@@ -55,21 +56,14 @@ def _in_process_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
 def harness(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
     """The CLI's entry point (harness.cli.main: exit codes and error lines as a user sees them), run in this
     process to keep the tests fast."""
-    from harness.cli import main
 
     assert _MONKEYPATCH is not None and _CAPSYS is not None
     with _MONKEYPATCH.context() as m:
         m.chdir(cwd)
         for k, v in (env or {}).items():
             m.setenv(k, v)
-        _CAPSYS.readouterr()
-        try:
-            main(["-q", *args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out = _CAPSYS.readouterr()
-    return Result(code, out.out, out.err)
+        code, out, err = cli_in_process(_CAPSYS, *args)
+    return Result(code, out, err)
 
 
 def one_error_line(out: Result, code: int = 2) -> str:
