@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -110,11 +111,27 @@ JSON_SHAPES: dict[str, Callable[[Any], bool]] = {
 
 
 def _timeout() -> float:
-    raw = os.environ.get("HARNESS_CACHE_TIMEOUT", "")
-    try:
-        return max(0.0, float(raw)) if raw else DEFAULT_TIMEOUT_S
-    except ValueError:
+    """``HARNESS_CACHE_TIMEOUT`` in seconds (default 60); anything but a finite number >= 0 is exit 2."""
+    raw = os.environ.get("HARNESS_CACHE_TIMEOUT", "").strip()
+    if not raw:
         return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise CacheError(f"HARNESS_CACHE_TIMEOUT={raw!r} is not a number of seconds >= 0",
+                         hint="set it to e.g. 60, or unset it for the default of 60 s")
+    return value
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be the cache file although something is there (a directory, a socket, ...)."""
+    if path.is_dir():
+        return "a directory is where the cache file should be"
+    if path.exists() and not path.is_file():
+        return "something that is not a regular file is where the cache file should be"
+    return None
 
 
 def cache_error(path: Path, exc: BaseException, timeout_s: float | None = None) -> CacheError:
@@ -151,6 +168,9 @@ class Cache:
         except OSError as exc:
             raise CacheError(f"cache folder {self.path.parent} cannot be created: {exc}") from None
         self._db: sqlite3.Connection | None = None
+        problem = _not_a_file(self.path)
+        if problem is not None:
+            raise cache_error(self.path, OSError(problem))
         try:
             with self._guard():
                 self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=self.timeout_s)
@@ -334,10 +354,14 @@ def check(path: str | Path, *, full: bool = True, max_keys: int = 20) -> CheckRe
     """SQLite's integrity check plus every row's checksum and decoding, per namespace; never raises
     for a damaged file (the damage is the report)."""
     path = Path(path)
-    report = CheckReport(path=path, exists=path.is_file())
+    timeout = _timeout()
+    report = CheckReport(path=path, exists=path.exists() or path.is_symlink())
     if not report.exists:
         return report
-    timeout = _timeout()
+    problem = _not_a_file(path)
+    if problem is not None:
+        report.error = problem
+        return report
     try:
         db = sqlite3.connect(str(path), timeout=timeout)
     except sqlite3.Error as exc:
@@ -407,12 +431,27 @@ def clear(path: str | Path, namespaces: Iterable[str] = ()) -> list[str]:
         removed = []
         for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"),
                   path.with_name(path.name + "-journal")):
-            if p.exists():
-                p.unlink()
-                removed.append(str(p))
+            if not (p.exists() or p.is_symlink()):
+                continue
+            try:
+                if p.is_dir() and not p.is_symlink():
+                    if any(p.iterdir()):
+                        raise CacheError(f"{p} is a directory holding files where the cache file should be; "
+                                         "it was left alone",
+                                         hint=f"look at it and remove it yourself (rm -r {p}), then run again")
+                    p.rmdir()  # an empty directory in the cache file's place: nothing is lost
+                else:
+                    p.unlink()
+            except OSError as exc:
+                raise CacheError(f"cannot remove {p}: {exc.strerror or exc}",
+                                 hint=f"remove it yourself (rm -r {p})") from None
+            removed.append(str(p))
         return removed
-    if not path.is_file():
+    if not (path.exists() or path.is_symlink()):
         return []
+    problem = _not_a_file(path)
+    if problem is not None:
+        raise CacheError(f"cache {path}: {problem}", hint="`harness cache clear` (no --namespace) removes it")
     cache = Cache(path)
     try:
         with cache._lock, cache._guard():

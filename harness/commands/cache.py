@@ -15,13 +15,29 @@ if TYPE_CHECKING:
     from harness.storage import Layout
 
 
-def _layout(manifest: Path | None) -> Layout:
+def _layout(manifest: Path | None) -> tuple[Layout, bool]:
     """The project's layout from its manifest's place only: these verbs must work when the manifest or
-    the cache is damaged, so the manifest is found, never parsed."""
+    the cache is damaged, so the manifest is found, never parsed. With no manifest found, ``$HARNESS_HOME``
+    (or ``$HARNESS_CACHE_DIR`` alone, for the cache file only) says where the state is. The flag says
+    whether the layout's home (so its stored indexes) is known."""
+    import os
+
+    from harness.errors import ManifestError
     from harness.manifest import find_manifest
     from harness.storage import Layout
 
-    return Layout.for_manifest(manifest if manifest is not None else find_manifest())
+    if manifest is not None:
+        return Layout.for_manifest(manifest), True
+    try:
+        return Layout.for_manifest(find_manifest()), True
+    except ManifestError:
+        home = os.environ.get("HARNESS_HOME")
+        if home:
+            return Layout(home), True
+        cache_dir = os.environ.get("HARNESS_CACHE_DIR")
+        if cache_dir:
+            return Layout(cache_dir), False
+        raise
 
 
 def _index_report(layout: Layout) -> dict[str, Any]:
@@ -68,13 +84,13 @@ def check_cmd(manifest: Path | None, as_json: bool, repair: bool) -> None:
     from harness.cache import check
     from harness.cache import repair as repair_rows
 
-    layout = _layout(manifest)
+    layout, home_known = _layout(manifest)
     report = check(layout.cache_db)
     removed: dict[str, int] = {}
     if repair and report.damaged and not report.error and not report.integrity:
         removed = repair_rows(layout.cache_db)
         report = check(layout.cache_db)
-    indexes = _index_report(layout)
+    indexes = _index_report(layout) if home_known else {"ok": 0, "damaged": {}}
     damaged = report.damaged or bool(indexes["damaged"])
     if as_json:
         click.echo(json.dumps({
@@ -134,16 +150,16 @@ def clear_cmd(manifest: Path | None, namespaces: tuple[str, ...], indexes: bool)
     """
     from harness.cache import clear
 
-    layout = _layout(manifest)
+    layout, home_known = _layout(manifest)
     everything = not namespaces and not indexes
     removed = clear(layout.cache_db, namespaces) if everything or namespaces else []
-    if (everything or indexes) and layout.index_store.is_dir():
+    if (everything or indexes) and home_known and layout.index_store.is_dir():
         shutil.rmtree(layout.index_store)
         removed.append(str(layout.index_store))
     for what in removed:
         click.echo(f"removed {what}")
     if not removed:
-        click.echo(f"nothing to clear at {layout.home}")
+        click.echo(f"nothing to clear at {layout.home if home_known else layout.cache_dir}")
 
 
 @cache_group.command("stats")
@@ -158,7 +174,7 @@ def stats_cmd(manifest: Path | None, as_json: bool) -> None:
     """
     from harness.cache import check
 
-    layout = _layout(manifest)
+    layout, _ = _layout(manifest)
     report = check(layout.cache_db, full=False)
     if report.error:
         from harness.cache import cache_error

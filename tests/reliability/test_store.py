@@ -430,3 +430,57 @@ def test_a_damaged_old_run_among_many_does_not_block_the_latest(ran: Path) -> No
     assert harness("gate", cwd=ran).returncode in (0, 1)
     line = one_error_line(harness("diff", first.stem, cwd=ran))
     assert str(first) in line
+
+
+# --- the cache file's place, its timeout, and the verbs without a manifest ------------------------------
+
+
+def test_a_directory_where_the_cache_file_should_be_is_damaged_and_clear_removes_it(project: Path) -> None:
+    db = cache_db(project)
+    db.mkdir(parents=True)
+    run = one_error_line(harness("run", cwd=project))
+    assert "damaged" in run and "harness cache clear" in run
+    check = harness("cache", "check", cwd=project)
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert "DAMAGED" in check.stderr and "directory" in check.stderr and "no cache yet" not in check.stdout
+    assert json.loads(harness("cache", "check", "--json", cwd=project).stdout)["ok"] is False
+    assert one_error_line(harness("cache", "stats", cwd=project)).count(str(db)) == 1
+    cleared = harness("cache", "clear", cwd=project)
+    assert cleared.returncode == 0, cleared.stderr
+    assert f"removed {db}" in cleared.stdout and not db.exists()
+    assert harness("run", cwd=project).returncode == 0
+
+
+def test_a_directory_holding_files_in_the_cache_files_place_is_named_not_deleted(project: Path) -> None:
+    db = cache_db(project)
+    db.mkdir(parents=True)
+    (db / "precious.txt").write_text("mine")
+    line = one_error_line(harness("cache", "clear", cwd=project))
+    assert str(db) in line and "rm -r" in line
+    assert (db / "precious.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan"])
+def test_a_bad_cache_timeout_is_one_error_line(project: Path, value: str) -> None:
+    for args in (("run",), ("cache", "check")):
+        line = one_error_line(harness(*args, cwd=project, env={"HARNESS_CACHE_TIMEOUT": value}))
+        assert "HARNESS_CACHE_TIMEOUT" in line and repr(value) in line, args
+    assert not cache_db(project).exists()
+
+
+def test_cache_verbs_work_from_harness_home_without_a_manifest(ran: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    home = {"HARNESS_HOME": str(ran / ".harness")}
+    check = harness("cache", "check", cwd=elsewhere, env=home)
+    assert check.returncode == 0, check.stderr
+    assert "rankings     4 entries" in check.stdout
+    assert harness("cache", "stats", "--json", cwd=elsewhere, env=home).returncode == 0
+    only_cache = {"HARNESS_CACHE_DIR": str(ran / ".harness" / "cache")}
+    assert harness("cache", "check", cwd=elsewhere, env=only_cache).returncode == 0
+    cleared = harness("cache", "clear", cwd=elsewhere, env=only_cache)
+    assert cleared.returncode == 0 and not cache_db(ran).exists()
+    assert (ran / ".harness" / "store" / "indexes").is_dir()  # the home is not known: its indexes are kept
+    assert harness("cache", "clear", cwd=elsewhere, env=home).returncode == 0
+    assert not (ran / ".harness" / "store" / "indexes").exists()
+    assert harness("cache", "check", cwd=elsewhere).returncode == 2  # no manifest, no home: exit 2 as before
