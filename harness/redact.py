@@ -31,6 +31,9 @@ MASK = "***"
 _MIN_SECRET = 8  # shorter environment values are placeholders ("x", "test"); replacing them garbles text
 _MIN_FRAGMENT = 4  # visible head/tail of a masked token that must match a known secret
 _MIN_BARE_FRAGMENT = 10  # a prefix/suffix of a known secret shown without mask characters
+_WINDOW = 8  # any part this long of a known secret, found anywhere, is masked (with the token around it)
+_WORD = re.compile(r"[a-z]+")
+_KEY_CHAR = re.compile(r"[A-Za-z0-9_\-]")
 
 _SECRET_NAME = re.compile(r"(?i)(api[_-]?key|token|secret|passw(?:or)?d|credential)")
 _MASK_RUN = r"(?:\*{2,}|•{2,}|…|x{4,}|\.{3,})"
@@ -38,7 +41,7 @@ _MASK_RUN = r"(?:\*{2,}|•{2,}|…|x{4,}|\.{3,})"
 _KEY_SHAPED = re.compile(
     r"(?<![A-Za-z0-9])(?:"
     r"sk-[A-Za-z0-9_\-*•…]+"  # OpenAI-style, including masked forms
-    r"|(?:hf|gh[pousr]|github_pat|glpat|xox[abprs])[_-][A-Za-z0-9_\-*•…]{6,}"
+    r"|(?:hf|gh[pousr]|github_pat|glpat|gsk|xox[abprs])[_-][A-Za-z0-9_\-*•…]{6,}"
     r"|AKIA[0-9A-Z*]{12,}"
     r"|AIza[0-9A-Za-z_\-*]{20,}"
     r")"
@@ -76,6 +79,45 @@ def _masks_secret(token: str, secret: str) -> bool:
     return len(token) >= _MIN_BARE_FRAGMENT and (secret.startswith(token) or secret.endswith(token))
 
 
+def _mask_parts(text: str, known: list[str]) -> str:
+    """``text`` with every run that holds an 8-character part of a known secret replaced by ``***``.
+
+    For each secret, each of its 8-character windows is looked for in ``text`` (``str.find``, at C speed);
+    the characters of every match are marked, so a longer part is the union of its windows, and each marked
+    run is widened to the key characters around it before it is replaced."""
+    marked = bytearray(len(text))
+    found = False
+    for secret in known:
+        for window in {secret[i : i + _WINDOW] for i in range(len(secret) - _WINDOW + 1)}:
+            if _WORD.fullmatch(window):
+                continue
+            at = text.find(window)
+            while at >= 0:
+                marked[at : at + _WINDOW] = b"\1" * _WINDOW
+                found = True
+                at = text.find(window, at + 1)
+    if not found:
+        return text
+    out: list[str] = []
+    i, n, done = 0, len(text), 0  # text[:done] is in ``out``; from the last replaced run on, one char each
+    while i < n:
+        if not marked[i]:
+            out.append(text[i])
+            i += 1
+            continue
+        start, end = i, i
+        while end < n and marked[end]:
+            end += 1
+        while start > done and _KEY_CHAR.match(text[start - 1]):  # widen left over what was copied
+            out.pop()
+            start -= 1
+        while end < n and _KEY_CHAR.match(text[end]):  # and right
+            end += 1
+        out.append(MASK)
+        i = done = end
+    return "".join(out)
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with every credential-like string replaced by ``***`` (see the module docstring).
 
@@ -87,6 +129,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for s in known:
         text = text.replace(s, MASK)
     if known:
+        text = _mask_parts(text, known)
         text = _TOKEN.sub(lambda m: MASK if any(_masks_secret(m.group(0), s) for s in known) else m.group(0), text)
     text = _KEY_SHAPED.sub(MASK, text)
     text = _HEADER_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)

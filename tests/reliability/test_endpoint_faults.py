@@ -251,3 +251,32 @@ def test_redact_catches_keys_whole_masked_and_by_position(monkeypatch: pytest.Mo
     for harmless in ("HTTP 400: max_tokens must be at most 4096 tokens", "basic checks passed",
                      "Rate limit reached (fake)", "export OPENAI_API_KEY=..., or set api_key_env"):
         assert redact(harmless) == harmless
+
+
+GROQ_KEY = "gsk_ABCDEFGHIJKLMNOPQRSTUVWX1234"
+MIDDLE = GROQ_KEY[4:26]  # "ABCDEFGHIJKLMNOPQRSTUV": neither a prefix nor a suffix of the key
+
+
+def test_a_middle_part_of_the_key_echoed_back_is_stored_and_printed_nowhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.reliability.clirun import cli_in_process
+
+    monkeypatch.setenv("OPENAI_API_KEY", GROQ_KEY)
+    monkeypatch.delenv("HARNESS_HOME", raising=False)
+    with FakeOpenAIServer(api_key=GROQ_KEY) as srv:
+        srv.push(Fault(status=400, message=f"Invalid request: key fragment {MIDDLE} is not allowed here"),
+                 match="how often do backups run", times=None)
+        manifest = _project(tmp_path, srv, retries=1)
+        monkeypatch.chdir(tmp_path)
+        code, out, err = cli_in_process(capsys, "run", "--manifest", str(manifest))
+        assert srv.requests_received >= 1
+    assert code in (0, 1), err
+    runs = [p for p in (tmp_path / ".harness" / "runs").rglob("*.json") if '"outputs"' in p.read_text()]
+    assert len(runs) == 1
+    stored = {o["case_id"]: o for o in json.loads(runs[0].read_text())["outputs"]}
+    assert stored["q1"]["extra"]["error_kind"] == "bad_request"
+    assert "key fragment *** is not allowed" in str(stored["q1"]["error"])  # the message is kept
+    for blob, where in [(p.read_bytes(), str(p)) for p in (tmp_path / ".harness").rglob("*") if p.is_file()] \
+            + [(out.encode(), "stdout"), (err.encode(), "stderr")]:
+        for fragment in (MIDDLE, MIDDLE[:8], MIDDLE[-8:], GROQ_KEY[10:20]):
+            assert fragment.encode() not in blob, (fragment, where)
