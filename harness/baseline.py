@@ -211,6 +211,57 @@ def _snapshot_pin(src: Path, params: dict[str, Any]) -> str:
     return digest if not params else sha256_parts(digest, json.dumps(params, sort_keys=True))
 
 
+def _stored(data: dict[str, Any]) -> dict[str, Any]:
+    """An artifact's fields as a manifest spells them: unset ones (None, "", {}) left out, ``kind`` kept."""
+    return {k: v for k, v in data.items() if k == "kind" or v not in (None, "", {})}
+
+
+def _toml_value(value: Any, like: Any) -> Any:
+    """``value`` for tomlkit, written as ``like`` was: a table that was inline stays inline (nested too)."""
+    import tomlkit
+    from tomlkit.items import InlineTable
+
+    if isinstance(value, dict) and isinstance(like, InlineTable | None):
+        table = tomlkit.inline_table()
+        for k, v in value.items():
+            table[k] = _toml_value(v, None)
+        return table
+    return value
+
+
+def _plain(value: Any) -> Any:
+    unwrap = getattr(value, "unwrap", None)
+    return unwrap() if callable(unwrap) else value
+
+
+def _toml_rolled_back(text: str, base_arts: dict[str, dict[str, Any]], restored: list[str]) -> str:
+    """The manifest's text with only the rolled-back artifacts' changed values edited in place (tomlkit),
+    so its comments, order and inline tables are kept, as ``harness lock`` keeps them."""
+    import tomlkit
+
+    doc = tomlkit.parse(text)
+    if "artifacts" not in doc:
+        doc["artifacts"] = tomlkit.table()
+    arts: Any = doc["artifacts"]
+    for role in [r for r in list(arts) if r not in base_arts]:
+        del arts[role]  # the baseline had no such artifact
+    for role in restored:
+        want = _stored(base_arts[role])
+        if role not in arts:
+            table = tomlkit.table()
+            for k, v in want.items():
+                table[k] = _toml_value(v, None)
+            arts[role] = table
+            continue
+        entry = arts[role]
+        for k in [k for k in list(entry) if k not in want and _plain(entry[k]) not in (None, "", {})]:
+            del entry[k]
+        for k, v in want.items():
+            if k not in entry or _plain(entry[k]) != v:
+                entry[k] = _toml_value(v, entry.get(k))
+    return tomlkit.dumps(doc)
+
+
 def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str]:
     """Put the baseline run's pinned artifacts back: files from the snapshot store, pins into the manifest.
 
@@ -282,19 +333,12 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
         data = yaml.safe_load(text)
         data["artifacts"] = base_arts
         atomic_write_text(loaded.path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    else:
-        import tomlkit
+        if text != loaded.path.read_text("utf-8"):
+            import click
 
-        doc = tomlkit.parse(text)
-        table = tomlkit.table()
-        for role, data in base_arts.items():
-            sub = tomlkit.table()
-            for k, v in data.items():
-                if v in (None, "", {}) and k not in ("kind",):
-                    continue
-                sub[k] = v
-            table[role] = sub
-        doc["artifacts"] = table
-        atomic_write_text(loaded.path, tomlkit.dumps(doc))
+            click.echo(f"note: {loaded.path} was rewritten by a YAML dumper: its comments and layout are not "
+                       "kept (a TOML manifest keeps them)", err=True)
+    else:
+        atomic_write_text(loaded.path, _toml_rolled_back(text, base_arts, restored))
     load_manifest(loaded.path)
     return restored

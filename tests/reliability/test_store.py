@@ -484,3 +484,34 @@ def test_cache_verbs_work_from_harness_home_without_a_manifest(ran: Path, tmp_pa
     assert harness("cache", "clear", cwd=elsewhere, env=home).returncode == 0
     assert not (ran / ".harness" / "store" / "indexes").exists()
     assert harness("cache", "check", cwd=elsewhere).returncode == 2  # no manifest, no home: exit 2 as before
+
+
+# --- rollback edits the manifest in place ---------------------------------------------------------------
+
+
+def test_rollback_keeps_the_manifests_comments_and_inline_tables_and_verifies(project: Path) -> None:
+    from tests.conftest import add_generation
+
+    manifest = add_generation(project)
+    text = manifest.read_text().replace("[artifacts.generator]",
+                                        "# the generator: keep this note\n[artifacts.generator]")
+    text = text.replace('path = "indexes/flat.toml"', 'path = "indexes/flat.toml"  # the recipe file')
+    manifest.write_text(text)
+    assert harness("lock", cwd=project).returncode == 0
+    before = manifest.read_text()
+    assert harness("run", cwd=project).returncode == 0
+    assert harness("baseline", "promote", cwd=project).returncode == 0
+
+    (project / "indexes" / "flat.toml").write_text('type = "flat"\nmetric = "ip"\n')
+    prompt = project / "prompts" / "answer.toml"
+    prompt.write_text(prompt.read_text().replace("Q: ", "Question: "))
+    assert harness("lock", cwd=project).returncode == 0
+    assert manifest.read_text() != before
+    out = harness("rollback", cwd=project)
+    assert out.returncode == 0, out.stderr
+    assert "index" in out.stdout and "prompt" in out.stdout
+    after = manifest.read_text()
+    assert after == before, after  # only the pins changed back: comments, order and inline tables as they were
+    assert "# the generator: keep this note\n[artifacts.generator]" in after
+    assert "params = { backend" in after and "[artifacts.embedding.params]" not in after
+    assert harness("verify", cwd=project).returncode == 0
