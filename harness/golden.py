@@ -53,6 +53,9 @@ def _describe(error: Any) -> tuple[str | None, str]:
         return path, f"{error.message} (allowed keys are in the published schema)"
     if error.validator == "pattern" and error.schema.get("pattern") == "\\S":
         return path, "must not be empty or blank"
+    if error.validator in ("minimum", "maximum") and path is not None and path.startswith("relevance."):
+        return path, (f"grade {error.instance} is out of range: a relevance grade is an integer from "
+                      "-2147483647 to 2147483647 (32-bit, as trec_eval reads it)")
     if error.validator == "minLength":
         return path, "must not be empty"
     if error.validator == "pattern" and error.schema.get("pattern") == ID_PATTERN:

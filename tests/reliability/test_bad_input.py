@@ -295,3 +295,16 @@ def test_damaged_beir_folder_is_exit_2_and_nothing_is_written(tmp_path: Path, ca
     assert code == 2, err
     assert re.fullmatch(rf"error: {re.escape(str(src))}/{where}.*", err.strip()), err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("grade", [2**63, 10**30, 2**31, -(2**31)])
+def test_relevance_grade_out_of_range_is_exit_2_before_anything_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], grade: int) -> None:
+    """A grade that does not fit a 32-bit integer (as trec_eval reads it) was an OverflowError (exit 3) in
+    scoring, after the index and the cache had been written."""
+    manifest = _project(tmp_path, GOLDEN, _append(_case(relevance={"d1": grade})))
+    code, _, err = _cli(capsys, "run", "--manifest", str(manifest))
+    assert code == 2, err
+    assert re.fullmatch(rf"error: {re.escape(str(tmp_path))}/{GOLDEN}:5: field 'relevance.d1': grade {grade} is "
+                        r"out of range: .*", err.strip()), err
+    assert _harness_files(tmp_path) == []
