@@ -28,31 +28,105 @@ _RECIPE_KEYS = {
 }
 
 
-def normalize_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
-    """Fill defaults and reject unknown keys, so equal recipes hash equally."""
+class RecipeError(ManifestError):
+    """A bad index recipe value; ``key`` is the recipe field it is about (None: the recipe as a whole)."""
+
+    def __init__(self, message: str, key: str | None = None, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.key = key
+
+
+# (default, lowest, highest) of each integer knob; FAISS aborts the process or exhausts memory outside them.
+_INT_BOUNDS: dict[str, tuple[int, int, int]] = {
+    "M": (32, 2, 512),
+    "ef_construction": (200, 1, 1 << 16),
+    "ef_search": (128, 1, 1 << 16),
+    "nlist": (100, 1, 1 << 20),
+    "nprobe": (10, 1, 1 << 20),
+}
+_FACTORY_MAX_NUMBER = 1 << 20
+"""Largest number a factory string may hold (IVF lists, PQ sub-quantizers, HNSW links): bounded memory."""
+
+
+def _bounded_int(recipe: dict[str, Any], key: str) -> int:
+    default, lo, hi = _INT_BOUNDS[key]
+    value = recipe.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecipeError(f"expected an integer, got {value!r}", key)
+    if not lo <= value <= hi:
+        raise RecipeError(f"{key} = {value} is out of range: expected {lo} to {hi}", key)
+    return value
+
+
+def check_factory(factory: str, dim: int, n_docs: int | None = None) -> None:
+    """RecipeError (field ``factory``) unless FAISS builds an empty index from ``factory`` for ``dim``-wide
+    vectors: a typo or a layout that does not fit the dimension is bad input, not a crash mid-run. With
+    ``n_docs``, an IVF layout with more lists than documents to train them on is refused too."""
+    import re
+
+    import faiss
+
+    numbers = [int(n) for n in re.findall(r"\d+", factory)]
+    if any(n > _FACTORY_MAX_NUMBER for n in numbers):
+        raise RecipeError(f"factory {factory!r}: a number above {_FACTORY_MAX_NUMBER} is not accepted", "factory")
+    try:
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except Exception as exc:  # FAISS raises RuntimeError with its C++ message
+        raise RecipeError(f"factory {factory!r} is not a FAISS index for {dim}-dimensional vectors: "
+                          f"{faiss_reason(exc)}", "factory",
+                          hint="see the FAISS wiki 'The index factory', e.g. 'IVF256,Flat' or 'HNSW32'") from None
+    if n_docs is not None:
+        try:
+            nlist = int(faiss.extract_index_ivf(index).nlist)
+        except Exception:  # not an IVF index
+            nlist = 0
+        if nlist > n_docs:
+            raise RecipeError(f"factory {factory!r} has {nlist} inverted lists but the corpus has only {n_docs} "
+                              "documents to train them on", "factory", hint="use fewer lists (IVFn with n <= the "
+                              "number of documents; FAISS recommends 39 documents per list)")
+
+
+def faiss_reason(exc: BaseException) -> str:
+    """FAISS's own reason from a RuntimeError (its message starts with the C++ function and source line)."""
+    text = " ".join(str(exc).split())
+    reason = text.rsplit("Error: ", 1)[-1] if "Error: " in text else text.rsplit(": ", 1)[-1]
+    return reason[:200] or type(exc).__name__
+
+
+def normalize_recipe(recipe: dict[str, Any], dim: int | None = None) -> dict[str, Any]:
+    """Fill defaults, reject unknown keys and out-of-range values (RecipeError naming the key), so equal
+    recipes hash equally and FAISS is never handed a value it aborts on. With ``dim`` a factory string is
+    checked by building an empty index."""
     kind = recipe.get("type", "flat")
     if kind not in RECIPE_TYPES:
-        raise ManifestError(f"index recipe: unknown type {kind!r}; expected one of {', '.join(RECIPE_TYPES)}")
+        raise RecipeError(f"index recipe: unknown type {kind!r}; expected one of {', '.join(RECIPE_TYPES)}", "type")
     unknown = set(recipe) - _RECIPE_KEYS[kind]
     if unknown:
-        raise ManifestError(f"index recipe ({kind}): unknown keys {sorted(unknown)}; "
-                            f"allowed: {sorted(_RECIPE_KEYS[kind])}")
+        raise RecipeError(f"index recipe ({kind}): unknown keys {sorted(unknown)}; "
+                          f"allowed: {sorted(_RECIPE_KEYS[kind])}", sorted(unknown)[0])
     metric = recipe.get("metric", "ip")
     if metric != "ip":
-        raise ManifestError("index recipe: only metric = 'ip' (inner product over normalized vectors) is supported")
+        raise RecipeError("index recipe: only metric = 'ip' (inner product over normalized vectors) is supported",
+                          "metric")
     out: dict[str, Any] = {"type": kind, "metric": metric}
     if kind == "hnsw":
-        out |= {"M": int(recipe.get("M", 32)), "ef_construction": int(recipe.get("ef_construction", 200)),
-                "ef_search": int(recipe.get("ef_search", 128))}
+        out |= {k: _bounded_int(recipe, k) for k in ("M", "ef_construction", "ef_search")}
     elif kind == "ivf":
-        out |= {"nlist": int(recipe.get("nlist", 100)), "nprobe": int(recipe.get("nprobe", 10))}
+        out |= {k: _bounded_int(recipe, k) for k in ("nlist", "nprobe")}
+        if out["nprobe"] > out["nlist"]:
+            raise RecipeError(f"nprobe = {out['nprobe']} is more than nlist = {out['nlist']}", "nprobe")
     elif kind == "factory":
         if "factory" not in recipe:
-            raise ManifestError("index recipe (factory): needs a 'factory' string, e.g. 'IVF256,PQ32'")
-        out["factory"] = str(recipe["factory"])
+            raise RecipeError("index recipe (factory): needs a 'factory' string, e.g. 'IVF256,PQ32'", "factory")
+        if not isinstance(recipe["factory"], str) or not recipe["factory"].strip():
+            raise RecipeError(f"expected a FAISS factory string such as 'IVF256,Flat', got {recipe['factory']!r}",
+                              "factory")
+        out["factory"] = recipe["factory"]
         for k in ("nprobe", "ef_search"):
             if k in recipe:
-                out[k] = int(recipe[k])
+                out[k] = _bounded_int(recipe, k)
+        if dim is not None:
+            check_factory(out["factory"], dim)
     return out
 
 
@@ -96,7 +170,11 @@ def _build_faiss(vectors: np.ndarray, recipe: dict[str, Any]) -> Any:
     else:
         index = faiss.index_factory(dim, recipe["factory"], faiss.METRIC_INNER_PRODUCT)
         if not index.is_trained:
-            index.train(vectors)
+            try:
+                index.train(vectors)
+            except RuntimeError as exc:  # e.g. fewer training vectors than a quantizer's centroids
+                raise RecipeError(f"factory {recipe['factory']!r} cannot be trained on this corpus ({n} "
+                                  f"documents): {faiss_reason(exc)}", "factory") from None
     index.add(vectors)
     return index
 

@@ -337,7 +337,8 @@ def _check_stage_params(p: Path, text: str, manifest: Manifest, base_dir: Path) 
 
     check("retriever", RetrieverConfig, arts["retriever"].params)
     check("embedding", EmbeddingConfig, arts["embedding"].params)
-    _check_recipe(p, text, arts["index"], base_dir)
+    emb = EmbeddingConfig.model_validate(arts["embedding"].params)
+    _check_recipe(p, text, arts["index"], base_dir, emb.dim if emb.backend == "hashing" else None)
     if "generator" in arts:
         from harness.generate import GENERATORS
         from harness.generation import ENGINE_KEYS, EngineConfig
@@ -360,7 +361,7 @@ def _check_stage_params(p: Path, text: str, manifest: Manifest, base_dir: Path) 
             raise InputError(p, exc.message, line=line, field="artifacts.generator.params", hint=exc.hint) from None
 
 
-def _check_recipe(p: Path, text: str, index: Artifact, base_dir: Path) -> None:
+def _check_recipe(p: Path, text: str, index: Artifact, base_dir: Path, dim: int | None = None) -> None:
     """The index recipe (its file, overlaid with the artifact's params) as the index stage reads it."""
     import difflib
 
@@ -390,11 +391,12 @@ def _check_recipe(p: Path, text: str, index: Artifact, base_dir: Path) -> None:
         close = difflib.get_close_matches(unknown[0], allowed, n=3)
         raise error(unknown[0], f"unknown key for an index recipe of type {kind!r}",
                     f"did you mean {' or '.join(close)}?" if close else f"allowed: {', '.join(allowed)}")
+    from harness.index import RecipeError
+
     try:
-        normalize_recipe(raw)
-    except (TypeError, ValueError):
-        bad = next((k for k, v in raw.items() if k not in ("type", "metric", "factory") and not _int_like(v)), None)
-        raise error(bad, "expected an integer" + (f", got {raw[bad]!r}" if bad else "")) from None
+        normalize_recipe(raw, dim)
+    except RecipeError as exc:
+        raise error(exc.key, exc.message, exc.hint) from None
     except HarnessError as exc:
         raise error(None, exc.message, exc.hint) from None
 
@@ -434,10 +436,24 @@ def load_manifest(path: str | Path | None = None) -> LoadedManifest:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
         raise _validation_error(p, text, exc, Manifest) from None
+    import difflib
+
+    for role, art in manifest.artifacts.items():  # a misspelt role must not silently drop a stage
+        home = next((r for r, kinds in ROLE_KINDS.items() if art.kind in kinds), None)
+        if home is not None and home != role:
+            taken = f" ([artifacts.{home}] is already given; one artifact per role)" if home in manifest.artifacts \
+                else ""
+            raise InputError(p, f"kind '{art.kind}' belongs under [artifacts.{home}], not [artifacts.{role}]{taken}",
+                             line=_line_of(text, ("artifacts", role)), field=f"artifacts.{role}",
+                             hint=None if taken else f"did you mean [artifacts.{home}]?")
     for role in REQUIRED_ROLES:
         if role not in manifest.artifacts:
+            unknown = [r for r in manifest.artifacts if r not in ROLE_KINDS]
+            close = difflib.get_close_matches(role, unknown, n=1)
             raise InputError(p, f"missing artifact role '{role}' (required: {', '.join(REQUIRED_ROLES)})",
-                             field=f"artifacts.{role}")
+                             line=_line_of(text, ("artifacts", close[0])) if close else None,
+                             field=f"artifacts.{role}",
+                             hint=f"did you mean [artifacts.{role}] for [artifacts.{close[0]}]?" if close else None)
     for role, art in manifest.artifacts.items():
         allowed = ROLE_KINDS.get(role)
         if allowed and art.kind not in allowed:
@@ -576,6 +592,15 @@ def require_verified(loaded: LoadedManifest, memo: HashMemo | None = None) -> No
 def lock(path: str | Path, memo: HashMemo | None = None) -> dict[str, str]:
     """Compute every pin and write it into the manifest file, keeping its comments and layout."""
     loaded = load_manifest(path)
+    # The config files a run parses (output contracts, prompt template; the recipe is checked above) are
+    # parsed here too: a pin is never written for a file that run would reject. The golden set and corpus
+    # are left to run (re-reading a large corpus here would double lock's time).
+    from harness.generation import load_project_contracts
+    from harness.prompts import PromptTemplate
+
+    load_project_contracts(loaded)
+    if "prompt" in loaded.manifest.artifacts:
+        _ = PromptTemplate.load(loaded.resolve("prompt"))._compiled
     pins = {role: compute_pin(art, loaded.base_dir, memo) for role, art in loaded.manifest.artifacts.items()}
     text = loaded.path.read_text("utf-8-sig")
     if loaded.path.suffix in (".yaml", ".yml"):

@@ -11,35 +11,76 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from harness.cache import Cache
 from harness.embed import Embedder
+from harness.errors import InputError
 from harness.hashing import sha256_json, sha256_parts
-from harness.index import SEARCH_PARAMS, IndexStore, StoredIndex, index_key, load_recipe_file, normalize_recipe
+from harness.index import (
+    SEARCH_PARAMS,
+    IndexStore,
+    RecipeError,
+    StoredIndex,
+    check_factory,
+    index_key,
+    load_recipe_file,
+    normalize_recipe,
+)
 from harness.manifest import HashMemo, LoadedManifest
 from harness.progress import NULL_PROGRESS, Progress
 from harness.types import CorpusDoc, Frozen, GoldenCase, RankedDoc
 
+MAX_K = 100_000
+"""Deepest ranking a case may ask for (FAISS allocates k results per query)."""
+MAX_DIM = 65_536
+"""Widest hashing-encoder vector (a corpus is embedded into n x dim floats)."""
+
 
 class RetrieverConfig(Frozen):
-    k: int = Field(default=100, ge=1)
+    k: int = Field(default=100, ge=1, le=MAX_K, strict=True)
     score_threshold: float | None = None
     query_prefix: str = ""
     doc_prefix: str = ""
-    text_fields: tuple[str, ...] = ("title", "text")
+    text_fields: tuple[str, ...] = Field(default=("title", "text"), min_length=1)
     separator: str = " "
+
+
+def check_text_fields(cfg: RetrieverConfig, corpus: Sequence[CorpusDoc], manifest_path: Path) -> None:
+    """InputError (manifest file:line, field ``text_fields``) unless every field named is a field some corpus
+    document has (``title``, ``text`` or a metadata key): a typo would embed every document as ''."""
+    import difflib
+
+    from harness.manifest import _line_of
+
+    known = {"text"} | ({"title"} if any(d.title for d in corpus) else set())
+    for d in corpus:
+        known.update(d.metadata)
+    for i, name in enumerate(cfg.text_fields):
+        if name in known or (name == "title" and len(cfg.text_fields) > 1):
+            continue  # "title" is optional per document (BEIR corpora often have none)
+        close = difflib.get_close_matches(name, sorted(known), n=3)
+        try:
+            text = manifest_path.read_text("utf-8-sig")
+        except OSError:
+            text = ""
+        raise InputError(manifest_path, f"text field {name!r} is not a field of any corpus document",
+                         line=_line_of(text, ("artifacts", "retriever", "params", "text_fields")),
+                         field=f"artifacts.retriever.params.text_fields.{i}",
+                         hint=f"did you mean {' or '.join(repr(c) for c in close)}?" if close
+                         else f"known: {', '.join(sorted(known)[:20])}")
 
 
 class EmbeddingConfig(Frozen):
     """Embedding-model params. ``backend = "hashing"`` needs no weights (tests, lexical baseline)."""
 
     backend: Literal["sentence-transformers", "hashing"] = "sentence-transformers"
-    dim: int = Field(default=512, ge=8)
-    batch_size: int = Field(default=32, ge=1)
-    max_seq_length: int | None = Field(default=None, ge=1)
+    dim: int = Field(default=512, ge=8, le=MAX_DIM, strict=True)
+    batch_size: int = Field(default=32, ge=1, strict=True)
+    max_seq_length: int | None = Field(default=None, ge=1, strict=True)
 
 
 def doc_text(doc: CorpusDoc, cfg: RetrieverConfig) -> str:
@@ -50,6 +91,39 @@ def doc_text(doc: CorpusDoc, cfg: RetrieverConfig) -> str:
         if value:
             parts.append(value)
     return cfg.separator.join(parts)
+
+
+def recipe_input_error(loaded: LoadedManifest, exc: RecipeError) -> InputError:
+    """A recipe problem found at run time as bad input naming the recipe file (or the manifest) and field."""
+    art = loaded.manifest.artifact("index")
+    key = exc.key or "factory"
+    from harness.manifest import _line_of
+
+    path, loc = ((loaded.resolve("index"), (key,)) if art.path is not None and key not in art.params
+                 else (loaded.path, ("artifacts", "index", "params", key)))
+    try:
+        text = path.read_text("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    return InputError(path, exc.message, line=_line_of(text, loc), field=".".join(loc), hint=exc.hint)
+
+
+def check_inputs(loaded: LoadedManifest, corpus: Sequence[CorpusDoc]) -> None:
+    """What the retrieval stage will need of the corpus, checked before a run writes anything: the text
+    fields exist, and an IVF factory layout has no more lists than there are documents to train them."""
+    m = loaded.manifest
+    check_text_fields(RetrieverConfig.model_validate(m.artifact("retriever").params), corpus, loaded.path)
+    art = m.artifact("index")
+    raw = dict(art.params)
+    if art.path is not None:
+        raw = load_recipe_file(loaded.resolve("index")) | raw
+    recipe = normalize_recipe(raw)
+    emb = EmbeddingConfig.model_validate(m.artifact("embedding").params)
+    if recipe["type"] == "factory" and emb.backend == "hashing":
+        try:
+            check_factory(recipe["factory"], emb.dim, len(corpus))
+        except RecipeError as exc:
+            raise recipe_input_error(loaded, exc) from None
 
 
 @dataclass
@@ -106,13 +180,26 @@ class RetrievalStage:
     def _index(self, corpus: Sequence[CorpusDoc]) -> tuple[StoredIndex, bool]:
         if self.store.exists(self.index_key):
             return self.store.load(self.index_key, self.recipe), False
+        if self.recipe["type"] == "factory" and self.emb_config.backend != "hashing":
+            self._check_factory(int(self.embedder._load().get_sentence_embedding_dimension()))
         texts = [doc_text(d, self.config) for d in corpus]
         vectors = self.embedder.embed(texts, self.config.doc_prefix, "embedding corpus")
         info = {"corpus_sha256": self.corpus_pin, "model_sha256": self.model_pin, "n_docs": len(corpus)}
         with self.progress.task(f"building {self.recipe['type']} index", 1) as advance:
-            stored = self.store.save(self.index_key, vectors, [d.id for d in corpus], self.recipe, info)
+            try:
+                stored = self.store.save(self.index_key, vectors, [d.id for d in corpus], self.recipe, info)
+            except RecipeError as exc:
+                raise recipe_input_error(self.loaded, exc) from None
             advance(1)
         return stored, True
+
+    def _check_factory(self, dim: int) -> None:
+        """A factory string FAISS cannot build for the model's dimension is bad input naming the recipe
+        (checked once the model's width is known, before any vector is embedded or index written)."""
+        try:
+            check_factory(self.recipe["factory"], dim)
+        except RecipeError as exc:
+            raise recipe_input_error(self.loaded, exc) from None
 
     def run(self, cases: Sequence[GoldenCase], corpus: Sequence[CorpusDoc]) -> RetrievalOutcome:
         keys = {c.id: self.case_key(c) for c in cases}

@@ -148,6 +148,9 @@ def load_inputs(loaded: LoadedManifest) -> tuple[list[CorpusDoc], list[GoldenCas
     against the corpus), output contracts, and the prompt template rendered once per case (a passage
     of the corpus standing in for the retrieved ones), so any of them is bad input before a run starts."""
     corpus = load_corpus(loaded.resolve("corpus"))
+    from harness.retrieve import check_inputs
+
+    check_inputs(loaded, corpus)
     cases = load_golden(loaded.resolve("golden"), frozenset(d.id for d in corpus))
     contracts = load_project_contracts(loaded)
     if "generator" not in loaded.manifest.artifacts:

@@ -133,3 +133,125 @@ def test_pytest_bad_gate_rule_is_one_usage_error(proj: Path) -> None:
     out = run_pytest(proj, "--harness-manifest", "harness.toml")
     assert out.returncode == pytest.ExitCode.USAGE_ERROR, out.stdout + out.stderr
     assert "field 'gates.0.metric'" in out.stderr and "did you mean 'recall@5'" in out.stderr
+
+
+# --- values in range, names that exist (before: accepted, then a crash, a hang or a silent wrong answer) ---
+
+
+def _nothing_written(proj: Path) -> None:
+    assert not (proj / ".harness").exists()
+
+
+@pytest.mark.parametrize(("recipe", "field", "expected"), [
+    ('type = "hnsw"\nM = 0\n', "M", "M = 0 is out of range"),  # FAISS aborted the process (SIGABRT)
+    ('type = "hnsw"\nM = -1\n', "M", "M = -1 is out of range"),  # memory blow-up
+    ('type = "hnsw"\nM = 100000000\n', "M", "out of range"),  # MemoryError
+    ('type = "hnsw"\nef_search = 0\n', "ef_search", "out of range"),  # silently accepted
+    ('type = "hnsw"\nM = true\n', "M", "expected an integer"),
+    ('type = "ivf"\nnprobe = 0\n', "nprobe", "out of range"),
+    ('type = "ivf"\nnprobe = -2\n', "nprobe", "out of range"),
+    ('type = "ivf"\nnlist = -3\n', "nlist", "out of range"),
+    ('type = "ivf"\nnlist = 4\nnprobe = 8\n', "nprobe", "more than nlist"),
+    ('type = "factory"\nfactory = "Garbage,Flat"\n', "factory", "could not parse"),  # RuntimeError, exit 3
+    ('type = "factory"\nfactory = "PQ7"\n', "factory", "multiple of the number of subquantizers"),
+])
+@pytest.mark.parametrize("command", ["lock", "run"])
+def test_index_recipe_values_are_range_checked(proj: Path, capsys: pytest.CaptureFixture[str], recipe: str,
+                                               field: str, expected: str, command: str) -> None:
+    path = proj / "indexes" / "flat.toml"
+    path.write_text(recipe)
+    line = recipe.splitlines().index(next(ln for ln in recipe.splitlines() if ln.startswith(f"{field} "))) + 1
+    code, _, err = cli(capsys, command)
+    assert code == 2, err
+    assert_one_line(err, f"flat.toml:{line}: field '{field}'", expected)
+    _nothing_written(proj)
+
+
+def test_ivf_factory_with_more_lists_than_documents_is_exit_2_at_run(proj: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: FAISS's training raised RuntimeError (exit 3) after the embeddings were cached."""
+    (proj / "indexes" / "flat.toml").write_text('type = "factory"\nfactory = "IVF256,Flat"\n')
+    code, _, err = cli(capsys, "lock")  # lock does not read the corpus
+    assert code == 0, err
+    code, _, err = cli(capsys, "run")
+    assert code == 2, err
+    assert_one_line(err, "flat.toml:2: field 'factory'", "256 inverted lists", "only 6 documents")
+    assert not (proj / ".harness" / "runs").exists() and not (proj / ".harness" / "store").exists()
+
+
+@pytest.mark.parametrize(("old", "new", "field", "expected"), [
+    ("dim = 64", "dim = 100000000", "artifacts.embedding.params.dim", "less than or equal to 65536"),
+    ("k = 5", "k = true", "artifacts.retriever.params.k", "valid integer"),  # was accepted as k = 1
+    ('text_fields = ["title", "text"]', "text_fields = []", "artifacts.retriever.params.text_fields",
+     "at least 1 item"),  # every document was embedded as ''
+])
+def test_stage_param_bounds_at_lock(proj: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, field: str,
+                                    expected: str) -> None:
+    line = edit(proj / "harness.toml", old, new)
+    code, _, err = cli(capsys, "lock")
+    assert code == 2
+    assert_one_line(err, f"harness.toml:{line}: field '{field}'", expected)
+    _nothing_written(proj)
+
+
+def test_text_field_no_document_has_is_exit_2_with_did_you_mean(proj: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``text_fields = ["titel"]`` embedded every document as the empty string and the run passed."""
+    edit(proj / "harness.toml", 'text_fields = ["title", "text"]', 'text_fields = ["titel"]')
+    code, _, err = cli(capsys, "lock")
+    assert code == 0, err  # the corpus is read by run, not by lock
+    line = next(i for i, ln in enumerate((proj / "harness.toml").read_text().splitlines(), 1) if "titel" in ln)
+    code, _, err = cli(capsys, "run")
+    assert code == 2
+    assert_one_line(err, f"harness.toml:{line}: field 'artifacts.retriever.params.text_fields.0'", "'titel'",
+                    "did you mean 'title'?")
+    assert not (proj / ".harness" / "runs").exists() and not (proj / ".harness" / "store").exists()
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("", '\n[artifacts.generater]\nkind = "generator"\nversion = "1"\nparams = { name = "extractive" }\n',
+     "kind 'generator' belongs under [artifacts.generator]"),  # generation was silently dropped
+    ("", '\n[artifacts.promt]\nkind = "prompt"\nversion = "1"\npath = "harness.toml"\n',
+     "kind 'prompt' belongs under [artifacts.prompt]"),
+    ("[artifacts.golden]", "[artifacts.goldne]", "kind 'golden' belongs under [artifacts.golden]"),
+])
+@pytest.mark.parametrize("command", ["lock", "verify", "run"])
+def test_misspelt_artifact_role_is_exit_2(proj: Path, capsys: pytest.CaptureFixture[str], old: str, new: str,
+                                          expected: str, command: str) -> None:
+    manifest = proj / "harness.toml"
+    if old:
+        edit(manifest, old, new)
+    else:
+        manifest.write_text(manifest.read_text() + new)
+    role = new.split("[artifacts.")[1].split("]")[0]
+    line = manifest.read_text().splitlines().index(f"[artifacts.{role}]") + 1
+    code, _, err = cli(capsys, command)
+    assert code == 2, err
+    assert_one_line(err, f"harness.toml:{line}: field 'artifacts.{role}'", expected, "did you mean")
+    _nothing_written(proj)
+
+
+def test_missing_role_suggests_the_misspelt_one(proj: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = proj / "harness.toml"
+    edit(manifest, '[artifacts.golden]\nkind = "golden"', '[artifacts.goldne]\nkind = "other"')
+    code, _, err = cli(capsys, "lock")
+    assert code == 2
+    assert_one_line(err, "field 'artifacts.golden'", "missing artifact role 'golden'",
+                    "did you mean [artifacts.golden] for [artifacts.goldne]?")
+
+
+def test_lock_refuses_a_prompt_run_would_reject(proj: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: lock pinned a prompt that is not TOML, and only run said so."""
+    manifest = add_generation(proj)
+    prompt = proj / "prompts" / "answer.toml"
+    prompt.write_text("[[messages]\nrole = \"user\"\n")
+    before = manifest.read_text()
+    code, _, err = cli(capsys, "lock")
+    assert code == 2
+    assert_one_line(err, "answer.toml:1")
+    assert manifest.read_text() == before
+    prompt.write_text('[[messages]]\nrole = "user"\ncontent = "{% if %}"\n')
+    code, _, err = cli(capsys, "lock")
+    assert code == 2
+    assert_one_line(err, "answer.toml", "template syntax error")
+    assert manifest.read_text() == before
