@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from harness.report.xmltext import visible
 
 if TYPE_CHECKING:
     from harness.types import CaseOutput
@@ -23,18 +26,19 @@ def make_console(stderr: bool = False) -> Console:
 
 def print_run_summary(data: dict[str, Any]) -> None:
     console = make_console()
-    table = Table(title=f"run {data['run_id']}  (manifest {data['manifest_id'][:12]})")
+    # run ids, metric names (segment tags) and paths come from files a user controls: shown, never obeyed
+    table = Table(title=escape(visible(f"run {data['run_id']}  (manifest {data['manifest_id'][:12]})")))
     table.add_column("metric")
     table.add_column("mean", justify="right")
     for name, value in data["aggregates"].items():
-        table.add_row(name, "unscored" if value is None else f"{value:.4f}")
+        table.add_row(escape(visible(name)), "unscored" if value is None else f"{value:.4f}")
     console.print(table)
     counts = data["counts"]
     console.print(
         f"{counts['cases']} cases, {counts['errors']} errors, {counts['unscored']} unscored values; "
         f"retrieved {counts['retrieved']} (rest cached), embedded {counts['embedded_texts']} texts"
     )
-    console.print(f"stored: {data['path']}")
+    console.print(f"stored: {visible(data['path'])}", markup=False, highlight=False)
 
 
 SHOWN_CASES = 5
@@ -79,8 +83,8 @@ def print_error_summary(errors: dict[str, Any], cases: int, *, allowed: bool) ->
     lines = [f"errors: {total} of {cases} cases errored ({consequence})"]
     for kind, entry in errors["by_kind"].items():
         more = entry["count"] - len(entry["cases"])
-        ids = ", ".join(entry["cases"]) + (f", ... ({more} more)" if more > 0 else "")
-        stage = f" in {entry['stage']}" if entry["stage"] else ""
-        lines.append(f"  {kind}: {entry['count']}{stage} ({ids})")
-        lines += [f"    {m['case_id']}: {m['message']}" for m in entry["messages"]]
+        ids = ", ".join(map(visible, entry["cases"])) + (f", ... ({more} more)" if more > 0 else "")
+        stage = f" in {visible(entry['stage'])}" if entry["stage"] else ""
+        lines.append(f"  {visible(kind)}: {entry['count']}{stage} ({ids})")
+        lines += [f"    {visible(m['case_id'])}: {visible(m['message'])}" for m in entry["messages"]]
     click.echo("\n".join(lines), err=True)

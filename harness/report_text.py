@@ -3,8 +3,33 @@ for pull-request comments and $GITHUB_STEP_SUMMARY."""
 
 from __future__ import annotations
 
+import re
+
+from rich.markup import escape
+
 from harness.diff import Diff, MetricDelta
 from harness.gates import Verdict
+from harness.report.xmltext import visible
+
+# Everything printed here that a user or an endpoint controls (case ids, tags, rule names, artifact roles,
+# versions and params, gate messages, text diffs) goes through one of these at the print boundary:
+# control characters are made visible (``\x1b``), rich markup is escaped where rich renders it, and
+# markdown table cells cannot end their cell.
+
+
+def _t(value: object) -> str:
+    """One line of plain text (printed with markup off, or by click)."""
+    return visible(value)
+
+
+def _r(value: object) -> str:
+    """Text rich renders as markup (table cells, titles, marked-up lines): ``[red]`` is shown, not obeyed."""
+    return escape(visible(value))
+
+
+def _md(value: object) -> str:
+    """Text in a markdown table cell or list item."""
+    return visible(value).replace("|", "\\|")
 
 
 def _f(x: float | None, pct: bool = False) -> str:
@@ -45,7 +70,7 @@ def verdict_markdown(verdict: Verdict, note: str = "") -> list[str]:
              + (f" {note}" if note else ""), ""]
     lines += ["| rule | segment | status | detail |", "|---|---|---|---|"]
     for r in verdict.results:
-        lines.append(f"| {r.rule} | {r.segment or 'all'} | {r.status.upper()} | {r.message} |")
+        lines.append(f"| {_md(r.rule)} | {_md(r.segment or 'all')} | {r.status.upper()} | {_md(r.message)} |")
     lines.append("")
     return lines
 
@@ -54,15 +79,15 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
     lines: list[str] = []
     if verdict is not None:
         lines += verdict_markdown(verdict)
-    lines += [f"### Diff: base `{diff.base_run}` -> head `{diff.head_run}`", ""]
+    lines += [f"### Diff: base `{_md(diff.base_run)}` -> head `{_md(diff.head_run)}`", ""]
     if diff.artifacts:
         lines += ["**Changed artifacts**", ""]
         for a in diff.artifacts:
-            ver = f"{a.base_version or '-'} -> {a.head_version or '-'}"
-            sha = f"`{(a.base_sha256 or '-')[:12]}` -> `{(a.head_sha256 or '-')[:12]}`"
-            lines.append(f"- `{a.role}` ({a.kind}) {a.change}: {ver}, {sha}")
+            ver = f"{_md(a.base_version or '-')} -> {_md(a.head_version or '-')}"
+            sha = f"`{_md((a.base_sha256 or '-')[:12])}` -> `{_md((a.head_sha256 or '-')[:12])}`"
+            lines.append(f"- `{_md(a.role)}` ({_md(a.kind)}) {_md(a.change)}: {ver}, {sha}")
             for k, (old, new) in (a.params_diff or {}).items():
-                lines.append(f"  - `{k}`: `{old}` -> `{new}`")
+                lines.append(f"  - `{_md(k)}`: `{_md(old)}` -> `{_md(new)}`")
         lines.append("")
     else:
         lines += ["No artifact changed.", ""]
@@ -77,7 +102,7 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
             continue
         ci = "n/a" if m.ci_low is None else f"[{m.ci_low:+.4f}, {m.ci_high:+.4f}]"
         lines.append(
-            f"| {m.metric} | {_f(m.base_mean)} | {_f(m.head_mean)} | "
+            f"| {_md(m.metric)} | {_f(m.base_mean)} | {_f(m.head_mean)} | "
             f"{'n/a' if m.delta is None else f'{m.delta:+.4f}'} | {_f(m.rel_delta, True)} | {ci} | "
             f"{_p(m.p_adjusted)} | {m.wins}/{m.ties}/{m.losses} | {_mark(m)} |"
         )
@@ -92,7 +117,7 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
         ]
         for s in sig_segments:
             lines.append(
-                f"| {s.segment} ({diff.segment_sizes.get(s.segment, s.n)}) | {s.metric} | "
+                f"| {_md(s.segment)} ({diff.segment_sizes.get(s.segment, s.n)}) | {_md(s.metric)} | "
                 f"{_f(s.base_mean)} | {_f(s.head_mean)} | {s.delta:+.4f} | {_p(s.p_adjusted)} |"
             )
     if diff.flips:
@@ -105,11 +130,12 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
             moves = ", ".join(
                 f"{m} {b:.2f}->{h:.2f}" for m, (b, h) in list(f.deltas.items())[:4] if b is not None and h is not None
             )
-            lines.append(f"- `{f.case_id}` {f.direction}: {moves}; {'; '.join(f.causes)}")
+            lines.append(f"- `{_md(f.case_id)}` {f.direction}: {_md(moves)}; {_md('; '.join(f.causes))}")
     if diff.only_in_base or diff.only_in_head:
         lines += [
             "",
-            f"**Cases in one run only**: base only {list(diff.only_in_base)}, head only {list(diff.only_in_head)}",
+            f"**Cases in one run only**: base only {_md(list(diff.only_in_base))}, "
+            f"head only {_md(list(diff.only_in_head))}",
         ]
     shifts = [s for s in diff.score_shift if s.psi is not None]
     if shifts:
@@ -137,13 +163,15 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
         ]
     for a in diff.artifacts:
         if a.text_diff:
+            body = visible(a.text_diff.rstrip(), keep="\n\t")
+            fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", body)), default=0))
             lines += [
                 "",
-                f"<details><summary>{a.role} diff</summary>",
+                f"<details><summary>{_md(a.role)} diff</summary>",
                 "",
-                "```diff",
-                a.text_diff.rstrip(),
-                "```",
+                f"{fence}diff",  # longer than any run of backticks in the diff: the file cannot end the block
+                body,
+                fence,
                 "</details>",
             ]
     return "\n".join(lines) + "\n"
@@ -161,21 +189,22 @@ def print_diff(diff: Diff, verdict: Verdict | None = None) -> None:
             t.add_column(col)
         for a in diff.artifacts:
             t.add_row(
-                a.role,
-                a.kind,
-                a.change,
-                f"{a.base_version or '-'} -> {a.head_version or '-'}",
-                f"{(a.base_sha256 or '-')[:12]} -> {(a.head_sha256 or '-')[:12]}",
+                _r(a.role),
+                _r(a.kind),
+                _r(a.change),
+                _r(f"{a.base_version or '-'} -> {a.head_version or '-'}"),
+                _r(f"{(a.base_sha256 or '-')[:12]} -> {(a.head_sha256 or '-')[:12]}"),
             )
         console.print(t)
         for a in diff.artifacts:
             if a.params_diff:
                 console.print(
-                    f"[bold]{a.role}[/] params: " + ", ".join(f"{k}: {o} -> {n}" for k, (o, n) in a.params_diff.items())
+                    f"[bold]{_r(a.role)}[/] params: "
+                    + _r(", ".join(f"{k}: {o} -> {n}" for k, (o, n) in a.params_diff.items()))
                 )
             if a.text_diff:
-                console.print(a.text_diff, markup=False, highlight=False)
-    t = Table(title=f"diff {diff.base_run} -> {diff.head_run}")
+                console.print(visible(a.text_diff, keep="\n\t"), markup=False, highlight=False)
+    t = Table(title=_r(f"diff {diff.base_run} -> {diff.head_run}"))
     for col in ("metric", "base", "head", "delta", "rel", "95% CI", "p adj", "W/T/L", ""):
         t.add_column(col, justify="right" if col not in ("metric", "") else "left")
     for m in diff.metrics:
@@ -184,7 +213,7 @@ def print_diff(diff: Diff, verdict: Verdict | None = None) -> None:
         style = "red" if _mark(m) == "REGRESSED" else "green" if _mark(m) == "improved" else None
         ci = "n/a" if m.ci_low is None else f"[{m.ci_low:+.3f}, {m.ci_high:+.3f}]"
         t.add_row(
-            m.metric,
+            _r(m.metric),
             _f(m.base_mean),
             _f(m.head_mean),
             "n/a" if m.delta is None else f"{m.delta:+.4f}",
@@ -198,11 +227,12 @@ def print_diff(diff: Diff, verdict: Verdict | None = None) -> None:
     console.print(t)
     console.print(f"p adj: {family_text(diff)}", markup=False, highlight=False)
     for f in diff.flips[:10]:
-        console.print(f"  {f.direction:<9} {f.case_id}: {'; '.join(f.causes)}", markup=False)
+        console.print(f"  {f.direction:<9} {_t(f.case_id)}: {_t('; '.join(f.causes))}", markup=False, highlight=False)
     if len(diff.flips) > 10:
         console.print(f"  ... {len(diff.flips) - 10} more flipped cases (--json for all)")
     if diff.only_in_base or diff.only_in_head:
-        console.print(f"cases only in base: {list(diff.only_in_base)}; only in head: {list(diff.only_in_head)}")
+        console.print(f"cases only in base: {_t(list(diff.only_in_base))}; only in head: {_t(list(diff.only_in_head))}",
+                      markup=False, highlight=False)
     if verdict is not None:
         print_verdict(verdict, console)
 
@@ -220,5 +250,5 @@ def print_verdict(verdict: Verdict, console: object | None = None) -> None:
         t.add_column(col)
     for r in verdict.results:
         style = {"fail": "red", "pass": "green", "skip": "yellow"}[r.status]
-        t.add_row(r.rule, r.segment or "all", r.status.upper(), r.message, style=style)
+        t.add_row(_r(r.rule), _r(r.segment or "all"), r.status.upper(), _r(r.message), style=style)
     con.print(t)

@@ -90,7 +90,7 @@ def check_cmd(manifest: Path | None, as_json: bool, repair: bool) -> None:
     if repair and report.damaged and not report.error and not report.integrity:
         removed = repair_rows(layout.cache_db)
         report = check(layout.cache_db)
-    indexes = _index_report(layout) if home_known else {"ok": 0, "damaged": {}}
+    indexes: dict[str, Any] = _index_report(layout) if home_known else {"ok": 0, "damaged": {}}
     damaged = report.damaged or bool(indexes["damaged"])
     if as_json:
         click.echo(json.dumps({
