@@ -34,6 +34,7 @@ Status = Literal["pass", "fail", "skip"]
 STAGES = ("retrieve", "generate")
 RUN_METRICS = ("error_rate", "unscored_rate", "latency")
 IMPLICIT_ERROR_RULE = "no errored cases (implicit: no error_rate rule)"
+SKIP_UNMEASURED = "no case was measured"
 
 
 class GateResult(Frozen):
@@ -64,26 +65,31 @@ class Verdict(Frozen):
 # --- configuration checks (before anything runs) --------------------------------------------------------
 
 
-def known_metrics(loaded: LoadedManifest) -> list[str]:
-    """Every metric a run of this manifest can produce: what its scorers declare, the per-validator
-    ``format_fail:<contract>.<check>`` names of its contracts, and the run-level ``error_rate``,
-    ``unscored_rate`` and ``latency``."""
+def metric_directions(loaded: LoadedManifest) -> dict[str, bool]:
+    """Every per-case metric a run of this manifest can produce, with ``greater_is_better``: what its
+    scorers declare and the per-validator ``format_fail:<contract>.<check>`` names of its contracts."""
     from harness.run import scorer_specs
     from harness.scorers import SCORERS
 
     m = loaded.manifest
-    names: dict[str, None] = {}
+    names: dict[str, bool] = {}
     for spec in scorer_specs(m, "generator" in m.artifacts):
         for info in SCORERS.build(spec["name"], spec.get("args") or {}).metrics():
-            names[info.name] = None
+            names[info.name] = info.greater_is_better
     if "validators" in m.artifacts and "generator" in m.artifacts:
         from harness.contracts import load_contracts
 
         contracts = load_contracts(loaded.resolve("validators"))
         for c in contracts.contracts.values():
             for i in range(len(c.checks)):
-                names[f"format_fail:{c.name}.{c.check_name(i)}"] = None
-    return [*names, *RUN_METRICS]
+                names[f"format_fail:{c.name}.{c.check_name(i)}"] = False
+    return names
+
+
+def known_metrics(loaded: LoadedManifest) -> list[str]:
+    """Every metric a run of this manifest can produce: :func:`metric_directions`' and the run-level
+    ``error_rate``, ``unscored_rate`` and ``latency``."""
+    return [*metric_directions(loaded), *RUN_METRICS]
 
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:
@@ -110,11 +116,15 @@ def check_gate_config(loaded: LoadedManifest, cases: Sequence[GoldenCase] | None
         return InputError(loaded.path, message, line=_line_of(text, ("gates", i, key)), field=f"gates.{i}.{key}",
                           hint=hint)
 
-    metrics = known_metrics(loaded)
+    directions = metric_directions(loaded)
+    metrics = [*directions, *RUN_METRICS]
     for i, rule in enumerate(rules):
         if rule.metric not in metrics:
             raise bad(i, "metric", f"gate rule names metric {rule.metric!r}, which no scorer of this manifest produces",
                       _did_you_mean(rule.metric, metrics))
+        if rule.max_rate is not None and directions.get(rule.metric) is True:
+            raise bad(i, "max_rate", f"max_rate bounds a failure rate, but {rule.metric} is higher-is-better",
+                      f"use min = ... for a floor on {rule.metric}")
         if rule.stage is not None and rule.stage not in STAGES:
             raise bad(i, "stage", f"unknown latency stage {rule.stage!r}", _did_you_mean(rule.stage, STAGES))
         if rule.stage == "generate" and "generator" not in loaded.manifest.artifacts:
@@ -145,12 +155,15 @@ def check_gate_config(loaded: LoadedManifest, cases: Sequence[GoldenCase] | None
 # --- evaluation -----------------------------------------------------------------------------------------
 
 
-def _segments(rule: GateRule, head: RunResult) -> list[str | None]:
+def _segments(rule: GateRule, head: RunResult, base: RunResult | None = None) -> list[str | None]:
+    """The segments a rule judges: for ``tag=*`` each value of the tag in the head run and in the base
+    run (a segment whose cases all went from the head fails, it does not vanish)."""
     if rule.segment is None:
         return [None]
     if rule.segment.endswith("=*"):
         tag = rule.segment[:-2]
-        found: list[str | None] = [*sorted({f"{tag}={c.tags[tag]}" for c in head.cases if tag in c.tags})]
+        runs = (head,) if base is None else (head, base)
+        found: list[str | None] = [*sorted({f"{tag}={c.tags[tag]}" for r in runs for c in r.cases if tag in c.tags})]
         return found or [rule.segment]
     return [rule.segment]
 
@@ -182,7 +195,7 @@ def _significance(md: MetricDelta, alpha: float) -> tuple[bool, str]:
 
 
 def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: str | None,
-                  allow_no_baseline: bool) -> list[GateResult]:
+                  allow_no_baseline: bool, base: RunResult | None = None) -> list[GateResult]:
     from harness.stats import wilson_interval
 
     label = rule.label
@@ -193,11 +206,13 @@ def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: s
                               limit=limit, message=msg))
 
     ids = _segment_ids(head, segment)
+    if not ids:
+        in_base = "" if base is None or segment is None else f" ({len(_segment_ids(base, segment))} in base)"
+        where = "the head run has no cases here" if segment is None else f"segment {segment} has no cases in head"
+        res("fail", f"cannot judge: {where}{in_base}")
+        return out
     if segment is not None and len(ids) < rule.min_segment_size:
         res("skip", f"segment has {len(ids)} cases, fewer than min_segment_size={rule.min_segment_size}")
-        return out
-    if not ids:
-        res("fail", "cannot judge: the head run has no cases here")
         return out
 
     if rule.metric == "latency":
@@ -205,14 +220,21 @@ def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: s
             res("fail", "cannot judge: a latency rule needs stage and max_seconds")
             return out
         idset = set(ids)
-        lat = [o.latency_s[rule.stage] for o in head.outputs if o.case_id in idset and rule.stage in o.latency_s]
-        if not lat:
+        recorded = [o for o in head.outputs if o.case_id in idset and rule.stage in o.latency_s]
+        if not recorded:
             res("fail", f"cannot judge: no latency recorded for stage {rule.stage!r}")
+            return out
+        lat = [o.latency_s[rule.stage] for o in recorded if not o.cache_hits.get(rule.stage, False)]
+        if not lat:
+            res("skip", f"{SKIP_UNMEASURED}: all {len(recorded)} served from cache (stage {rule.stage}); "
+                "run with a cold cache to measure latency")
             return out
         q = float(np.quantile(lat, rule.quantile))
         ok = q <= rule.max_seconds
-        res("pass" if ok else "fail", f"p{round(rule.quantile * 100)} {rule.stage} latency {q:.3f}s "
-            f"(limit {rule.max_seconds}s; cached cases count 0s)", q, rule.max_seconds)
+        cached = len(recorded) - len(lat)
+        res("pass" if ok else "fail", f"p{round(rule.quantile * 100)} {rule.stage} latency {q:.3f}s over "
+            f"{len(lat)} measured cases (limit {rule.max_seconds}s; {cached} served from cache not counted)",
+            q, rule.max_seconds)
         return out
 
     if rule.metric == "error_rate":
@@ -312,19 +334,21 @@ def _implicit_error_rule(head: RunResult) -> GateResult:
 
 
 def evaluate_gates(rules: Sequence[GateRule], head: RunResult, diff: Diff | None, *,
-                   allow_no_baseline: bool = False) -> Verdict:
+                   allow_no_baseline: bool = False, base: RunResult | None = None) -> Verdict:
     """Apply ``rules`` to ``head`` and its ``diff`` against the baseline (None: there is no baseline).
 
     Significance comes from the diff as computed (its one family); a drop rule without a baseline
-    fails unless ``allow_no_baseline``. Each rule's segments skipped for size count against its
-    ``max_skipped``."""
+    fails unless ``allow_no_baseline``. ``base`` (the baseline run) adds its segments to ``tag=*``
+    rules, so a segment missing from the head fails. Each rule's skipped segments (too small, or a
+    latency nothing measured) count against its ``max_skipped``."""
     results: list[GateResult] = []
     for rule in rules:
         rule_results: list[GateResult] = []
-        for seg in _segments(rule, head):
-            rule_results.extend(_rule_results(rule, head, diff, seg, allow_no_baseline))
+        for seg in _segments(rule, head, base):
+            rule_results.extend(_rule_results(rule, head, diff, seg, allow_no_baseline, base))
         results.extend(rule_results)
-        small = [r for r in rule_results if r.status == "skip" and r.message.startswith("segment has")]
+        small = [r for r in rule_results if r.status == "skip"
+                 and r.message.startswith(("segment has", SKIP_UNMEASURED))]
         if rule.max_skipped is not None and len(small) > rule.max_skipped:
             results.append(GateResult(
                 rule=rule.label, metric=rule.metric, segment=rule.segment, status="fail", observed=float(len(small)),

@@ -165,6 +165,12 @@ class GateRule(Frozen):
             raise ValueError("the rule sets no limit (max_drop, max_abs_drop, min, max or max_rate)")
         if self.max_skipped is not None and self.segment is None:
             raise ValueError("max_skipped applies only to a rule with a segment")
+        if self.metric in ("error_rate", "unscored_rate", "latency") and (
+                self.max_drop is not None or self.max_abs_drop is not None):
+            raise ValueError(f"a drop rule needs a per-case metric; {self.metric} is run-level (use max_rate, "
+                             "min or max, or max_seconds for latency)")
+        if self.metric != "latency" and "quantile" in self.model_fields_set:
+            raise ValueError("quantile applies only to metric = \"latency\"")
         return self
 
     @property

@@ -79,6 +79,26 @@ class OptionSpec:
     metavar: str | None = None
     pytest_help: str = ""
     flag: bool = False
+    min: float | None = None
+    max: float | None = None
+    min_open: bool = False
+    max_open: bool = False
+
+    def check(self, value: Any) -> Any:
+        """``value`` if within this option's range, else ValueError saying the range."""
+        if value is None or (self.min is None and self.max is None):
+            return value
+        low_ok = self.min is None or (value > self.min if self.min_open else value >= self.min)
+        high_ok = self.max is None or (value < self.max if self.max_open else value <= self.max)
+        if not (low_ok and high_ok) or (isinstance(value, float) and math.isnan(value)):
+            raise ValueError(f"{value!r} is not in the range {self.range_text}")
+        return value
+
+    @property
+    def range_text(self) -> str:
+        lo = "" if self.min is None else f"{self.min:g}{'<' if self.min_open else '<='}"
+        hi = "" if self.max is None else f"{'<' if self.max_open else '<='}{self.max:g}"
+        return f"{lo}x{hi}"
 
     @property
     def python_name(self) -> str:
@@ -113,9 +133,13 @@ class OptionSpec:
         if self.choices is not None and text not in self.choices:
             raise ValueError(f"{self.ini_name} = {text!r}: expected one of {', '.join(self.choices)}")
         try:
-            return self.type(text)
+            value = self.type(text)
         except (TypeError, ValueError):
             raise ValueError(f"{self.ini_name} = {text!r}: expected a {self.type.__name__}") from None
+        try:
+            return self.check(value)
+        except ValueError as exc:
+            raise ValueError(f"{self.ini_name} = {text!r}: {exc}") from None
 
 
 MANIFEST = OptionSpec(
@@ -140,13 +164,14 @@ ALLOW_NO_BASELINE = OptionSpec(
     "without it a drop rule with no baseline fails, naming `harness baseline promote`.", flag=True,
 )
 DIFF_OPTIONS: tuple[OptionSpec, ...] = (
-    OptionSpec("alpha", float, 0.05, "Significance level.", metavar="FLOAT"),
+    OptionSpec("alpha", float, 0.05, "Significance level, 0 < alpha < 1.", metavar="FLOAT", min=0, max=1,
+               min_open=True, max_open=True),
     OptionSpec("correction", str, "holm", "Multiple-comparison correction across metrics x segments.",
                choices=("holm", "bh", "none")),
     OptionSpec("test", str, "permutation", "Paired test for p-values.", dest="test_name",
                choices=("permutation", "wilcoxon", "bootstrap")),
-    OptionSpec("resamples", int, 5000, "Bootstrap/permutation resamples.", metavar="N"),
-    OptionSpec("seed", int, 0, "Seed of the resampling RNG.", metavar="N"),
+    OptionSpec("resamples", int, 5000, "Bootstrap/permutation resamples (at least 1).", metavar="N", min=1),
+    OptionSpec("seed", int, 0, "Seed of the resampling RNG (0 or more).", metavar="N", min=0),
 )
 ALL_OPTIONS: tuple[OptionSpec, ...] = (MANIFEST, THRESHOLD, BASE, UNSCORED, ALLOW_NO_BASELINE, *DIFF_OPTIONS)
 
@@ -170,6 +195,11 @@ def click_options(*specs: OptionSpec) -> Callable[[Callable[..., Any]], Callable
                 typ: Any = click.Path(dir_okay=False, path_type=Path)
             elif o.choices is not None:
                 typ = click.Choice(list(o.choices))
+            elif o.type is float and (o.min is not None or o.max is not None):
+                typ = click.FloatRange(o.min, o.max, min_open=o.min_open, max_open=o.max_open)
+            elif o.type is int and (o.min is not None or o.max is not None):
+                typ = click.IntRange(None if o.min is None else int(o.min), None if o.max is None else int(o.max),
+                                     min_open=o.min_open, max_open=o.max_open)
             else:
                 typ = o.type
             if o.flag:

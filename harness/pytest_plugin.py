@@ -115,7 +115,10 @@ def _value(config: pytest.Config, o: OptionSpec) -> Any:
     """Command line first, then the ini key, then the spec's default."""
     cli = config.getoption(o.pytest_dest)
     if cli is not None:
-        return cli
+        try:
+            return o.check(cli)
+        except ValueError as exc:
+            raise pytest.UsageError(f"{o.pytest_flag}: {exc}") from None
     raw = config.getini(o.ini_name)
     if not raw:
         return o.default
@@ -304,15 +307,20 @@ def _check_config(state: _State) -> None:
     import difflib
 
     from harness.errors import HarnessError
-    from harness.gates import check_gate_config, known_metrics
+    from harness.gates import RUN_METRICS, check_gate_config, known_metrics
 
     try:
         loaded, cases = state.load()
         known = known_metrics(loaded)
         check_gate_config(loaded, cases)
+        _check_scopes(state, list(cases))
     except HarnessError as exc:
         raise pytest.UsageError(f"harness: {exc}") from None
     for t in state.thresholds:
+        if t.metric in RUN_METRICS:
+            raise pytest.UsageError(f"harness: threshold '{t}' [{t.source}] names {t.metric}, a run-level metric: a "
+                                    f"per-case threshold cannot judge it; use a [[gates]] rule in "
+                                    f"{loaded.path.name} (e.g. metric = \"{t.metric}\" with max_rate or max_seconds)")
         if t.metric not in known:
             close = difflib.get_close_matches(t.metric, known, n=3)
             hint = f"did you mean {' or '.join(close)}?" if close else f"metrics: {', '.join(sorted(known))}"
@@ -559,7 +567,7 @@ class GateItem(_HarnessItem):
             d = None if base is None else compute_diff(base, head, diff_settings(state.diff), layout)
         except HarnessError as exc:
             raise _ItemFailure(f"gate: {exc}") from None
-        verdict = evaluate_gates(rules, head, d, allow_no_baseline=state.allow_no_baseline)
+        verdict = evaluate_gates(rules, head, d, allow_no_baseline=state.allow_no_baseline, base=base)
         lines = [f"{r.status.upper():<4} {r.rule}{f' [{r.segment}]' if r.segment else ''}: {r.message}"
                  for r in verdict.results]
         self.add_report_section("call", "harness gate", f"base: {how}\n" + "\n".join(lines))

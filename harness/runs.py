@@ -12,6 +12,7 @@ are. A run file that cannot be read (not UTF-8, not JSON, not a run) is one erro
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
@@ -102,6 +103,20 @@ def _default_project(path: Path) -> Path | None:
     return _project_of_run_file(path)
 
 
+def _non_finite(data: object) -> tuple[str, float] | None:
+    """(dotted field, value) of the first NaN or infinite number in a parsed JSON value, else None."""
+    stack: list[tuple[str, object]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return where, value
+        if isinstance(value, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{where}.{i}" if where else str(i), v) for i, v in reversed(list(enumerate(value))))
+    return None
+
+
 def load_run(path: str | Path, *, project: Path | None = None) -> RunResult:
     """Read and validate a run file; its relative manifest path is resolved against ``project`` (default:
     the project holding the run file, or under ``HARNESS_HOME`` the project found from here)."""
@@ -126,6 +141,11 @@ def load_run(path: str | Path, *, project: Path | None = None) -> RunResult:
         raise InputError(path, "malformed run file: nested too deeply") from None
     if not isinstance(data, dict):
         raise InputError(path, f"not a run file: a JSON {type(data).__name__}, expected an object")
+    bad = _non_finite(data)
+    if bad is not None:
+        field, value = bad
+        raise InputError(path, f"damaged run file: {value} is not a finite number", field=field,
+                         hint="delete it, or restore it from a copy")
     version = data.get("format_version")
     if version != RUN_FORMAT_VERSION:
         raise InputError(path, f"run format version {version!r} is not supported (expected {RUN_FORMAT_VERSION})",

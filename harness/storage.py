@@ -10,7 +10,41 @@ from typing import Any
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically; a path that cannot be written is one
+    :class:`~harness.errors.HarnessError` (exit 2) ``cannot write PATH: reason``, nothing left behind."""
     path = Path(path)
+    try:
+        _atomic_write(path, data)
+    except OSError as exc:
+        from harness.errors import HarnessError
+
+        check_writable(path)  # the clearer reason (a file where a folder must be), if that is it
+        raise HarnessError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise the error :func:`atomic_write_bytes` would for ``path``, before anything is computed: its
+    nearest existing ancestor must be a writable folder, and the path itself not a folder."""
+    from harness.errors import HarnessError
+
+    path = Path(path)
+    if path.is_dir():
+        raise HarnessError(f"cannot write {path}: it is a folder")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise HarnessError(f"cannot write {path}: {folder} is not a folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise HarnessError(f"cannot write {path}: permission denied")
+    try:  # a real probe: permissions, read-only or pseudo file systems (/proc) all answer here
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise HarnessError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -187,10 +187,11 @@ def test_bad_threshold_and_unknown_scope_are_errors(proj: pytest.Pytester) -> No
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*cannot parse threshold 'ndcg@10 > 0.5'; expected*"])
     result = with_manifest(proj, "--harness-threshold", "q9: ndcg@10>=0.5")
-    assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*names case 'q9', which is not in the golden set*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # an unknown scope is a usage error, not a collection error
+    result.stderr.fnmatch_lines(["*names case 'q9', which is not in the golden set*"])
     result = with_manifest(proj, "--harness-threshold", "topic=storag: ndcg@10>=0.5")
-    result.stdout.fnmatch_lines(["*no golden case is tagged topic=storag*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*no golden case is tagged topic=storag*"])
     result = with_manifest(proj, "-o", "harness_alpha=often")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*harness_alpha = 'often': expected a float*"])
@@ -416,3 +417,19 @@ def test_options_are_defined_once_for_both_front_ends() -> None:
     assert out.exit_code == 0, out.output
     assert json.loads(out.output) == [["m>=1", "n<=2"], 0.05, "holm", "bootstrap", 5000, 0]
     assert "--correction [holm|bh|none]" in CliRunner().invoke(cmd, ["--help"]).output
+
+
+@pytest.mark.parametrize("threshold", ["error_rate <= 0.1", "latency <= 2", "unscored_rate <= 0.5"])
+def test_run_level_metric_threshold_is_one_usage_error(proj: pytest.Pytester, threshold: str) -> None:
+    """Before: every case item failed with 'no such metric' (76 failures on the example)."""
+    result = with_manifest(proj, "--harness-threshold", threshold)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*a run-level metric*use a [[][[]gates[]][]] rule*"])
+
+
+@pytest.mark.parametrize(("option", "value"), [("--harness-alpha", "0"), ("--harness-resamples", "0"),
+                                               ("--harness-seed", "-1")])
+def test_out_of_range_statistics_option_is_a_usage_error(proj: pytest.Pytester, option: str, value: str) -> None:
+    result = with_manifest(proj, option, value)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{option}: *is not in the range*"])

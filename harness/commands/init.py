@@ -19,7 +19,9 @@ def init_cmd(folder: Path, name: str | None, force: bool) -> None:
       harness init my-eval && cd my-eval && harness run
     """
     from harness.scaffold import scaffold
+    from harness.storage import check_writable
 
+    check_writable(folder / "harness.toml")  # one line, exit 2, before any file is written
     path = scaffold(folder, name, force)
     click.echo(f"created {path} (locked); next: harness run, harness baseline promote, and after a change "
                f"harness gate (--manifest {path})")

@@ -89,16 +89,19 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     from harness.gates import check_gate_config, evaluate_gates, junit_xml
     from harness.report_text import diff_markdown, print_diff, print_verdict, verdict_markdown
     from harness.run import execute
-    from harness.storage import atomic_write_text
+    from harness.storage import atomic_write_text, check_writable
 
+    for target in (output, junit):  # the verdict must never be hidden by an unwritable report path
+        if target is not None:
+            check_writable(target)
     loaded, layout = project(manifest)
     check_gate_config(loaded)
     settings = _settings(alpha, correction, test_name, resamples, seed)
-    base_run, how = resolve_base(loaded, layout, base)
+    base_run, how = resolve_base(loaded, layout, base)  # validated before the head run is executed and stored
     with _progress(ctx) as progress:
         head_run = execute(loaded, progress=progress, layout=layout).run
     d = None if base_run is None else compute_diff(base_run, head_run, settings, layout)
-    verdict = evaluate_gates(loaded.manifest.gates, head_run, d, allow_no_baseline=allow_no_baseline)
+    verdict = evaluate_gates(loaded.manifest.gates, head_run, d, allow_no_baseline=allow_no_baseline, base=base_run)
     attribution = None
     if do_attribute and d is not None and d.artifacts and base_run is not None:
         from harness.attribute import attribute
@@ -160,9 +163,12 @@ def promote_cmd(run: str | None, manifest: Path | None, force: bool) -> None:
     loaded, layout = project(manifest)
     target = load_run_ref(run, layout) if run else resolve_head(loaded, layout)
     current, _ = resolve_base(loaded, layout)
-    if current is not None and current.run_id != target.run_id and not force:
+    if (current is None or current.run_id != target.run_id) and not force:
+        # The same gate as `harness gate`; with no baseline yet, the rules that need none still apply
+        # (floors, ceilings, rates, errored cases, latency) and only the drop rules are not applicable.
         check_gate_config(loaded)
-        verdict = evaluate_gates(loaded.manifest.gates, target, compute_diff(current, target))
+        d = None if current is None else compute_diff(current, target)
+        verdict = evaluate_gates(loaded.manifest.gates, target, d, allow_no_baseline=current is None, base=current)
         if not verdict.passed:
             names = ", ".join(r.rule for r in verdict.failed)
             raise HarnessError(f"run {target.run_id} fails the gates ({names}); not promoted",

@@ -150,3 +150,109 @@ def test_errored_cases_fail_the_gate_unless_an_error_rate_rule_allows_them(
     rows = json.loads(out)["verdict"]["results"]
     assert [(r["rule"], r["status"]) for r in rows if r["metric"] == "error_rate"] == [("error_rate max_rate=0.5",
                                                                                        "pass")]
+
+
+# --- defects found in review: each was exit 3, or a PASS with nothing judged -------------------------------
+
+
+def _runs(root: Path) -> list[Path]:
+    return sorted((root / ".harness" / "runs").glob("*/*.json"))
+
+
+def test_run_file_with_nan_is_exit_2_naming_file_and_field_and_gate_stores_nothing(
+        proj: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lock(proj / "harness.toml")
+    assert cli(capsys, "run")[0] == 0
+    [run_file] = _runs(proj)
+    data = json.loads(run_file.read_text())
+    data["scores"][0]["value"] = float("nan")
+    bad = proj / "bad-run.json"
+    bad.write_text(json.dumps(data))  # Python writes NaN, which json.loads accepts
+    code, out, err = cli(capsys, "diff", str(bad), str(run_file))
+    assert code == 2, out + err
+    assert "bad-run.json: field 'scores.0.value'" in err and "not a finite number" in err
+    code, out, err = cli(capsys, "gate", "--base", str(bad))
+    assert code == 2 and "scores.0.value" in err, out + err
+    assert _runs(proj) == [run_file]  # the base was refused before the head run was executed and stored
+
+
+@pytest.mark.parametrize("args", [("gate", "--alpha", "0"), ("diff", "--alpha", "1.5"), ("gate", "--resamples", "0"),
+                                  ("diff", "--resamples", "-5"), ("gate", "--seed", "-1")])
+def test_out_of_range_statistics_options_are_usage_errors(proj: Path, capsys: pytest.CaptureFixture[str],
+                                                          args: tuple[str, ...]) -> None:
+    code, out, err = cli(capsys, *args)
+    assert code == 2, out + err
+    assert f"Invalid value for '{args[1]}'" in err and "range" in err
+
+
+@pytest.mark.parametrize("args", [("--format", "md", "-o", "afile/x.md"), ("--junit", "afile/x.xml"),
+                                  ("--format", "md", "-o", "/proc/version")])
+def test_unwritable_gate_output_is_exit_2_before_anything_runs(proj: Path, capsys: pytest.CaptureFixture[str],
+                                                               args: tuple[str, ...]) -> None:
+    lock(proj / "harness.toml")
+    (proj / "afile").write_text("a file, not a folder\n")
+    code, out, err = cli(capsys, "gate", *args)
+    assert code == 2, out + err
+    assert err.strip().startswith(f"error: cannot write {args[-1]}") or f"cannot write {args[-1]}" in err
+    assert not _runs(proj)  # no verdict computed and then hidden
+
+
+def test_init_under_a_file_is_exit_2(proj: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "init", "golden/cases.jsonl/x")
+    assert code == 2, out + err
+    assert "cannot write golden/cases.jsonl/x/harness.toml" in err
+
+
+def test_promote_without_a_baseline_still_applies_the_rules_that_need_none(
+        proj: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with_gates(proj, '[[gates]]\nmetric = "ndcg@10"\nmin = 0.99\n\n[[gates]]\nmetric = "ndcg@10"\nmax_drop = 0.1\n')
+    assert cli(capsys, "run")[0] == 0
+    code, out, err = cli(capsys, "baseline", "promote")
+    assert code == 2, out + err
+    assert "fails the gates (ndcg@10 min=0.99)" in err  # the drop rule is not applicable with no baseline
+    assert not (proj / ".harness" / "baseline.json").exists()
+
+
+def test_a_segment_gone_from_head_fails_its_tag_rule(proj: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = with_gates(proj, '[[gates]]\nmetric = "ndcg@10"\nsegment = "topic=*"\nmax_drop = 0.5\n'
+                                "require_significant = false\n")
+    assert cli(capsys, "run")[0] == 0
+    assert cli(capsys, "baseline", "promote", "--force")[0] == 0  # topic=misc is unscored: forced
+    golden = proj / "golden" / "cases.jsonl"
+    golden.write_text("".join(ln + "\n" for ln in golden.read_text().splitlines() if '"storage"' not in ln))
+    lock(manifest)
+    code, out, err = cli(capsys, "gate", "--format", "json")
+    assert code == 1, out + err
+    rows = [r for r in json.loads(out)["verdict"]["results"] if r["segment"] == "topic=storage"]
+    assert [r["status"] for r in rows] == ["fail"]
+    assert "segment topic=storage has no cases in head (2 in base)" in rows[0]["message"]
+
+
+def test_latency_with_every_case_cached_is_a_counted_skip_not_a_pass(
+        proj: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with_gates(proj, '[[gates]]\nmetric = "latency"\nstage = "retrieve"\nmax_seconds = 10\n')
+    assert cli(capsys, "run")[0] == 0
+    (proj / ".harness" / "runs").rename(proj / "old-runs")  # the next run is served from the cache
+    code, out, err = cli(capsys, "gate", "--format", "json")
+    rows = [r for r in json.loads(out)["verdict"]["results"] if r["metric"] == "latency"]
+    assert code == 0 and [r["status"] for r in rows] == ["skip"], out + err
+    assert "no case was measured: all 4 served from cache" in rows[0]["message"]
+
+
+@pytest.mark.parametrize(("rule", "key", "expected"), [
+    ('metric = "error_rate"\nmax_drop = 0.1', "max_drop", "a drop rule needs a per-case metric"),
+    ('metric = "latency"\nstage = "retrieve"\nmax_seconds = 1\nmax_abs_drop = 0.1', "max_abs_drop",
+     "a drop rule needs a per-case metric"),
+    ('metric = "ndcg@10"\nmin = 0.1\nquantile = 0.5', "quantile", "quantile applies only"),
+    ('metric = "recall@5"\nmax_rate = 0.5', "max_rate", "higher-is-better"),
+])
+def test_rule_a_metric_cannot_have_is_exit_2(proj: Path, capsys: pytest.CaptureFixture[str], rule: str, key: str,
+                                             expected: str) -> None:
+    manifest = proj / "harness.toml"
+    manifest.write_text(manifest.read_text() + f"\n[[gates]]\n{rule}\n")
+    code, out, err = cli(capsys, "lock")
+    if code == 0:  # checked when the gate starts (the direction of a metric needs its scorers)
+        code, out, err = cli(capsys, "gate")
+    assert code == 2, out + err
+    assert expected in err
+    assert not _runs(proj)
