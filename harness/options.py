@@ -185,6 +185,22 @@ def diff_settings(values: Mapping[str, Any]) -> DiffSettings:
                         n_resamples=get["resamples"], seed=get["seed"])
 
 
+def _click_check(o: OptionSpec) -> Callable[[Any, Any, Any], Any] | None:
+    """A click callback applying :meth:`OptionSpec.check` (click's ranges let NaN through)."""
+    if o.min is None and o.max is None:
+        return None
+
+    def check(_ctx: Any, _param: Any, value: Any) -> Any:
+        import click
+
+        try:
+            return o.check(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return check
+
+
 def click_options(*specs: OptionSpec) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A decorator adding these options to a click command (the CLI's rendering of the specs)."""
     import click
@@ -208,7 +224,7 @@ def click_options(*specs: OptionSpec) -> Callable[[Callable[..., Any]], Callable
                 continue
             default = () if o.multiple else o.default
             f = click.option(o.cli_flag, *o.cli_flags, o.python_name, type=typ, default=default,
-                             multiple=o.multiple, metavar=o.metavar, help=o.help,
+                             multiple=o.multiple, metavar=o.metavar, help=o.help, callback=_click_check(o),
                              show_default=o.default not in (None, ()))(f)
         return f
 

@@ -177,7 +177,7 @@ def test_run_file_with_nan_is_exit_2_naming_file_and_field_and_gate_stores_nothi
 
 
 @pytest.mark.parametrize("args", [("gate", "--alpha", "0"), ("diff", "--alpha", "1.5"), ("gate", "--resamples", "0"),
-                                  ("diff", "--resamples", "-5"), ("gate", "--seed", "-1")])
+                                  ("diff", "--resamples", "-5"), ("gate", "--seed", "-1"), ("diff", "--alpha", "nan")])
 def test_out_of_range_statistics_options_are_usage_errors(proj: Path, capsys: pytest.CaptureFixture[str],
                                                           args: tuple[str, ...]) -> None:
     code, out, err = cli(capsys, *args)
