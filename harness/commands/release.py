@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 from harness.commands.core import _progress, manifest_option, project
 from harness.options import ALLOW_NO_BASELINE, DIFF_OPTIONS, click_options, diff_settings
+from harness.report.xmltext import visible
 
 # One definition of each option, shared with the pytest plugin (harness.options).
 diff_options = click_options(*DIFF_OPTIONS)
@@ -55,7 +56,7 @@ def diff_cmd(base: str | None, head: str | None, manifest: Path | None, as_json:
     elif fmt == "md":
         click.echo(diff_markdown(d), nl=False)
     else:
-        click.echo(f"base: {how}", err=True)
+        click.echo(f"base: {visible(how)}", err=True)
         print_diff(d)
 
 
@@ -118,17 +119,18 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
         else:
             text = "\n".join(verdict_markdown(verdict, f"No baseline: {how}.")) + "\n"
         if attribution is not None:
-            text += "\n**Attribution**\n\n" + "\n".join(f"- {a.sentence()}" for a in attribution.attributions) + "\n"
+            sentences = [f"- {visible(a.sentence())}" for a in attribution.attributions]
+            text += "\n**Attribution**\n\n" + "\n".join(sentences) + "\n"
     else:
         text = ""
-        click.echo(f"base: {how}", err=True)
+        click.echo(f"base: {visible(how)}", err=True)
         if d is not None:
             print_diff(d, verdict)
         else:
             print_verdict(verdict)
         if attribution is not None:
             for a in attribution.attributions:
-                click.echo(a.sentence())
+                click.echo(visible(a.sentence()))
     if text:
         click.echo(text, nl=False)
         if output is not None:
@@ -249,4 +251,4 @@ def attribute_cmd(ctx: click.Context, base: str | None, head: str | None, manife
         return
     click.echo(f"changed: {', '.join(report.changed_roles)} ({report.method})")
     for a in report.attributions:
-        click.echo(a.sentence())
+        click.echo(visible(a.sentence()))

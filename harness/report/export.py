@@ -25,7 +25,10 @@ MD_MAX_FAILING = 50
 
 def _cell(text: object) -> str:
     """Markdown table cell: one line, pipes escaped."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    from harness.report.xmltext import visible
+
+    one_line = str(text).replace("\r", " ").replace("\n", " ")
+    return visible(one_line.replace("\\", "\\\\").replace("|", "\\|"))
 
 
 def _num(x: float | None) -> str:
