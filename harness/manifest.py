@@ -425,14 +425,6 @@ def _check_generator_keys(p: Path, text: str, factory: Any, params: dict[str, An
                              hint=f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(known)}")
 
 
-def _int_like(v: Any) -> bool:
-    try:
-        int(v)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
 def load_manifest(path: str | Path | None = None) -> LoadedManifest:
     """Parse and validate a manifest; unknown keys (with a did-you-mean), missing roles and stage params
     of the wrong type are errors with file:line."""
