@@ -347,7 +347,7 @@ def _check_stage_params(p: Path, text: str, manifest: Manifest, base_dir: Path) 
     _check_recipe(p, text, arts["index"], base_dir, emb.dim if emb.backend == "hashing" else None)
     if "generator" in arts:
         from harness.generate import GENERATORS
-        from harness.generation import ENGINE_KEYS, EngineConfig
+        from harness.generate.stage import ENGINE_KEYS, EngineConfig
 
         params = arts["generator"].params
         line = _line_of(text, ("artifacts", "generator", "params"))
@@ -593,7 +593,7 @@ def lock(path: str | Path, memo: HashMemo | None = None) -> dict[str, str]:
     # The config files a run parses (output contracts, prompt template; the recipe is checked above) are
     # parsed here too: a pin is never written for a file that run would reject. The golden set and corpus
     # are left to run (re-reading a large corpus here would double lock's time).
-    from harness.generation import load_project_contracts
+    from harness.generate.stage import load_project_contracts
     from harness.prompts import PromptTemplate
 
     load_project_contracts(loaded)

@@ -19,7 +19,7 @@ from harness.aggregate import aggregate
 from harness.cache import Cache
 from harness.contracts import ContractSet
 from harness.errors import InputError
-from harness.generation import GenerationOutcome, GenerationStage, load_project_contracts
+from harness.generate.stage import GenerationOutcome, GenerationStage, load_project_contracts
 from harness.golden import load_corpus, load_golden
 from harness.index import IndexStore
 from harness.manifest import HashMemo, LoadedManifest, Manifest, load_manifest, require_verified

@@ -132,7 +132,7 @@ def test_markdown_has_summary_segments_failing_cases_and_the_diff(proj: Project)
     assert "| topic=storage | 2 |" in md and "**Segments**" in md
     assert "**Failing cases**" in md and "| `q2` |" in md
     assert "<summary>Per-validator failure rates</summary>" in md and "| json_cited.parses |" in md
-    # the diff part is harness.report_text.diff_markdown, unchanged
+    # the diff part is harness.report.text.diff_markdown, unchanged
     assert f"### Diff: base `{proj.base.run_id}` -> head `{proj.head.run_id}`" in md
     assert "- `retriever` (retriever) changed" in md and "`k`: `5` -> `2`" in md
     assert "<details><summary>prompt diff</summary>" in md and "+{% endfor %}Question: {{ query }}" in md

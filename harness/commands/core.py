@@ -52,7 +52,7 @@ def run_cmd(ctx: click.Context, manifest: Path | None, as_json: bool, allow_erro
     Example:
       harness run --manifest harness.toml --json
     """
-    from harness.render import error_summary, print_error_summary
+    from harness.report.console import error_summary, print_error_summary
     from harness.run import run_manifest, summary
 
     with _progress(ctx) as progress:
@@ -63,7 +63,7 @@ def run_cmd(ctx: click.Context, manifest: Path | None, as_json: bool, allow_erro
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
-        from harness.render import print_run_summary
+        from harness.report.console import print_run_summary
 
         print_run_summary(data)
     print_error_summary(errors, len(report.run.outputs), allowed=allow_errors)

@@ -46,7 +46,7 @@ def diff_cmd(base: str | None, head: str | None, manifest: Path | None, as_json:
     """
     from harness.baseline import resolve_pair
     from harness.diff import compute_diff, diff_json
-    from harness.report_text import diff_markdown, print_diff
+    from harness.report.text import diff_markdown, print_diff
 
     loaded, layout = project(manifest)
     base_run, head_run, how = resolve_pair(loaded, layout, base, head)
@@ -88,7 +88,7 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     from harness.baseline import resolve_base
     from harness.diff import compute_diff
     from harness.gates import check_gate_config, evaluate_gates, junit_xml
-    from harness.report_text import diff_markdown, print_diff, print_verdict, verdict_markdown
+    from harness.report.text import diff_markdown, print_diff, print_verdict, verdict_markdown
     from harness.run import execute
     from harness.storage import atomic_write_text, check_writable
 

@@ -1,6 +1,6 @@
 """A run as markdown (pull-request comments, $GITHUB_STEP_SUMMARY), JSON (scripts) or JUnit XML (CI test tabs).
 
-The diff part of the markdown is :func:`harness.report_text.diff_markdown`, the same text `harness diff
+The diff part of the markdown is :func:`harness.report.text.diff_markdown`, the same text `harness diff
 --format md` prints. JUnit has one ``testcase`` per golden case (not per metric): a CI test tab then
 names the cases that fail, with why, and per-metric pass/fail stays the job of `harness gate --junit`
 (one test per rule). A case is a failure when :mod:`harness.report.failing` says it fails, an error
@@ -105,7 +105,7 @@ def run_markdown(run: RunResult, diff: Diff | None = None, policy: FailurePolicy
             lines.append(f"\n... and {len(failures) - max_failing} more (see `harness report --format html`).")
     text = "\n".join(lines) + "\n"
     if diff is not None:
-        from harness.report_text import diff_markdown
+        from harness.report.text import diff_markdown
 
         text += "\n" + diff_markdown(diff)
     return text

@@ -395,7 +395,7 @@ def _diff_lines(text: str | None) -> list[tuple[str, str]]:
 
 
 def _diff_view(diff: Diff, base: RunResult, how: str | None, anchors: dict[str, str]) -> DiffView:
-    from harness.report_text import _mark, family_text
+    from harness.report.text import _mark, family_text
 
     def row(d: MetricDelta, size: int | None = None) -> DeltaRow:
         cls = _delta_cls(d)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import pytest
 
 from harness.diff import compute_diff
-from harness.report_text import diff_markdown
+from harness.report.text import diff_markdown
 from harness.stats import calibration_drift
 from harness.stats.calibration import CLIP, brier_score, expected_calibration_error, fit_platt
 from harness.types import Aggregates, CaseOutput, GoldenCase, RankedDoc, RunResult

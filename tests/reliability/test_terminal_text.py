@@ -89,7 +89,7 @@ def test_diff_text_and_markdown_show_a_changed_version_as_written(
 
 
 def test_error_messages_in_the_run_summary_are_shown_not_obeyed(capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.render import print_error_summary
+    from harness.report.console import print_error_summary
 
     errors = {"total": 1, "by_kind": {"server_error": {
         "count": 1, "stage": "generate", "cases": ["q1"],

@@ -180,7 +180,7 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
 def print_diff(diff: Diff, verdict: Verdict | None = None) -> None:
     from rich.table import Table
 
-    from harness.render import make_console
+    from harness.report.console import make_console
 
     console = make_console()
     if diff.artifacts:
@@ -241,7 +241,7 @@ def print_verdict(verdict: Verdict, console: object | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.render import make_console
+    from harness.report.console import make_console
 
     con = console if isinstance(console, Console) else make_console()
     counts = f"{len(verdict.failed)} failed, {len(verdict.skipped)} skipped of {len(verdict.results)}"

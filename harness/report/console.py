@@ -1,4 +1,5 @@
-"""Terminal rendering: rich tables on a terminal, plain text when piped."""
+"""Terminal rendering of a run: rich tables on a terminal, plain text when piped (the run summary and
+its errors by kind; diffs and verdicts are in :mod:`harness.report.text`)."""
 
 from __future__ import annotations
 
