@@ -641,10 +641,6 @@ def manifest_json_schema() -> dict[str, Any]:
     return schema
 
 
-def environment_hint() -> dict[str, str]:
-    return {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if k in os.environ}
-
-
 def write_published_schema() -> Path:
     """Regenerate harness/schemas/manifest.schema.json from the model (``python -m harness.manifest``)."""
     path = Path(__file__).parent / "schemas" / "manifest.schema.json"
