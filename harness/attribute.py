@@ -52,7 +52,7 @@ class AttributionReport(Frozen):
 
 def changed_roles(base: RunResult, head: RunResult) -> list[str]:
     ba, ha = base.manifest["artifacts"], head.manifest["artifacts"]
-    from harness.diff import same_artifact
+    from harness.diff.artifacts import same_artifact
 
     return sorted(r for r in set(ba) | set(ha) if not same_artifact(ba.get(r), ha.get(r)))
 
