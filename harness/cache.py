@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import CacheError
 
 NAMESPACES = ("embeddings", "rankings", "generations", "judgments", "hashes", "lm_pmi")
 _VALID_NS = frozenset(NAMESPACES)
@@ -40,10 +40,6 @@ JSON_NAMESPACES = frozenset(NAMESPACES) - {"embeddings"}
 SCHEMA_VERSION = 1  # 1: a checksum column ``c`` in every table
 _BATCH = 900  # below SQLite's default host-parameter limit
 DEFAULT_TIMEOUT_S = 60.0
-
-
-class CacheError(HarnessError):
-    """The cache file cannot be used: damaged, not a database, or locked. Exit 2 with the remedy."""
 
 
 def checksum(ns: str, key: str, value: bytes) -> str:

@@ -8,12 +8,16 @@ Exit codes: 0 success, 1 a gate or check failed or a run had errored cases, 2 us
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
+
+from harness.errors import HarnessError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -36,7 +40,43 @@ _COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class _UserError(click.ClickException):
+    """A :class:`HarnessError` as click shows it: ``str(error)`` (message and hint), its exit code."""
+
+    def __init__(self, error: HarnessError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """The one place the error family meets click: a HarnessError leaves as a click error."""
+    try:
+        yield
+    except HarnessError as exc:
+        raise _UserError(exc) from exc
+
+
+class HarnessCommand(click.Command):
+    """A command whose option callbacks and body report HarnessError as one line and its exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        with _user_errors():
+            return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _user_errors():
+            return super().invoke(ctx)
+
+
+class HarnessGroup(HarnessCommand, click.Group):
+    """A group reporting errors as :class:`HarnessCommand` does; its sub-commands and groups are of these classes."""
+
+    command_class = HarnessCommand
+    group_class = type
+
+
+class LazyGroup(HarnessGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from harness.cli import HarnessGroup
 from harness.commands.core import manifest_option
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def _index_report(layout: Layout) -> dict[str, Any]:
     return out
 
 
-@click.group("cache")
+@click.group("cache", cls=HarnessGroup)
 def cache_group() -> None:
     """Check, clear or count the project's cache (.harness/cache/cache.sqlite) and stored indexes.
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from harness.cli import HarnessCommand
 from harness.options import MANIFEST, click_options
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def _progress(ctx: click.Context):
     return Progress(enabled=False) if (ctx.obj or {}).get("quiet") else Progress()
 
 
-@click.command("run")
+@click.command("run", cls=HarnessCommand)
 @manifest_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--allow-errors", is_flag=True,
@@ -71,7 +72,7 @@ def run_cmd(ctx: click.Context, manifest: Path | None, as_json: bool, allow_erro
         raise SystemExit(1)
 
 
-@click.command("lock")
+@click.command("lock", cls=HarnessCommand)
 @manifest_option
 def lock_cmd(manifest: Path | None) -> None:
     """Compute the sha256 pin of every artifact and write it into the manifest.
@@ -96,7 +97,7 @@ def lock_cmd(manifest: Path | None) -> None:
     click.echo(f"locked {path}")
 
 
-@click.command("verify")
+@click.command("verify", cls=HarnessCommand)
 @manifest_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify_cmd(manifest: Path | None, as_json: bool) -> None:
@@ -125,7 +126,7 @@ def verify_cmd(manifest: Path | None, as_json: bool) -> None:
     click.echo(f"ok: {len(loaded.manifest.artifacts)} artifacts match their pins; manifest id {loaded.id}")
 
 
-@click.command("schema")
+@click.command("schema", cls=HarnessCommand)
 @click.argument("name", type=click.Choice(["manifest", "golden_case", "corpus_doc"]))
 def schema_cmd(name: str) -> None:
     """Print a published JSON Schema.

@@ -9,12 +9,8 @@ from typing import Any
 
 import click
 
-from harness.errors import HarnessError
-
-
-class IFEvalInputError(HarnessError):
-    """A malformed IFEval input or response file: exit code 2, message names file:line."""
-
+from harness.cli import HarnessCommand
+from harness.errors import HarnessError, IFEvalFormatError
 
 _VERDICT_FIELDS = ("follow_all_instructions", "follow_instruction_list", "explanations", "errors")
 
@@ -53,7 +49,7 @@ def _per_prompt_records(scores: Mapping[str, Any], responses: dict[str, str]) ->
     return records
 
 
-@click.command("ifeval")
+@click.command("ifeval", cls=HarnessCommand)
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="IFEval input_data.jsonl: {key, prompt, instruction_id_list, kwargs} per line.")
 @click.option("--responses", "responses_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -73,22 +69,19 @@ def ifeval(input_path: Path, responses_path: Path, as_json: bool, per_prompt: Pa
         --responses ../shared/data/ifeval/responses/gpt4.jsonl --json
     """
     from harness.golden import iter_jsonl
-    from harness.instructions.ifeval import IFEvalFormatError, read_inputs, read_responses, score_ifeval
+    from harness.instructions.ifeval import read_inputs, read_responses, score_ifeval
 
     # The strict JSON Lines reader first: bytes that are not UTF-8, NaN, nesting that would exhaust the
     # recursion limit are one line naming file:line (and the byte offset), never a crash.
     for path in (input_path, responses_path):
         for _ in iter_jsonl(path):
             pass
-    try:
-        inputs = read_inputs(input_path)
-        responses = read_responses(responses_path)
-    except IFEvalFormatError as exc:
-        raise IFEvalInputError(str(exc)) from exc
+    inputs = read_inputs(input_path)
+    responses = read_responses(responses_path)
     try:
         scores = score_ifeval(inputs, responses)
     except IFEvalFormatError as exc:
-        raise IFEvalInputError(str(exc), hint=f"responses come from {responses_path}") from exc
+        raise IFEvalFormatError(exc.detail, exc.source, hint=f"responses come from {responses_path}") from None
     if per_prompt is not None:
         by_prompt = {r.prompt: r.response for r in responses}
         lines = [json.dumps(r, ensure_ascii=False) for r in _per_prompt_records(scores, by_prompt)]
@@ -96,7 +89,7 @@ def ifeval(input_path: Path, responses_path: Path, as_json: bool, per_prompt: Pa
             per_prompt.write_text("\n".join(lines) + "\n", encoding="utf-8")
         except OSError as exc:
             reason = exc.strerror or exc
-            raise IFEvalInputError(f"{per_prompt}: cannot write per-prompt output: {reason}") from exc
+            raise HarnessError(f"{per_prompt}: cannot write per-prompt output: {reason}") from exc
     if as_json:
         summary = {
             mode: {key: scores[mode][key] for key in ("prompt_level", "instruction_level")}

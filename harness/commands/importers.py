@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from harness.cli import HarnessGroup
 
-@click.group("import")
+
+@click.group("import", cls=HarnessGroup)
 def import_group() -> None:
     """Import golden sets and corpora from other layouts."""
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from harness.cli import HarnessCommand
 
-@click.command("init")
+
+@click.command("init", cls=HarnessCommand)
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--name", default=None, help="Project name (default: the folder's name).")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
+from harness.cli import HarnessCommand
 from harness.metrics.trec import MeasureError, evaluate_files, format_trec, parse_measures, trec_json
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-@click.command("metrics")
+@click.command("metrics", cls=HarnessCommand)
 @click.option(
     "-q", "per_query", is_flag=True, help="Also print each query's values (before the 'all' lines)."
 )

@@ -11,6 +11,7 @@ import click
 if TYPE_CHECKING:
     from harness.diff import DiffSettings
 
+from harness.cli import HarnessCommand, HarnessGroup
 from harness.commands.core import _progress, manifest_option, project
 from harness.options import ALLOW_NO_BASELINE, DIFF_OPTIONS, click_options, diff_settings
 from harness.report.xmltext import visible
@@ -25,7 +26,7 @@ def _settings(alpha: float, correction: str, test_name: str, resamples: int, see
                           "resamples": resamples, "seed": seed})
 
 
-@click.command("diff")
+@click.command("diff", cls=HarnessCommand)
 @click.argument("base", required=False)
 @click.argument("head", required=False)
 @manifest_option
@@ -60,7 +61,7 @@ def diff_cmd(base: str | None, head: str | None, manifest: Path | None, as_json:
         print_diff(d)
 
 
-@click.command("gate")
+@click.command("gate", cls=HarnessCommand)
 @manifest_option
 @click.option("--base", "base", default=None, help="Run id or file to compare with (default: the baseline).")
 @click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True)
@@ -141,7 +142,7 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
         raise SystemExit(1)
 
 
-@click.group("baseline")
+@click.group("baseline", cls=HarnessGroup)
 def baseline_group() -> None:
     """Show or promote the baseline run that diffs and gates compare against."""
 
@@ -200,7 +201,7 @@ def show_cmd(manifest: Path | None, as_json: bool) -> None:
     click.echo(how if run is None else f"{run.run_id} ({how})")
 
 
-@click.command("rollback")
+@click.command("rollback", cls=HarnessCommand)
 @manifest_option
 @click.option("--to", "to", default=None, help="Run id or file to roll back to (default: the promoted baseline).")
 def rollback_cmd(manifest: Path | None, to: str | None) -> None:
@@ -224,7 +225,7 @@ def rollback_cmd(manifest: Path | None, to: str | None) -> None:
     click.echo(f"rolled back {', '.join(roles) or 'nothing (already at the baseline)'} to run {run.run_id}")
 
 
-@click.command("attribute")
+@click.command("attribute", cls=HarnessCommand)
 @click.argument("base", required=False)
 @click.argument("head", required=False)
 @manifest_option

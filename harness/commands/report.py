@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from harness.cli import HarnessCommand
 from harness.commands.core import manifest_option
 from harness.commands.release import _settings, diff_options
 
@@ -23,7 +24,7 @@ def _is_run_file(ref: str | None) -> bool:
     return ref is not None and ref.endswith(".json") and Path(ref).is_file()
 
 
-@click.command("report")
+@click.command("report", cls=HarnessCommand)
 @click.argument("run", required=False)
 @click.option("--against", "against", default=None, metavar="BASE",
               help='Also diff against BASE: a run id, a run file, or "baseline" (the manifest\'s baseline, the '

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
+from harness.errors import IFEvalFormatError, InstructionSpecError
 from harness.instructions.registry import (
-    InstructionSpecError,
     Mode,
     check_instructions,
     get_instruction,
@@ -39,15 +39,6 @@ __all__ = [
     "read_responses",
     "score_ifeval",
 ]
-
-
-class IFEvalFormatError(ValueError):
-    """A malformed IFEval input or response, located as ``file:line`` when it came from a file."""
-
-    def __init__(self, message: str, source: str | None = None) -> None:
-        super().__init__(f"{source}: {message}" if source else message)
-        self.source = source
-        self.detail = message
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
+from harness.errors import InstructionSpecError, UnknownInstructionError
 from harness.instructions.text import loose_variants
 
 __all__ = [
@@ -68,17 +69,6 @@ class Checker(Protocol):
     """A built instruction: parameters bound, ready to judge responses."""
 
     def check(self, response: str) -> Verdict: ...
-
-
-class InstructionSpecError(ValueError):
-    """An instruction spec that cannot be built: unknown keys, wrong or missing kwargs."""
-
-
-class UnknownInstructionError(InstructionSpecError, KeyError):
-    """The id is not registered; the message lists close matches."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)

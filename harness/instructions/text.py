@@ -24,6 +24,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from harness.errors import MissingDependencyError
+
 __all__ = [
     "LANGDETECT_SEED",
     "ResponseVariant",
@@ -39,10 +41,6 @@ LANGDETECT_SEED = 0
 """Seed of the private langdetect factory; fixed so language checks are reproducible."""
 
 _WORD = re.compile(r"\w+")
-
-
-class MissingDependencyError(RuntimeError):
-    """A tool the checks need is not installed; the message says what to install."""
 
 
 def count_words(text: str) -> int:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.errors import UnknownMetricError
+
 Qrels = Mapping[str, Mapping[str, int]]
 Run = Mapping[str, Sequence[tuple[str, float]]]
 
@@ -53,10 +55,6 @@ __all__ = [
     "metric_names",
     "rank_codes",
 ]
-
-
-class UnknownMetricError(ValueError):
-    """A metric name that is not one of :func:`metric_names` (never silently ``None``)."""
 
 
 @dataclass(frozen=True)
