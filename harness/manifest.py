@@ -601,22 +601,100 @@ def lock(path: str | Path, memo: HashMemo | None = None) -> dict[str, str]:
         _ = PromptTemplate.load(loaded.resolve("prompt"))._compiled
     pins = {role: compute_pin(art, loaded.base_dir, memo) for role, art in loaded.manifest.artifacts.items()}
     text = loaded.path.read_text("utf-8-sig")
-    if loaded.path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text)
-        for role, pin in pins.items():
-            data["artifacts"][role]["sha256"] = pin
-        new_text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-    else:
-        import tomlkit
-
-        doc = tomlkit.parse(text)
-        for role, pin in pins.items():
-            doc["artifacts"][role]["sha256"] = pin
-        new_text = tomlkit.dumps(doc)
-    atomic_write_text(loaded.path, new_text)
+    yaml_file = loaded.path.suffix in (".yaml", ".yml")
+    atomic_write_text(loaded.path, _pinned_yaml(text, pins) if yaml_file else _pinned_toml(text, pins))
     return pins
+
+
+def _pinned_toml(text: str, pins: dict[str, str]) -> str:
+    """``text`` with each role's ``sha256`` set: an existing pin is rewritten where it stands, a new one
+    ends its table's key/values.
+
+    tomlkit parses the comment and blank lines above a table header into the body of the table before
+    it, and appends a new key after them (python-poetry/tomlkit#295), which would put the pin under the
+    next table's comment. It has no public insert, so the new key goes in through ``Container._insert_at``,
+    the method its own ``append`` uses, before that trailing run of comments and blank lines.
+    """
+    import tomlkit
+    from tomlkit.items import AoT, Comment, Null, Table, Whitespace
+
+    doc = tomlkit.parse(text)
+    for role, pin in pins.items():
+        table = doc["artifacts"][role]
+        if "sha256" in table or not isinstance(table, Table):  # an inline table ends at its brace
+            table["sha256"] = pin
+            continue
+        body = table.value.body
+        # the key/values end at the first sub-table with a header of its own ([artifacts.x.params])
+        end = next((i for i, (key, item) in enumerate(body)
+                    if isinstance(item, AoT | Table) and key is not None and not key.is_dotted()), len(body))
+        at = end
+        while at > 0 and isinstance(body[at - 1][1], Comment | Whitespace | Null):
+            at -= 1
+        if at == len(body):
+            table["sha256"] = pin
+            continue
+        item = tomlkit.item(pin)
+        if at > 0:
+            item.trivia.indent = body[at - 1][1].trivia.indent
+        table.value._insert_at(at, "sha256", item)
+    return tomlkit.dumps(doc)
+
+
+def _pinned_yaml(text: str, pins: dict[str, str]) -> str:
+    """``text`` with each role's ``sha256`` set, through ruamel.yaml's round trip: comments, key order,
+    quoting and flow style are kept; block indentation is written in the style guessed from the file.
+
+    ruamel.yaml keeps the comment lines after a mapping's last value on that value's end-of-line comment,
+    so a new key appended to the mapping would land under them (they belong to the next key). They move
+    to the new pin, which then ends its artifact's key/values above them, as in a TOML manifest.
+    """
+    import copy
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 1 << 16  # never re-wrap a long line
+    data, seq_indent, dash_offset = load_yaml_guess_indent(text, yaml=yaml)
+    arts = data["artifacts"]
+    mapping = arts.lc.col - data.lc.col if isinstance(arts, CommentedMap) and arts.lc.col else 2
+    yaml.indent(mapping=mapping, sequence=seq_indent or mapping, offset=dash_offset or 0)
+    for role, pin in pins.items():
+        art = arts[role]
+        if "sha256" in art:
+            art["sha256"] = pin
+            continue
+        trailing = _yaml_trailing_comment(art)
+        art["sha256"] = pin
+        if trailing is not None:
+            # its first line ends the last value's own line (an inline comment, or nothing)
+            own_line, newline, below = trailing.value.partition("\n")
+            if below:
+                moved = copy.copy(trailing)
+                moved.value = newline + below
+                trailing.value = own_line + newline
+                art.ca.items["sha256"] = [None, None, moved, None]
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+def _yaml_trailing_comment(node: Any) -> Any:
+    """The comment token ruamel.yaml holds after the last value of ``node`` (nested in it or not)."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    while isinstance(node, CommentedMap | CommentedSeq) and len(node):
+        last: Any = next(reversed(node)) if isinstance(node, CommentedMap) else len(node) - 1
+        slot = 2 if isinstance(node, CommentedMap) else 0  # where each keeps the comment after a value
+        entry = node.ca.items.get(last)
+        if entry is not None and entry[slot] is not None:
+            return entry[slot]
+        node = node[last]
+    return None
 
 
 def write_manifest(path: str | Path, data: dict[str, Any]) -> None:
