@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from harness.commands.metrics import metrics as metrics_cmd
+from harness.errors import InputError
 from harness.metrics import compute_metrics
-from harness.metrics import trec as trec_mod
 from harness.metrics.trec import (
     MeasureError,
     evaluate_files,
@@ -30,6 +30,7 @@ from harness.metrics.trec import (
     read_run,
     trec_json,
 )
+from harness.metrics.trec import files as trec_files
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 
@@ -286,7 +287,7 @@ def test_reader_handles_chunks_comments_extra_fields_and_tabs(
         if i % 89 == 0:
             out.append("   ")
     (tmp_path / "run").write_text("\n".join(out))  # no final newline
-    monkeypatch.setattr(trec_mod, "_CHUNK_BYTES", 997)
+    monkeypatch.setattr(trec_files, "_CHUNK_BYTES", 997)
     run = read_run(tmp_path / "run")
     mapping = run.to_mapping()
     expected: dict[str, list[tuple[str, float]]] = {}
@@ -342,7 +343,7 @@ def test_duplicates_are_found_in_interleaved_runs_of_uneven_depth(tmp_path: Path
     ok = evaluate_files(tmp_path / "qrels", tmp_path / "run", parse_measures(["num_ret"]))
     assert ok.values[0].per_query.tolist() == [2, 3]
     (tmp_path / "run").write_text("\n".join([*lines, "a Q0 d2 4 0.5 r"]) + "\n")
-    with pytest.raises(click.ClickException, match=r"run:6: document 'd2' is ranked twice for query 'a'"):
+    with pytest.raises(InputError, match=r"run:6: document 'd2' is ranked twice for query 'a'"):
         evaluate_files(tmp_path / "qrels", tmp_path / "run", parse_measures(["num_ret"]))
 
 
