@@ -9,6 +9,7 @@ Exit codes: 0 success, 1 a gate or check failed or a run had errored cases, 2 us
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import sys
@@ -40,12 +41,10 @@ _COMMANDS = {
 }
 
 
-class _UserError(click.ClickException):
-    """A :class:`HarnessError` as click shows it: ``str(error)`` (message and hint), its exit code."""
-
-    def __init__(self, error: HarnessError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
+@functools.cache
+def _click_error(exit_code: int) -> type[click.ClickException]:
+    """The click error class that shows a message (``str(error)``: message, then hint) and exits with this code."""
+    return type(f"HarnessExit{exit_code}", (click.ClickException,), {"exit_code": exit_code})
 
 
 @contextlib.contextmanager
@@ -54,7 +53,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except HarnessError as exc:
-        raise _UserError(exc) from exc
+        raise _click_error(exc.exit_code)(str(exc)) from exc
 
 
 class HarnessCommand(click.Command):

@@ -13,6 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from harness.instructions import (
+    ENTRY_POINT_GROUP,
+    INSTRUCTIONS,
     InstructionResult,
     InstructionSpecError,
     UnknownInstructionError,
@@ -23,7 +25,6 @@ from harness.instructions import (
     instruction,
     registered_instructions,
 )
-from harness.instructions import registry as registry_module
 from harness.instructions.ifeval import IFEvalFormatError, read_inputs, score_ifeval
 from harness.instructions.text import (
     count_sentences,
@@ -46,8 +47,8 @@ def followed(response: str, instruction_id: str, mode: str = "strict", **kwargs:
 @pytest.fixture
 def clean_registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Let a test register ids without leaking them into other tests."""
-    snapshot = dict(registry_module._registry)
-    monkeypatch.setattr(registry_module, "_registry", snapshot)
+    snapshot = dict(INSTRUCTIONS.entries())
+    monkeypatch.setattr(INSTRUCTIONS, "_entries", snapshot)
     return snapshot
 
 
@@ -232,7 +233,7 @@ def test_entry_point_plugins_load_lazily(
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    group = registry_module.ENTRY_POINT_GROUP
+    group = ENTRY_POINT_GROUP
     eps = [importlib.metadata.EntryPoint("shout", "harness_test_plugin", group),
            importlib.metadata.EntryPoint("broken", "harness_no_such_module_xyz", group)]
     calls: list[str] = []
@@ -241,8 +242,8 @@ def test_entry_point_plugins_load_lazily(
         calls.append(group)
         return eps
 
-    monkeypatch.setattr(registry_module.importlib.metadata, "entry_points", fake_entry_points)
-    monkeypatch.setattr(registry_module, "_entry_points_loaded", False)
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points)
+    monkeypatch.setattr(INSTRUCTIONS, "_plugins_loaded", False)
     assert get_instruction("punctuation:no_comma")  # a hit loads nothing
     assert calls == []
     with pytest.warns(RuntimeWarning, match="'broken'.*failed to load"):

@@ -9,35 +9,33 @@ harness can score instruction following exactly and offline, without a judge mod
     [True]
 
 Specs are ``{"id": ..., "kwargs": {...}}``; :func:`check_instructions` validates and runs them in
-"strict" or IFEval's "loose" mode. New ids register with :func:`instruction` or through the
-``harness.instructions`` entry-point group. File-level IFEval scoring lives in
+"strict" or IFEval's "loose" mode. New ids register with :func:`instruction` (into :data:`INSTRUCTIONS`, the one
+:class:`harness.registry.Registry`) or through the ``harness.instructions`` entry-point group;
+the built-ins load on first use, exactly as plugins do. File-level IFEval scoring lives in
 :mod:`harness.instructions.ifeval`.
 """
 
-from harness.instructions import checks as _checks  # noqa: F401  (registers the built-ins)
+from harness.errors import InstructionSpecError, UnknownInstructionError
 from harness.instructions.registry import (
     ENTRY_POINT_GROUP,
+    INSTRUCTIONS,
     Checker,
     InstructionResult,
-    InstructionSpecError,
-    KwargSpec,
-    RegisteredInstruction,
-    UnknownInstructionError,
     Verdict,
     build_instruction,
     check_instructions,
     get_instruction,
     instruction,
     registered_instructions,
+    validate_instruction,
 )
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "INSTRUCTIONS",
     "Checker",
     "InstructionResult",
     "InstructionSpecError",
-    "KwargSpec",
-    "RegisteredInstruction",
     "UnknownInstructionError",
     "Verdict",
     "build_instruction",
@@ -45,4 +43,5 @@ __all__ = [
     "get_instruction",
     "instruction",
     "registered_instructions",
+    "validate_instruction",
 ]

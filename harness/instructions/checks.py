@@ -23,7 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.instructions.registry import InstructionSpecError, Verdict, instruction
+from harness.errors import InstructionSpecError
+from harness.instructions.registry import Verdict, instruction
 from harness.instructions.text import count_sentences, count_words, detect_language, word_tokenize
 
 __all__ = [

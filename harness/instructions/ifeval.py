@@ -22,11 +22,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from harness.errors import IFEvalFormatError, InstructionSpecError
-from harness.instructions.registry import (
-    Mode,
-    check_instructions,
-    get_instruction,
-)
+from harness.instructions.registry import Mode, check_instructions, validate_instruction
 
 __all__ = [
     "IFEvalFormatError",
@@ -83,7 +79,7 @@ class IFEvalInput:
             )
         for index, (instruction_id, kw) in enumerate(zip(ids, kwargs, strict=True)):
             try:
-                get_instruction(instruction_id).validate_kwargs(kw, prompt, f"instruction {index}")
+                validate_instruction(instruction_id, kw, prompt, f"instruction {index}")
             except InstructionSpecError as exc:
                 raise IFEvalFormatError(f"key {key}: {exc}", source) from exc
         return cls(key, prompt, tuple(ids), tuple(dict(k) for k in kwargs), source)
