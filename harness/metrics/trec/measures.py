@@ -11,17 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError, InputError
+from harness.errors import HarnessError, InputError, MeasureError
 from harness.metrics.ir import JudgedRankings, build_judged, evaluate, rank_codes
 from harness.metrics.trec.files import TrecQrels, TrecRun, find_line, judgment_codes, read_qrels, read_run
 
 #: trec_eval's default cutoffs for P, recall, ndcg_cut and map_cut.
 DEFAULT_CUTOFFS = (5, 10, 15, 20, 30, 100, 200, 500, 1000)
 _SUCCESS_CUTOFFS = (1, 5, 10)
-
-
-class MeasureError(ValueError):
-    """A trec_eval measure request harness cannot honour (unknown, unimplemented, bad parameters)."""
 
 
 @dataclass(frozen=True)
