@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from harness.errors import HarnessError, InputError
 from harness.manifest import LoadedManifest, Manifest
 from harness.runs import RunStore, load_run
@@ -161,7 +159,7 @@ def promote(run: RunResult, layout: Layout) -> Path:
         rel = str(path)
     record = {"run_id": run.run_id, "manifest_id": run.manifest_id, "path": rel,
               "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "artifacts": run.manifest.get("artifacts", {})}
+              "artifacts": run.manifest.model_dump(mode="json")["artifacts"]}
     history = layout.home / "baselines.jsonl"
     history.parent.mkdir(parents=True, exist_ok=True)
     with open(history, "a", encoding="utf-8") as fh:
@@ -272,7 +270,7 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
     files).
     """
     from harness.hashing import project_root as confinement_root
-    from harness.manifest import Artifact, load_manifest, resolve_content
+    from harness.manifest import load_manifest, resolve_content
     from harness.snapshots import blob_path
     from harness.storage import atomic_write_text
 
@@ -281,21 +279,15 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
     current_manifest = loaded.path.resolve()
     # The baseline's relative paths are relative to its own manifest's folder: re-base them onto ours.
     run_dir = root.resolve() / _manifest_position(run, root, current_manifest).parent
-    base_arts: dict[str, Any] = {}
-    for role, data in run.manifest.get("artifacts", {}).items():
-        path = data.get("path")
-        if path and not Path(path).is_absolute():
-            data = {**data, "path": Path(os.path.relpath(run_dir / path, loaded.base_dir)).as_posix()}
-        base_arts[role] = data
+    base_arts = dict(run.manifest.artifacts)
+    for role, art in base_arts.items():
+        if art.path and not Path(art.path).is_absolute():
+            rebased = Path(os.path.relpath(run_dir / art.path, loaded.base_dir)).as_posix()
+            base_arts[role] = art.model_copy(update={"path": rebased})
     current = loaded.manifest.artifacts
     restored: list[str] = []
     plans: list[tuple[Path, Path]] = []
-    for role, data in base_arts.items():
-        try:
-            art = Artifact.model_validate(data)
-        except ValidationError as exc:
-            raise HarnessError(f"cannot roll back to run {run.run_id}: its artifact '{role}' is not valid "
-                               f"({exc.errors()[0]['msg']})") from None
+    for role, art in base_arts.items():
         if current.get(role) == art:
             continue
         if art.path is not None:
@@ -326,12 +318,13 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, tmp)
         tmp.replace(dst)
+    base_data = {role: art.model_dump(mode="json") for role, art in base_arts.items()}
     text = loaded.path.read_text("utf-8-sig")
     if loaded.path.suffix in (".yaml", ".yml"):
         import yaml
 
         data = yaml.safe_load(text)
-        data["artifacts"] = base_arts
+        data["artifacts"] = base_data
         atomic_write_text(loaded.path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
         if text != loaded.path.read_text("utf-8"):
             import click
@@ -339,6 +332,6 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
             click.echo(f"note: {loaded.path} was rewritten by a YAML dumper: its comments and layout are not "
                        "kept (a TOML manifest keeps them)", err=True)
     else:
-        atomic_write_text(loaded.path, _toml_rolled_back(text, base_arts, restored))
+        atomic_write_text(loaded.path, _toml_rolled_back(text, base_data, restored))
     load_manifest(loaded.path)
     return restored

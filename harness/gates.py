@@ -74,7 +74,7 @@ def metric_directions(loaded: LoadedManifest) -> dict[str, bool]:
     m = loaded.manifest
     names: dict[str, bool] = {}
     for spec in scorer_specs(m, "generator" in m.artifacts):
-        for info in SCORERS.build(spec["name"], spec.get("args") or {}).metrics():
+        for info in SCORERS.build(spec.name, spec.args).metrics():
             names[info.name] = info.greater_is_better
     if "validators" in m.artifacts and "generator" in m.artifacts:
         from harness.contracts import load_contracts
@@ -317,20 +317,19 @@ def _drop_results(rule: GateRule, diff: Diff | None, segment: str | None, allow_
 
 def _implicit_error_rule(head: RunResult) -> GateResult:
     """Errored cases fail the gate unless an ``error_rate`` rule says how many may error."""
-    errored = [o for o in head.outputs if o.error]
+    errored = [(o.case_id, o.error) for o in head.outputs if o.error is not None]
     n = len(head.outputs)
     if not errored:
         return GateResult(rule=IMPLICIT_ERROR_RULE, metric="error_rate", status="pass", observed=0.0, limit=0.0,
                           message=f"0/{n} cases errored")
     kinds: dict[str, list[str]] = {}
-    for o in errored:
-        kind = str(o.extra.get("error_kind") or o.error_stage or "error")
-        kinds.setdefault(kind, []).append(o.case_id)
+    for case_id, error in errored:
+        kinds.setdefault(error.kind, []).append(case_id)
     parts = [f"{k}: {len(v)} ({', '.join(v[:3])}{', ...' if len(v) > 3 else ''})" for k, v in sorted(kinds.items())]
-    first = errored[0]
+    first_id, first = errored[0]
     return GateResult(rule=IMPLICIT_ERROR_RULE, metric="error_rate", status="fail", observed=len(errored) / n,
                       limit=0.0, message=f"{len(errored)}/{n} cases errored; {'; '.join(parts)}; first: "
-                      f"{first.case_id}: {first.error}; add an error_rate rule to allow some")
+                      f"{first_id}: {first.message}; add an error_rate rule to allow some")
 
 
 def evaluate_gates(rules: Sequence[GateRule], head: RunResult, diff: Diff | None, *,

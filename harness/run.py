@@ -30,7 +30,7 @@ from harness.runs import RunStore, new_run_id
 from harness.scorers import SCORERS, ScoringContext
 from harness.snapshots import snapshot_artifacts
 from harness.storage import Layout
-from harness.types import CaseOutput, CorpusDoc, GoldenCase, RunResult, Score
+from harness.types import CaseOutput, CorpusDoc, GenerationRecord, GoldenCase, RunResult, Score, ScorerSpec
 
 DEFAULT_ANSWER_SCORERS = ("correctness", "facts", "instructions", "groundedness", "truncation")
 
@@ -100,7 +100,7 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
         directions: dict[str, bool] = {}
         with progress.task("scoring", len(specs)) as advance:
             for spec in specs:
-                scorer = SCORERS.build(spec["name"], spec["args"])
+                scorer = SCORERS.build(spec.name, spec.args)
                 scores.extend(scorer.score(cases, outputs, ctx))
                 directions |= {info.name: info.greater_is_better for info in scorer.metrics()}
                 advance(1)
@@ -125,7 +125,7 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             run_id=new_run_id(),
             created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             manifest_id=loaded.id,
-            manifest=m.model_dump(mode="json"),
+            manifest=m,
             manifest_path=str(loaded.path),
             environment=_environment(loaded.base_dir),
             scorers=tuple(specs),
@@ -168,17 +168,17 @@ def load_inputs(loaded: LoadedManifest) -> tuple[list[CorpusDoc], list[GoldenCas
     return corpus, cases, contracts
 
 
-def scorer_specs(m: Manifest, generated: bool) -> list[dict[str, Any]]:
+def scorer_specs(m: Manifest, generated: bool) -> list[ScorerSpec]:
     """Retrieval metrics always; the built-in answer scorers when there is a generator; then the
     manifest's ``scorers`` (an entry replaces the default of the same name, e.g. to pass arguments)."""
-    specs: list[dict[str, Any]] = [{"name": "retrieval", "args": {"metrics": list(m.metrics.retrieval),
-                                                                  "relevance_level": m.metrics.relevance_level}}]
+    specs = [ScorerSpec(name="retrieval", args={"metrics": list(m.metrics.retrieval),
+                                                "relevance_level": m.metrics.relevance_level})]
     if generated:
-        specs += [{"name": n, "args": {}} for n in DEFAULT_ANSWER_SCORERS]
+        specs += [ScorerSpec(name=n) for n in DEFAULT_ANSWER_SCORERS]
         if "validators" in m.artifacts:
-            specs.append({"name": "format", "args": {}})
+            specs.append(ScorerSpec(name="format"))
     for extra in m.scorers or ():
-        specs = [s for s in specs if s["name"] != extra.name] + [extra.model_dump()]
+        specs = [s for s in specs if s.name != extra.name] + [extra]
     return specs
 
 
@@ -190,21 +190,17 @@ def _case_output(case_id: str, retrieval: RetrievalOutcome, generation: Generati
                           cache_hits=hits)
     latency["generate"] = generation.latency_s[case_id]
     hits["generate"] = generation.cache_hit[case_id]
-    err = generation.errors.get(case_id)
     return CaseOutput(
         case_id=case_id,
         ranking=tuple(retrieval.rankings[case_id]),
         answer=generation.answers[case_id],
         messages=tuple(generation.messages[case_id]),
-        error=err[0] if err else None,
-        error_stage="generate" if err else None,
+        error=generation.errors.get(case_id),
+        generation=GenerationRecord(attempts=generation.attempts[case_id],
+                                    passages_shown=tuple(generation.passages_shown[case_id]),
+                                    finish_reason=generation.finish_reason.get(case_id)),
         latency_s=latency,
         cache_hits=hits,
-        extra={"attempts": generation.attempts[case_id], "passages_shown": generation.passages_shown[case_id],
-               **({"error_kind": err[1]} if err else {}),
-               **({"finish_reason": generation.finish_reason[case_id],
-                   "truncated": generation.finish_reason[case_id] == "length"}
-                  if case_id in generation.finish_reason else {})},
     )
 
 

@@ -7,6 +7,9 @@ A run records its manifest's path relative to the project's root (``variants/pro
 moved, copied or cloned project's runs refer to its own files; loading resolves it against the project
 (given, or the one whose ``.harness`` holds the run file). Runs stored with an absolute path load as they
 are. A run file that cannot be read (not UTF-8, not JSON, not a run) is one error naming it, exit 2.
+
+Run files carry a ``format_version``: the current one (:data:`harness.types.RUN_FORMAT_VERSION`) loads
+as it is, version 1 goes through :func:`migrate_v1` once on load, any other version is refused.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ import re
 import secrets
 import time
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import HarnessError, InputError
 from harness.storage import atomic_write_text, project_root
-from harness.types import RunResult
+from harness.types import RUN_FORMAT_VERSION, CaseError, Frozen, GenerationRecord, RunResult
 
-RUN_FORMAT_VERSION = 1
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -147,9 +150,11 @@ def load_run(path: str | Path, *, project: Path | None = None) -> RunResult:
         raise InputError(path, f"damaged run file: {value} is not a finite number", field=field,
                          hint="delete it, or restore it from a copy")
     version = data.get("format_version")
-    if version != RUN_FORMAT_VERSION:
-        raise InputError(path, f"run format version {version!r} is not supported (expected {RUN_FORMAT_VERSION})",
-                         field="format_version")
+    if version == 1:
+        data = migrate_v1(path, data)
+    elif version != RUN_FORMAT_VERSION:
+        raise InputError(path, f"run format version {version!r} is not supported (expected {RUN_FORMAT_VERSION}, "
+                         "or 1, which is migrated)", field="format_version")
     try:
         run = RunResult.model_validate(data)
     except ValidationError as exc:
@@ -162,3 +167,98 @@ def load_run(path: str | Path, *, project: Path | None = None) -> RunResult:
         if root is not None:
             run = run.model_copy(update={"manifest_path": str(root / run.manifest_path)})
     return run
+
+
+# --- version 1 -> 2 ------------------------------------------------------------------------------------
+
+
+class _V1Extra(Frozen):
+    """``CaseOutput.extra`` of a version-1 run: every key it could hold (any other is refused)."""
+
+    attempts: int | None = None
+    passages_shown: tuple[str, ...] | None = None
+    error_kind: str | None = None
+    finish_reason: str | None = None
+    truncated: bool | None = None  # derived from finish_reason; not kept
+
+
+class _V1Output(BaseModel):
+    """The fields of a version-1 ``CaseOutput`` that version 2 types; the rest pass through as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str | None = None
+    error_stage: Literal["generate", "retrieve"] | None = None
+    extra: _V1Extra = _V1Extra()
+
+
+_V1_DIAGNOSTIC_PREFIX = "format_fail:"  # version 1 recorded no metric roles; its only diagnostics were these
+
+
+def _v1_summary(name: str, summary: Any) -> Any:
+    if not isinstance(summary, dict) or not name.startswith(_V1_DIAGNOSTIC_PREFIX):
+        return summary
+    return {**summary, "role": "diagnostic", "label": name[len(_V1_DIAGNOSTIC_PREFIX):]}
+
+
+def migrate_v1(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 run file's data in version 2's shape, for :class:`~harness.types.RunResult` to validate.
+
+    Version 1 kept a case's error as ``error`` / ``error_stage`` / ``extra["error_kind"]`` and what the
+    generation stage recorded as ``extra`` keys (``attempts``, ``passages_shown``, ``finish_reason``,
+    ``truncated``); version 2 has :class:`~harness.types.CaseError` and
+    :class:`~harness.types.GenerationRecord`. Version 1 recorded no metric roles: the per-validator
+    ``format_fail:<contract>.<check>`` metrics become ``diagnostic`` (labelled ``<contract>.<check>``),
+    every other metric ``quality``. The manifest and scorer specs keep their shape, except that version 1
+    stored every gate rule field, defaults included: the ``quantile`` of a rule on another metric than
+    latency (always its default then) is left out, as version 2 stores it. An output that does not fit
+    version 1 is bad input naming the field.
+    """
+    outputs = data.get("outputs")
+    if not isinstance(outputs, list):
+        return {**data, "format_version": RUN_FORMAT_VERSION}  # validation names what is wrong
+    migrated: list[Any] = []
+    for i, raw in enumerate(outputs):
+        if not isinstance(raw, dict):
+            migrated.append(raw)
+            continue
+        try:
+            old = _V1Output.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(x) for x in ("outputs", i, *err["loc"]))
+            raise InputError(path, f"damaged version-1 run file: {err['msg']}", field=field,
+                             hint="delete it, or restore it from a copy") from None
+        out: dict[str, Any] = dict(old.model_extra or {})
+        if old.error is not None:
+            stage = old.error_stage or "generate"  # version 1 set no other stage
+            out["error"] = CaseError(stage=stage, kind=old.extra.error_kind or stage, message=old.error)
+        x = old.extra
+        if (x.attempts is None) != (x.passages_shown is None):
+            raise InputError(path, "damaged version-1 run file: extra records one of attempts and passages_shown "
+                             "without the other", field=f"outputs.{i}.extra",
+                             hint="delete it, or restore it from a copy")
+        if x.attempts is not None and x.passages_shown is not None:
+            out["generation"] = GenerationRecord(attempts=x.attempts, passages_shown=x.passages_shown,
+                                                 finish_reason=x.finish_reason)
+        migrated.append(out)
+    aggregates = data.get("aggregates")
+    if isinstance(aggregates, dict):
+        overall, segments = aggregates.get("overall"), aggregates.get("segments")
+        aggregates = {**aggregates}
+        if isinstance(overall, dict):
+            aggregates["overall"] = {m: _v1_summary(m, s) for m, s in overall.items()}
+        if isinstance(segments, dict):
+            aggregates["segments"] = {
+                seg: {m: _v1_summary(m, s) for m, s in ms.items()} if isinstance(ms, dict) else ms
+                for seg, ms in segments.items()
+            }
+    migrated_run = {**data, "format_version": RUN_FORMAT_VERSION, "outputs": migrated}
+    manifest = data.get("manifest")
+    if isinstance(manifest, dict) and isinstance(manifest.get("gates"), list):
+        gates = [{k: v for k, v in g.items() if k != "quantile"} if isinstance(g, dict) and g.get("metric") != "latency"
+                 else g for g in manifest["gates"]]
+        migrated_run["manifest"] = {**manifest, "gates": gates}
+    if aggregates is not None:
+        migrated_run["aggregates"] = aggregates
+    return migrated_run

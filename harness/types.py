@@ -6,9 +6,13 @@ rejected. Everything downstream trusts them.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+
+from harness.errors import ManifestError
+from harness.hashing import sha256_json
 
 
 def drop_none(value: Any) -> Any:
@@ -22,6 +26,193 @@ def drop_none(value: Any) -> Any:
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- the manifest (parsed and checked against the files by harness.manifest) ----------------------------
+
+SCHEMA_VERSION: Literal[1] = 1
+ArtifactKind = Literal[
+    "golden", "corpus", "embedding_model", "index_recipe", "retriever", "prompt", "validators", "generator", "other"
+]
+DEFAULT_RETRIEVAL_METRICS = (
+    "ndcg@10",
+    "recall@10",
+    "recall@100",
+    "map@10",
+    "mrr@10",
+    "precision@10",
+    "map",
+    "mrr",
+    "rprec",
+    "success@1",
+)
+
+
+class Artifact(Frozen):
+    """One pinned artifact. Exactly what determines its content is hashed into ``sha256``."""
+
+    kind: ArtifactKind
+    version: str = ""
+    path: str | None = None
+    uri: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    description: str = ""
+    allow_outside: bool = Field(
+        default=False,
+        description="Let this artifact's path (or a symlink in its folder) lead outside the project: the git "
+        "work tree holding the manifest, else the folder of the project's harness manifest. Off by default.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_default_opt_in(self, handler: Any) -> Any:
+        # Left out unless set, so the opt-in does not change the id of manifests that do not use it.
+        data = handler(self)
+        if isinstance(data, dict) and not self.allow_outside:
+            data.pop("allow_outside", None)
+        return data
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(pypi|hf):\S+$", v):
+            raise ValueError("uri must be 'pypi:<distribution>' or 'hf:<org/name>'")
+        return v
+
+
+class MetricsConfig(Frozen):
+    retrieval: tuple[str, ...] = DEFAULT_RETRIEVAL_METRICS
+    relevance_level: int = 1
+
+    @field_validator("retrieval")
+    @classmethod
+    def _known_metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from harness.metrics import UnknownMetricError, metric_info
+
+        for name in v:
+            try:
+                metric_info(name)
+            except UnknownMetricError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+
+class ScorerSpec(Frozen):
+    """A registered scorer and its arguments; rebuilt from this spec in every run."""
+
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class GateRule(Frozen):
+    """One release rule. Which fields are set decides what is checked (several may be combined):
+
+    - ``max_drop`` / ``max_abs_drop``: relative / absolute worsening against the baseline, in the
+      metric's own direction; counted only when significant after correction unless
+      ``require_significant = false``;
+    - ``min`` / ``max``: absolute floor / ceiling on the head mean;
+    - ``max_rate``: for 0/1 per-case metrics (failure rates), the Wilson upper bound of the rate at
+      ``confidence`` must not exceed it (point estimate if ``wilson = false``);
+    - ``metric = "latency"`` with ``stage`` and ``max_seconds``: the ``quantile`` of per-case latency;
+    - ``metric = "error_rate"`` / ``"unscored_rate"``: share of cases with an error / of unscored values.
+
+    ``segment`` applies the rule to one segment (``"topic=storage"``) or to each value of a tag
+    (``"topic=*"``), skipping segments smaller than ``min_segment_size``. Those skips are listed and
+    counted; ``max_skipped`` (unset: no limit) is how many of the rule's segments may be skipped so
+    before the rule fails, e.g. ``max_skipped = 0`` to insist every segment is judged.
+
+    Gates fail closed: a rule that sets no limit, or a latency rule without ``stage`` and
+    ``max_seconds``, is rejected when the manifest loads; a metric, stage or segment tag that does
+    not exist is rejected before a gate runs (:func:`harness.gates.check_gate_config`); a metric the
+    head run did not score, or a drop rule with no baseline (unless ``--allow-no-baseline``), fails.
+    """
+
+    name: str | None = None
+    metric: str
+    segment: str | None = None
+    min_segment_size: int = Field(default=1, ge=1)
+    max_drop: float | None = Field(default=None, ge=0)
+    max_abs_drop: float | None = Field(default=None, ge=0)
+    require_significant: bool = True
+    min: float | None = None
+    max: float | None = None
+    max_rate: float | None = Field(default=None, ge=0, le=1)
+    wilson: bool = True
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    stage: str | None = None
+    quantile: float = Field(default=0.95, gt=0, le=1)
+    max_seconds: float | None = Field(default=None, gt=0)
+    max_skipped: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _sets_a_limit(self) -> GateRule:
+        if self.metric == "latency":
+            if self.stage is None or self.max_seconds is None:
+                raise ValueError("a latency rule needs stage (retrieve or generate) and max_seconds")
+        elif self.stage is not None or self.max_seconds is not None:
+            raise ValueError("stage and max_seconds apply only to metric = \"latency\"")
+        elif all(getattr(self, k) is None for k in ("max_drop", "max_abs_drop", "min", "max", "max_rate")):
+            raise ValueError("the rule sets no limit (max_drop, max_abs_drop, min, max or max_rate)")
+        if self.max_skipped is not None and self.segment is None:
+            raise ValueError("max_skipped applies only to a rule with a segment")
+        if self.metric in ("error_rate", "unscored_rate", "latency") and (
+                self.max_drop is not None or self.max_abs_drop is not None):
+            raise ValueError(f"a drop rule needs a per-case metric; {self.metric} is run-level (use max_rate, "
+                             "min or max, or max_seconds for latency)")
+        if self.metric != "latency" and "quantile" in self.model_fields_set:
+            raise ValueError("quantile applies only to metric = \"latency\"")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_quantile(self, handler: Any) -> Any:
+        # Left out unless set, so a stored rule (a run's manifest) loads again: quantile is a latency setting.
+        data = handler(self)
+        if isinstance(data, dict) and "quantile" not in self.model_fields_set:
+            data.pop("quantile", None)
+        return data
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        parts = [self.metric + (f"[{self.segment}]" if self.segment else "")]
+        for key in ("max_drop", "max_abs_drop", "min", "max", "max_rate", "max_seconds"):
+            value = getattr(self, key)
+            if value is not None:
+                parts.append(f"{key}={value}")
+        return " ".join(parts)
+
+
+class Manifest(Frozen):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str
+    description: str = ""
+    artifacts: dict[str, Artifact]
+    metrics: MetricsConfig = MetricsConfig()
+    scorers: tuple[ScorerSpec, ...] | None = Field(
+        default=None,
+        description="Scorers to run besides the defaults (retrieval metrics always; correctness, facts, "
+        "instructions, format and groundedness when the manifest has a generator); an entry named like a "
+        "default replaces it.",
+    )
+    gates: tuple[GateRule, ...] = ()
+    baseline: str | None = None
+
+    def canonical(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"baseline", "gates"})
+
+    @property
+    def id(self) -> str:
+        return sha256_json(self.canonical())
+
+    def artifact(self, role: str) -> Artifact:
+        try:
+            return self.artifacts[role]
+        except KeyError:
+            raise ManifestError(f"manifest has no artifact with role '{role}'") from None
+
+
+# --- golden cases and what a run records -----------------------------------------------------------------
 
 
 class Fact(Frozen):
@@ -69,18 +260,46 @@ class RankedDoc(Frozen):
     score: float
 
 
+ErrorStage = Literal["retrieve", "generate"]
+
+
+class CaseError(Frozen):
+    """Why a case has no output from a stage: the stage that failed, a typed kind (``server_error``,
+    ``auth``, ``content_filter``... for generation; the exception's type for retrieval) and the
+    (redacted) message. An error is a value per case, counted in the run, never a dropped case."""
+
+    stage: ErrorStage
+    kind: str
+    message: str
+
+
+class GenerationRecord(Frozen):
+    """What the generation stage recorded for one case besides the answer."""
+
+    attempts: int
+    passages_shown: tuple[str, ...] = Field(description="ids of the passages the prompt showed, in order")
+    finish_reason: str | None = Field(
+        default=None, description="what the endpoint said; None when it said nothing or the call failed")
+
+    @property
+    def truncated(self) -> bool:
+        """The answer was cut off at the token limit (``finish_reason = "length"``)."""
+        return self.finish_reason == "length"
+
+
 class CaseOutput(Frozen):
-    """What the system produced for one case; an error is a value, never a dropped case."""
+    """What the system produced for one case; an error is a value, never a dropped case.
+
+    ``generation`` is None when the run has no generator (or the case never reached it)."""
 
     case_id: str
     ranking: tuple[RankedDoc, ...] = ()
     answer: str | None = None
     messages: tuple[dict[str, Any], ...] = ()
-    error: str | None = None
-    error_stage: str | None = None
+    error: CaseError | None = None
+    generation: GenerationRecord | None = None
     latency_s: dict[str, float] = Field(default_factory=dict)
     cache_hits: dict[str, bool] = Field(default_factory=dict)
-    extra: dict[str, Any] = Field(default_factory=dict)
 
 
 class Score(Frozen):
@@ -93,6 +312,13 @@ class Score(Frozen):
     details: dict[str, Any] | None = None
 
 
+MetricRole = Literal["quality", "diagnostic"]
+"""What a metric is for, declared by its scorer. ``quality``: a measure of the system, shown in the
+headline tables, compared, flipped and attributed. ``diagnostic``: a breakdown that explains a quality
+metric (the per-validator failure indicators ``format_fail:<contract>.<check>`` behind ``format_pass``),
+shown apart and not compared on its own."""
+
+
 class MetricSummary(Frozen):
     """Aggregate of one metric over a set of cases: mean over scored cases, with the counts."""
 
@@ -100,6 +326,8 @@ class MetricSummary(Frozen):
     n: int
     n_unscored: int
     greater_is_better: bool = True
+    role: MetricRole = "quality"
+    label: str | None = Field(default=None, description="how reports name it, when not by its name")
 
 
 class Aggregates(Frozen):
@@ -107,17 +335,21 @@ class Aggregates(Frozen):
     segments: dict[str, dict[str, MetricSummary]] = Field(default_factory=dict)
 
 
+RUN_FORMAT_VERSION: Literal[2] = 2
+"""Version of the stored run file (:mod:`harness.runs` migrates version 1 on load)."""
+
+
 class RunResult(Frozen):
     """One stored run: enough to diff, report and rebuild every scorer."""
 
-    format_version: int = 1
+    format_version: Literal[2] = RUN_FORMAT_VERSION
     run_id: str
     created_at: str
     manifest_id: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     manifest_path: str | None = None
     environment: dict[str, Any] = Field(default_factory=dict)
-    scorers: tuple[dict[str, Any], ...] = ()
+    scorers: tuple[ScorerSpec, ...] = ()
     cases: tuple[GoldenCase, ...] = ()
     outputs: tuple[CaseOutput, ...]
     scores: tuple[Score, ...]

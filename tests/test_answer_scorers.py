@@ -4,7 +4,7 @@ import pytest
 
 from harness.scorers import SCORERS, ScoringContext
 from harness.scorers.text import contains, exact_match, normalize_answer, token_f1
-from harness.types import CaseOutput, Fact, GoldenCase, InstructionSpec
+from harness.types import CaseError, CaseOutput, Fact, GenerationRecord, GoldenCase, InstructionSpec
 
 
 def test_squad_normalization_and_hotpot_f1() -> None:
@@ -18,7 +18,8 @@ def test_squad_normalization_and_hotpot_f1() -> None:
 
 
 def _score(name: str, case: GoldenCase, answer: str | None, error: str | None = None) -> dict[str, float | None]:
-    out = CaseOutput(case_id=case.id, answer=answer, error=error)
+    out = CaseOutput(case_id=case.id, answer=answer,
+                     error=None if error is None else CaseError(stage="generate", kind="generate", message=error))
     scorer = SCORERS.build(name, {})
     return {s.metric: s.value for s in scorer.score([case], [out], ScoringContext())}
 
@@ -78,8 +79,8 @@ checks = [{ type = "json", name = "parses" }]
 
 def _scores(name: str, case: GoldenCase, answer: str | None, contracts: object = None,
             args: dict | None = None, **ctx: object) -> dict[str, tuple[float | None, str | None]]:
-    out = CaseOutput(case_id=case.id, answer=answer, ranking=(), extra={"passages_shown": ["d1"],
-                                                                         "finish_reason": "stop"})
+    out = CaseOutput(case_id=case.id, answer=answer, ranking=(),
+                     generation=GenerationRecord(attempts=1, passages_shown=("d1",), finish_reason="stop"))
     scorer = SCORERS.build(name, args or {})
     context = ScoringContext(contracts=contracts, **ctx)  # type: ignore[arg-type]
     return {s.metric: (s.value, s.explanation) for s in scorer.score([case], [out], context)}
@@ -149,12 +150,17 @@ def test_no_scorer_passes_an_answer_with_no_content(contracts: object) -> None:
 def test_truncation_metric() -> None:
     case = GoldenCase(id="c", query="q")
 
-    def value(extra: dict, answer: str | None = "Backups run", error: str | None = None) -> float | None:
-        out = CaseOutput(case_id="c", answer=answer, error=error, extra=extra)
+    def value(generation: GenerationRecord | None, answer: str | None = "Backups run",
+              error: str | None = None) -> float | None:
+        out = CaseOutput(case_id="c", answer=answer, generation=generation,
+                         error=None if error is None else CaseError(stage="generate", kind="timeout", message=error))
         return SCORERS.build("truncation", {}).score([case], [out], ScoringContext())[0].value
 
-    assert value({"finish_reason": "length"}) == 1.0 and value({"finish_reason": "stop"}) == 0.0
-    assert value({"finish_reason": None}) is None and value({}) is None  # not reported: unscored, not a pass
-    assert value({}, answer=None, error="timeout") == 1.0  # a failure rate never passes an error
+    def finished(reason: str | None) -> GenerationRecord:
+        return GenerationRecord(attempts=1, passages_shown=(), finish_reason=reason)
+
+    assert value(finished("length")) == 1.0 and value(finished("stop")) == 0.0
+    assert value(finished(None)) is None and value(None) is None  # not reported: unscored, not a pass
+    assert value(None, answer=None, error="timeout") == 1.0  # a failure rate never passes an error
     (m,) = SCORERS.build("truncation", {}).metrics()
     assert m.name == "truncated" and m.greater_is_better is False

@@ -13,7 +13,7 @@ import numpy as np
 from harness.diff import DiffSettings, compute_diff
 from harness.gates import evaluate_gates
 from harness.manifest import GateRule
-from harness.types import Aggregates, CaseOutput, MetricSummary, RunResult, Score
+from harness.types import Aggregates, CaseOutput, Manifest, MetricSummary, RunResult, Score
 
 METRICS = ("ndcg@10", "recall@10", "mrr@10")
 N_CASES = 300
@@ -26,7 +26,7 @@ def _run(run_id: str, values: np.ndarray) -> RunResult:
     scores = tuple(Score(case_id=cid, metric=m, value=float(values[j, i]))
                    for j, m in enumerate(METRICS) for i, cid in enumerate(ids))
     overall = {m: MetricSummary(mean=float(values[j].mean()), n=len(ids), n_unscored=0) for j, m in enumerate(METRICS)}
-    return RunResult(run_id=run_id, created_at="", manifest_id="m", manifest={"artifacts": {}},
+    return RunResult(run_id=run_id, created_at="", manifest_id="m", manifest=Manifest(name="m", artifacts={}),
                      outputs=tuple(CaseOutput(case_id=c) for c in ids), scores=scores,
                      aggregates=Aggregates(overall=overall))
 

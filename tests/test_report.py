@@ -34,7 +34,7 @@ from harness.report import (
 )
 from harness.run import run_manifest
 from harness.storage import Layout
-from harness.types import RunResult
+from harness.types import CaseError, RunResult
 from tests.conftest import add_generation, make_project
 
 # Text that must come out as text: if any of it were parsed as markup, the browser test would see it.
@@ -85,7 +85,8 @@ def _with_error_and_hostile_text(run: RunResult) -> RunResult:
     """q1's generation failed; q3's query and tags carry markup-like text (the report must escape it)."""
     cases = tuple(c.model_copy(update={"query": c.query + " " + HOSTILE, "tags": c.tags | {"note": HOSTILE}})
                   if c.id == "q3" else c for c in run.cases)
-    outputs = tuple(o.model_copy(update={"error": "HTTP 500 " + HOSTILE, "error_stage": "generate", "answer": None})
+    error = CaseError(stage="generate", kind="server_error", message="HTTP 500 " + HOSTILE)
+    outputs = tuple(o.model_copy(update={"error": error, "answer": None})
                     if o.case_id == "q1" else o for o in run.outputs)
     return run.model_copy(update={"cases": cases, "outputs": outputs})
 

@@ -28,7 +28,7 @@ def compute_diff(
     alignment = align(base, head)
     dirs = directions(base, head)
     overall, segments, family = metric_deltas(base, head, alignment, dirs, settings)
-    level = int(head.manifest.get("metrics", {}).get("relevance_level", 1))
+    level = head.manifest.metrics.relevance_level
     return Diff(
         base_run=base.run_id,
         head_run=head.run_id,

@@ -46,7 +46,7 @@ def _flip(
     if not lost and not gained and btop != htop:
         causes.append(f"top-{settings.k} reordered")
     if ho.error and not bo.error:
-        causes.append(f"{ho.error_stage or 'run'} error: {ho.error}")
+        causes.append(f"{ho.error.stage} error: {ho.error.message}")
     if btop == htop and bo.answer != ho.answer:
         causes.append("answer changed while retrieval did not")
     newly = sorted(

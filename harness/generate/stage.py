@@ -22,7 +22,7 @@ from harness.errors import ManifestError
 from harness.manifest import LoadedManifest
 from harness.progress import NULL_PROGRESS, Progress
 from harness.prompts import PromptTemplate
-from harness.types import CorpusDoc, Frozen, GoldenCase, RankedDoc
+from harness.types import CaseError, CorpusDoc, Frozen, GoldenCase, RankedDoc
 
 ENGINE_KEYS = ("concurrency", "timeout_s", "max_retries", "n_passages", "name")
 
@@ -38,7 +38,7 @@ class EngineConfig(Frozen):
 @dataclass
 class GenerationOutcome:
     answers: dict[str, str | None]
-    errors: dict[str, tuple[str, str | None]]  # case id -> (message, kind)
+    errors: dict[str, CaseError]
     messages: dict[str, list[dict[str, str]]]
     passages_shown: dict[str, list[str]]
     latency_s: dict[str, float]
@@ -113,7 +113,8 @@ class GenerationStage:
         elapsed = time.perf_counter() - t0
         return GenerationOutcome(
             answers={r.case_id: r.text for r in results},
-            errors={r.case_id: (r.error, r.error_kind) for r in results if r.error},
+            errors={r.case_id: CaseError(stage="generate", kind=r.error_kind or "generate", message=r.error)
+                    for r in results if r.error},
             messages={q.case_id: [dict(m) for m in q.messages] for q in reqs},
             passages_shown={q.case_id: [str(p["id"]) for p in q.passages] for q in reqs},
             latency_s={r.case_id: r.latency_s for r in results},

@@ -24,10 +24,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.errors import UnknownMetricError
+
+if TYPE_CHECKING:
+    from harness.types import MetricRole
 
 Qrels = Mapping[str, Mapping[str, int]]
 Run = Mapping[str, Sequence[tuple[str, float]]]
@@ -59,13 +63,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """What a metric name means: its base measure, cutoff, direction and formula."""
+    """What a metric name means: its base measure, cutoff, direction and formula, and its role
+    (:data:`harness.types.MetricRole`), declared by the scorer so no reader parses the name; ``label``
+    is how reports name it when not by its name (a validator's ``contract.check``)."""
 
     name: str
     base: str
     cutoff: int | None
     greater_is_better: bool
     description: str
+    role: MetricRole = "quality"
+    label: str | None = None
 
 
 # base -> (cutoff: "required" | "optional" | "none", greater_is_better, description)

@@ -50,8 +50,8 @@ _MESSAGE_CHARS = 300
 def error_summary(outputs: Iterable[CaseOutput]) -> dict[str, Any]:
     """Case errors by kind: ``{"total": n, "by_kind": {kind: {count, stage, cases, messages}}}``.
 
-    The kind is the typed ``error_kind`` the stage recorded (``server_error``, ``auth``, ...), else the
-    stage that failed; ``cases`` and ``messages`` hold the first few, in golden-set order.
+    The kind is the :class:`~harness.types.CaseError`'s (``server_error``, ``auth``, ...);
+    ``cases`` and ``messages`` hold the first few, in golden-set order.
     """
     by_kind: dict[str, dict[str, Any]] = {}
     total = 0
@@ -59,13 +59,12 @@ def error_summary(outputs: Iterable[CaseOutput]) -> dict[str, Any]:
         if not o.error:
             continue
         total += 1
-        kind = str(o.extra.get("error_kind") or o.error_stage or "error")
-        entry = by_kind.setdefault(kind, {"count": 0, "stage": o.error_stage, "cases": [], "messages": []})
+        entry = by_kind.setdefault(o.error.kind, {"count": 0, "stage": o.error.stage, "cases": [], "messages": []})
         entry["count"] += 1
         if len(entry["cases"]) < SHOWN_CASES:
             entry["cases"].append(o.case_id)
         if len(entry["messages"]) < SHOWN_MESSAGES:
-            entry["messages"].append({"case_id": o.case_id, "message": _one_line(o.error)})
+            entry["messages"].append({"case_id": o.case_id, "message": _one_line(o.error.message)})
     ordered = dict(sorted(by_kind.items(), key=lambda kv: (-kv[1]["count"], kv[0])))
     return {"total": total, "by_kind": ordered}
 

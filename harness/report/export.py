@@ -59,7 +59,7 @@ def _summary_row(name: str, s: MetricSummary) -> str:
 def run_markdown(run: RunResult, diff: Diff | None = None, policy: FailurePolicy | None = None,
                  max_failing: int = MD_MAX_FAILING) -> str:
     policy = policy or FailurePolicy()
-    name = run.manifest.get("name", "")
+    name = run.manifest.name
     counts = run.counts
     hits = cache_hits(run)
     lines = [
@@ -125,7 +125,7 @@ def run_dict(run: RunResult, diff: Diff | None = None, policy: FailurePolicy | N
     return {
         "run_id": run.run_id,
         "manifest_id": run.manifest_id,
-        "manifest_name": run.manifest.get("name"),
+        "manifest_name": run.manifest.name,
         "created_at": run.created_at,
         "environment": run.environment,
         "counts": run.counts,
@@ -151,7 +151,7 @@ def run_junit(run: RunResult, policy: FailurePolicy | None = None) -> str:
     policy = policy or FailurePolicy()
     failures = find_failures(run, policy)
     values = run.case_scores()
-    suite_name = f"harness.report.{run.manifest.get('name') or run.manifest_id[:12]}"
+    suite_name = f"harness.report.{run.manifest.name or run.manifest_id[:12]}"
     suite = ET.Element("testsuite", name=suite_name, tests=str(len(run.outputs)), failures="0", errors="0",
                        skipped="0", time="0")
     props = ET.SubElement(suite, "properties")
@@ -168,8 +168,8 @@ def run_junit(run: RunResult, policy: FailurePolicy | None = None) -> str:
         f = failures.get(o.case_id)
         if o.error:
             n_err += 1
-            msg = "; ".join(f.reasons) if f else o.error
-            ET.SubElement(case, "error", message=msg, type=o.error_stage or "error").text = msg
+            msg = "; ".join(f.reasons) if f else o.error.message
+            ET.SubElement(case, "error", message=msg, type=o.error.stage).text = msg
         elif f is not None:
             n_fail += 1
             msg = "; ".join(f.reasons)

@@ -15,7 +15,7 @@ counted apart):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 
@@ -54,8 +54,7 @@ class FailurePolicy(Frozen):
 
 def primary_retrieval_metric(run: RunResult) -> str | None:
     """The first retrieval metric the manifest lists that the run has (the headline metric)."""
-    listed: Iterable[str] = run.manifest.get("metrics", {}).get("retrieval", ()) or ()
-    return next((m for m in listed if m in run.aggregates.overall), None)
+    return next((m for m in run.manifest.metrics.retrieval if m in run.aggregates.overall), None)
 
 
 def parse_thresholds(specs: Sequence[str], run: RunResult) -> dict[str, float]:
@@ -101,7 +100,7 @@ def find_failures(run: RunResult, policy: FailurePolicy | None = None) -> dict[s
     errored = {o.case_id for o in run.outputs if o.error}
     for o in run.outputs:
         if o.error:
-            reasons.setdefault(o.case_id, []).append(f"{o.error_stage or 'run'} error: {o.error}")
+            reasons.setdefault(o.case_id, []).append(f"{o.error.stage} error: {o.error.message}")
     for s in run.scores:
         v = s.value
         if v is None:

@@ -251,16 +251,12 @@ def load_run_corpus(run: RunResult, layout: Layout | None) -> tuple[dict[str, Co
     (None, why) instead."""
     from harness.golden import load_corpus
     from harness.hashing import sha256_path
-    from harness.manifest import Artifact, resolve_content
+    from harness.manifest import resolve_content
     from harness.snapshots import blob_path
 
-    data = run.manifest.get("artifacts", {}).get("corpus")
-    if not data:
+    art = run.manifest.artifacts.get("corpus")
+    if art is None:
         return None, "The run's manifest has no corpus artifact: showing document ids only."
-    try:
-        art = Artifact.model_validate(data)
-    except Exception:
-        return None, "The run's corpus artifact could not be read: showing document ids only."
     candidates: list[tuple[Path, str]] = []
     if layout is not None:
         snap = blob_path(layout, art)
@@ -372,8 +368,8 @@ def _failing_case(i: int, out: CaseOutput, case: GoldenCase | None, failure: Cas
     expl.sort(key=lambda e: not e.bad)
     return FailingCase(
         anchor=_anchor(i), case_id=failure.case_id, query=case.query if case else "", tags=case.segments() if case
-        else [], reasons=list(failure.reasons), error=out.error, answer=out.answer, passages=passages, missed=missed,
-        explanations=expl, unscored=sorted(unscored.items()),
+        else [], reasons=list(failure.reasons), error=out.error.message if out.error else None, answer=out.answer,
+        passages=passages, missed=missed, explanations=expl, unscored=sorted(unscored.items()),
     )
 
 
@@ -468,7 +464,7 @@ def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | 
               for tag, members in by_tag.items()]
 
     failures = find_failures(run, policy)
-    level = int(run.manifest.get("metrics", {}).get("relevance_level", 1))
+    level = run.manifest.metrics.relevance_level
     docs: dict[str, CorpusDoc] | None
     if corpus is True:
         docs, corpus_note = load_run_corpus(run, layout) if failures else (None, "")
@@ -531,7 +527,7 @@ def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | 
               ("unscored values", str(run.counts.get("unscored", sum(1 for s in run.scores if s.value is None))))]
     counts += [(f"cache hits: {stage}", f"{h}/{n}") for stage, (h, n) in hits.items()]
     counts += [(k.replace("_", " "), str(v)) for k, v in run.counts.items() if k not in ("cases", "errors", "unscored")]
-    name = str(run.manifest.get("name", ""))
+    name = run.manifest.name
     return Report(
         generated_by=_generator(),
         run=run,

@@ -32,8 +32,8 @@ class ScoringContext:
 
     def passages(self, output: CaseOutput, n: int) -> list[CorpusDoc]:
         """The passages the generator was shown (recorded per case), else the top ``n`` retrieved."""
-        shown = output.extra.get("passages_shown")
-        ids = list(shown) if isinstance(shown, list) else [d.doc_id for d in output.ranking[:n]]
+        shown = output.generation
+        ids = list(shown.passages_shown) if shown is not None else [d.doc_id for d in output.ranking[:n]]
         return [self.docs[i] for i in ids if i in self.docs]
 
 
@@ -57,7 +57,7 @@ def generation_error(out: CaseOutput | None) -> str | None:
     if out is None:
         return "no output for this case"
     if out.error or out.answer is None:
-        return f"generation failed: {out.error or 'no answer'}"
+        return f"generation failed: {out.error.message if out.error else 'no answer'}"
     if not out.answer.strip():
         return "empty_response: the answer is empty (nothing to score)"
     if _WORDLESS.fullmatch(out.answer):

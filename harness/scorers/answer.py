@@ -164,8 +164,8 @@ class FormatScorer:
                 scores += [Score(case_id=c.id, metric=f"format_fail:{contract.name}.{contract.check_name(i)}",
                                  value=1.0, explanation=err) for i in range(len(contract.checks))]
                 continue
-            shown = out.extra.get("passages_shown")  # citations must name passages the generator was given
-            retrieved = set(shown) if isinstance(shown, list) else {d.doc_id for d in out.ranking}
+            shown = out.generation  # citations must name passages the generator was given
+            retrieved = set(shown.passages_shown) if shown is not None else {d.doc_id for d in out.ranking}
             results = validate(contract, out.answer, retrieved, contracts)
             failed = [r for r in results if not r.passed]
             crit = [r for r in failed if r.critical]
@@ -243,9 +243,9 @@ class TruncationScorer:
             if err is not None or out is None:
                 scores.append(Score(case_id=c.id, metric="truncated", value=1.0, explanation=err))
                 continue
-            finish = out.extra.get("finish_reason")
-            if not isinstance(finish, str):
-                why = ("finish_reason not recorded for this case" if "finish_reason" not in out.extra
+            finish = out.generation.finish_reason if out.generation is not None else None
+            if finish is None:
+                why = ("finish_reason not recorded for this case" if out.generation is None
                        else "the endpoint did not report a finish_reason")
                 scores.append(Score(case_id=c.id, metric="truncated", value=None, explanation=why))
                 continue

@@ -32,7 +32,8 @@ class RetrievalScorer:
         scores: list[Score] = []
         for c in cases:
             out = by_id.get(c.id)
-            err = "no output for this case" if out is None else out.error if out.error_stage == "retrieve" else None
+            err = ("no output for this case" if out is None
+                   else out.error.message if out.error is not None and out.error.stage == "retrieve" else None)
             for name in self._names:
                 v = values[name].get(c.id)
                 if v is None:

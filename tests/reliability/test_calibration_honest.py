@@ -26,7 +26,7 @@ from harness.diff import compute_diff
 from harness.report.text import diff_markdown
 from harness.stats import calibration_drift
 from harness.stats.calibration import CLIP, brier_score, expected_calibration_error, fit_platt
-from harness.types import Aggregates, CaseOutput, GoldenCase, RankedDoc, RunResult
+from harness.types import Aggregates, CaseOutput, GoldenCase, Manifest, RankedDoc, RunResult
 
 RELEVANCE = {"q1": {"a": 1, "b": 1, "c": 1}, "q2": {"d": 1, "e": 1}}
 BASE = {"q1": [("a", 0.95), ("x", 0.85), ("b", 0.75)], "q2": [("d", 0.65), ("y", 0.45)]}
@@ -38,7 +38,7 @@ HEAD_REAL = ([0.85, 0.55, 0.35, 0.72, 0.45], [0, 1, 0, 1, 0])
 def _run(run_id: str, rankings: dict[str, list[tuple[str, float]]],
          relevance: dict[str, dict[str, int]] = RELEVANCE) -> RunResult:
     return RunResult(
-        run_id=run_id, created_at="", manifest_id=run_id, manifest={"artifacts": {}},
+        run_id=run_id, created_at="", manifest_id=run_id, manifest=Manifest(name=run_id, artifacts={}),
         cases=tuple(GoldenCase(id=q, query=q, relevance=rel) for q, rel in relevance.items()),
         outputs=tuple(CaseOutput(case_id=q, ranking=tuple(RankedDoc(doc_id=d, score=s) for d, s in r))
                       for q, r in rankings.items()),

@@ -165,17 +165,20 @@ def test_empty_filtered_and_truncated_answers_through_a_run(tmp_path: Path, serv
     v = run.case_scores()
 
     # empty: a typed error, counted, scored 0 (1 on failure rates) by every scorer, never a pass
-    assert out["q1"].extra["error_kind"] == "empty_response" and out["q1"].answer is None
+    assert out["q1"].error is not None and out["q1"].error.kind == "empty_response" and out["q1"].answer is None
     assert v["q1"]["groundedness"] == 0.0 and v["q1"]["grounded"] == 0.0 and v["q1"]["fact_recall"] == 0.0
     assert v["q1"]["format_pass"] == 0.0 and v["q1"]["format_critical_fail"] == 1.0
     assert v["q1"]["answer_contains"] == 0.0 and v["q1"]["truncated"] == 1.0
     # content_filter: typed, one call, not retried
-    assert out["q4"].extra["error_kind"] == "content_filter" and out["q4"].extra["attempts"] == 1
+    q4 = out["q4"]
+    assert q4.error is not None and q4.error.kind == "content_filter" and q4.generation is not None
+    assert q4.error.stage == "generate" and q4.generation.attempts == 1
     assert run.counts["errors"] == 2 and run.counts["generation_errors"] == 2
     # length: the answer is kept and scored, the truncation recorded per case, counted, gateable
     assert out["q2"].answer == "TLS certificates are rotated" and out["q2"].error is None
-    assert out["q2"].extra["finish_reason"] == "length" and out["q2"].extra["truncated"] is True
-    assert out["q3"].extra["finish_reason"] == "stop" and out["q3"].extra["truncated"] is False
+    q2, q3 = out["q2"].generation, out["q3"].generation
+    assert q2 is not None and q2.finish_reason == "length" and q2.truncated is True
+    assert q3 is not None and q3.finish_reason == "stop" and q3.truncated is False
     assert run.counts["truncated"] == 1 and v["q2"]["truncated"] == 1.0 and v["q3"]["truncated"] == 0.0
     assert run.aggregates.overall["truncated"].greater_is_better is False
 
@@ -187,7 +190,7 @@ def test_empty_filtered_and_truncated_answers_through_a_run(tmp_path: Path, serv
     calls = server.requests_received
     again = run_manifest(manifest).run  # errors are not cached; the truncated answer is, and stays marked
     assert server.requests_received == calls + 2
-    assert {o.case_id: o.extra.get("truncated") for o in again.outputs}["q2"] is True
+    assert {o.case_id: o.generation is not None and o.generation.truncated for o in again.outputs}["q2"] is True
     assert again.counts["truncated"] == 1 and again.case_scores()["q2"]["truncated"] == 1.0
 
 
@@ -218,7 +221,7 @@ def test_a_planted_key_echoed_by_the_endpoint_is_stored_and_printed_nowhere(tmp_
     runs = [p for p in (tmp_path / ".harness" / "runs").rglob("*.json") if '"outputs"' in p.read_text()]
     assert len(runs) == 1, proc.stderr.decode()[-2000:]
     stored = json.loads(runs[0].read_text())
-    kinds = {o["case_id"]: (o.get("extra") or {}).get("error_kind") for o in stored["outputs"]}
+    kinds = {o["case_id"]: (o.get("error") or {}).get("kind") for o in stored["outputs"]}
     assert kinds["q1"] == "bad_request" and kinds["q3"] == "auth", kinds
     errors = " | ".join(str(o.get("error")) for o in stored["outputs"])
     assert "Bearer ***" in errors and "api_key=***" in errors, errors  # the message is kept, the secret is not
@@ -274,7 +277,7 @@ def test_a_middle_part_of_the_key_echoed_back_is_stored_and_printed_nowhere(
     runs = [p for p in (tmp_path / ".harness" / "runs").rglob("*.json") if '"outputs"' in p.read_text()]
     assert len(runs) == 1
     stored = {o["case_id"]: o for o in json.loads(runs[0].read_text())["outputs"]}
-    assert stored["q1"]["extra"]["error_kind"] == "bad_request"
+    assert stored["q1"]["error"]["kind"] == "bad_request"
     assert "key fragment *** is not allowed" in str(stored["q1"]["error"])  # the message is kept
     for blob, where in [(p.read_bytes(), str(p)) for p in (tmp_path / ".harness").rglob("*") if p.is_file()] \
             + [(out.encode(), "stdout"), (err.encode(), "stderr")]:
