@@ -19,11 +19,11 @@ from typing import Any
 
 from harness.aggregate import scored_mean
 from harness.errors import HarnessError
-from harness.manifest import Artifact, load_manifest, lock, write_manifest
+from harness.manifest import LoadedManifest
 from harness.progress import NULL_PROGRESS, Progress
 from harness.snapshots import blob_path
 from harness.storage import Layout
-from harness.types import Frozen, RunResult
+from harness.types import Artifact, Frozen, Manifest, RunResult
 
 MAX_EXACT = 4
 
@@ -51,44 +51,43 @@ class AttributionReport(Frozen):
 
 
 def changed_roles(base: RunResult, head: RunResult) -> list[str]:
-    ba, ha = base.manifest["artifacts"], head.manifest["artifacts"]
     from harness.diff.artifacts import same_artifact
 
+    ba, ha = base.manifest.artifacts, head.manifest.artifacts
     return sorted(r for r in set(ba) | set(ha) if not same_artifact(ba.get(r), ha.get(r)))
 
 
-def _materialize(data: dict[str, Any], layout: Layout, role: str) -> dict[str, Any]:
-    art = Artifact.model_validate(data)
+def _materialize(art: Artifact, layout: Layout, role: str) -> Artifact:
     if art.path is None:
-        return data
+        return art
     path = blob_path(layout, art)
     if path is None:
         raise HarnessError(f"cannot attribute: no snapshot of artifact '{role}' ({art.path}, {art.sha256})",
                            hint="run both manifests with `harness run` in this project first")
     # A snapshot is a content-addressed copy the harness made itself, in its own store.
-    return {**data, "path": str(path), "allow_outside": True}
+    return art.model_copy(update={"path": str(path), "allow_outside": True})
 
 
-_SETTINGS_IGNORED = ("artifacts", "baseline", "gates", "name", "description")
+_SETTINGS_IGNORED = {"artifacts", "baseline", "gates", "name", "description"}
 
 
 def _settings(run: RunResult) -> dict[str, Any]:
-    return {k: v for k, v in run.manifest.items() if k not in _SETTINGS_IGNORED}
+    return run.manifest.model_dump(mode="json", exclude=_SETTINGS_IGNORED)
 
 
-def _hybrid(base: RunResult, head: RunResult, subset: Sequence[str], layout: Layout) -> dict[str, Any]:
+def _hybrid(base: RunResult, head: RunResult, subset: Sequence[str], layout: Layout) -> Manifest:
     """Head's settings (metrics, scorers), base's artifacts except the roles in ``subset``, taken from head:
-    only artifacts vary across the ablations, so a scorer change is never credited to an artifact."""
-    manifest = {k: v for k, v in head.manifest.items() if k not in ("baseline",)}
-    arts = dict(base.manifest["artifacts"])
+    only artifacts vary across the ablations, so a scorer change is never credited to an artifact. Built
+    in memory from the runs' pinned artifacts (their contents from the snapshot store); ``execute``
+    verifies every pin against the snapshot before anything runs."""
+    arts = dict(base.manifest.artifacts)
     for role in subset:
-        if role in head.manifest["artifacts"]:
-            arts[role] = head.manifest["artifacts"][role]
+        if role in head.manifest.artifacts:
+            arts[role] = head.manifest.artifacts[role]
         else:
             arts.pop(role, None)
-    manifest["artifacts"] = {r: _materialize(a, layout, r) for r, a in arts.items()}
-    manifest["gates"] = []
-    return manifest
+    return head.manifest.model_copy(update={
+        "artifacts": {r: _materialize(a, layout, r) for r, a in arts.items()}, "gates": (), "baseline": None})
 
 
 def _means(run: RunResult, ids: set[str], metrics: Sequence[str]) -> dict[str, float | None]:
@@ -115,14 +114,14 @@ def attribute(base: RunResult, head: RunResult, layout: Layout, metrics: Sequenc
     runs: dict[tuple[str, ...], RunResult] = {tuple(roles): head}
     if _settings(base) == _settings(head):
         runs[()] = base  # else the all-base point is re-run with head's settings
+    # Every artifact path of a hybrid is absolute (its snapshot); the folder only stands in for a manifest
+    # file's, so nothing resolves against the project and no git commit is recorded for an ablation.
     with tempfile.TemporaryDirectory(prefix="harness-attribute-") as tmp:
         for i, subset in enumerate(subsets):
             if subset in runs:
                 continue
-            path = Path(tmp) / f"hybrid-{i}.toml"
-            write_manifest(path, _hybrid(base, head, subset, layout))
-            lock(path)
-            runs[subset] = execute(load_manifest(path), progress=progress, layout=layout).run
+            hybrid = LoadedManifest(_hybrid(base, head, subset, layout), Path(tmp) / f"hybrid-{i}.toml")
+            runs[subset] = execute(hybrid, progress=progress, layout=layout).run
     ids = {o.case_id for o in base.outputs} & {o.case_id for o in head.outputs}
     means = {s: _means(r, ids, metrics) for s, r in runs.items()}
     out = []

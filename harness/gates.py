@@ -7,7 +7,7 @@ did-you-mean and the manifest's file:line) caught by :func:`check_gate_config` b
 The only skips are data-driven (a segment smaller than ``min_segment_size``) or asked for
 (``allow_no_baseline``); they are listed and counted, and ``max_skipped`` bounds them.
 
-Drops count only when significant in the diff's one corrected family (:func:`harness.diff.compute_diff`
+Drops count only when significant in the diff's one corrected family (:func:`harness.diff.compare`
 sets ``p_adjusted``; the gate never corrects a second time), unless a rule says otherwise; failure
 rates are judged on their Wilson upper bound, so 3 failures in 40 cases do not pass a 1% limit by luck
 of a small sample. Errored cases fail the gate unless an ``error_rate`` rule says how many may error.
@@ -20,14 +20,16 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from pydantic import Field
 
 from harness.aggregate import scored_mean
-from harness.diff import Diff, MetricDelta
+from harness.diff import Diff, DiffSettings, MetricDelta, compare
 from harness.manifest import GateRule
 from harness.types import Frozen, RunResult
 
 if TYPE_CHECKING:
     from harness.manifest import LoadedManifest
+    from harness.storage import Layout
     from harness.types import GoldenCase
 
 Status = Literal["pass", "fail", "skip"]
@@ -48,10 +50,14 @@ class GateResult(Frozen):
 
 
 class Verdict(Frozen):
+    """The gate's judgement of a head run; ``diff`` is the comparison with the baseline it read (None: no
+    baseline). The diff is published beside the verdict, never inside it, so it is left out of dumps."""
+
     passed: bool
     results: tuple[GateResult, ...]
     base_run: str | None
     head_run: str
+    diff: Diff | None = Field(default=None, exclude=True, repr=False)
 
     @property
     def failed(self) -> list[GateResult]:
@@ -357,7 +363,19 @@ def evaluate_gates(rules: Sequence[GateRule], head: RunResult, diff: Diff | None
     if not any(r.metric == "error_rate" and r.segment is None for r in rules):
         results.append(_implicit_error_rule(head))
     return Verdict(passed=not any(r.status == "fail" for r in results), results=tuple(results),
-                   base_run=None if diff is None else diff.base_run, head_run=head.run_id)
+                   base_run=None if diff is None else diff.base_run, head_run=head.run_id, diff=diff)
+
+
+def gate(rules: Sequence[GateRule], head: RunResult, base: RunResult | None, *, settings: DiffSettings | None = None,
+         layout: Layout | None = None, allow_no_baseline: bool = False) -> Verdict:
+    """The release gate every front end runs (``harness gate``, ``harness baseline promote``, the pytest
+    plugin): compare ``head`` with ``base`` (:func:`harness.diff.compare`; no diff when ``base`` is None)
+    and apply ``rules`` (:func:`evaluate_gates`). With no baseline a drop rule fails as unjudgeable
+    unless ``allow_no_baseline``; the other rules judge the head run alone. The caller resolves the
+    base (:func:`harness.baseline.resolve_base`) and checks the rules (:func:`check_gate_config`) before
+    anything runs. ``verdict.diff`` is the comparison judged."""
+    diff = None if base is None else compare(base, head, settings, layout)
+    return evaluate_gates(rules, head, diff, allow_no_baseline=allow_no_baseline, base=base)
 
 
 def junit_xml(verdict: Verdict) -> str:

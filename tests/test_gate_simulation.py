@@ -1,4 +1,4 @@
-"""The real gate path (compute_diff + evaluate_gates) on simulated runs: false alarms near nominal
+"""The real gate path (harness.gates.gate) on simulated runs: false alarms near nominal
 under no change, and an injected 5% drop caught.
 
 Setting: 300 aligned cases, 3 metrics in [0, 1] sharing a per-case difficulty (as nDCG, recall and
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.diff import DiffSettings, compute_diff
-from harness.gates import evaluate_gates
+from harness.diff import DiffSettings
+from harness.gates import gate
 from harness.manifest import GateRule
 from harness.types import Aggregates, CaseOutput, Manifest, MetricSummary, RunResult, Score
 
@@ -48,7 +48,7 @@ def _fail_rate(drop: float, n_sim: int, seed: int) -> float:
     fails = 0
     for _ in range(n_sim):
         base, head = _pair(rng, drop)
-        verdict = evaluate_gates(RULES, head, compute_diff(base, head, SETTINGS))
+        verdict = gate(RULES, head, base, settings=SETTINGS)
         fails += not verdict.passed
     return fails / n_sim
 

@@ -136,7 +136,7 @@ def test_previous_commit_is_the_default_baseline(tmp_path: Path) -> None:
 
 
 def test_diff_lists_cases_in_one_run_only(tmp_path: Path) -> None:
-    from harness.diff import compute_diff
+    from harness.diff import compare
     from harness.manifest import lock
     from harness.run import run_manifest
     from tests.conftest import make_project
@@ -148,6 +148,6 @@ def test_diff_lists_cases_in_one_run_only(tmp_path: Path) -> None:
     cases.write_text("\n".join([*lines[1:], '{"id": "q9", "query": "phrase search", "relevance": {"d6": 1}}']) + "\n")
     lock(manifest)
     head = run_manifest(manifest).run
-    d = compute_diff(base, head)
+    d = compare(base, head)
     assert d.only_in_base == ("q1",) and d.only_in_head == ("q9",)
     assert all(m.n <= 2 for m in d.metrics)  # aligned cases only; never averaged away silently

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.commands.report import report as report_cmd
-from harness.diff import Diff, compute_diff
+from harness.diff import Diff, compare
 from harness.errors import HarnessError
 from harness.manifest import lock
 from harness.report import (
@@ -77,7 +77,7 @@ def proj(tmp_path_factory: pytest.TempPathFactory) -> Project:
         prompt.write_text(prompt.read_text().replace("Q: ", "Question: "))
         lock(manifest)
         head = run_manifest(manifest).run
-    diff = compute_diff(base, head, layout=Layout.for_manifest(manifest))
+    diff = compare(base, head, layout=Layout.for_manifest(manifest))
     return Project(root, manifest, base, head, diff)
 
 

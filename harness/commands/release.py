@@ -46,12 +46,12 @@ def diff_cmd(base: str | None, head: str | None, manifest: Path | None, as_json:
       harness diff 20261126T0301 --json
     """
     from harness.baseline import resolve_pair
-    from harness.diff import compute_diff, diff_json
+    from harness.diff import compare, diff_json
     from harness.report.text import diff_markdown, print_diff
 
     loaded, layout = project(manifest)
     base_run, head_run, how = resolve_pair(loaded, layout, base, head)
-    d = compute_diff(base_run, head_run, _settings(alpha, correction, test_name, resamples, seed), layout)
+    d = compare(base_run, head_run, _settings(alpha, correction, test_name, resamples, seed), layout)
     if as_json:
         click.echo(diff_json(d))
     elif fmt == "md":
@@ -87,8 +87,7 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
       harness gate --format md -o "$GITHUB_STEP_SUMMARY" --junit gate.xml
     """
     from harness.baseline import resolve_base
-    from harness.diff import compute_diff
-    from harness.gates import check_gate_config, evaluate_gates, junit_xml
+    from harness.gates import check_gate_config, gate, junit_xml
     from harness.report.text import diff_markdown, print_diff, print_verdict, verdict_markdown
     from harness.run import execute
     from harness.storage import atomic_write_text, check_writable
@@ -102,8 +101,9 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     base_run, how = resolve_base(loaded, layout, base)  # validated before the head run is executed and stored
     with _progress(ctx) as progress:
         head_run = execute(loaded, progress=progress, layout=layout).run
-    d = None if base_run is None else compute_diff(base_run, head_run, settings, layout)
-    verdict = evaluate_gates(loaded.manifest.gates, head_run, d, allow_no_baseline=allow_no_baseline, base=base_run)
+    verdict = gate(loaded.manifest.gates, head_run, base_run, settings=settings, layout=layout,
+                   allow_no_baseline=allow_no_baseline)
+    d = verdict.diff
     attribution = None
     if do_attribute and d is not None and d.artifacts and base_run is not None:
         from harness.attribute import attribute
@@ -159,9 +159,8 @@ def promote_cmd(run: str | None, manifest: Path | None, force: bool) -> None:
       harness baseline promote
     """
     from harness.baseline import load_run_ref, promote, resolve_base, resolve_head
-    from harness.diff import compute_diff
     from harness.errors import HarnessError
-    from harness.gates import check_gate_config, evaluate_gates
+    from harness.gates import check_gate_config, gate
 
     loaded, layout = project(manifest)
     target = load_run_ref(run, layout) if run else resolve_head(loaded, layout)
@@ -170,8 +169,7 @@ def promote_cmd(run: str | None, manifest: Path | None, force: bool) -> None:
         # The same gate as `harness gate`; with no baseline yet, the rules that need none still apply
         # (floors, ceilings, rates, errored cases, latency) and only the drop rules are not applicable.
         check_gate_config(loaded)
-        d = None if current is None else compute_diff(current, target)
-        verdict = evaluate_gates(loaded.manifest.gates, target, d, allow_no_baseline=current is None, base=current)
+        verdict = gate(loaded.manifest.gates, target, current, allow_no_baseline=current is None)
         if not verdict.passed:
             names = ", ".join(r.rule for r in verdict.failed)
             raise HarnessError(f"run {target.run_id} fails the gates ({names}); not promoted",

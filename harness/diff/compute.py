@@ -19,7 +19,7 @@ from harness.storage import Layout
 from harness.types import RunResult
 
 
-def compute_diff(
+def compare(
     base: RunResult, head: RunResult, settings: DiffSettings | None = None, layout: Layout | None = None
 ) -> Diff:
     """Compare ``head`` with ``base`` case by case (see the module docstring and

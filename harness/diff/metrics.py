@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -60,53 +61,21 @@ def _compare(
     from harness.stats import compare_paired, paired_permutation_test
 
     pairs = [(bv[c], hv[c]) for c in ids if bv.get(c) is not None and hv.get(c) is not None]
-    n_base = sum(1 for c in ids if bv.get(c) is not None)
-    n_head = sum(1 for c in ids if hv.get(c) is not None)
-    if not pairs:
-        return MetricDelta(
-            metric=metric,
-            segment=segment,
-            greater_is_better=gib,
-            n=0,
-            n_base=n_base,
-            n_head=n_head,
-            base_mean=None,
-            head_mean=None,
-            delta=None,
-            rel_delta=None,
-            ci_low=None,
-            ci_high=None,
-            p_value=None,
-        )
     b = np.array([p[0] for p in pairs], dtype=float)
     h = np.array([p[1] for p in pairs], dtype=float)
     cmp = compare_paired(
         b, h, greater_is_better=gib, seed=settings.seed, n_resamples=settings.n_resamples, test=settings.test
     )
-    p_value = cmp.p_value
-    if np.array_equal(b, h):
-        p_value = 1.0
-    elif settings.test == "permutation" and p_resamples > settings.n_resamples:
-        p_value = paired_permutation_test(b, h, n_resamples=p_resamples, seed=settings.seed).p_value
+    if pairs and np.array_equal(b, h):
+        cmp = replace(cmp, p_value=1.0)
+    elif pairs and settings.test == "permutation" and p_resamples > settings.n_resamples:
+        cmp = replace(cmp, p_value=paired_permutation_test(b, h, n_resamples=p_resamples, seed=settings.seed).p_value)
     return MetricDelta(
         metric=metric,
         segment=segment,
-        greater_is_better=gib,
-        n=cmp.n,
-        n_base=n_base,
-        n_head=n_head,
-        base_mean=cmp.base_mean,
-        head_mean=cmp.head_mean,
-        delta=cmp.delta,
-        rel_delta=cmp.rel_delta,
-        ci_low=cmp.ci_low,
-        ci_high=cmp.ci_high,
-        p_value=p_value,
-        wins=cmp.wins,
-        ties=cmp.ties,
-        losses=cmp.losses,
-        cohens_dz=cmp.cohens_dz,
-        direction=cmp.direction,
+        n_base=sum(1 for c in ids if bv.get(c) is not None),
+        n_head=sum(1 for c in ids if hv.get(c) is not None),
+        comparison=cmp,
         changed=changed,
     )
 
@@ -134,7 +103,7 @@ def metric_deltas(
     # One family for every front end (diff, gate, report, pytest): each metric x segment test that can
     # reach significance with the cases that changed (Tarone 1990). A test where nothing changed cannot
     # vary and stays out, so constant metrics and tiny segments do not dilute the real comparisons.
-    keys: list[tuple[str, str, Sequence[str]]] = [(m, "all", common) for m in metrics] + [
+    keys: list[tuple[str, str, tuple[str, ...]]] = [(m, "all", common) for m in metrics] + [
         (m, seg, ids) for seg, ids in alignment.segments.items() for m in metrics
     ]
     changed = [_changed(ids, *per_metric[m]) for m, _, ids in keys]

@@ -1,13 +1,14 @@
 """The typed records of a comparison: :class:`Diff` and its parts, as every reader (CLI, gate, reports,
-pytest plugin) sees them. Computed by :func:`harness.diff.compute_diff`, never by a reader."""
+pytest plugin) sees them. Computed by :func:`harness.diff.compare`, never by a reader."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
+from harness.stats.paired import Direction, PairedComparison
 from harness.types import Frozen
 
 
@@ -34,28 +35,108 @@ class ArtifactChange(Frozen):
 
 
 class MetricDelta(Frozen):
+    """One metric (overall or in one ``tag=value`` segment) compared, as every reader sees it.
+
+    ``comparison`` is the one set of paired statistics (:func:`harness.stats.compare_paired` over the
+    aligned cases both runs scored; ``n = 0`` when there are none) and the read-only properties below
+    are its values. Its ``p_value`` is the diff's: 1 when no value differs, and for a test in the family
+    taken at the family's resolution (:func:`harness.diff.metrics.metric_deltas`). The diff adds what
+    one comparison cannot know: each run's scored count, how many cases changed, and the family.
+    Serialized flat, in the published ``harness diff --json`` layout.
+    """
+
     metric: str
     segment: str = "all"
-    greater_is_better: bool = True
-    n: int
     n_base: int
     n_head: int
-    base_mean: float | None
-    head_mean: float | None
-    delta: float | None
-    rel_delta: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
+    comparison: PairedComparison
     p_adjusted: float | None = None
     significant: bool = False
     in_family: bool = False
     changed: int = 0
-    wins: int = 0
-    ties: int = 0
-    losses: int = 0
-    cohens_dz: float | None = None
-    direction: str | None = None
+
+    @property
+    def greater_is_better(self) -> bool:
+        return self.comparison.greater_is_better
+
+    @property
+    def n(self) -> int:
+        return self.comparison.n
+
+    @property
+    def base_mean(self) -> float | None:
+        return self.comparison.base_mean
+
+    @property
+    def head_mean(self) -> float | None:
+        return self.comparison.head_mean
+
+    @property
+    def delta(self) -> float | None:
+        return self.comparison.delta
+
+    @property
+    def rel_delta(self) -> float | None:
+        return self.comparison.rel_delta
+
+    @property
+    def ci_low(self) -> float | None:
+        return self.comparison.ci_low
+
+    @property
+    def ci_high(self) -> float | None:
+        return self.comparison.ci_high
+
+    @property
+    def p_value(self) -> float | None:
+        return self.comparison.p_value
+
+    @property
+    def wins(self) -> int:
+        return self.comparison.wins
+
+    @property
+    def ties(self) -> int:
+        return self.comparison.ties
+
+    @property
+    def losses(self) -> int:
+        return self.comparison.losses
+
+    @property
+    def cohens_dz(self) -> float | None:
+        return self.comparison.cohens_dz
+
+    @property
+    def direction(self) -> Direction | None:
+        return self.comparison.direction
+
+    @model_serializer
+    def _published(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "segment": self.segment,
+            "greater_is_better": self.greater_is_better,
+            "n": self.n,
+            "n_base": self.n_base,
+            "n_head": self.n_head,
+            "base_mean": self.base_mean,
+            "head_mean": self.head_mean,
+            "delta": self.delta,
+            "rel_delta": self.rel_delta,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "p_value": self.p_value,
+            "p_adjusted": self.p_adjusted,
+            "significant": self.significant,
+            "in_family": self.in_family,
+            "changed": self.changed,
+            "wins": self.wins,
+            "ties": self.ties,
+            "losses": self.losses,
+            "cohens_dz": self.cohens_dz,
+            "direction": self.direction,
+        }
 
 
 class CaseFlip(Frozen):

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.diff import ArtifactChange, CaseFlip, Diff, MetricDelta, compute_diff
+from harness.diff import ArtifactChange, CaseFlip, Diff, MetricDelta
 from harness.report.export import cache_hits, main_metrics, segment_sizes
 from harness.report.failing import CaseFailure, FailurePolicy, find_failures, primary_retrieval_metric
 from harness.storage import Layout
@@ -427,10 +427,9 @@ def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | 
     """Everything the template shows. ``corpus``: True to look for the run's corpus, False for ids only,
     or the documents themselves."""
     policy = policy or FailurePolicy()
-    if base is not None and diff is None:
-        diff = compute_diff(base, run, layout=layout)
-    if diff is not None and base is None:
-        raise ValueError("a diff needs its base run (for per-case values)")
+    if (base is None) != (diff is None):
+        raise ValueError("the report shows a diff beside its base run (for per-case values): pass both or neither; "
+                         "compute the diff with harness.diff.compare")
     cases = {c.id: c for c in run.cases}
     overall = run.aggregates.overall
     shown = main_metrics(run)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.diff import compute_diff
+from harness.diff import compare
 from harness.report.text import diff_markdown
 from harness.stats import calibration_drift
 from harness.stats.calibration import CLIP, brier_score, expected_calibration_error, fit_platt
@@ -47,7 +47,7 @@ def _run(run_id: str, rankings: dict[str, list[tuple[str, float]]],
 
 
 def test_diff_reports_the_retrieved_share_apart_and_thresholds_over_real_scores() -> None:
-    c = compute_diff(_run("base", BASE), _run("head", HEAD)).calibration
+    c = compare(_run("base", BASE), _run("head", HEAD)).calibration
     assert c is not None
     assert (c.k, c.n_base, c.n_head) == (10, 5, 5)  # scored pairs only: no stand-in for c, e, b
     assert (c.relevant_base, c.relevant_in_top_k_base, c.relevant_head, c.relevant_in_top_k_head) == (5, 3, 5, 2)
@@ -62,7 +62,7 @@ def test_diff_reports_the_retrieved_share_apart_and_thresholds_over_real_scores(
 
 
 def test_the_rendered_calibration_line_says_what_was_retrieved_and_what_the_threshold_keeps() -> None:
-    md = diff_markdown(compute_diff(_run("base", BASE), _run("head", HEAD)))
+    md = diff_markdown(compare(_run("base", BASE), _run("head", HEAD)))
     (line,) = [ln for ln in md.splitlines() if ln.startswith("**Score calibration**")]
     assert "real scores only" in line
     assert "relevant passages in top-10: base 60% (3/5), head 40% (2/5)" in line
@@ -72,8 +72,8 @@ def test_the_rendered_calibration_line_says_what_was_retrieved_and_what_the_thre
 def test_unretrieved_relevant_passages_change_only_the_share() -> None:
     """Dropping the never-retrieved passages from the judgments leaves every score-based number as is."""
     judged_retrieved = {"q1": {"a": 1, "b": 1}, "q2": {"d": 1}}
-    full = compute_diff(_run("base", BASE), _run("head", HEAD)).calibration
-    only = compute_diff(_run("base", BASE, judged_retrieved), _run("head", HEAD, judged_retrieved)).calibration
+    full = compare(_run("base", BASE), _run("head", HEAD)).calibration
+    only = compare(_run("base", BASE, judged_retrieved), _run("head", HEAD, judged_retrieved)).calibration
     assert full is not None and only is not None
     assert only.in_top_k_share_base == pytest.approx(1.0) and only.in_top_k_share_head == pytest.approx(2 / 3)
     for name in ("threshold", "kept_base_at_threshold", "ece_base", "brier_base", "raw_ece_base", "n_base"):
@@ -104,6 +104,6 @@ def test_the_html_report_says_the_same() -> None:
     from harness.report.html import render_html
 
     base, head = _run("base", BASE), _run("head", HEAD)
-    html = render_html(head, base=base, diff=compute_diff(base, head), corpus=False)
+    html = render_html(head, base=base, diff=compare(base, head), corpus=False)
     assert "relevant passages in top-10: base 60% (3/5), head 40% (2/5)" in html
     assert "base's 90%-recall threshold 0.6500 keeps 100% in base and 50% in head" in html
