@@ -26,7 +26,7 @@ from harness.options import (
     effective_thresholds,
     parse_threshold,
 )
-from harness.pytest_plugin import marker_name
+from harness.pytest import marker_name
 from harness.run import run_manifest
 from harness.storage import Layout
 from harness.types import GoldenCase, Score
@@ -36,8 +36,8 @@ pytest_plugins = ["pytester"]
 
 # Until the pytest11 entry point is installed, load the plugin by module name (loading it both ways
 # would register it twice).
-PLUGIN = [] if any(ep.value == "harness.pytest_plugin" for ep in entry_points(group="pytest11")) else [
-    "-p", "harness.pytest_plugin"]
+PLUGIN = [] if any(ep.value == "harness.pytest" for ep in entry_points(group="pytest11")) else [
+    "-p", "harness.pytest"]
 # In-process runs find harness already imported (so not assertion-rewritten); that warning is noise here.
 QUIET = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
 CASES = ["q1", "q2", "q3", "q4"]
