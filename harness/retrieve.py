@@ -4,6 +4,11 @@ A case's ranking is cached under the hash of (index key, query prefix, query tex
 manifest retrieves nothing and does not even load the embedding model or the index; a new golden
 case retrieves only itself. The score threshold is applied when reading, so changing it re-runs
 nothing.
+
+A query whose embedding or search raises is an error of its case (:class:`~harness.types.CaseError`,
+stage ``retrieve``), never a crash of the run nor a silently empty ranking: the batch is retried case by
+case so the other cases keep their rankings, and the failed case is not cached (the next run tries it
+again). Bad input and setup problems (:class:`~harness.errors.HarnessError`) still stop the run.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pydantic import Field
 
 from harness.cache import Cache
 from harness.embed import Embedder
-from harness.errors import InputError
+from harness.errors import HarnessError, InputError
 from harness.hashing import sha256_json, sha256_parts
 from harness.index import (
     SEARCH_PARAMS,
@@ -32,7 +37,8 @@ from harness.index import (
 )
 from harness.manifest import HashMemo, LoadedManifest
 from harness.progress import NULL_PROGRESS, Progress
-from harness.types import CorpusDoc, Frozen, GoldenCase, RankedDoc
+from harness.redact import redact
+from harness.types import CaseError, CorpusDoc, Frozen, GoldenCase, RankedDoc
 
 MAX_K = 100_000
 """Deepest ranking a case may ask for (FAISS allocates k results per query)."""
@@ -132,6 +138,7 @@ class RetrievalOutcome:
     latency_s: dict[str, float]
     cache_hit: dict[str, bool]
     stats: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, CaseError] = field(default_factory=dict)  # case id -> why it has no ranking
 
 
 class RetrievalStage:
@@ -207,23 +214,23 @@ class RetrievalStage:
         todo = [c for c in cases if keys[c.id] not in cached]
         stats: dict[str, float] = {"cases_retrieved": float(len(todo)), "index_built": 0.0}
         latency: dict[str, float] = {}
+        errors: dict[str, CaseError] = {}
         if todo:
             t0 = time.perf_counter()
             index, built = self._index(corpus)
             stats["index_built"] = float(built)
             stats["index_seconds"] = time.perf_counter() - t0
             t1 = time.perf_counter()
-            qvecs = self.embedder.embed([c.query for c in todo], self.config.query_prefix, "embedding queries")
-            hits = index.search(qvecs, self.config.k)
+            hits, errors = self._search(index, todo)
             per_case = (time.perf_counter() - t1) / len(todo)
-            fresh = {keys[c.id]: [[d, s] for d, s in h] for c, h in zip(todo, hits, strict=True)}
+            fresh = {keys[c.id]: [[d, s] for d, s in hits[c.id]] for c in todo if c.id in hits}
             self.cache.put_many_json("rankings", fresh)
             cached.update(fresh)
             latency = {c.id: per_case for c in todo}
             stats["embedded_texts"] = float(self.embedder.encoded)
         thr = self.config.score_threshold
         rankings = {
-            c.id: [RankedDoc(doc_id=d, score=s) for d, s in cached[keys[c.id]] if thr is None or s >= thr]
+            c.id: [RankedDoc(doc_id=d, score=s) for d, s in cached.get(keys[c.id], ()) if thr is None or s >= thr]
             for c in cases
         }
         return RetrievalOutcome(
@@ -231,4 +238,37 @@ class RetrievalStage:
             latency_s={c.id: latency.get(c.id, 0.0) for c in cases},
             cache_hit={c.id: c.id not in latency for c in cases},
             stats=stats,
+            errors=errors,
         )
+
+    def _search(self, index: StoredIndex, cases: Sequence[GoldenCase]
+                ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, CaseError]]:
+        """(case id -> hits, case id -> error): all queries in one batch; if the batch raises, case by case,
+        so a query that cannot be embedded or searched errors alone."""
+        prefix, k = self.config.query_prefix, self.config.k
+        try:
+            hits = index.search(self.embedder.embed([c.query for c in cases], prefix, "embedding queries"), k)
+            return {c.id: h for c, h in zip(cases, hits, strict=True)}, {}
+        except HarnessError:
+            raise
+        except Exception:
+            pass  # which query failed is found below
+        found: dict[str, list[tuple[str, float]]] = {}
+        errors: dict[str, CaseError] = {}
+        for c in cases:
+            one, err = self._search_one(index, c)
+            found |= one
+            errors |= err
+        return found, errors
+
+    def _search_one(self, index: StoredIndex, case: GoldenCase
+                    ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, CaseError]]:
+        try:
+            (hits,) = index.search(self.embedder.embed([case.query], self.config.query_prefix, "embedding queries"),
+                                   self.config.k)
+        except HarnessError:
+            raise
+        except Exception as exc:
+            message = redact(f"{type(exc).__name__}: {exc}")
+            return {}, {case.id: CaseError(stage="retrieve", kind=type(exc).__name__, message=message)}
+        return {case.id: hits}, {}

@@ -88,7 +88,8 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
         if "generator" in m.artifacts:
             t0 = time.perf_counter()
             stage = GenerationStage(loaded, cache, contracts, progress)
-            generation = stage.run(cases, retrieval.rankings, docs)
+            retrieved = [c for c in cases if c.id not in retrieval.errors]  # no ranking, nothing to answer from
+            generation = stage.run(retrieved, retrieval.rankings, docs)
             stage_s["generate"] = time.perf_counter() - t0
         outputs = [_case_output(c.id, retrieval, generation) for c in cases]
 
@@ -113,6 +114,7 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             "errors": sum(1 for o in outputs if o.error),
             "unscored": sum(1 for s in scores if s.value is None),
             "retrieved": int(retrieval.stats.get("cases_retrieved", 0)),
+            "retrieval_errors": len(retrieval.errors),
             "embedded_texts": int(retrieval.stats.get("embedded_texts", 0)),
             "index_built": int(retrieval.stats.get("index_built", 0)),
             "generated": int(generation.stats["generated"]) if generation else 0,
@@ -185,9 +187,9 @@ def scorer_specs(m: Manifest, generated: bool) -> list[ScorerSpec]:
 def _case_output(case_id: str, retrieval: RetrievalOutcome, generation: GenerationOutcome | None) -> CaseOutput:
     latency = {"retrieve": retrieval.latency_s[case_id]}
     hits = {"retrieve": retrieval.cache_hit[case_id]}
-    if generation is None:
+    if generation is None or case_id in retrieval.errors:
         return CaseOutput(case_id=case_id, ranking=tuple(retrieval.rankings[case_id]), latency_s=latency,
-                          cache_hits=hits)
+                          cache_hits=hits, error=retrieval.errors.get(case_id))
     latency["generate"] = generation.latency_s[case_id]
     hits["generate"] = generation.cache_hit[case_id]
     return CaseOutput(

@@ -116,3 +116,101 @@ def test_a_version_2_run_with_a_version_1_output_is_refused(tmp_path: Path) -> N
     with pytest.raises(InputError, match="damaged run file"):
         load_run(_run_file(tmp_path, data))
 
+
+
+# --- a retrieval failure is an error of its case ------------------------------------------------------------
+
+
+@pytest.fixture
+def failing_query(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Embedding q2's query raises (as a model or an endpoint might on one input); every other text embeds."""
+    from harness.embed import Embedder
+
+    needle = "TLS certificates"
+    real = Embedder.embed
+
+    def embed(self: Embedder, texts: list[str], prefix: str = "", description: str = "embedding") -> object:
+        if description == "embedding queries" and any(needle in t for t in texts):
+            raise RuntimeError("injected: this query cannot be embedded")
+        return real(self, texts, prefix, description)
+
+    monkeypatch.setattr(Embedder, "embed", embed)
+    return needle
+
+
+def _generation_project(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from tests.conftest import add_generation, make_project
+
+    monkeypatch.delenv("HARNESS_HOME", raising=False)
+    monkeypatch.delenv("HARNESS_CACHE_DIR", raising=False)
+    monkeypatch.chdir(root)
+    make_project(root, lock=False)
+    return add_generation(root)
+
+
+def test_a_retrieval_failure_is_a_typed_error_of_its_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str], failing_query: str,
+                                                          ) -> None:
+    _generation_project(tmp_path, monkeypatch)
+    code, out, err = cli_in_process(capsys, "run", "--json")
+    assert code == 1, err  # fail closed, as for a generation error
+    assert "errors: 1 of 4 cases errored" in err and "RuntimeError: 1 in retrieve (q2)" in err, err
+    summary = json.loads(out)
+    assert summary["counts"]["errors"] == 1 and summary["counts"]["retrieval_errors"] == 1
+    assert summary["errors"]["by_kind"]["RuntimeError"]["stage"] == "retrieve"
+
+    from harness.runs import load_run
+
+    run = load_run(summary["path"])
+    outputs = {o.case_id: o for o in run.outputs}
+    q2 = outputs["q2"]
+    assert q2.error == CaseError(stage="retrieve", kind="RuntimeError",
+                                 message="RuntimeError: injected: this query cannot be embedded")
+    assert q2.ranking == () and q2.answer is None and q2.generation is None  # never sent to the generator
+    assert all(outputs[c].error is None and outputs[c].ranking for c in ("q1", "q3", "q4"))
+    scores = {(s.case_id, s.metric): s for s in run.scores}
+    for metric in run.manifest.metrics.retrieval:  # unscored with the reason, not a 0 nor a pass
+        s = scores[("q2", metric)]
+        assert s.value is None and s.explanation == f"retrieval failed: {q2.error.message}", metric
+        assert scores[("q1", metric)].value is not None
+    assert scores[("q2", "answer_contains")].value == 0.0  # no answer is never a pass
+    assert (scores[("q2", "answer_contains")].explanation or "").startswith("retrieval failed: RuntimeError")
+
+    code, _, err = cli_in_process(capsys, "run", "--allow-errors")
+    assert code == 0, err
+
+
+def test_a_failed_retrieval_is_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    _generation_project(tmp_path, monkeypatch)
+    with monkeypatch.context() as m:
+        from harness.embed import Embedder
+
+        real = Embedder.embed
+
+        def embed(self: Embedder, texts: list[str], prefix: str = "", description: str = "embedding") -> object:
+            if description == "embedding queries" and any("TLS certificates" in t for t in texts):
+                raise RuntimeError("injected")
+            return real(self, texts, prefix, description)
+
+        m.setattr(Embedder, "embed", embed)
+        assert cli_in_process(capsys, "run")[0] == 1
+    code, out, err = cli_in_process(capsys, "run", "--json")
+    assert code == 0, err
+    counts = json.loads(out)["counts"]
+    assert counts["errors"] == 0 and counts["retrieved"] == 1  # only q2 retrieved again; the rest cached
+
+
+def test_a_setup_problem_while_retrieving_still_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.embed import Embedder
+    from harness.errors import MissingDependencyError
+
+    _generation_project(tmp_path, monkeypatch)
+
+    def embed(self: Embedder, texts: list[str], prefix: str = "", description: str = "embedding") -> object:
+        raise MissingDependencyError("the embedding model needs a package", hint="pip install it")
+
+    monkeypatch.setattr(Embedder, "embed", embed)
+    code, _, err = cli_in_process(capsys, "run")
+    assert code == 2 and "needs a package" in err and len(err.strip().splitlines()) == 1, err

@@ -56,8 +56,10 @@ def generation_error(out: CaseOutput | None) -> str | None:
     unscored with this reason; an answer that says nothing is never a vacuous pass."""
     if out is None:
         return "no output for this case"
-    if out.error or out.answer is None:
-        return f"generation failed: {out.error.message if out.error else 'no answer'}"
+    if out.error is not None:
+        return f"{'retrieval' if out.error.stage == 'retrieve' else 'generation'} failed: {out.error.message}"
+    if out.answer is None:
+        return "generation failed: no answer"
     if not out.answer.strip():
         return "empty_response: the answer is empty (nothing to score)"
     if _WORDLESS.fullmatch(out.answer):

@@ -1,7 +1,9 @@
 """Retrieval scorer: trec_eval-exact ranking metrics per case (see :mod:`harness.metrics`).
 
-A case with no relevant document is unscored (``None``) with a reason; a case whose retrieval failed
-or returned nothing scores 0 and stays in the denominator (DESIGN principle 4).
+A case with no relevant document is unscored (``None``) with a reason; a case whose retrieval returned
+nothing scores 0 and stays in the denominator (DESIGN principle 4). A case whose retrieval failed (a
+:class:`~harness.types.CaseError` of stage ``retrieve``) is unscored with the error as the reason: there
+is no ranking to judge, and the error itself fails the run (exit 1) and the gate's implicit error rule.
 """
 
 from __future__ import annotations
@@ -32,16 +34,18 @@ class RetrievalScorer:
         scores: list[Score] = []
         for c in cases:
             out = by_id.get(c.id)
-            err = ("no output for this case" if out is None
-                   else out.error.message if out.error is not None and out.error.stage == "retrieve" else None)
+            if out is not None and out.error is not None and out.error.stage == "retrieve":
+                why = f"retrieval failed: {out.error.message}"
+                scores += [Score(case_id=c.id, metric=name, value=None, explanation=why) for name in self._names]
+                continue
             for name in self._names:
                 v = values[name].get(c.id)
                 if v is None:
                     why = "no relevance judgments" if not c.relevance else "no relevant document at this level"
                     scores.append(Score(case_id=c.id, metric=name, value=None, explanation=why))
                 else:
-                    scores.append(Score(case_id=c.id, metric=name, value=float(v),
-                                        explanation=f"retrieval failed: {err}" if err else None))
+                    missing = "retrieval failed: no output for this case" if out is None else None
+                    scores.append(Score(case_id=c.id, metric=name, value=float(v), explanation=missing))
         return scores
 
 
