@@ -261,6 +261,23 @@ def load_corpus(path: str | Path) -> list[CorpusDoc]:
     return [CorpusDoc.model_validate(r) for _, r in _load(path, "corpus_doc.schema.json", "corpus document")]
 
 
+def _check_instructions(path: str | Path, lineno: int, rec: dict[str, Any]) -> None:
+    """InputError at ``path:lineno`` (field ``instructions.<i>``) unless every instruction names a registered
+    id with kwargs its checker accepts: a bad spec found while generating would be an error per case, or worse,
+    a checker that can never pass."""
+    specs = rec.get("instructions") or ()
+    if not specs:
+        return
+    from harness.errors import InstructionSpecError
+    from harness.instructions.registry import validate_instruction
+
+    for i, spec in enumerate(specs):
+        try:
+            validate_instruction(spec["id"], spec.get("kwargs"), rec.get("query"), f"instruction {spec['id']!r}")
+        except InstructionSpecError as exc:
+            raise InputError(path, exc.message, line=lineno, field=f"instructions.{i}", hint=exc.hint) from None
+
+
 def load_golden(path: str | Path, doc_ids: set[str] | frozenset[str] | None = None) -> list[GoldenCase]:
     """Golden set JSONL validated against the schema; relevance ids checked against ``doc_ids``."""
     cases: list[GoldenCase] = []
@@ -272,6 +289,7 @@ def load_golden(path: str | Path, doc_ids: set[str] | frozenset[str] | None = No
                 except (re.error, RecursionError, OverflowError) as exc:
                     raise InputError(path, f"invalid regex {fact['regex']!r}: {exc}", line=lineno,
                                      field=f"facts.{i}.regex") from None
+        _check_instructions(path, lineno, rec)
         if doc_ids is not None:
             for doc_id in rec.get("relevance", {}):
                 if doc_id not in doc_ids:

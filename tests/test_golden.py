@@ -104,3 +104,20 @@ def test_parquet_rows_must_be_plain_json_data(tmp_path: Path) -> None:
                              "metadata": [{"w": 1.0}, {"w": float("nan")}]}), tmp_path / "corpus.parquet")
     with pytest.raises(InputError, match=r"corpus.parquet:2: field 'metadata.w': nan is not a finite number"):
         load_corpus(tmp_path / "corpus.parquet")
+
+
+@pytest.mark.parametrize(
+    ("spec", "pattern"),
+    [
+        ({"id": "length_constraints:number_words", "kwargs": {"num_words": "five", "relation": "less than"}},
+         r"cases.jsonl:2: field 'instructions.0': instruction 'length_constraints:number_words': "
+         r"kwarg 'num_words' must be int, got 'five'"),
+        ({"id": "length_constraints:number_wrds", "kwargs": {}},
+         r"cases.jsonl:2: field 'instructions.0': .*number_wrds.*number_words"),
+    ],
+)
+def test_bad_instruction_spec_is_bad_input_at_its_line(tmp_path: Path, spec: dict, pattern: str) -> None:
+    # Found at load, before anything runs: while generating it was an internal error per case (exit 1).
+    rows = [{"id": "a", "query": "x"}, {"id": "b", "query": "Answer briefly.", "instructions": [spec]}]
+    with pytest.raises(InputError, match=pattern):
+        load_golden(_golden(tmp_path, rows))
