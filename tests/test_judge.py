@@ -83,8 +83,9 @@ def _word_judge(body: Mapping[str, Any]) -> str:
 def test_bench_measures_the_judge_on_labelled_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
     """`make bench grounding` with GROUNDING_JUDGE: the llm_judge prompt and parser on (response,
     context) pairs; errors score 0 and are counted; a second pass is served from the cache."""
-    from bench.bench_grounding import judge_scores, judge_spec_from_env, roc_auc
     from harness.cache import Cache
+    from harness.grounding.judge import judge_scores, judge_spec_from_env
+    from harness.grounding.measures import roc_auc
     from harness.scorers.judge import judge_generator
     from harness.testing.fake_openai import FakeOpenAIServer, Fault
 

@@ -3,8 +3,8 @@
 Support of a claim is ``sigmoid(b + w . x)`` over the features of
 :data:`harness.grounding.evidence.FEATURE_NAMES`. The weights are a sign-constrained logistic
 regression fit on the two dev splits only (AttributionBench ``dev_id`` and WiCE ``claim_dev``),
-then frozen here as constants; ``bench.bench_grounding.fit_weights()`` refits them and prints the
-constants to paste.
+then frozen here as a :class:`GroundingModel` (weights, intercept, threshold);
+:func:`harness.grounding.fit.fit_weights` refits it and prints the values to paste.
 
 An answer's score aggregates its claims' log-odds, weighted by each claim's number of content
 words (``aggregate="weighted"``, the default): every content word of the answer counts once, so a
@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import Field, FiniteFloat
 
 from harness.grounding.claims import split_claims
 from harness.grounding.evidence import (
@@ -42,62 +43,82 @@ from harness.grounding.evidence import (
     lexical_rank,
 )
 from harness.grounding.lm import LM_FEATURE_NAMES, ClaimLikelihood
+from harness.types import Frozen
 
 __all__ = [
     "AGGREGATES",
-    "DEFAULT_THRESHOLD",
-    "INTERCEPT",
-    "WEIGHTS",
+    "DEFAULT_MODEL",
+    "LM_MODEL",
+    "MAX_UNITS",
     "ClaimSupport",
     "EmbedFn",
     "GroundednessChecker",
     "GroundednessResult",
+    "GroundingModel",
     "aggregate_supports",
     "claim_weight",
 ]
 
 EmbedFn = Callable[[list[str]], np.ndarray]
 
-# Frozen logistic-regression weights on raw feature values, fit on AttributionBench dev_id + WiCE
-# claim_dev only (sign-constrained, L2 0.1 chosen by leave-one-source-out; docs/grounding.md).
-# Refit: `python -m bench.bench_grounding fit` (from the project root) prints these constants.
-WEIGHTS: dict[str, float] = {
-    "recall_context": 0.1271,
-    "recall_local": 1.1686,
-    "bigram_recall": 0.8495,
-    "novel_log": -0.0902,
-    "number_missing": -1.2674,
-    "entity_missing": -0.0328,
-    "quote_missing": -0.4156,
-    "negation_mismatch": 0.0,
-    "length_log": 0.0228,
-    "cos_sentence": 1.1368,
-    "cos_window": 1.4811,
-}
-INTERCEPT: float = -2.7417
-DEFAULT_THRESHOLD: float = 0.5002
-"""Support threshold for ``supported``: maximises balanced accuracy of answer scores on the dev splits."""
+MAX_UNITS = 32
+"""Candidate context sentences embedded per answer (the checker's default and the max-cosine baseline's)."""
+
+
+class GroundingModel(Frozen):
+    """A frozen logistic model: claim support = ``sigmoid(intercept + sum(weights[f] * x[f]))``.
+
+    ``threshold`` is where a support (or an answer score) counts as ``supported``. A feature the
+    weights do not name weighs 0.
+    """
+
+    weights: dict[str, FiniteFloat]
+    intercept: FiniteFloat
+    threshold: float = Field(ge=0.0, le=1.0)
+
+
+# Fit on AttributionBench dev_id + WiCE claim_dev only (sign-constrained, L2 0.1 chosen by
+# leave-one-source-out; docs/grounding.md); the threshold maximises balanced accuracy of answer
+# scores on the dev splits. Refit: `python -m harness.grounding.fit` (from the project root).
+DEFAULT_MODEL = GroundingModel(
+    weights={
+        "recall_context": 0.1271,
+        "recall_local": 1.1686,
+        "bigram_recall": 0.8495,
+        "novel_log": -0.0902,
+        "number_missing": -1.2674,
+        "entity_missing": -0.0328,
+        "quote_missing": -0.4156,
+        "negation_mismatch": 0.0,
+        "length_log": 0.0228,
+        "cos_sentence": 1.1368,
+        "cos_window": 1.4811,
+    },
+    intercept=-2.7417,
+    threshold=0.5002,
+)
 
 # The same model with the language-model feature (``lm_pmi``, :mod:`harness.grounding.lm`, Gemma 3
 # 270M), used when the checker is given an ``lm``; fit the same way on the same dev splits
-# (sign-constrained, L2 0.3 chosen by leave-one-source-out). Refit: `python -m bench.bench_grounding fit-lm`.
-WEIGHTS_LM: dict[str, float] = {
-    "recall_context": 0.2676,
-    "recall_local": 0.6986,
-    "bigram_recall": 0.522,
-    "novel_log": -0.0873,
-    "number_missing": -0.7074,
-    "entity_missing": -0.0546,
-    "quote_missing": -0.2685,
-    "negation_mismatch": 0.0,
-    "length_log": 0.0337,
-    "cos_sentence": 0.8558,
-    "cos_window": 0.9955,
-    "lm_pmi": 0.1966,
-}
-INTERCEPT_LM: float = -2.2638
-DEFAULT_THRESHOLD_LM: float = 0.4674
-"""``supported`` threshold with the LM feature (balanced-accuracy optimum on the dev splits)."""
+# (sign-constrained, L2 0.3 chosen by leave-one-source-out). Refit: `python -m harness.grounding.fit --lm`.
+LM_MODEL = GroundingModel(
+    weights={
+        "recall_context": 0.2676,
+        "recall_local": 0.6986,
+        "bigram_recall": 0.522,
+        "novel_log": -0.0873,
+        "number_missing": -0.7074,
+        "entity_missing": -0.0546,
+        "quote_missing": -0.2685,
+        "negation_mismatch": 0.0,
+        "length_log": 0.0337,
+        "cos_sentence": 0.8558,
+        "cos_window": 0.9955,
+        "lm_pmi": 0.1966,
+    },
+    intercept=-2.2638,
+    threshold=0.4674,
+)
 
 
 @dataclass(frozen=True)
@@ -174,8 +195,9 @@ class GroundednessChecker:
     """Offline, deterministic groundedness scorer (lexical + entity/number + MiniLM evidence).
 
     ``embed`` maps a list of texts to an ``(n, d)`` array of L2-normalized vectors; pass a cached
-    embedder, texts are sent once per batch and unique. ``threshold`` sets ``supported`` for claims
-    and answers. ``weights``/``intercept`` override the frozen model (used when refitting).
+    embedder, texts are sent once per batch and unique. ``model`` is the logistic model (default
+    :data:`DEFAULT_MODEL`, or :data:`LM_MODEL` with an ``lm``); ``threshold`` overrides its
+    threshold for ``supported`` (claims and answers).
     """
 
     def __init__(
@@ -184,24 +206,19 @@ class GroundednessChecker:
         threshold: float | None = None,
         *,
         aggregate: str = "weighted",
-        max_units: int = 32,
+        max_units: int = MAX_UNITS,
         top_sentences: int = 2,
         batch_size: int = 64,
         window_mode: str = "mean",
-        weights: dict[str, float] | None = None,
-        intercept: float | None = None,
+        model: GroundingModel | None = None,
         lm: ClaimLikelihood | None = None,
     ) -> None:
         if aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
-        # The frozen model: with or without the language-model feature.
-        frozen_w, frozen_b, frozen_t = (
-            (WEIGHTS_LM, INTERCEPT_LM, DEFAULT_THRESHOLD_LM)
-            if lm is not None
-            else (WEIGHTS, INTERCEPT, DEFAULT_THRESHOLD)
-        )
+        if model is None:
+            model = LM_MODEL if lm is not None else DEFAULT_MODEL
         if threshold is None:
-            threshold = frozen_t
+            threshold = model.threshold
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         if window_mode not in ("embed", "mean"):
@@ -215,12 +232,11 @@ class GroundednessChecker:
         self.batch_size = batch_size
         self.lm = lm
         self.feature_names: tuple[str, ...] = FEATURE_NAMES + (LM_FEATURE_NAMES if lm is not None else ())
-        w = dict(frozen_w if weights is None else weights)
-        unknown = set(w) - set(self.feature_names)
+        unknown = set(model.weights) - set(self.feature_names)
         if unknown:
             raise ValueError(f"unknown feature weights {sorted(unknown)}; features are {list(self.feature_names)}")
-        self._w = np.array([w.get(name, 0.0) for name in self.feature_names], dtype=np.float64)
-        self._b = frozen_b if intercept is None else intercept
+        self._w = np.array([model.weights.get(name, 0.0) for name in self.feature_names], dtype=np.float64)
+        self._b = model.intercept
 
     # -- public API -------------------------------------------------------------------------------
 
