@@ -45,6 +45,7 @@ def test_missing_manifest_hint(tmp_path: Path) -> None:
     assert out.returncode == 2 and "hint:" in out.stderr and "harness init" in out.stderr
 
 
+@pytest.mark.slow
 def test_init_scaffolds_a_project_that_runs(tmp_path: Path) -> None:
     target = tmp_path / "proj"
     out = _cli("init", str(target))

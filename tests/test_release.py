@@ -32,6 +32,7 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_neutral_change_passes_the_gate(example: Path) -> None:
     out = harness("gate", "-f", "variants/prompt-v2.toml", "--format", "json", cwd=example)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -43,6 +44,7 @@ def test_neutral_change_passes_the_gate(example: Path) -> None:
     assert "+content = \"\"\"You are Quillstore's documentation assistant" in prompt["text_diff"]
 
 
+@pytest.mark.slow
 def test_retrieval_regression_fails_the_gate_with_junit_and_markdown(example: Path) -> None:
     junit = example / "gate.xml"
     summary = example / "summary.md"
@@ -60,6 +62,7 @@ def test_retrieval_regression_fails_the_gate_with_junit_and_markdown(example: Pa
     assert not any("format_critical_fail" in (name or "") for name in failed)
 
 
+@pytest.mark.slow
 def test_diff_reports_statistics_flips_and_calibration(example: Path) -> None:
     out = harness("run", "-f", "variants/retrieval-v2.toml", cwd=example)
     assert out.returncode == 0, out.stderr
@@ -85,6 +88,7 @@ def test_diff_reports_statistics_flips_and_calibration(example: Path) -> None:
     assert all(m["p_adjusted"] is None for m in tests if m["changed"] == 0)
 
 
+@pytest.mark.slow
 def test_attribution_blames_the_index(example: Path) -> None:
     out = harness("run", "-f", "variants/both-v2.toml", cwd=example)
     assert out.returncode == 0, out.stderr
@@ -99,6 +103,7 @@ def test_attribution_blames_the_index(example: Path) -> None:
         assert sum(a["shares"].values()) == pytest.approx(a["delta"], abs=1e-12)
 
 
+@pytest.mark.slow
 def test_rollback_restores_files_and_pins(example: Path) -> None:
     index = example / "indexes" / "flat-ip.toml"
     before = index.read_text()

@@ -35,6 +35,7 @@ def _answers(project: Path, run_id: str) -> dict[str, str | None]:
     return {o.case_id: o.answer for o in run.outputs}
 
 
+pytestmark = pytest.mark.slow  # `make eval` on the bundled example loads the real MiniLM
 Made = tuple[Path, subprocess.CompletedProcess[str]]
 
 

@@ -92,6 +92,7 @@ def _big_project(tmp_path: Path) -> Path:
     return manifest
 
 
+@pytest.mark.slow
 def test_quick_start_in_a_terminal(tmp_path: Path) -> None:
     """The README's first commands, each under a pty with bars on: no internal error, exit 0."""
     code, screen = _harness("init", "my-eval", cwd=tmp_path)
