@@ -55,8 +55,7 @@ def _loaded_once(tmp_path_factory: pytest.TempPathFactory) -> None:
     manifest = make_project(root / "retrieval")
     base, head = run_manifest(manifest).run, run_manifest(manifest).run
     rules = [GateRule(metric="ndcg@10", max_drop=0.1), GateRule(metric="success@1", max_rate=0.5)]
-    diff = harness.diff.compute_diff(base, head, layout=Layout.for_manifest(manifest))
-    harness.gates.evaluate_gates(rules, head, diff)
+    harness.gates.gate(rules, head, base, layout=Layout.for_manifest(manifest))
     _generation_project(root / "generation", '{ name = "extractive", n_passages = 3 }')
     run_manifest(root / "generation" / "harness.toml")
 

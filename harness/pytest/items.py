@@ -195,9 +195,8 @@ class GateItem(_HarnessItem):
 
     def runtest(self) -> None:
         from harness.baseline import resolve_base
-        from harness.diff import compute_diff
         from harness.errors import HarnessError
-        from harness.gates import IMPLICIT_ERROR_RULE, evaluate_gates
+        from harness.gates import IMPLICIT_ERROR_RULE, gate
         from harness.storage import Layout
 
         state = get_state(self.config)
@@ -211,10 +210,10 @@ class GateItem(_HarnessItem):
         layout = Layout.for_manifest(loaded.path)
         try:
             base, how = resolve_base(loaded, layout, state.base)
-            d = None if base is None else compute_diff(base, head, diff_settings(state.diff), layout)
+            verdict = gate(rules, head, base, settings=diff_settings(state.diff), layout=layout,
+                           allow_no_baseline=state.allow_no_baseline)
         except HarnessError as exc:
             raise _ItemFailure(f"gate: {exc}") from None
-        verdict = evaluate_gates(rules, head, d, allow_no_baseline=state.allow_no_baseline, base=base)
         lines = [f"{r.status.upper():<4} {r.rule}{f' [{r.segment}]' if r.segment else ''}: {r.message}"
                  for r in verdict.results]
         self.add_report_section("call", "harness gate", f"base: {how}\n" + "\n".join(lines))
