@@ -275,3 +275,13 @@ def test_auroc_counts_ties_as_half_and_the_bootstrap_resamples_pairs() -> None:
         if y[idx].any() and not y[idx].all():
             diffs.append(roc_auc(y[idx], a[idx]) - roc_auc(y[idx], b[idx]))
     assert auroc_diff_ci(y, a, b, n_boot=200, seed=7) == (np.percentile(diffs, 2.5), np.percentile(diffs, 97.5))
+
+
+def test_fit_with_lm_but_no_lm_is_exit_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.grounding.fit import main
+
+    monkeypatch.setenv("GROUNDING_LM", "0")
+    with pytest.raises(SystemExit) as exc:
+        main(["--lm"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --lm needs the lm extra")

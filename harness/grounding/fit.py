@@ -202,7 +202,11 @@ def save_lm_cache(lm: CachedLikelihood | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m harness.grounding.fit", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.grounding.fit",
+        description="Refit the groundedness model on the dev splits and print the values to paste (DEFAULT_MODEL, "
+        "or LM_MODEL with --lm). GROUNDING_CACHE / GROUNDING_LM_CACHE keep embeddings / PMI values between runs.",
+    )
     parser.add_argument("--lm", action="store_true", help="fit LM_MODEL, with the language-model feature")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
