@@ -115,6 +115,10 @@ def test_one_item_per_case_named_by_id_with_tag_markers(proj: pytest.Pytester) -
     result.stdout.fnmatch_lines(["harness.toml::q1 PASSED*"])
 
 
+def test_entry_point_names_the_plugin_package() -> None:
+    assert [ep.value for ep in entry_points(group="pytest11") if ep.name == "harness"] == ["harness.pytest"]
+
+
 def test_marker_names_are_identifiers() -> None:
     assert marker_name("topic", "storage") == "topic_storage"
     assert marker_name("lang", "pt-BR") == "lang_pt_BR"
