@@ -105,8 +105,7 @@ def attribute(base: RunResult, head: RunResult, layout: Layout, metrics: Sequenc
     roles = changed_roles(base, head)
     if not roles:
         raise HarnessError("base and head pin the same artifacts: nothing to attribute")
-    metrics = list(metrics or [m for m in head.aggregates.overall if m in base.aggregates.overall
-                               and not m.startswith("format_fail:")])
+    metrics = list(metrics or [m for m in head.aggregates.metrics("quality") if m in base.aggregates.overall])
     exact = len(roles) <= MAX_EXACT
     subsets: list[tuple[str, ...]] = (
         [s for k in range(len(roles) + 1) for s in itertools.combinations(roles, k)] if exact

@@ -73,7 +73,7 @@ class Verdict(Frozen):
 
 def metric_directions(loaded: LoadedManifest) -> dict[str, bool]:
     """Every per-case metric a run of this manifest can produce, with ``greater_is_better``: what its
-    scorers declare and the per-validator ``format_fail:<contract>.<check>`` names of its contracts."""
+    scorers declare and the validator metrics of its contracts (:func:`harness.scorers.answer.validator_metrics`)."""
     from harness.run import scorer_specs
     from harness.scorers import SCORERS
 
@@ -84,11 +84,10 @@ def metric_directions(loaded: LoadedManifest) -> dict[str, bool]:
             names[info.name] = info.greater_is_better
     if "validators" in m.artifacts and "generator" in m.artifacts:
         from harness.contracts import load_contracts
+        from harness.scorers.answer import validator_metrics
 
-        contracts = load_contracts(loaded.resolve("validators"))
-        for c in contracts.contracts.values():
-            for i in range(len(c.checks)):
-                names[f"format_fail:{c.name}.{c.check_name(i)}"] = False
+        for info in validator_metrics(load_contracts(loaded.resolve("validators"))):
+            names[info.name] = info.greater_is_better
     return names
 
 

@@ -23,6 +23,7 @@ from harness.generate.stage import GenerationOutcome, GenerationStage, load_proj
 from harness.golden import load_corpus, load_golden
 from harness.index import IndexStore
 from harness.manifest import HashMemo, LoadedManifest, Manifest, load_manifest, require_verified
+from harness.metrics import MetricInfo
 from harness.progress import NULL_PROGRESS, Progress
 from harness.prompts import PromptTemplate
 from harness.retrieve import RetrievalOutcome, RetrievalStage
@@ -98,14 +99,14 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
         ctx = ScoringContext(docs=docs, contracts=contracts, cache=cache, progress=progress,
                              embed=lambda texts: retrieval_stage.embedder.embed(texts, "", "embedding answers"))
         scores: list[Score] = []
-        directions: dict[str, bool] = {}
+        infos: dict[str, MetricInfo] = {}
         with progress.task("scoring", len(specs)) as advance:
             for spec in specs:
                 scorer = SCORERS.build(spec.name, spec.args)
                 scores.extend(scorer.score(cases, outputs, ctx))
-                directions |= {info.name: info.greater_is_better for info in scorer.metrics()}
+                infos |= {info.name: info for info in scorer.metrics()}
                 advance(1)
-        aggregates = aggregate(cases, scores, directions)
+        aggregates = aggregate(cases, scores, infos)
         stage_s["score"] = time.perf_counter() - t0
         stage_s["total"] = time.perf_counter() - t_start
 

@@ -334,6 +334,10 @@ class Aggregates(Frozen):
     overall: dict[str, MetricSummary]
     segments: dict[str, dict[str, MetricSummary]] = Field(default_factory=dict)
 
+    def metrics(self, role: MetricRole) -> list[str]:
+        """The metrics of this role, in the run's order."""
+        return [m for m, s in self.overall.items() if s.role == role]
+
 
 RUN_FORMAT_VERSION: Literal[2] = 2
 """Version of the stored run file (:mod:`harness.runs` migrates version 1 on load)."""

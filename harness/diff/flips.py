@@ -16,6 +16,7 @@ def _flip(
     bscores: dict[str, float | None],
     hscores: dict[str, float | None],
     dirs: dict[str, bool],
+    diagnostics: dict[str, str],
     bo: CaseOutput,
     ho: CaseOutput,
     case: GoldenCase | None,
@@ -26,7 +27,7 @@ def _flip(
     signed: list[float] = []
     for m in sorted(set(bscores) | set(hscores)):
         b, h = bscores.get(m), hscores.get(m)
-        if b is None or h is None or m.startswith("format_fail:"):
+        if b is None or h is None or m in diagnostics:
             continue
         if abs(h - b) >= settings.flip_threshold:
             deltas[m] = (b, h)
@@ -50,9 +51,9 @@ def _flip(
     if btop == htop and bo.answer != ho.answer:
         causes.append("answer changed while retrieval did not")
     newly = sorted(
-        m.split(":", 1)[1]
+        diagnostics[m]
         for m, v in hscores.items()
-        if m.startswith("format_fail:") and v == 1.0 and bscores.get(m) == 0.0
+        if m in diagnostics and v == 1.0 and bscores.get(m) == 0.0
     )
     if newly:
         causes.append(f"validator newly failing: {', '.join(newly)}")
@@ -78,8 +79,11 @@ def _flip(
 def case_flips(
     base: RunResult, head: RunResult, alignment: Alignment, dirs: dict[str, bool], settings: DiffSettings, level: int
 ) -> list[CaseFlip]:
-    """The flipped paired cases, largest impact first."""
+    """The flipped paired cases, largest impact first. Diagnostic metrics (a validator failing) do not flip a
+    case on their own; one newly failing is named among the causes, by its label."""
     bcs, hcs = base.case_scores(), head.case_scores()
+    diagnostics = {m: s.label or m for run in (base, head) for m, s in run.aggregates.overall.items()
+                   if s.role == "diagnostic"}
     bo = {o.case_id: o for o in base.outputs}
     ho = {o.case_id: o for o in head.outputs}
     flips = [
@@ -87,8 +91,8 @@ def case_flips(
         for cid in alignment.common
         if (
             f := _flip(
-                cid, bcs.get(cid, {}), hcs.get(cid, {}), dirs, bo[cid], ho[cid], alignment.cases.get(cid), settings,
-                level,
+                cid, bcs.get(cid, {}), hcs.get(cid, {}), dirs, diagnostics, bo[cid], ho[cid], alignment.cases.get(cid),
+                settings, level,
             )
         )
         is not None

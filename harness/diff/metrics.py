@@ -17,12 +17,17 @@ import numpy as np
 
 from harness.diff.align import Alignment
 from harness.diff.records import DiffSettings, MetricDelta
-from harness.types import RunResult
+from harness.types import MetricRole, RunResult
 
 
 def directions(base: RunResult, head: RunResult) -> dict[str, bool]:
     """``greater_is_better`` of every metric either run aggregated (head's declaration wins)."""
     return {m: s.greater_is_better for run in (base, head) for m, s in run.aggregates.overall.items()}
+
+
+def roles(base: RunResult, head: RunResult) -> dict[str, MetricRole]:
+    """The role of every metric either run aggregated (head's declaration wins)."""
+    return {m: s.role for run in (base, head) for m, s in run.aggregates.overall.items()}
 
 
 CHANGE_TOL = 1e-12  # the tolerance of win/tie/loss: a smaller difference is a tie
@@ -57,6 +62,7 @@ def _compare(
     settings: DiffSettings,
     p_resamples: int,
     changed: int,
+    role: MetricRole,
 ) -> MetricDelta:
     from harness.stats import compare_paired, paired_permutation_test
 
@@ -77,6 +83,7 @@ def _compare(
         n_head=sum(1 for c in ids if hv.get(c) is not None),
         comparison=cmp,
         changed=changed,
+        role=role,
     )
 
 
@@ -112,9 +119,10 @@ def metric_deltas(
     # A permutation p-value cannot be smaller than 1/(R+1); with m tests Holm needs p < alpha/m, so the
     # resolution grows with the family (20x the Bonferroni threshold) instead of capping significance.
     p_resamples = max(settings.n_resamples, math.ceil(20 * family / settings.alpha))
+    role = roles(base, head)
     tested = [
         _compare(m, seg, ids, *per_metric[m], dirs.get(m, True), settings,
-                 p_resamples if fam else settings.n_resamples, c)
+                 p_resamples if fam else settings.n_resamples, c, role.get(m, "quality"))
         for (m, seg, ids), c, fam in zip(keys, changed, in_family, strict=True)
     ]
     raw = [t.p_value if fam else None for t, fam in zip(tested, in_family, strict=True)]

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, model_serializer
 
 from harness.stats.paired import Direction, PairedComparison
-from harness.types import Frozen
+from harness.types import Frozen, MetricRole
 
 
 class DiffSettings(Frozen):
@@ -54,6 +54,7 @@ class MetricDelta(Frozen):
     significant: bool = False
     in_family: bool = False
     changed: int = 0
+    role: MetricRole = "quality"  # as the runs' scorers declared it (head's declaration wins)
 
     @property
     def greater_is_better(self) -> bool:
@@ -117,6 +118,7 @@ class MetricDelta(Frozen):
             "metric": self.metric,
             "segment": self.segment,
             "greater_is_better": self.greater_is_better,
+            "role": self.role,
             "n": self.n,
             "n_base": self.n_base,
             "n_head": self.n_head,

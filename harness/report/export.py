@@ -36,8 +36,8 @@ def _num(x: float | None) -> str:
 
 
 def main_metrics(run: RunResult) -> list[str]:
-    """Metrics in the run's order, without the per-validator failure indicators (shown apart)."""
-    return [m for m in run.aggregates.overall if not m.startswith("format_fail:")]
+    """The quality metrics in the run's order (diagnostics, such as per-validator failures, are shown apart)."""
+    return run.aggregates.metrics("quality")
 
 
 def cache_hits(run: RunResult) -> dict[str, tuple[int, int]]:
@@ -76,11 +76,11 @@ def run_markdown(run: RunResult, diff: Diff | None = None, policy: FailurePolicy
     ]
     overall = run.aggregates.overall
     lines += [_summary_row(m, overall[m]) for m in main_metrics(run)]
-    validators = [m for m in overall if m.startswith("format_fail:")]
+    validators = run.aggregates.metrics("diagnostic")
     if validators:
         lines += ["", "<details><summary>Per-validator failure rates</summary>", "",
                   "| validator | failure rate | n | unscored | better |", "|---|---|---|---|---|"]
-        lines += [_summary_row(m.split(":", 1)[1], overall[m]) for m in validators]
+        lines += [_summary_row(overall[m].label or m, overall[m]) for m in validators]
         lines += ["", "</details>"]
     if run.aggregates.segments:
         shown = main_metrics(run)[:MD_SEGMENT_METRICS]
@@ -151,6 +151,7 @@ def run_junit(run: RunResult, policy: FailurePolicy | None = None) -> str:
     policy = policy or FailurePolicy()
     failures = find_failures(run, policy)
     values = run.case_scores()
+    quality = set(run.aggregates.metrics("quality"))
     suite_name = f"harness.report.{run.manifest.name or run.manifest_id[:12]}"
     suite = ET.Element("testsuite", name=suite_name, tests=str(len(run.outputs)), failures="0", errors="0",
                        skipped="0", time="0")
@@ -178,7 +179,7 @@ def run_junit(run: RunResult, policy: FailurePolicy | None = None) -> str:
             n_skip += 1
             ET.SubElement(case, "skipped", message="every metric is unscored for this case")
         shown = " ".join(f"{m}={'unscored' if v is None else f'{v:.4f}'}" for m, v in scores.items()
-                         if not m.startswith("format_fail:"))
+                         if m in quality)
         ET.SubElement(case, "system-out").text = shown
     suite.set("failures", str(n_fail))
     suite.set("errors", str(n_err))

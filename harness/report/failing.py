@@ -69,7 +69,7 @@ def parse_thresholds(specs: Sequence[str], run: RunResult) -> dict[str, float]:
         if not sep or not name or number != number:
             raise HarnessError(f"--fail-below {spec!r}: expected METRIC=VALUE", hint="e.g. --fail-below ndcg@10=0.5")
         if name not in run.aggregates.overall:
-            known = ", ".join(m for m in run.aggregates.overall if not m.startswith("format_fail:"))
+            known = ", ".join(run.aggregates.metrics("quality"))
             raise HarnessError(f"--fail-below names metric {name!r}, which run {run.run_id} does not have",
                                hint=f"one of: {known}")
         out[name] = number

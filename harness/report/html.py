@@ -359,8 +359,6 @@ def _failing_case(i: int, out: CaseOutput, case: GoldenCase | None, failure: Cas
     expl: list[Explanation] = []
     unscored: dict[str, list[str]] = {}
     for m, v, t in scores.get(failure.case_id, []):
-        if m.startswith("format_fail:"):
-            continue  # format_pass / format_*critical_fail carry the same messages, summed up
         if v is None:
             unscored.setdefault(t or "no reason given", []).append(m)
         elif t or m in failure.metrics:
@@ -397,8 +395,8 @@ def _diff_view(diff: Diff, base: RunResult, how: str | None, anchors: dict[str, 
         cls = _delta_cls(d)
         return DeltaRow(d=d, mark=_mark(d), cls=cls, forest=forest(d, cls), size=size)
 
-    metrics = [row(d) for d in diff.metrics if not d.metric.startswith("format_fail:")]
-    segs = [row(d, diff.segment_sizes.get(d.segment)) for d in diff.segments if not d.metric.startswith("format_fail:")]
+    metrics = [row(d) for d in diff.metrics if d.role == "quality"]
+    segs = [row(d, diff.segment_sizes.get(d.segment)) for d in diff.segments if d.role == "quality"]
     segs.sort(key=lambda r: (not r.d.significant, r.d.segment, r.d.metric))
     arts = [ArtifactView(a, [(k, v[0], v[1]) for k, v in (a.params_diff or {}).items()], _diff_lines(a.text_diff))
             for a in diff.artifacts]
@@ -436,11 +434,14 @@ def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | 
     per_metric: dict[str, list[float]] = {m: [] for m in overall}
     case_vals: dict[str, dict[str, float | None]] = {}
     case_expl: dict[str, list[tuple[str, float | None, str | None]]] = {}
+    diagnostic = set(run.aggregates.metrics("diagnostic"))
     for s in run.scores:
         case_vals.setdefault(s.case_id, {})[s.metric] = s.value
         if s.value is not None and math.isfinite(s.value) and s.metric in per_metric:
             per_metric[s.metric].append(s.value)
-        if s.explanation is not None or s.value is not None:
+        # diagnostics (a validator's failure) are left out: the quality metrics they break down
+        # (format_pass / format_*critical_fail) carry the same messages, summed up
+        if (s.explanation is not None or s.value is not None) and s.metric not in diagnostic:
             case_expl.setdefault(s.case_id, []).append((s.metric, s.value, s.explanation))
     segs = run.aggregates.segments
     sizes = segment_sizes(run)
@@ -453,7 +454,7 @@ def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | 
                          segment_bars([(a, float(b)) for a, b in pts if b is not None], tags))
 
     metrics = [metric_row(m) for m in shown]
-    validators = [metric_row(m) for m in overall if m.startswith("format_fail:")]
+    validators = [metric_row(m) for m in run.aggregates.metrics("diagnostic")]
 
     by_tag: dict[str, list[str]] = {}
     for seg in segs:
@@ -509,11 +510,11 @@ def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | 
     if diff is not None and base is not None:
         dview = _diff_view(diff, base, base_how, anchors)
         bvals = base.case_scores()
-        dm = [d.metric for d in diff.metrics if not d.metric.startswith("format_fail:")]
+        dm = [d.metric for d in diff.metrics if d.role == "quality"]
         payload["diff"] = {
             "base": base.run_id,
             "metrics": dm,
-            "gib": [d.greater_is_better for d in diff.metrics if not d.metric.startswith("format_fail:")],
+            "gib": [d.greater_is_better for d in diff.metrics if d.role == "quality"],
             "b": {m: [_r(bvals.get(o.case_id, {}).get(m)) for o in run.outputs] for m in dm},
             "h": {m: [_r(case_vals.get(o.case_id, {}).get(m)) for o in run.outputs] for m in dm},
         }

@@ -98,7 +98,7 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in diff.metrics:
-        if m.metric.startswith("format_fail:"):
+        if m.role != "quality":
             continue
         ci = "n/a" if m.ci_low is None else f"[{m.ci_low:+.4f}, {m.ci_high:+.4f}]"
         lines.append(
@@ -106,7 +106,7 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
             f"{'n/a' if m.delta is None else f'{m.delta:+.4f}'} | {_f(m.rel_delta, True)} | {ci} | "
             f"{_p(m.p_adjusted)} | {m.wins}/{m.ties}/{m.losses} | {_mark(m)} |"
         )
-    sig_segments = [s for s in diff.segments if s.significant and not s.metric.startswith("format_fail:")]
+    sig_segments = [s for s in diff.segments if s.significant and s.role == "quality"]
     if sig_segments:
         lines += [
             "",
@@ -208,7 +208,7 @@ def print_diff(diff: Diff, verdict: Verdict | None = None) -> None:
     for col in ("metric", "base", "head", "delta", "rel", "95% CI", "p adj", "W/T/L", ""):
         t.add_column(col, justify="right" if col not in ("metric", "") else "left")
     for m in diff.metrics:
-        if m.metric.startswith("format_fail:"):
+        if m.role != "quality":
             continue
         style = "red" if _mark(m) == "REGRESSED" else "green" if _mark(m) == "improved" else None
         ci = "n/a" if m.ci_low is None else f"[{m.ci_low:+.3f}, {m.ci_high:+.3f}]"

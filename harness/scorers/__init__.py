@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.metrics import MetricInfo
 from harness.registry import Registry
-from harness.types import CaseOutput, CorpusDoc, GoldenCase, Score
+from harness.types import CaseOutput, CorpusDoc, GoldenCase, MetricRole, Score
 
 
 @dataclass
@@ -76,9 +76,11 @@ def empty_content(text: str) -> str | None:
     return None
 
 
-def info(name: str, greater_is_better: bool, description: str) -> MetricInfo:
-    """MetricInfo for an answer-level metric (no cutoff)."""
-    return MetricInfo(name=name, base=name, cutoff=None, greater_is_better=greater_is_better, description=description)
+def info(name: str, greater_is_better: bool, description: str, *, role: MetricRole = "quality",
+         label: str | None = None) -> MetricInfo:
+    """MetricInfo for an answer-level metric (no cutoff); ``role`` and ``label`` as in :class:`MetricInfo`."""
+    return MetricInfo(name=name, base=name, cutoff=None, greater_is_better=greater_is_better, description=description,
+                      role=role, label=label)
 
 
 __all__ = ["SCORERS", "Scorer", "ScoringContext", "empty_content", "generation_error", "info"]

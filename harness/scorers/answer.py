@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from harness.contracts import ParsedAnswer, validate
+from harness.contracts import ContractSet, ParsedAnswer, validate
 from harness.metrics import MetricInfo
 from harness.scorers import SCORERS, ScoringContext, empty_content, generation_error, info
 from harness.scorers.text import contains_normalized, normalize_answer, token_f1_normalized
@@ -117,34 +117,45 @@ class FactRecallScorer:
         return scores
 
 
+def validator_metric(contract: str, check: str) -> MetricInfo:
+    """The per-validator failure indicator ``format_fail:<contract>.<check>``: a diagnostic of
+    ``format_pass`` (1 if that check failed), labelled ``<contract>.<check>`` in reports."""
+    label = f"{contract}.{check}"
+    return info(f"format_fail:{label}", False, "1 if this validator failed", role="diagnostic", label=label)
+
+
+def validator_metrics(contracts: ContractSet | None) -> list[MetricInfo]:
+    """:func:`validator_metric` of every check of every contract, once each, in the contracts' order."""
+    if contracts is None:
+        return []
+    found = {m.name: m for c in contracts.contracts.values() for m in
+             (validator_metric(c.name, c.check_name(i)) for i in range(len(c.checks)))}
+    return list(found.values())
+
+
 class FormatScorer:
     """Output-contract validators. Per case: ``format_pass`` (every check passed),
     ``format_critical_fail`` / ``format_noncritical_fail`` (some critical / non-critical check
-    failed), and ``format_fail:<contract>.<check>`` per validator, so failure rates come out per
+    failed), and per validator its diagnostic :func:`validator_metric`, so failure rates come out per
     validator and overall as plain means."""
 
     spec: dict[str, Any]
 
     def __init__(self) -> None:
-        self._check_metrics: list[str] = []
+        self._check_metrics: list[MetricInfo] = []
 
     def metrics(self) -> list[MetricInfo]:
         return [
             info("format_pass", True, "1 if the answer passes every check of its contract"),
             info("format_critical_fail", False, "1 if a critical check of the contract failed"),
             info("format_noncritical_fail", False, "1 if a non-critical check of the contract failed"),
-            *[info(m, False, "1 if this validator failed") for m in self._check_metrics],
+            *self._check_metrics,
         ]
 
     def score(self, cases: Sequence[GoldenCase], outputs: Sequence[CaseOutput], ctx: ScoringContext) -> list[Score]:
         by_id = {o.case_id: o for o in outputs}
         contracts = ctx.contracts
-        names: dict[str, None] = {}
-        if contracts is not None:
-            for c in contracts.contracts.values():
-                for i in range(len(c.checks)):
-                    names[f"format_fail:{c.name}.{c.check_name(i)}"] = None
-        self._check_metrics = list(names)
+        self._check_metrics = validator_metrics(contracts)
         scores: list[Score] = []
         for c in cases:
             contract = contracts.get(c.contract) if contracts is not None else None
@@ -161,7 +172,7 @@ class FormatScorer:
                 scores += [Score(case_id=c.id, metric="format_pass", value=0.0, explanation=err),
                            Score(case_id=c.id, metric="format_critical_fail", value=1.0, explanation=err),
                            Score(case_id=c.id, metric="format_noncritical_fail", value=1.0, explanation=err)]
-                scores += [Score(case_id=c.id, metric=f"format_fail:{contract.name}.{contract.check_name(i)}",
+                scores += [Score(case_id=c.id, metric=validator_metric(contract.name, contract.check_name(i)).name,
                                  value=1.0, explanation=err) for i in range(len(contract.checks))]
                 continue
             shown = out.generation  # citations must name passages the generator was given
@@ -178,8 +189,8 @@ class FormatScorer:
                 Score(case_id=c.id, metric="format_noncritical_fail", value=float(bool(noncrit)),
                       explanation="; ".join(f"{r.name}: {r.message}" for r in noncrit) or None),
             ]
-            scores += [Score(case_id=c.id, metric=f"format_fail:{contract.name}.{r.name}", value=float(not r.passed),
-                             explanation=r.message or None) for r in results]
+            scores += [Score(case_id=c.id, metric=validator_metric(contract.name, r.name).name,
+                             value=float(not r.passed), explanation=r.message or None) for r in results]
         return scores
 
 
