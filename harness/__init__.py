@@ -1,36 +1,131 @@
 """rag-harness: a manifest-pinned evaluation harness for retrieval-augmented LLM systems.
 
-The public API is re-exported here; heavy dependencies load lazily on first use.
+The public API, for notebooks and scripts as well as the CLI::
+
+    import harness
+
+    loaded = harness.load_manifest("harness.toml")      # parsed, validated; pins checked at run time
+    head = harness.run("harness.toml").run               # RunReport(run: RunResult, path)
+    base = harness.load_run(".harness/runs/<manifest id>/<run id>.json")
+    diff = harness.compare(base, head)                   # Diff: metric deltas, flips, shifts
+    verdict = harness.gate(loaded.manifest.gates, head, base)   # Verdict: passed, results
+
+Every name loads on first use (``__getattr__``), so ``import harness`` costs nothing until a name is
+used: the CLI's start-up and the pytest plugin import only what they need.
 """
 
 from __future__ import annotations
 
-from harness.errors import HarnessError, InputError, IntegrityError, ManifestError
-from harness.types import (
-    Aggregates,
-    CaseOutput,
-    CorpusDoc,
-    GoldenCase,
-    MetricSummary,
-    RankedDoc,
-    RunResult,
-    Score,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.diff import Diff, DiffSettings, MetricDelta, compare
+    from harness.errors import HarnessError, InputError, IntegrityError, ManifestError
+    from harness.gates import GateResult, Verdict, check_gate_config, gate
+    from harness.generate.base import GENERATORS
+    from harness.golden import load_corpus, load_golden
+    from harness.instructions.registry import INSTRUCTIONS
+    from harness.manifest import LoadedManifest, load_manifest
+    from harness.pipeline import RunReport, execute
+    from harness.pipeline import run_manifest as run
+    from harness.runs import load_run
+    from harness.scorers import SCORERS
+    from harness.types import (
+        Aggregates,
+        Artifact,
+        CaseError,
+        CaseOutput,
+        CorpusDoc,
+        GateRule,
+        GoldenCase,
+        Manifest,
+        MetricSummary,
+        RankedDoc,
+        RunResult,
+        Score,
+        ScorerSpec,
+    )
 
 __version__ = "0.1.0"
 
+# public name -> (module, attribute in it)
+_HOMES: dict[str, tuple[str, str]] = {
+    **{n: ("harness.types", n) for n in (
+        "Aggregates", "Artifact", "CaseError", "CaseOutput", "CorpusDoc", "GateRule", "GoldenCase", "Manifest",
+        "MetricSummary", "RankedDoc", "RunResult", "Score", "ScorerSpec")},
+    **{n: ("harness.errors", n) for n in ("HarnessError", "InputError", "IntegrityError", "ManifestError")},
+    "load_manifest": ("harness.manifest", "load_manifest"),
+    "LoadedManifest": ("harness.manifest", "LoadedManifest"),
+    "load_golden": ("harness.golden", "load_golden"),
+    "load_corpus": ("harness.golden", "load_corpus"),
+    "run": ("harness.pipeline", "run_manifest"),
+    "execute": ("harness.pipeline", "execute"),
+    "RunReport": ("harness.pipeline", "RunReport"),
+    "load_run": ("harness.runs", "load_run"),
+    "compare": ("harness.diff", "compare"),
+    "Diff": ("harness.diff", "Diff"),
+    "DiffSettings": ("harness.diff", "DiffSettings"),
+    "MetricDelta": ("harness.diff", "MetricDelta"),
+    "gate": ("harness.gates", "gate"),
+    "check_gate_config": ("harness.gates", "check_gate_config"),
+    "Verdict": ("harness.gates", "Verdict"),
+    "GateResult": ("harness.gates", "GateResult"),
+    "SCORERS": ("harness.scorers", "SCORERS"),
+    "GENERATORS": ("harness.generate.base", "GENERATORS"),
+    "INSTRUCTIONS": ("harness.instructions.registry", "INSTRUCTIONS"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    module, attr = _HOMES[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])
+
+
 __all__ = [
+    "GENERATORS",
+    "INSTRUCTIONS",
+    "SCORERS",
     "Aggregates",
+    "Artifact",
+    "CaseError",
     "CaseOutput",
     "CorpusDoc",
+    "Diff",
+    "DiffSettings",
+    "GateResult",
+    "GateRule",
     "GoldenCase",
     "HarnessError",
     "InputError",
     "IntegrityError",
+    "LoadedManifest",
+    "Manifest",
     "ManifestError",
+    "MetricDelta",
     "MetricSummary",
     "RankedDoc",
+    "RunReport",
     "RunResult",
     "Score",
+    "ScorerSpec",
+    "Verdict",
     "__version__",
+    "check_gate_config",
+    "compare",
+    "execute",
+    "gate",
+    "load_corpus",
+    "load_golden",
+    "load_manifest",
+    "load_run",
+    "run",
 ]

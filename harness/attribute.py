@@ -100,7 +100,7 @@ def _means(run: RunResult, ids: set[str], metrics: Sequence[str]) -> dict[str, f
 
 def attribute(base: RunResult, head: RunResult, layout: Layout, metrics: Sequence[str] | None = None,
               progress: Progress = NULL_PROGRESS) -> AttributionReport:
-    from harness.run import execute
+    from harness.pipeline import execute
 
     roles = changed_roles(base, head)
     if not roles:

@@ -74,7 +74,7 @@ class Verdict(Frozen):
 def metric_directions(loaded: LoadedManifest) -> dict[str, bool]:
     """Every per-case metric a run of this manifest can produce, with ``greater_is_better``: what its
     scorers declare and the validator metrics of its contracts (:func:`harness.scorers.answer.validator_metrics`)."""
-    from harness.run import scorer_specs
+    from harness.pipeline import scorer_specs
     from harness.scorers import SCORERS
 
     m = loaded.manifest

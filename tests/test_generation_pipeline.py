@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.manifest import lock
-from harness.run import run_manifest
+from harness.pipeline import run_manifest
 from tests.conftest import add_generation, make_project
 
 

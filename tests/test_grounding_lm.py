@@ -193,7 +193,7 @@ def test_run_with_lm_groundedness_caches_pmi_in_the_run_cache(tmp_path: Any, mon
     a re-run of the unchanged manifest asks the model nothing (values come from the SQLite cache)."""
     import harness.grounding.lm as lm_mod
     from harness.manifest import lock
-    from harness.run import run_manifest
+    from harness.pipeline import run_manifest
     from tests.conftest import add_generation, make_project
 
     asked: list[str] = []

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harness.manifest import lock
-from harness.run import run_manifest
+from harness.pipeline import run_manifest
 from harness.scorers.judge import parse_verdicts
 from tests.conftest import add_generation, make_project
 

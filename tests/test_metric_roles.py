@@ -19,7 +19,7 @@ VALIDATORS = ("format_fail:json_cited.parses", "format_fail:json_cited.cites", "
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, RunResult]:
     """Two runs of the tiny generation project: base, and head with a 3-word limit that fails validators."""
     from harness.manifest import lock
-    from harness.run import run_manifest
+    from harness.pipeline import run_manifest
     from tests.conftest import CONTRACTS, add_generation, make_project
 
     root = tmp_path_factory.mktemp("roles")

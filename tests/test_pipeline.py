@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from harness.cli import cli
 from harness.errors import IntegrityError
 from harness.manifest import load_manifest, lock
-from harness.run import execute, run_manifest
+from harness.pipeline import execute, run_manifest
 from harness.runs import load_run
 from tests.conftest import make_project, write_jsonl
 

@@ -26,8 +26,8 @@ from harness.options import (
     effective_thresholds,
     parse_threshold,
 )
+from harness.pipeline import run_manifest
 from harness.pytest import marker_name
-from harness.run import run_manifest
 from harness.storage import Layout
 from harness.types import GoldenCase, Score
 from tests.conftest import add_generation, make_project

@@ -143,7 +143,7 @@ def test_previous_commit_is_the_default_baseline(tmp_path: Path) -> None:
 def test_diff_lists_cases_in_one_run_only(tmp_path: Path) -> None:
     from harness.diff import compare
     from harness.manifest import lock
-    from harness.run import run_manifest
+    from harness.pipeline import run_manifest
     from tests.conftest import make_project
 
     manifest = make_project(tmp_path)

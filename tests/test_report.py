@@ -21,6 +21,7 @@ from harness.commands.report import report as report_cmd
 from harness.diff import Diff, compare
 from harness.errors import HarnessError
 from harness.manifest import lock
+from harness.pipeline import run_manifest
 from harness.report import (
     FailurePolicy,
     build_report,
@@ -32,7 +33,6 @@ from harness.report import (
     run_junit,
     run_markdown,
 )
-from harness.run import run_manifest
 from harness.storage import Layout
 from harness.types import CaseError, RunResult
 from tests.conftest import add_generation, make_project

@@ -65,7 +65,7 @@ def test_scifact_reproduces_mteb(scifact: Path) -> None:
     assert warm["counts"]["retrieved"] == 0 and warm["counts"]["embedded_texts"] == 0
     # the warm run must not import the model stack at all
     probe = (
-        "import sys; from harness.run import run_manifest; run_manifest(sys.argv[1]); "
+        "import sys; from harness.pipeline import run_manifest; run_manifest(sys.argv[1]); "
         "print(int('sentence_transformers' in sys.modules), int('torch' in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", probe, str(scifact)], capture_output=True, text=True)

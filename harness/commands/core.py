@@ -53,8 +53,8 @@ def run_cmd(ctx: click.Context, manifest: Path | None, as_json: bool, allow_erro
     Example:
       harness run --manifest harness.toml --json
     """
+    from harness.pipeline import run_manifest, summary
     from harness.report.console import error_summary, print_error_summary
-    from harness.run import run_manifest, summary
 
     with _progress(ctx) as progress:
         report = run_manifest(manifest, progress=progress)

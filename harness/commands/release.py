@@ -88,8 +88,8 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     """
     from harness.baseline import resolve_base
     from harness.gates import check_gate_config, gate, junit_xml
+    from harness.pipeline import execute
     from harness.report.text import diff_markdown, print_diff, print_verdict, verdict_markdown
-    from harness.run import execute
     from harness.storage import atomic_write_text, check_writable
 
     for target in (output, junit):  # the verdict must never be hidden by an unwritable report path

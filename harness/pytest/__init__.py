@@ -1,7 +1,7 @@
 """pytest plugin: golden cases as test items, per-case thresholds, and the release gate as one item.
 
 A thin front end over the same core as the CLI (DESIGN principle 9): options come from
-:mod:`harness.options`, the run is :func:`harness.run.execute`, the gate is :func:`harness.gates.gate`
+:mod:`harness.options`, the run is :func:`harness.pipeline.execute`, the gate is :func:`harness.gates.gate`
 against :func:`harness.baseline.resolve_base`, exactly as ``harness gate``.
 
 Activate it with ``--harness-manifest harness.toml`` or the ini key ``harness_manifest`` (relative to

@@ -133,7 +133,7 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 def _run_once(config: pytest.Config, loaded: LoadedManifest) -> tuple[RunResult, Path | None]:
     """Execute the pipeline, once per test run: xdist workers share one run through a locked record."""
-    from harness.run import execute
+    from harness.pipeline import execute
     from harness.runs import load_run
     from harness.storage import Layout, atomic_write_json
 

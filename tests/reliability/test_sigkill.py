@@ -51,7 +51,7 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 @pytest.fixture(scope="module")
 def reference(server: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    from harness.run import run_manifest
+    from harness.pipeline import run_manifest
 
     root = tmp_path_factory.mktemp("reference")
     os.environ.pop("HARNESS_HOME", None)
@@ -100,7 +100,7 @@ POINTS = [("at the first call", 1, 0.0), ("mid generation", 14, 0.0), ("after th
 def test_sigkill_then_rerun_equals_an_uninterrupted_run(
         name: str, after_calls: int, extra_wait: float, server: FakeOpenAIServer, reference: dict[str, object],
         tmp_path: Path) -> None:
-    from harness.run import run_manifest
+    from harness.pipeline import run_manifest
 
     manifest = _project(tmp_path / "proj", server.base_url)
     start = server.requests_received
