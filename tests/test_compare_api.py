@@ -154,7 +154,7 @@ def test_metric_delta_holds_one_comparison_and_publishes_the_flat_layout(compare
     c = md.comparison
     assert (md.delta, md.p_value, md.ci_low, md.direction, md.n) == (c.delta, c.p_value, c.ci_low, c.direction, c.n)
     assert list(md.model_dump()) == [
-        "metric", "segment", "greater_is_better", "n", "n_base", "n_head", "base_mean", "head_mean", "delta",
+        "metric", "segment", "greater_is_better", "role", "n", "n_base", "n_head", "base_mean", "head_mean", "delta",
         "rel_delta", "ci_low", "ci_high", "p_value", "p_adjusted", "significant", "in_family", "changed", "wins",
         "ties", "losses", "cohens_dz", "direction"]
 
