@@ -58,7 +58,7 @@ def report(run: str | None, against: str | None, manifest: Path | None, fmt: str
       harness report 20261126T0301 --format junit -o cases.xml
     """
     from harness.baseline import load_run_ref, resolve_base, resolve_head
-    from harness.diff import compute_diff
+    from harness.diff import compare
     from harness.errors import HarnessError
     from harness.manifest import LoadedManifest, load_manifest
     from harness.report import FailurePolicy, parse_thresholds, render_html, run_json, run_junit, run_markdown
@@ -92,7 +92,7 @@ def report(run: str | None, against: str | None, manifest: Path | None, fmt: str
 
     policy = FailurePolicy(thresholds=parse_thresholds(fail_below, head))
     settings = _settings(alpha, correction, test_name, resamples, seed)
-    diff = None if base is None else compute_diff(base, head, settings, layout)
+    diff = None if base is None else compare(base, head, settings, layout)
 
     if fmt == "html":
         text = render_html(head, base=base, diff=diff, base_how=how, policy=policy, layout=layout,

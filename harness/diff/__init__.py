@@ -30,9 +30,6 @@ __all__ = [
     "MetricDelta",
     "ScoreShift",
     "compare",
-    "compute_diff",
     "diff_json",
 ]
 
-# Until commands/report.py and the pytest plugin (other helpers' files) import `compare`: removed then.
-compute_diff = compare
