@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, InputError
-from harness.manifest import LoadedManifest, Manifest
+from harness.manifest import LoadedManifest
 from harness.runs import RunStore, load_run
 from harness.storage import Layout, atomic_write_json, project_root
-from harness.types import RunResult
+from harness.types import Manifest, RunResult
 
 
 def load_run_ref(ref: str, layout: Layout) -> RunResult:

@@ -24,8 +24,7 @@ from pydantic import Field
 
 from harness.aggregate import scored_mean
 from harness.diff import Diff, DiffSettings, MetricDelta, compare
-from harness.manifest import GateRule
-from harness.types import Frozen, RunResult
+from harness.types import Frozen, GateRule, RunResult
 
 if TYPE_CHECKING:
     from harness.manifest import LoadedManifest

@@ -12,8 +12,7 @@ import numpy as np
 
 from harness.diff import DiffSettings
 from harness.gates import gate
-from harness.manifest import GateRule
-from harness.types import Aggregates, CaseOutput, Manifest, MetricSummary, RunResult, Score
+from harness.types import Aggregates, CaseOutput, GateRule, Manifest, MetricSummary, RunResult, Score
 
 METRICS = ("ndcg@10", "recall@10", "mrr@10")
 N_CASES = 300

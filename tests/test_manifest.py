@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.errors import InputError, ManifestError
-from harness.manifest import Manifest, load_manifest, lock, manifest_json_schema, require_verified, verify
+from harness.manifest import load_manifest, lock, manifest_json_schema, require_verified, verify
+from harness.types import Manifest
 from tests.conftest import make_project
 
 

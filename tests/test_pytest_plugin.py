@@ -49,7 +49,7 @@ def _loaded_once(tmp_path_factory: pytest.TempPathFactory) -> None:
     imported, and native extensions (faiss, rpds, jiter) crash or refuse to load a second time."""
     import openai  # noqa: F401
 
-    from harness.manifest import GateRule
+    from harness.types import GateRule
 
     root = tmp_path_factory.mktemp("warm")
     manifest = make_project(root / "retrieval")

@@ -153,8 +153,9 @@ def _project(root: Path, srv: FakeOpenAIServer, retries: int = 2) -> Path:
 
 def test_empty_filtered_and_truncated_answers_through_a_run(tmp_path: Path, server: FakeOpenAIServer) -> None:
     from harness.gates import evaluate_gates, known_metrics
-    from harness.manifest import GateRule, load_manifest
+    from harness.manifest import load_manifest
     from harness.pipeline import run_manifest
+    from harness.types import GateRule
 
     manifest = _project(tmp_path, server)
     server.push(Fault.empty(), match="how often do backups run", times=None)  # q1: json contract, facts
