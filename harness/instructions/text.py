@@ -58,7 +58,7 @@ def _sentence_tokenizer() -> Callable[[str], list[str]]:
     That package implements NLTK's Punkt algorithm over the same English parameters without
     importing NLTK, whose package import alone costs seconds; it gives the same sentence counts as
     NLTK's ``PunktSentenceTokenizer`` on all 1,082 IFEval responses in ../shared/data (checked in
-    tests/test_ifeval_official.py). Without the package, NLTK's installed ``punkt_tab`` is used.
+    tests/instructions/test_ifeval_official.py). Without the package, NLTK's installed ``punkt_tab`` is used.
     """
     try:
         import punkt

@@ -12,7 +12,7 @@ import pytest
 from harness.grounding import GroundednessChecker
 from harness.grounding.lm import LM_FEATURE_NAMES, TransformersLikelihood
 from harness.grounding.scorer import LM_MODEL
-from tests.test_grounding import PASSAGES, FakeEmbed
+from tests.grounding.test_grounding import PASSAGES, FakeEmbed
 
 
 class _Encoded:

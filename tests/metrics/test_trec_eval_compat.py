@@ -34,7 +34,7 @@ from harness.metrics.trec import files as trec_files
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 
-TREC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "trec_eval"
+TREC_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "trec_eval"
 needs_data = pytest.mark.skipif(
     not TREC_DIR.is_dir(),
     reason=f"trec_eval test data not found at {TREC_DIR} (the repo's sibling shared/data)",

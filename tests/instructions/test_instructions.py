@@ -35,7 +35,7 @@ from harness.instructions.text import (
     word_tokenize,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def followed(response: str, instruction_id: str, mode: str = "strict", **kwargs: Any) -> bool:

@@ -20,7 +20,7 @@ import pytest
 
 from harness.instructions.ifeval import IFEvalScores, read_inputs, read_responses, score_ifeval
 
-IFEVAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ifeval"
+IFEVAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ifeval"
 
 pytestmark = pytest.mark.skipif(
     not (IFEVAL / "input_data.jsonl").is_file(),
@@ -128,7 +128,7 @@ def test_fast_punkt_matches_nltk_punkt_on_every_response() -> None:
     NLTK's PunktSentenceTokenizer with the same parameters, the tool the official scorer ran."""
     from harness.instructions.text import nltk_sentence_tokenizer, split_sentences
 
-    data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ifeval" / "responses"
+    data = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ifeval" / "responses"
     if not data.is_dir():
         pytest.skip(f"IFEval responses not found at {data}")
     nltk_split = nltk_sentence_tokenizer()
