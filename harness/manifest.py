@@ -422,10 +422,11 @@ def lock(path: str | Path, memo: HashMemo | None = None) -> dict[str, str]:
     # The config files a run parses (output contracts, prompt template; the recipe is checked above) are
     # parsed here too: a pin is never written for a file that run would reject. The golden set and corpus
     # are left to run (re-reading a large corpus here would double lock's time).
-    from harness.generate.stage import load_project_contracts
+    from harness.contracts import load_contracts
     from harness.prompts import PromptTemplate
 
-    load_project_contracts(loaded)
+    if "validators" in loaded.manifest.artifacts:
+        load_contracts(loaded.resolve("validators"))
     if "prompt" in loaded.manifest.artifacts:
         _ = PromptTemplate.load(loaded.resolve("prompt"))._compiled
     pins = {role: compute_pin(art, loaded.base_dir, memo) for role, art in loaded.manifest.artifacts.items()}

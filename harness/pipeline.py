@@ -17,21 +17,39 @@ from typing import Any
 
 from harness.aggregate import aggregate
 from harness.cache import Cache
-from harness.contracts import ContractSet
-from harness.errors import InputError
-from harness.generate.stage import GenerationOutcome, GenerationStage, load_project_contracts
+from harness.contracts import ContractSet, load_contracts
+from harness.errors import InputError, ManifestError
+from harness.generate.stage import ENGINE_KEYS, EngineConfig, GenerationInputs, GenerationOutcome, GenerationStage
 from harness.golden import load_corpus, load_golden
-from harness.index import IndexStore
-from harness.manifest import HashMemo, LoadedManifest, Manifest, load_manifest, require_verified
+from harness.hashing import project_root
+from harness.index import IndexStore, load_recipe_file, normalize_recipe
+from harness.manifest import HashMemo, LoadedManifest, load_manifest, require_verified
 from harness.metrics import MetricInfo
 from harness.progress import NULL_PROGRESS, Progress
 from harness.prompts import PromptTemplate
-from harness.retrieve import RetrievalOutcome, RetrievalStage
+from harness.retrieve import (
+    EmbeddingConfig,
+    RecipeSource,
+    RetrievalInputs,
+    RetrievalOutcome,
+    RetrievalStage,
+    RetrieverConfig,
+    check_inputs,
+)
 from harness.runs import RunStore, new_run_id
 from harness.scorers import SCORERS, ScoringContext
-from harness.snapshots import snapshot_artifacts
+from harness.snapshots import SnapshotSource, snapshot_artifacts
 from harness.storage import Layout
-from harness.types import CaseOutput, CorpusDoc, GenerationRecord, GoldenCase, RunResult, Score, ScorerSpec
+from harness.types import (
+    CaseOutput,
+    CorpusDoc,
+    GenerationRecord,
+    GoldenCase,
+    Manifest,
+    RunResult,
+    Score,
+    ScorerSpec,
+)
 
 DEFAULT_ANSWER_SCORERS = ("correctness", "facts", "instructions", "groundedness", "truncation")
 
@@ -67,7 +85,7 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
     # no cache, snapshot or run behind. Then the pins; only then the cache (on a first run the pins
     # are hashed without the memo, so a mismatch creates no .harness either) and the snapshots.
     t0 = time.perf_counter()
-    corpus, cases, contracts = load_inputs(loaded)
+    corpus, cases, inputs = load_inputs(loaded)
     stage_s["load"] = time.perf_counter() - t0
     cache = Cache(layout.cache_db) if layout.cache_db.exists() else None
     try:
@@ -75,20 +93,20 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
         require_verified(loaded, HashMemo(cache))
         if cache is None:
             cache = Cache(layout.cache_db)
-        snapshot_artifacts(loaded, layout)
+        snapshot_artifacts(inputs.snapshots, layout)
         stage_s["verify"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        retrieval_stage = RetrievalStage(loaded, cache, IndexStore(layout.index_store), progress)
+        retrieval_stage = RetrievalStage(inputs.retrieval, cache, IndexStore(layout.index_store), progress)
         retrieval = retrieval_stage.run(cases, corpus)
         stage_s["retrieve"] = time.perf_counter() - t0
 
         docs = {d.id: d for d in corpus}
         m = loaded.manifest
         generation = None
-        if "generator" in m.artifacts:
+        if inputs.generation is not None:
             t0 = time.perf_counter()
-            stage = GenerationStage(loaded, cache, contracts, progress)
+            stage = GenerationStage(inputs.generation, cache, progress)
             retrieved = [c for c in cases if c.id not in retrieval.errors]  # no ranking, nothing to answer from
             generation = stage.run(retrieved, retrieval.rankings, docs)
             stage_s["generate"] = time.perf_counter() - t0
@@ -96,7 +114,7 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
 
         t0 = time.perf_counter()
         specs = scorer_specs(m, generation is not None)
-        ctx = ScoringContext(docs=docs, contracts=contracts, cache=cache, progress=progress,
+        ctx = ScoringContext(docs=docs, contracts=inputs.contracts, cache=cache, progress=progress,
                              embed=lambda texts: retrieval_stage.embedder.embed(texts, "", "embedding answers"))
         scores: list[Score] = []
         infos: dict[str, MetricInfo] = {}
@@ -146,29 +164,82 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             cache.close()
 
 
-def load_inputs(loaded: LoadedManifest) -> tuple[list[CorpusDoc], list[GoldenCase], ContractSet | None]:
-    """Read and validate every input a run needs, writing nothing: corpus, golden set (relevance
-    against the corpus), output contracts, and the prompt template rendered once per case (a passage
-    of the corpus standing in for the retrieved ones), so any of them is bad input before a run starts."""
-    corpus = load_corpus(loaded.resolve("corpus"))
-    from harness.retrieve import check_inputs
+@dataclass(frozen=True)
+class StageInputs:
+    """Each stage's typed inputs, resolved once from the manifest by :func:`stage_inputs`; no stage reads
+    the manifest itself."""
 
-    check_inputs(loaded, corpus)
-    cases = load_golden(loaded.resolve("golden"), frozenset(d.id for d in corpus))
-    contracts = load_project_contracts(loaded)
-    if "generator" not in loaded.manifest.artifacts:
-        return corpus, cases, contracts
+    retrieval: RetrievalInputs
+    generation: GenerationInputs | None  # None: the manifest has no generator
+    contracts: ContractSet | None  # the validators' output contracts (generation and the format scorer)
+    snapshots: tuple[SnapshotSource, ...]  # the pinned path artifacts, to snapshot once verified
+
+
+def stage_inputs(loaded: LoadedManifest) -> StageInputs:
+    """The one place the stages' artifacts are resolved and parsed (paths leaving the project are refused
+    unless the artifact opts in): the index recipe (its file overlaid with the artifact's params), the
+    embedding model's folder, the output contracts, the prompt template and the generator's settings."""
+    m = loaded.manifest
+    index = m.artifact("index")
+    recipe_path = loaded.resolve("index") if index.path is not None else None
+    raw = dict(index.params)
+    if recipe_path is not None:
+        raw = load_recipe_file(recipe_path) | raw
+    embedding = EmbeddingConfig.model_validate(m.artifact("embedding").params)
+    retrieval = RetrievalInputs(
+        config=RetrieverConfig.model_validate(m.artifact("retriever").params),
+        embedding=embedding,
+        recipe=normalize_recipe(raw),
+        source=RecipeSource(manifest_path=loaded.path, recipe_path=recipe_path,
+                            keys_in_manifest=frozenset(index.params)),
+        model_dir=loaded.resolve("embedding") if embedding.backend == "sentence-transformers" else None,
+        corpus_pin=m.artifact("corpus").sha256 or "",
+    )
+    contracts = load_contracts(loaded.resolve("validators")) if "validators" in m.artifacts else None
+    generation = _generation_inputs(loaded, contracts) if "generator" in m.artifacts else None
+    root = project_root(loaded.base_dir)
+    snapshots = tuple(SnapshotSource(art, loaded.resolve(role), None if art.allow_outside else root)
+                      for role, art in m.artifacts.items() if art.path is not None and art.sha256 is not None)
+    return StageInputs(retrieval=retrieval, generation=generation, contracts=contracts, snapshots=snapshots)
+
+
+def _generation_inputs(loaded: LoadedManifest, contracts: ContractSet | None) -> GenerationInputs:
+    m = loaded.manifest
+    if "prompt" not in m.artifacts:
+        raise ManifestError(f"{loaded.path}: a generator needs a 'prompt' artifact (kind = \"prompt\")")
+    params = dict(m.artifact("generator").params)
+    if "name" not in params:
+        raise ManifestError(f"{loaded.path}: artifacts.generator.params needs a 'name' "
+                            "(a registered generator such as 'extractive' or 'openai')")
+    return GenerationInputs(
+        template=PromptTemplate.load(loaded.resolve("prompt")),
+        engine=EngineConfig.model_validate({k: params[k] for k in ENGINE_KEYS if k in params}),
+        args={k: v for k, v in params.items() if k not in ENGINE_KEYS},
+        contracts=contracts,
+    )
+
+
+def load_inputs(loaded: LoadedManifest) -> tuple[list[CorpusDoc], list[GoldenCase], StageInputs]:
+    """Read and validate every input a run needs, writing nothing: corpus, the stages' inputs, golden set
+    (relevance against the corpus), and the prompt template rendered once per case (a passage of the corpus
+    standing in for the retrieved ones), so any of them is bad input before a run starts."""
+    corpus = load_corpus(loaded.resolve("corpus"))
+    inputs = stage_inputs(loaded)
+    check_inputs(inputs.retrieval, corpus)
     golden_path = loaded.resolve("golden")
+    cases = load_golden(golden_path, frozenset(d.id for d in corpus))
+    contracts, generation = inputs.contracts, inputs.generation
+    if generation is None:
+        return corpus, cases, inputs
     for case in cases:
         if case.contract is not None and (contracts is None or contracts.get(case.contract) is None):
             where = "the validators artifact" if contracts is not None else "the manifest (it has no validators)"
             raise InputError(golden_path, f"case {case.id!r} names contract {case.contract!r}, which {where} "
                              "does not define", field="contract")
-    if "prompt" in loaded.manifest.artifacts:
-        d = corpus[0]
-        sample = [{"id": d.id, "title": d.title, "text": d.text, "score": 1.0, "rank": 1}]
-        PromptTemplate.load(loaded.resolve("prompt")).check(cases, sample, contracts)
-    return corpus, cases, contracts
+    d = corpus[0]
+    sample = [{"id": d.id, "title": d.title, "text": d.text, "score": 1.0, "rank": 1}]
+    generation.template.check(cases, sample, contracts)
+    return corpus, cases, inputs
 
 
 def scorer_specs(m: Manifest, generated: bool) -> list[ScorerSpec]:

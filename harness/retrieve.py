@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -32,10 +32,8 @@ from harness.index import (
     StoredIndex,
     check_factory,
     index_key,
-    load_recipe_file,
-    normalize_recipe,
 )
-from harness.manifest import HashMemo, LoadedManifest
+from harness.manifest import HashMemo
 from harness.progress import NULL_PROGRESS, Progress
 from harness.redact import redact
 from harness.types import CaseError, CorpusDoc, Frozen, GoldenCase, RankedDoc
@@ -99,14 +97,38 @@ def doc_text(doc: CorpusDoc, cfg: RetrieverConfig) -> str:
     return cfg.separator.join(parts)
 
 
-def recipe_input_error(loaded: LoadedManifest, exc: RecipeError) -> InputError:
+@dataclass(frozen=True)
+class RecipeSource:
+    """Where the index recipe was written, so a recipe problem found at run time names its file:line and
+    field: the recipe file (None: the artifact has no path, its params are the recipe) and the keys the
+    manifest's ``artifacts.index.params`` set over it."""
+
+    manifest_path: Path
+    recipe_path: Path | None
+    keys_in_manifest: frozenset[str]
+
+
+@dataclass(frozen=True)
+class RetrievalInputs:
+    """What the retrieval stage needs, resolved once by :func:`harness.pipeline.stage_inputs`: its config,
+    the embedding config, the normalized index recipe and where it was written, the embedding model's
+    folder (None for the weightless hashing encoder) and the corpus pin (the index's identity)."""
+
+    config: RetrieverConfig
+    embedding: EmbeddingConfig
+    recipe: dict[str, Any]
+    source: RecipeSource
+    model_dir: Path | None
+    corpus_pin: str
+
+
+def recipe_input_error(source: RecipeSource, exc: RecipeError) -> InputError:
     """A recipe problem found at run time as bad input naming the recipe file (or the manifest) and field."""
-    art = loaded.manifest.artifact("index")
     key = exc.key or "factory"
     from harness.manifest import _line_of
 
-    path, loc = ((loaded.resolve("index"), (key,)) if art.path is not None and key not in art.params
-                 else (loaded.path, ("artifacts", "index", "params", key)))
+    path, loc = ((source.recipe_path, (key,)) if source.recipe_path is not None and key not in source.keys_in_manifest
+                 else (source.manifest_path, ("artifacts", "index", "params", key)))
     try:
         text = path.read_text("utf-8-sig")
     except (OSError, UnicodeDecodeError):
@@ -114,22 +136,15 @@ def recipe_input_error(loaded: LoadedManifest, exc: RecipeError) -> InputError:
     return InputError(path, exc.message, line=_line_of(text, loc), field=".".join(loc), hint=exc.hint)
 
 
-def check_inputs(loaded: LoadedManifest, corpus: Sequence[CorpusDoc]) -> None:
+def check_inputs(inputs: RetrievalInputs, corpus: Sequence[CorpusDoc]) -> None:
     """What the retrieval stage will need of the corpus, checked before a run writes anything: the text
     fields exist, and an IVF factory layout has no more lists than there are documents to train them."""
-    m = loaded.manifest
-    check_text_fields(RetrieverConfig.model_validate(m.artifact("retriever").params), corpus, loaded.path)
-    art = m.artifact("index")
-    raw = dict(art.params)
-    if art.path is not None:
-        raw = load_recipe_file(loaded.resolve("index")) | raw
-    recipe = normalize_recipe(raw)
-    emb = EmbeddingConfig.model_validate(m.artifact("embedding").params)
-    if recipe["type"] == "factory" and emb.backend == "hashing":
+    check_text_fields(inputs.config, corpus, inputs.source.manifest_path)
+    if inputs.recipe["type"] == "factory" and inputs.embedding.backend == "hashing":
         try:
-            check_factory(recipe["factory"], emb.dim, len(corpus))
+            check_factory(inputs.recipe["factory"], inputs.embedding.dim, len(corpus))
         except RecipeError as exc:
-            raise recipe_input_error(loaded, exc) from None
+            raise recipe_input_error(inputs.source, exc) from None
 
 
 @dataclass
@@ -142,28 +157,23 @@ class RetrievalOutcome:
 
 
 class RetrievalStage:
-    def __init__(self, loaded: LoadedManifest, cache: Cache, store: IndexStore,
+    def __init__(self, inputs: RetrievalInputs, cache: Cache, store: IndexStore,
                  progress: Progress = NULL_PROGRESS) -> None:
-        m = loaded.manifest
-        self.loaded = loaded
+        self.inputs = inputs
         self.cache = cache
         self.store = store
         self.progress = progress
-        self.config = RetrieverConfig.model_validate(m.artifact("retriever").params)
-        emb = m.artifact("embedding")
-        self.emb_config = EmbeddingConfig.model_validate(emb.params)
-        recipe_art = m.artifact("index")
-        raw = dict(recipe_art.params)
-        if recipe_art.path is not None:
-            raw = load_recipe_file(loaded.resolve("index")) | raw
-        self.recipe = normalize_recipe(raw)
+        self.config = inputs.config
+        self.emb_config = inputs.embedding
+        self.recipe = inputs.recipe
         # The model's identity for cache keys: its weights' content hash (or the hashing encoder's
         # settings), not the whole pin, so params that do not change vectors (batch_size) reuse the cache.
         if self.emb_config.backend == "hashing":
             self.model_pin = sha256_json({"backend": "hashing", "dim": self.emb_config.dim})
         else:
-            self.model_pin = HashMemo(cache).path(loaded.resolve("embedding"))
-        self.corpus_pin = m.artifact("corpus").sha256 or ""
+            assert inputs.model_dir is not None, "a sentence-transformers model has a folder"
+            self.model_pin = HashMemo(cache).path(inputs.model_dir)
+        self.corpus_pin = inputs.corpus_pin
         doc_settings = {"fields": list(self.config.text_fields), "separator": self.config.separator,
                         "prefix": self.config.doc_prefix, "max_seq_length": self.emb_config.max_seq_length}
         self.index_key = index_key(self.corpus_pin, self.model_pin, self.recipe, doc_settings)
@@ -174,8 +184,7 @@ class RetrievalStage:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             cfg = self.emb_config
-            model_dir = self.loaded.resolve("embedding") if cfg.backend == "sentence-transformers" else None
-            self._embedder = Embedder(model_dir, self.model_pin, self.cache, batch_size=cfg.batch_size,
+            self._embedder = Embedder(self.inputs.model_dir, self.model_pin, self.cache, batch_size=cfg.batch_size,
                                       max_seq_length=cfg.max_seq_length, backend=cfg.backend, dim=cfg.dim,
                                       progress=self.progress)
         return self._embedder
@@ -196,7 +205,7 @@ class RetrievalStage:
             try:
                 stored = self.store.save(self.index_key, vectors, [d.id for d in corpus], self.recipe, info)
             except RecipeError as exc:
-                raise recipe_input_error(self.loaded, exc) from None
+                raise recipe_input_error(self.inputs.source, exc) from None
             advance(1)
         return stored, True
 
@@ -206,7 +215,7 @@ class RetrievalStage:
         try:
             check_factory(self.recipe["factory"], dim)
         except RecipeError as exc:
-            raise recipe_input_error(self.loaded, exc) from None
+            raise recipe_input_error(self.inputs.source, exc) from None
 
     def run(self, cases: Sequence[GoldenCase], corpus: Sequence[CorpusDoc]) -> RetrievalOutcome:
         keys = {c.id: self.case_key(c) for c in cases}

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from harness.hashing import iter_dir_files, project_root
-from harness.manifest import Artifact, LoadedManifest, resolve_content
+from harness.hashing import iter_dir_files
 from harness.storage import Layout
+from harness.types import Artifact
 
 MAX_BYTES = 256 * 1024 * 1024
 
@@ -46,18 +48,29 @@ def blob_path(layout: Layout, art: Artifact) -> Path | None:
     return target if target.exists() else None
 
 
-def snapshot_artifacts(loaded: LoadedManifest, layout: Layout) -> None:
-    for art in loaded.manifest.artifacts.values():
+@dataclass(frozen=True)
+class SnapshotSource:
+    """A pinned path artifact, where its content is (resolved by :func:`harness.pipeline.stage_inputs`, which
+    refuses paths leaving the project unless the artifact opts in) and the root a folder's files must stay
+    under (None: the artifact sets ``allow_outside``)."""
+
+    artifact: Artifact
+    path: Path
+    confine: Path | None
+
+
+def snapshot_artifacts(sources: Sequence[SnapshotSource], layout: Layout) -> None:
+    for src in sources:
+        art, source = src.artifact, src.path
         if art.path is None or art.sha256 is None:
             continue
         folder = layout.blobs / art.sha256
-        source = resolve_content(art, loaded.base_dir)  # refuses paths leaving the project (unless opted in)
         target = folder / Path(art.path).name
         if target.exists() or not source.exists():
             continue
         files = None
         if source.is_dir():
-            files = iter_dir_files(source, confine=None if art.allow_outside else project_root(loaded.base_dir))
+            files = iter_dir_files(source, confine=src.confine)
         if _size(source, files) > MAX_BYTES:
             continue
         # Copy beside the target, then rename into place: a concurrent run or a crash never leaves a

@@ -17,9 +17,8 @@ from typing import Any
 from pydantic import Field
 
 from harness.cache import Cache
-from harness.contracts import ContractSet, load_contracts
+from harness.contracts import ContractSet
 from harness.errors import ManifestError
-from harness.manifest import LoadedManifest
 from harness.progress import NULL_PROGRESS, Progress
 from harness.prompts import PromptTemplate
 from harness.types import CaseError, CorpusDoc, Frozen, GoldenCase, RankedDoc
@@ -48,29 +47,26 @@ class GenerationOutcome:
     finish_reason: dict[str, str | None] = field(default_factory=dict)  # case id -> what the endpoint said
 
 
-def load_project_contracts(loaded: LoadedManifest) -> ContractSet | None:
-    if "validators" not in loaded.manifest.artifacts:
-        return None
-    return load_contracts(loaded.resolve("validators"))
+@dataclass(frozen=True)
+class GenerationInputs:
+    """What the generation stage needs, resolved once by :func:`harness.pipeline.stage_inputs`: the loaded
+    prompt template, the engine knobs (with the generator's registered name), the generator's own
+    arguments and the output contracts (None: the project has no validators)."""
+
+    template: PromptTemplate
+    engine: EngineConfig
+    args: dict[str, Any]
+    contracts: ContractSet | None
 
 
 class GenerationStage:
-    def __init__(self, loaded: LoadedManifest, cache: Cache, contracts: ContractSet | None,
-                 progress: Progress = NULL_PROGRESS) -> None:
+    def __init__(self, inputs: GenerationInputs, cache: Cache, progress: Progress = NULL_PROGRESS) -> None:
         from harness.generate import GENERATORS
 
-        m = loaded.manifest
-        if "prompt" not in m.artifacts:
-            raise ManifestError(f"{loaded.path}: a generator needs a 'prompt' artifact (kind = \"prompt\")")
-        params = dict(m.artifact("generator").params)
-        if "name" not in params:
-            raise ManifestError(f"{loaded.path}: artifacts.generator.params needs a 'name' "
-                                "(a registered generator such as 'extractive' or 'openai')")
-        self.engine = EngineConfig.model_validate({k: params[k] for k in ENGINE_KEYS if k in params})
-        args = {k: v for k, v in params.items() if k not in ENGINE_KEYS}
-        self.generator: Any = GENERATORS.build(self.engine.name, args)
-        self.template = PromptTemplate.load(loaded.resolve("prompt"))
-        self.contracts = contracts
+        self.engine = inputs.engine
+        self.generator: Any = GENERATORS.build(self.engine.name, inputs.args)
+        self.template = inputs.template
+        self.contracts = inputs.contracts
         self.cache = cache
         self.progress = progress
 
