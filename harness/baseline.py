@@ -260,6 +260,42 @@ def _toml_rolled_back(text: str, base_arts: dict[str, dict[str, Any]], restored:
     return tomlkit.dumps(doc)
 
 
+def _yaml_rolled_back(text: str, base_arts: dict[str, dict[str, Any]], restored: list[str]) -> str:
+    """The YAML manifest's text with only the rolled-back artifacts' changed values edited (ruamel.yaml's
+    round trip, as ``harness lock`` edits it), so its comments, order and quoting are kept."""
+    from harness.manifest import yaml_round_trip
+
+    data, dump = yaml_round_trip(text)
+    if data.get("artifacts") is None:
+        data["artifacts"] = {}
+    arts = data["artifacts"]
+    for role in [r for r in list(arts) if r not in base_arts]:
+        del arts[role]  # the baseline had no such artifact
+    for role in restored:
+        want = _stored(base_arts[role])
+        if role not in arts:
+            arts[role] = want
+            continue
+        entry = arts[role]
+        for k in [k for k in list(entry) if k not in want and entry[k] not in (None, "", {})]:
+            del entry[k]
+        for k, v in want.items():
+            if k not in entry or _plain_yaml(entry[k]) != v:
+                entry[k] = v
+    return dump(data)
+
+
+def _plain_yaml(value: Any) -> Any:
+    """A ruamel.yaml round-trip value as plain Python (CommentedMap/Seq and scalar string types)."""
+    if isinstance(value, dict):
+        return {str(k): _plain_yaml(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_yaml(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
 def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str]:
     """Put the baseline run's pinned artifacts back: files from the snapshot store, pins into the manifest.
 
@@ -320,18 +356,7 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
         tmp.replace(dst)
     base_data = {role: art.model_dump(mode="json") for role, art in base_arts.items()}
     text = loaded.path.read_text("utf-8-sig")
-    if loaded.path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text)
-        data["artifacts"] = base_data
-        atomic_write_text(loaded.path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-        if text != loaded.path.read_text("utf-8"):
-            import click
-
-            click.echo(f"note: {loaded.path} was rewritten by a YAML dumper: its comments and layout are not "
-                       "kept (a TOML manifest keeps them)", err=True)
-    else:
-        atomic_write_text(loaded.path, _toml_rolled_back(text, base_data, restored))
+    rolled_back = _yaml_rolled_back if loaded.path.suffix in (".yaml", ".yml") else _toml_rolled_back
+    atomic_write_text(loaded.path, rolled_back(text, base_data, restored))
     load_manifest(loaded.path)
     return restored

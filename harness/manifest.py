@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -471,15 +472,10 @@ def _pinned_toml(text: str, pins: dict[str, str]) -> str:
     return tomlkit.dumps(doc)
 
 
-def _pinned_yaml(text: str, pins: dict[str, str]) -> str:
-    """``text`` with each role's ``sha256`` set, through ruamel.yaml's round trip: comments, key order,
-    quoting and flow style are kept; block indentation is written in the style guessed from the file.
-
-    ruamel.yaml keeps the comment lines after a mapping's last value on that value's end-of-line comment,
-    so a new key appended to the mapping would land under them (they belong to the next key). They move
-    to the new pin, which then ends its artifact's key/values above them, as in a TOML manifest.
-    """
-    import copy
+def yaml_round_trip(text: str) -> tuple[Any, Callable[[Any], str]]:
+    """A YAML manifest's data as ruamel.yaml's round-trip types, and the function that writes it back with
+    its comments, key order, quoting and flow style kept (block indentation in the style guessed from the
+    file): the one way `lock` and `rollback` edit a YAML manifest."""
     import io
 
     from ruamel.yaml import YAML
@@ -490,9 +486,30 @@ def _pinned_yaml(text: str, pins: dict[str, str]) -> str:
     yaml.preserve_quotes = True
     yaml.width = 1 << 16  # never re-wrap a long line
     data, seq_indent, dash_offset = load_yaml_guess_indent(text, yaml=yaml)
-    arts = data["artifacts"]
+    arts = data.get("artifacts") if isinstance(data, CommentedMap) else None
     mapping = arts.lc.col - data.lc.col if isinstance(arts, CommentedMap) and arts.lc.col else 2
     yaml.indent(mapping=mapping, sequence=seq_indent or mapping, offset=dash_offset or 0)
+
+    def dump(value: Any) -> str:
+        out = io.StringIO()
+        yaml.dump(value, out)
+        return out.getvalue()
+
+    return data, dump
+
+
+def _pinned_yaml(text: str, pins: dict[str, str]) -> str:
+    """``text`` with each role's ``sha256`` set, through ruamel.yaml's round trip: comments, key order,
+    quoting and flow style are kept; block indentation is written in the style guessed from the file.
+
+    ruamel.yaml keeps the comment lines after a mapping's last value on that value's end-of-line comment,
+    so a new key appended to the mapping would land under them (they belong to the next key). They move
+    to the new pin, which then ends its artifact's key/values above them, as in a TOML manifest.
+    """
+    import copy
+
+    data, dump = yaml_round_trip(text)
+    arts = data["artifacts"]
     for role, pin in pins.items():
         art = arts[role]
         if "sha256" in art:
@@ -508,9 +525,7 @@ def _pinned_yaml(text: str, pins: dict[str, str]) -> str:
                 moved.value = newline + below
                 trailing.value = own_line + newline
                 art.ca.items["sha256"] = [None, None, moved, None]
-    out = io.StringIO()
-    yaml.dump(data, out)
-    return out.getvalue()
+    return dump(data)
 
 
 def _yaml_trailing_comment(node: Any) -> Any:

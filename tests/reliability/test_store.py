@@ -515,3 +515,33 @@ def test_rollback_keeps_the_manifests_comments_and_inline_tables_and_verifies(pr
     assert "# the generator: keep this note\n[artifacts.generator]" in after
     assert "params = { backend" in after and "[artifacts.embedding.params]" not in after
     assert harness("verify", cwd=project).returncode == 0
+
+
+def test_rollback_keeps_a_yaml_manifests_comments_and_verifies(project: Path) -> None:
+    import tomllib
+
+    import yaml
+
+    data = tomllib.loads((project / "harness.toml").read_text())
+    (project / "harness.toml").unlink()
+    for art in data["artifacts"].values():
+        art.pop("sha256", None)
+    manifest = project / "harness.yaml"
+    text = yaml.safe_dump(data, sort_keys=False)
+    text = "# our release manifest: keep this note\n" + text.replace(
+        "  index:\n", "  # the index recipe, reviewed by the search team\n  index:\n")
+    manifest.write_text(text)
+    assert harness("lock", cwd=project).returncode == 0
+    before = manifest.read_text()
+    assert "# the index recipe, reviewed by the search team" in before
+    assert harness("run", cwd=project).returncode == 0
+    assert harness("baseline", "promote", cwd=project).returncode == 0
+
+    (project / "indexes" / "flat.toml").write_text('type = "flat"\nmetric = "ip"\n')
+    assert harness("lock", cwd=project).returncode == 0
+    assert manifest.read_text() != before
+    out = harness("rollback", cwd=project)
+    assert out.returncode == 0, out.stderr
+    assert "index" in out.stdout and "comments" not in out.stderr
+    assert manifest.read_text() == before  # the pin changed back; both comments and the layout as they were
+    assert harness("verify", cwd=project).returncode == 0
