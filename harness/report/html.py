@@ -61,6 +61,7 @@ class MetricRow:
     greater_is_better: bool
     hist: Chart
     segments: Chart | None
+    label: str | None = None  # how a diagnostic is named (MetricSummary.label), else by its name
 
 
 @dataclass
@@ -451,7 +452,7 @@ def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | 
         s = overall[m]
         pts = [(seg, ms[m].mean) for seg, ms in segs.items() if m in ms and ms[m].mean is not None]
         return MetricRow(m, s.mean, s.n, s.n_unscored, s.greater_is_better, histogram(per_metric[m]),
-                         segment_bars([(a, float(b)) for a, b in pts if b is not None], tags))
+                         segment_bars([(a, float(b)) for a, b in pts if b is not None], tags), s.label)
 
     metrics = [metric_row(m) for m in shown]
     validators = [metric_row(m) for m in run.aggregates.metrics("diagnostic")]

@@ -74,6 +74,16 @@ def test_reports_follow_the_recorded_role_not_the_name(runs: tuple[RunResult, Ru
     assert "| F1 part |" in details.split("</details>", 1)[0]
 
 
+def test_html_report_names_a_diagnostic_by_its_label_or_name(runs: tuple[RunResult, RunResult]) -> None:
+    from harness.report.html import render_html
+
+    # a plugin's diagnostic need not look like format_fail:<contract>.<check> (this used to be exit 3)
+    run = _with_roles(runs[1], {"truncated": ("diagnostic", None), "answer_f1": ("diagnostic", "F1 part")})
+    html = render_html(run)
+    assert "<code>truncated</code>" in html and "<code>F1 part</code>" in html
+    assert "<code>short_plain.words</code>" in html
+
+
 def test_the_diff_carries_each_metric_s_role_and_readers_use_it(runs: tuple[RunResult, RunResult]) -> None:
     base, head = runs
     diff = compare(base, head)
