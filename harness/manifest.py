@@ -27,7 +27,6 @@ from harness.errors import InputError, ManifestError
 from harness.hashing import sha256_dir, sha256_file, sha256_json, sha256_parts
 from harness.storage import atomic_write_text
 from harness.types import Artifact, Manifest, drop_none
-from harness.types import GateRule as GateRule  # the manifest's data classes live in harness.types
 
 # role -> kinds allowed in it; roles not listed here are free-form (kind decides).
 ROLE_KINDS: dict[str, tuple[str, ...]] = {

@@ -247,7 +247,7 @@ class Registry(Generic[T]):
             with self._lock:
                 existing = self._entries.get(name)
                 if existing is not None and existing.origin != origin and not replace:
-                    raise ValueError(f"{self.kind} {name!r} is already registered by {existing.origin}; "
+                    raise RegistryError(f"{self.kind} {name!r} is already registered by {existing.origin}; "
                                      f"pass replace=True to override it from {origin}")
                 self._entries[name] = entry
             return factory

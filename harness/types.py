@@ -87,7 +87,8 @@ class MetricsConfig(Frozen):
     @field_validator("retrieval")
     @classmethod
     def _known_metrics(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from harness.metrics import UnknownMetricError, metric_info
+        from harness.errors import UnknownMetricError
+        from harness.metrics import metric_info
 
         for name in v:
             try:

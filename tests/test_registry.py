@@ -68,7 +68,7 @@ def test_register_twice_is_an_error_unless_replaced(widgets: Any) -> None:
     def other(size: int) -> object:
         return widgets.Widget(size)
 
-    with pytest.raises(ValueError, match=r"widget 'widget' is already registered by .*:Widget; pass replace=True"):
+    with pytest.raises(RegistryError, match=r"widget 'widget' is already registered by .*:Widget; pass replace=True"):
         registry.register("widget")(other)
     assert registry.register("widget", replace=True)(other) is other
     assert registry.entry("widget").factory is other

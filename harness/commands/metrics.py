@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from harness.cli import HarnessCommand
-from harness.metrics.trec import MeasureError, evaluate_files, format_trec, parse_measures, trec_json
+from harness.errors import MeasureError
+from harness.metrics.trec import evaluate_files, format_trec, parse_measures, trec_json
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 

@@ -15,7 +15,6 @@ the built-ins load on first use, exactly as plugins do. File-level IFEval scorin
 :mod:`harness.instructions.ifeval`.
 """
 
-from harness.errors import InstructionSpecError, UnknownInstructionError
 from harness.instructions.registry import (
     ENTRY_POINT_GROUP,
     INSTRUCTIONS,
@@ -35,8 +34,6 @@ __all__ = [
     "INSTRUCTIONS",
     "Checker",
     "InstructionResult",
-    "InstructionSpecError",
-    "UnknownInstructionError",
     "Verdict",
     "build_instruction",
     "check_instructions",

@@ -25,7 +25,6 @@ from harness.errors import IFEvalFormatError, InstructionSpecError
 from harness.instructions.registry import Mode, check_instructions, validate_instruction
 
 __all__ = [
-    "IFEvalFormatError",
     "IFEvalInput",
     "IFEvalResponse",
     "IFEvalScores",

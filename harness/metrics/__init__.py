@@ -12,14 +12,12 @@ from harness.metrics.ir import (
     MetricInfo,
     Qrels,
     Run,
-    UnknownMetricError,
     compute_metrics,
     evaluate,
     metric_info,
     metric_names,
 )
 from harness.metrics.trec import (
-    MeasureError,
     TrecEvaluation,
     TrecMeasure,
     TrecQrels,
@@ -35,7 +33,6 @@ from harness.metrics.trec import (
 
 __all__ = [
     "JudgedRankings",
-    "MeasureError",
     "MetricInfo",
     "Qrels",
     "Run",
@@ -43,7 +40,6 @@ __all__ = [
     "TrecMeasure",
     "TrecQrels",
     "TrecRun",
-    "UnknownMetricError",
     "compute_metrics",
     "evaluate",
     "evaluate_files",

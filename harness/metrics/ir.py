@@ -51,7 +51,6 @@ __all__ = [
     "MetricInfo",
     "Qrels",
     "Run",
-    "UnknownMetricError",
     "build_judged",
     "compute_metrics",
     "evaluate",

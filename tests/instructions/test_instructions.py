@@ -12,12 +12,11 @@ from typing import Any, Literal
 import pytest
 from click.testing import CliRunner
 
+from harness.errors import IFEvalFormatError, InstructionSpecError, RegistryError, UnknownInstructionError
 from harness.instructions import (
     ENTRY_POINT_GROUP,
     INSTRUCTIONS,
     InstructionResult,
-    InstructionSpecError,
-    UnknownInstructionError,
     Verdict,
     build_instruction,
     check_instructions,
@@ -25,7 +24,7 @@ from harness.instructions import (
     instruction,
     registered_instructions,
 )
-from harness.instructions.ifeval import IFEvalFormatError, read_inputs, score_ifeval
+from harness.instructions.ifeval import read_inputs, score_ifeval
 from harness.instructions.text import (
     count_sentences,
     count_words,
@@ -183,7 +182,7 @@ def test_register_class_and_function(clean_registry: dict[str, Any]) -> None:
 
 
 def test_duplicate_id_needs_replace(clean_registry: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(RegistryError, match="already registered"):
 
         @instruction("punctuation:no_comma")
         def no_comma(response: str) -> bool:

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from harness.metrics import MetricInfo, UnknownMetricError, compute_metrics, metric_info
+from harness.errors import UnknownMetricError
+from harness.metrics import MetricInfo, compute_metrics, metric_info
 from harness.metrics.ir import evaluate, judged_rankings_from_mappings, metric_names
 
 ALL = ["ndcg", "ndcg@3", "recall@2", "precision@4", "p@2", "map", "map@2", "mrr", "mrr@1", "rprec",

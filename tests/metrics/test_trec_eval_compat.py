@@ -18,10 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from harness.commands.metrics import metrics as metrics_cmd
-from harness.errors import InputError
+from harness.errors import InputError, MeasureError
 from harness.metrics import compute_metrics
 from harness.metrics.trec import (
-    MeasureError,
     evaluate_files,
     evaluate_trec,
     format_trec,

@@ -17,7 +17,6 @@ line for line. Deliberate differences, all stricter or clearer than trec_eval:
 from harness.metrics.trec.files import TrecQrels, TrecRun, read_qrels, read_run, to_mappings
 from harness.metrics.trec.measures import (
     DEFAULT_CUTOFFS,
-    MeasureError,
     TrecEvaluation,
     TrecMeasure,
     TrecValues,
@@ -29,7 +28,6 @@ from harness.metrics.trec.output import format_trec, trec_json
 
 __all__ = [
     "DEFAULT_CUTOFFS",
-    "MeasureError",
     "TrecEvaluation",
     "TrecMeasure",
     "TrecQrels",
