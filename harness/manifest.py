@@ -194,6 +194,23 @@ def _check_stage_params(p: Path, text: str, manifest: Manifest, base_dir: Path) 
             GENERATORS.build(params["name"], {k: v for k, v in params.items() if k not in ENGINE_KEYS})
         except HarnessError as exc:
             raise InputError(p, exc.message, line=line, field="artifacts.generator.params", hint=exc.hint) from None
+    _check_scorer_args(p, text, manifest)
+
+
+def _check_scorer_args(p: Path, text: str, manifest: Manifest) -> None:
+    """Each ``[[scorers]]`` entry names a registered scorer and gives arguments its factory takes (names,
+    types, none missing), checked by the registry as it will build it: at lock/verify/run, before a run
+    embeds or retrieves anything, one line naming the entry."""
+    from harness.errors import HarnessError
+    from harness.scorers import SCORERS
+
+    for i, spec in enumerate(manifest.scorers or ()):
+        try:
+            SCORERS.entry(spec.name).validate(spec.args)
+        except HarnessError as exc:
+            key = "name" if spec.name not in SCORERS.names() else "args"
+            raise InputError(p, exc.message, line=_line_of(text, ("scorers", i, key)) or _line_of(text, ("scorers", i)),
+                             field=f"scorers.{i}.{key}", hint=exc.hint) from None
 
 
 def _check_recipe(p: Path, text: str, index: Artifact, base_dir: Path, dim: int | None = None) -> None:

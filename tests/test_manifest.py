@@ -110,3 +110,25 @@ def test_published_schema_is_current() -> None:
     root = Path(__file__).resolve().parents[1]
     published = json.loads((root / "harness" / "schemas" / "manifest.schema.json").read_text())
     assert published == manifest_json_schema(), "regenerate it: python -m harness.manifest"
+
+
+@pytest.mark.parametrize(
+    ("entry", "key", "message"),
+    [
+        ('name = "retrieval"\nargs = { metrics = ["ndcg@10"], bogus = 1 }', "args",
+         "scorer 'retrieval': unknown kwarg(s) 'bogus'"),
+        ('name = "retrieval"\nargs = { metrics = ["ndcg@10"], relevance_level = "1" }', "args",
+         "scorer 'retrieval': kwarg 'relevance_level' must be int, got '1'"),
+        ('name = "retrival"', "name", "unknown scorer 'retrival' (hint: did you mean retrieval?)"),
+    ],
+)
+def test_scorer_entries_are_checked_before_a_run_writes_anything(project: Path, entry: str, key: str,
+                                                                  message: str) -> None:
+    # found while building scorers after retrieval, this was exit 2 with no file:line and a cache on disk
+    text = project.read_text() + f"\n[[scorers]]\n{entry}\n"
+    project.write_text(text)
+    line = max(i for i, s in enumerate(text.splitlines(), 1) if s.startswith(f"{key} ="))
+    result = CliRunner().invoke(cli, ["run", "--manifest", str(project)])
+    assert result.exit_code == 2
+    assert f"harness.toml:{line}: field 'scorers.0.{key}': {message}" in result.output
+    assert not (project.parent / ".harness").exists()
