@@ -260,15 +260,27 @@ class RetrievalStage:
             return {c.id: h for c, h in zip(cases, hits, strict=True)}, {}
         except HarnessError:
             raise
-        except Exception:
-            pass  # which query failed is found below
+        except Exception as exc:
+            batch_error = exc  # which query failed is found below
         found: dict[str, list[tuple[str, float]]] = {}
         errors: dict[str, CaseError] = {}
         for c in cases:
             one, err = self._search_one(index, c)
             found |= one
             errors |= err
+        if not found and not self._works(index):
+            # no query could be retrieved, nor a plain probe: the stage itself is broken (a model that does not
+            # load, a bug), not each case; it is raised, never recorded as case errors --allow-errors accepts
+            raise batch_error
         return found, errors
+
+    def _works(self, index: StoredIndex) -> bool:
+        """Whether a plain one-word query embeds and searches: tells a broken stage from bad queries."""
+        try:
+            index.search(self.embedder.embed(["probe"], self.config.query_prefix, "embedding queries"), 1)
+        except Exception:
+            return False
+        return True
 
     def _search_one(self, index: StoredIndex, case: GoldenCase
                     ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, CaseError]]:

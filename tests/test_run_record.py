@@ -214,3 +214,22 @@ def test_a_setup_problem_while_retrieving_still_stops_the_run(tmp_path: Path, mo
     monkeypatch.setattr(Embedder, "embed", embed)
     code, _, err = cli_in_process(capsys, "run")
     assert code == 2 and "needs a package" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_retrieval_stage_that_fails_every_query_is_not_recorded_as_case_errors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # a broken stage (every query raises) is not N case errors that --allow-errors would let pass
+    from harness.embed import Embedder
+
+    _generation_project(tmp_path, monkeypatch)
+    real = Embedder.embed
+
+    def embed(self: Embedder, texts: list[str], prefix: str = "", description: str = "embedding") -> object:
+        if description == "embedding queries":
+            raise RuntimeError("injected: the query encoder is broken")
+        return real(self, texts, prefix, description)
+
+    monkeypatch.setattr(Embedder, "embed", embed)
+    code, _, err = cli_in_process(capsys, "run", "--allow-errors")
+    assert code == 3 and "the query encoder is broken" in err, err
+    assert not list((tmp_path / ".harness" / "runs").rglob("*.json"))
