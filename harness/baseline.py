@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, ValidationError
+
 from harness.errors import HarnessError, InputError
 from harness.manifest import LoadedManifest
 from harness.runs import RunStore, load_run
 from harness.storage import Layout, atomic_write_json, project_root
-from harness.types import Manifest, RunResult
+from harness.types import Frozen, Manifest, RunResult
 
 
 def load_run_ref(ref: str, layout: Layout) -> RunResult:
@@ -83,36 +85,49 @@ def previous_commit_run(loaded: LoadedManifest, layout: Layout) -> RunResult | N
     return None
 
 
-def promoted(layout: Layout) -> dict[str, Any] | None:
-    """The promoted baseline's record, or None; a damaged record is one error naming the file."""
+class BaselineRecord(Frozen):
+    """What ``harness baseline promote`` records (``.harness/baseline.json``; every promotion is also
+    appended to ``baselines.jsonl``): the run, its manifest, where its file was (relative to the home) and
+    the artifacts it pinned."""
+
+    run_id: str
+    manifest_id: str | None = None
+    path: str | None = None
+    promoted_at: str | None = None
+    artifacts: dict[str, Any] = Field(default_factory=dict)
+
+
+def promoted(layout: Layout) -> BaselineRecord | None:
+    """The promoted baseline's record, or None; a damaged record is one error naming the file and field."""
     path = layout.baseline_file
     if not path.is_file():
         return None
+    hint = "promote the baseline again with `harness baseline promote RUN`"
     try:
-        record = json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, ValueError, RecursionError) as exc:
-        raise InputError(path, f"damaged baseline record ({type(exc).__name__})",
-                         hint="promote the baseline again with `harness baseline promote RUN`") from None
-    if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
-        raise InputError(path, "damaged baseline record: no run_id", field="run_id",
-                         hint="promote the baseline again with `harness baseline promote RUN`")
-    return record
+        raise InputError(path, f"damaged baseline record ({type(exc).__name__})", hint=hint) from None
+    try:
+        return BaselineRecord.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err["loc"]) or None
+        raise InputError(path, f"damaged baseline record: {err['msg']}", field=field, hint=hint) from None
 
 
-def load_promoted(record: dict[str, Any], layout: Layout) -> RunResult:
+def load_promoted(record: BaselineRecord, layout: Layout) -> RunResult:
     """The run a baseline record names: by run id in this project's store first (a moved or cloned
     project's record may still name the old folder), else by the recorded path (relative to the home,
     or absolute in records from before)."""
     try:
-        return load_run(RunStore(layout.runs).find(record["run_id"]), project=layout.project)
+        return load_run(RunStore(layout.runs).find(record.run_id), project=layout.project)
     except InputError:
         raise
     except HarnessError:
         pass
-    recorded = record.get("path")
-    if isinstance(recorded, str) and recorded:
-        return load_run_ref(recorded, layout)
-    raise HarnessError(f"the promoted baseline {record['run_id']} is not in {layout.runs}",
+    if record.path:
+        return load_run_ref(record.path, layout)
+    raise HarnessError(f"the promoted baseline {record.run_id} is not in {layout.runs}",
                        hint="promote a run of this project with `harness baseline promote RUN`")
 
 
@@ -124,7 +139,7 @@ def resolve_base(loaded: LoadedManifest, layout: Layout, explicit: str | None = 
         return load_run_ref(loaded.manifest.baseline, layout), f"manifest baseline {loaded.manifest.baseline}"
     record = promoted(layout)
     if record is not None:
-        return load_promoted(record, layout), f"promoted baseline {record['run_id']}"
+        return load_promoted(record, layout), f"promoted baseline {record.run_id}"
     earlier = previous_commit_run(loaded, layout)
     if earlier is not None:
         return earlier, f"run of the manifest at an earlier commit ({earlier.manifest_id[:12]})"
@@ -157,9 +172,9 @@ def promote(run: RunResult, layout: Layout) -> Path:
         rel = path.resolve().relative_to(layout.home.resolve()).as_posix()
     except ValueError:
         rel = str(path)
-    record = {"run_id": run.run_id, "manifest_id": run.manifest_id, "path": rel,
-              "promoted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "artifacts": run.manifest.model_dump(mode="json")["artifacts"]}
+    record = BaselineRecord(run_id=run.run_id, manifest_id=run.manifest_id, path=rel,
+                            promoted_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            artifacts=run.manifest.model_dump(mode="json")["artifacts"]).model_dump(mode="json")
     history = layout.home / "baselines.jsonl"
     history.parent.mkdir(parents=True, exist_ok=True)
     with open(history, "a", encoding="utf-8") as fh:

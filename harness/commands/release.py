@@ -209,7 +209,7 @@ def rollback_cmd(manifest: Path | None, to: str | None) -> None:
     Example:
       harness rollback && harness verify
     """
-    from harness.baseline import load_run_ref, promoted, rollback
+    from harness.baseline import load_promoted, load_run_ref, promoted, rollback
     from harness.errors import HarnessError
 
     loaded, layout = project(manifest)
@@ -217,8 +217,9 @@ def rollback_cmd(manifest: Path | None, to: str | None) -> None:
         record = promoted(layout)
         if record is None:
             raise HarnessError("no promoted baseline to roll back to", hint="harness baseline promote RUN")
-        to = record["path"]
-    run = load_run_ref(to, layout)
+        run = load_promoted(record, layout)  # found as gate and diff find it: by run id first, then by path
+    else:
+        run = load_run_ref(to, layout)
     roles = rollback(loaded, layout, run)
     click.echo(f"rolled back {', '.join(roles) or 'nothing (already at the baseline)'} to run {run.run_id}")
 

@@ -412,6 +412,14 @@ def test_a_damaged_pointer_or_baseline_record_is_one_error_naming_it(ran: Path) 
     record.write_bytes(b"\x00\x01garbage")
     line = one_error_line(harness("baseline", "show", cwd=ran))
     assert str(record) in line and "harness baseline promote" in line
+    # a record that parses but lacks a field or has one of the wrong type: the same one line, for rollback too
+    good = {"run_id": _latest_run(ran).stem, "path": 7}
+    record.write_text(json.dumps(good))
+    for args in (("baseline", "show"), ("rollback",), ("gate",)):
+        line = one_error_line(harness(*args, cwd=ran))
+        assert f"{record}: field 'path': damaged baseline record" in line, (args, line)
+    record.write_text(json.dumps({"path": "runs/x.json"}))
+    assert "field 'run_id'" in one_error_line(harness("rollback", cwd=ran))
     record.unlink()
 
     pointer = _latest_run(ran).parent / "LATEST"
