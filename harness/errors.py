@@ -23,6 +23,8 @@ __all__ = [
     "ManifestError",
     "MeasureError",
     "MissingDependencyError",
+    "OutsideProjectError",
+    "RecipeError",
     "RegistryError",
     "UnknownInstructionError",
     "UnknownMetricError",
@@ -67,6 +69,18 @@ class InputError(HarnessError):
 
 class ManifestError(HarnessError):
     """The manifest is malformed or its pins do not match the artifacts."""
+
+
+class RecipeError(ManifestError):
+    """A bad index recipe value; ``key`` is the recipe field it is about (None: the recipe as a whole)."""
+
+    def __init__(self, message: str, key: str | None = None, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.key = key
+
+
+class OutsideProjectError(ManifestError):
+    """An artifact path, or a symlink inside an artifact folder, leads out of the project."""
 
 
 class IntegrityError(HarnessError):

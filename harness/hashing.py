@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ManifestError
+from harness.errors import OutsideProjectError
 
 _CHUNK = 1 << 20
 _IGNORED_DIRS = {".git", "__pycache__", ".cache", ".harness"}
@@ -49,10 +49,6 @@ def sha256_file(path: str | Path) -> str:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
-
-
-class OutsideProjectError(ManifestError):
-    """An artifact path, or a symlink inside an artifact folder, leads out of the project."""
 
 
 def iter_dir_files(root: Path, confine: Path | None = None) -> list[Path]:

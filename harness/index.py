@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import IntegrityError, ManifestError
+from harness.errors import IntegrityError, RecipeError
 from harness.hashing import sha256_file, sha256_json
 from harness.storage import atomic_write_bytes, atomic_write_json
 
@@ -26,14 +26,6 @@ _RECIPE_KEYS = {
     "ivf": {"type", "metric", "nlist", "nprobe"},
     "factory": {"type", "metric", "factory", "nprobe", "ef_search"},
 }
-
-
-class RecipeError(ManifestError):
-    """A bad index recipe value; ``key`` is the recipe field it is about (None: the recipe as a whole)."""
-
-    def __init__(self, message: str, key: str | None = None, *, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.key = key
 
 
 # (default, lowest, highest) of each integer knob; FAISS aborts the process or exhausts memory outside them.

@@ -243,7 +243,7 @@ def _check_recipe(p: Path, text: str, index: Artifact, base_dir: Path, dim: int 
         close = difflib.get_close_matches(unknown[0], allowed, n=3)
         raise error(unknown[0], f"unknown key for an index recipe of type {kind!r}",
                     f"did you mean {' or '.join(close)}?" if close else f"allowed: {', '.join(allowed)}")
-    from harness.index import RecipeError
+    from harness.errors import RecipeError
 
     try:
         normalize_recipe(raw, dim)
@@ -346,7 +346,8 @@ def resolve_content(art: Artifact, base_dir: Path) -> Path:
     p = p if p.is_absolute() else base_dir / p
     if art.allow_outside:
         return p
-    from harness.hashing import OutsideProjectError, confine_path, project_root
+    from harness.errors import OutsideProjectError
+    from harness.hashing import confine_path, project_root
 
     try:
         return confine_path(p, project_root(base_dir))

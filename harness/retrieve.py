@@ -23,12 +23,11 @@ from pydantic import Field
 
 from harness.cache import Cache
 from harness.embed import Embedder
-from harness.errors import HarnessError, InputError
+from harness.errors import HarnessError, InputError, RecipeError
 from harness.hashing import sha256_json, sha256_parts
 from harness.index import (
     SEARCH_PARAMS,
     IndexStore,
-    RecipeError,
     StoredIndex,
     check_factory,
     index_key,
