@@ -150,7 +150,7 @@ class DiffView:
     segments: list[DeltaRow]
     flips: list[FlipView]
     n_significant_segments: int
-    family: str = ""  # what p adj was corrected over: the Diff's one family (report_text.family_text)
+    family: str = ""  # what p adj was corrected over: the Diff's one family (harness.report.text.family_text)
 
 
 @dataclass
@@ -390,11 +390,11 @@ def _diff_lines(text: str | None) -> list[tuple[str, str]]:
 
 
 def _diff_view(diff: Diff, base: RunResult, how: str | None, anchors: dict[str, str]) -> DiffView:
-    from harness.report.text import _mark, family_text
+    from harness.report.text import delta_mark, family_text
 
     def row(d: MetricDelta, size: int | None = None) -> DeltaRow:
         cls = _delta_cls(d)
-        return DeltaRow(d=d, mark=_mark(d), cls=cls, forest=forest(d, cls), size=size)
+        return DeltaRow(d=d, mark=delta_mark(d), cls=cls, forest=forest(d, cls), size=size)
 
     metrics = [row(d) for d in diff.metrics if d.role == "quality"]
     segs = [row(d, diff.segment_sizes.get(d.segment)) for d in diff.segments if d.role == "quality"]

@@ -46,7 +46,8 @@ def _p(x: float | None) -> str:
     return "n/a" if x is None else (f"{x:.3g}" if x >= 0.001 else "<0.001")
 
 
-def _mark(m: MetricDelta) -> str:
+def delta_mark(m: MetricDelta) -> str:
+    """How a metric delta reads in every report: REGRESSED or improved when significant, (noise) when not."""
     if m.direction == "regressed" and m.significant:
         return "REGRESSED"
     if m.direction == "improved" and m.significant:
@@ -104,7 +105,7 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
         lines.append(
             f"| {_md(m.metric)} | {_f(m.base_mean)} | {_f(m.head_mean)} | "
             f"{'n/a' if m.delta is None else f'{m.delta:+.4f}'} | {_f(m.rel_delta, True)} | {ci} | "
-            f"{_p(m.p_adjusted)} | {m.wins}/{m.ties}/{m.losses} | {_mark(m)} |"
+            f"{_p(m.p_adjusted)} | {m.wins}/{m.ties}/{m.losses} | {delta_mark(m)} |"
         )
     sig_segments = [s for s in diff.segments if s.significant and s.role == "quality"]
     if sig_segments:
@@ -210,7 +211,7 @@ def print_diff(diff: Diff, verdict: Verdict | None = None) -> None:
     for m in diff.metrics:
         if m.role != "quality":
             continue
-        style = "red" if _mark(m) == "REGRESSED" else "green" if _mark(m) == "improved" else None
+        style = "red" if delta_mark(m) == "REGRESSED" else "green" if delta_mark(m) == "improved" else None
         ci = "n/a" if m.ci_low is None else f"[{m.ci_low:+.3f}, {m.ci_high:+.3f}]"
         t.add_row(
             _r(m.metric),
@@ -221,7 +222,7 @@ def print_diff(diff: Diff, verdict: Verdict | None = None) -> None:
             ci,
             _p(m.p_adjusted),
             f"{m.wins}/{m.ties}/{m.losses}",
-            _mark(m),
+            delta_mark(m),
             style=style,
         )
     console.print(t)
