@@ -316,8 +316,9 @@ class Score(Frozen):
 MetricRole = Literal["quality", "diagnostic"]
 """What a metric is for, declared by its scorer. ``quality``: a measure of the system, shown in the
 headline tables, compared, flipped and attributed. ``diagnostic``: a breakdown that explains a quality
-metric (the per-validator failure indicators ``format_fail:<contract>.<check>`` behind ``format_pass``),
-shown apart and not compared on its own."""
+metric (the per-validator failure indicators ``format_fail:<contract>.<check>`` behind ``format_pass``):
+shown apart in reports, never flips a case or takes a share of attribution; the diff still tests it (in the
+one corrected family) and a gate rule may name it."""
 
 
 class MetricSummary(Frozen):
