@@ -247,6 +247,36 @@ def _plain(value: Any) -> Any:
     return unwrap() if callable(unwrap) else value
 
 
+def _plain_yaml(value: Any) -> Any:
+    """A ruamel.yaml round-trip value as plain Python (CommentedMap/Seq and scalar string types)."""
+    if isinstance(value, dict):
+        return {str(k): _plain_yaml(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_yaml(v) for v in value]
+    return str(value) if isinstance(value, str) else value
+
+
+def _restore_artifacts(arts: Any, base_arts: dict[str, dict[str, Any]], restored: list[str],
+                       plain: Any, value: Any, new_entry: Any) -> None:
+    """Edit a round-trip ``artifacts`` mapping (tomlkit or ruamel.yaml) in place to the baseline's: roles the
+    baseline had not are removed, each restored role's changed values set, and nothing else touched, so the
+    file's comments, order and layout stay. ``plain`` reads a value as plain Python; ``value(v, like)`` makes
+    the value to write for ``v`` in the style of the one it replaces; ``new_entry(fields)`` a whole artifact."""
+    for role in [r for r in list(arts) if r not in base_arts]:
+        del arts[role]  # the baseline had no such artifact
+    for role in restored:
+        want = _stored(base_arts[role])
+        if role not in arts:
+            arts[role] = new_entry(want)
+            continue
+        entry = arts[role]
+        for k in [k for k in list(entry) if k not in want and plain(entry[k]) not in (None, "", {})]:
+            del entry[k]
+        for k, v in want.items():
+            if k not in entry or plain(entry[k]) != v:
+                entry[k] = value(v, entry.get(k))
+
+
 def _toml_rolled_back(text: str, base_arts: dict[str, dict[str, Any]], restored: list[str]) -> str:
     """The manifest's text with only the rolled-back artifacts' changed values edited in place (tomlkit),
     so its comments, order and inline tables are kept, as ``harness lock`` keeps them."""
@@ -255,23 +285,14 @@ def _toml_rolled_back(text: str, base_arts: dict[str, dict[str, Any]], restored:
     doc = tomlkit.parse(text)
     if "artifacts" not in doc:
         doc["artifacts"] = tomlkit.table()
-    arts: Any = doc["artifacts"]
-    for role in [r for r in list(arts) if r not in base_arts]:
-        del arts[role]  # the baseline had no such artifact
-    for role in restored:
-        want = _stored(base_arts[role])
-        if role not in arts:
-            table = tomlkit.table()
-            for k, v in want.items():
-                table[k] = _toml_value(v, None)
-            arts[role] = table
-            continue
-        entry = arts[role]
-        for k in [k for k in list(entry) if k not in want and _plain(entry[k]) not in (None, "", {})]:
-            del entry[k]
-        for k, v in want.items():
-            if k not in entry or _plain(entry[k]) != v:
-                entry[k] = _toml_value(v, entry.get(k))
+
+    def new_entry(fields: dict[str, Any]) -> Any:  # a [artifacts.<role>] table
+        table = tomlkit.table()
+        for k, v in fields.items():
+            table[k] = _toml_value(v, None)
+        return table
+
+    _restore_artifacts(doc["artifacts"], base_arts, restored, _plain, _toml_value, new_entry)
     return tomlkit.dumps(doc)
 
 
@@ -283,32 +304,8 @@ def _yaml_rolled_back(text: str, base_arts: dict[str, dict[str, Any]], restored:
     data, dump = yaml_round_trip(text)
     if data.get("artifacts") is None:
         data["artifacts"] = {}
-    arts = data["artifacts"]
-    for role in [r for r in list(arts) if r not in base_arts]:
-        del arts[role]  # the baseline had no such artifact
-    for role in restored:
-        want = _stored(base_arts[role])
-        if role not in arts:
-            arts[role] = want
-            continue
-        entry = arts[role]
-        for k in [k for k in list(entry) if k not in want and entry[k] not in (None, "", {})]:
-            del entry[k]
-        for k, v in want.items():
-            if k not in entry or _plain_yaml(entry[k]) != v:
-                entry[k] = v
+    _restore_artifacts(data["artifacts"], base_arts, restored, _plain_yaml, lambda v, like: v, lambda fields: fields)
     return dump(data)
-
-
-def _plain_yaml(value: Any) -> Any:
-    """A ruamel.yaml round-trip value as plain Python (CommentedMap/Seq and scalar string types)."""
-    if isinstance(value, dict):
-        return {str(k): _plain_yaml(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain_yaml(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str]:
