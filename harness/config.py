@@ -183,3 +183,32 @@ def _line_of_key(text: str, dotted: str) -> int | None:
         if pattern.search(line):
             return i
     return None
+
+
+def line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Best-effort line of a validation error's location: each key of the path is looked for after the
+    line where the previous one was found (a table header, a ``key =``/``key:`` line, or a key inside an
+    inline table), so ``artifacts.index.kind`` lands in the index table, not on the first ``kind``."""
+    keys: list[str] = []
+    lines = text.splitlines()
+    start, found = 0, None
+    for item in loc:
+        if isinstance(item, int):  # the item-th entry of a list: a [[table]] (TOML) or a "- " item (YAML)
+            table = re.compile(rf"^\s*\[\[\s*{re.escape('.'.join(keys))}\s*\]\]")
+            starts = [i for i in range(len(lines)) if table.search(lines[i])]
+            if not starts:
+                starts = [i for i in range(start, len(lines)) if re.match(r"^\s*-\s", lines[i])]
+            if item >= len(starts):
+                break
+            start, found = starts[item], starts[item] + 1
+            continue
+        key = str(item)
+        keys.append(key)
+        dotted = re.escape(".".join(keys))
+        header = re.compile(rf"^\s*\[+\s*{dotted}(\.[^\]]*)?\s*\]+")
+        assign = re.compile(rf"(^\s*|[{{,]\s*|^\s*-\s+)[\"']?{re.escape(key)}[\"']?\s*[=:]")
+        hit = next((i for i in range(start, len(lines)) if header.search(lines[i]) or assign.search(lines[i])), None)
+        if hit is None:
+            break
+        start, found = hit, hit + 1
+    return found

@@ -121,9 +121,9 @@ class ContractSet:
 
 
 def _line(text: str, loc: tuple[Any, ...]) -> int | None:
-    from harness.manifest import _line_of  # one best-effort locator for every TOML/YAML config
+    from harness.config import line_of  # one best-effort locator for every TOML/YAML config
 
-    return _line_of(text, loc)
+    return line_of(text, loc)
 
 
 def load_contracts(folder: str | Path) -> ContractSet:

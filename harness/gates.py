@@ -108,8 +108,8 @@ def check_gate_config(loaded: LoadedManifest, cases: Sequence[GoldenCase] | None
     One :class:`~harness.errors.InputError` (exit 2) naming the manifest's file:line, the field and the
     closest known names. Segments are checked against the golden set's tags (loaded here unless given).
     """
+    from harness.config import line_of
     from harness.errors import InputError
-    from harness.manifest import _line_of
 
     rules = loaded.manifest.gates
     if not rules:
@@ -117,7 +117,7 @@ def check_gate_config(loaded: LoadedManifest, cases: Sequence[GoldenCase] | None
     text = loaded.path.read_text("utf-8")
 
     def bad(i: int, key: str, message: str, hint: str) -> InputError:
-        return InputError(loaded.path, message, line=_line_of(text, ("gates", i, key)), field=f"gates.{i}.{key}",
+        return InputError(loaded.path, message, line=line_of(text, ("gates", i, key)), field=f"gates.{i}.{key}",
                           hint=hint)
 
     directions = metric_directions(loaded)

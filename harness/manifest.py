@@ -15,14 +15,13 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from harness.config import read_config
+from harness.config import line_of, read_config
 from harness.errors import InputError, ManifestError
 from harness.hashing import sha256_dir, sha256_file, sha256_json, sha256_parts
 from harness.storage import atomic_write_text
@@ -67,35 +66,6 @@ def find_manifest(start: str | Path | None = None) -> Path:
                 return folder / name
     raise ManifestError(f"no manifest ({' or '.join(MANIFEST_NAMES)}) found in {here} or above",
                         hint="pass --manifest FILE, or create one with `harness import` or `harness init`")
-
-
-def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
-    """Best-effort line of a validation error's location: each key of the path is looked for after the
-    line where the previous one was found (a table header, a ``key =``/``key:`` line, or a key inside an
-    inline table), so ``artifacts.index.kind`` lands in the index table, not on the first ``kind``."""
-    keys: list[str] = []
-    lines = text.splitlines()
-    start, found = 0, None
-    for item in loc:
-        if isinstance(item, int):  # the item-th entry of a list: a [[table]] (TOML) or a "- " item (YAML)
-            table = re.compile(rf"^\s*\[\[\s*{re.escape('.'.join(keys))}\s*\]\]")
-            starts = [i for i in range(len(lines)) if table.search(lines[i])]
-            if not starts:
-                starts = [i for i in range(start, len(lines)) if re.match(r"^\s*-\s", lines[i])]
-            if item >= len(starts):
-                break
-            start, found = starts[item], starts[item] + 1
-            continue
-        key = str(item)
-        keys.append(key)
-        dotted = re.escape(".".join(keys))
-        header = re.compile(rf"^\s*\[+\s*{dotted}(\.[^\]]*)?\s*\]+")
-        assign = re.compile(rf"(^\s*|[{{,]\s*|^\s*-\s+)[\"']?{re.escape(key)}[\"']?\s*[=:]")
-        hit = next((i for i in range(start, len(lines)) if header.search(lines[i]) or assign.search(lines[i])), None)
-        if hit is None:
-            break
-        start, found = hit, hit + 1
-    return found
 
 
 def _read_raw(path: Path) -> tuple[dict[str, Any], str]:
@@ -152,7 +122,7 @@ def _validation_error(path: Path, text: str, exc: ValidationError, model: Any, p
     else:
         given = repr(err.get("input"))
         msg = err["msg"] + (f", got {given[:80]}" if "input" in err and not isinstance(err["input"], dict) else "")
-    return InputError(path, msg, line=_line_of(text, loc), field=field or None, hint=hint)
+    return InputError(path, msg, line=line_of(text, loc), field=field or None, hint=hint)
 
 
 def _check_stage_params(p: Path, text: str, manifest: Manifest, base_dir: Path) -> None:
@@ -179,7 +149,7 @@ def _check_stage_params(p: Path, text: str, manifest: Manifest, base_dir: Path) 
         from harness.generate.stage import ENGINE_KEYS, EngineConfig
 
         params = arts["generator"].params
-        line = _line_of(text, ("artifacts", "generator", "params"))
+        line = line_of(text, ("artifacts", "generator", "params"))
         if "name" not in params:
             raise InputError(p, "needs a 'name' (a registered generator such as 'extractive' or 'openai')",
                              line=line, field="artifacts.generator.params.name")
@@ -209,7 +179,7 @@ def _check_scorer_args(p: Path, text: str, manifest: Manifest) -> None:
             SCORERS.entry(spec.name).validate(spec.args)
         except HarnessError as exc:
             key = "name" if spec.name not in SCORERS.names() else "args"
-            raise InputError(p, exc.message, line=_line_of(text, ("scorers", i, key)) or _line_of(text, ("scorers", i)),
+            raise InputError(p, exc.message, line=line_of(text, ("scorers", i, key)) or line_of(text, ("scorers", i)),
                              field=f"scorers.{i}.{key}", hint=exc.hint) from None
 
 
@@ -233,8 +203,8 @@ def _check_recipe(p: Path, text: str, index: Artifact, base_dir: Path, dim: int 
     def error(key: str | None, message: str, hint: str | None = None) -> InputError:
         if recipe is None or key is None or key in index.params:
             loc = ("artifacts", "index", "params", key) if key else ("artifacts", "index")
-            return InputError(p, message, line=_line_of(text, loc), field=".".join(loc), hint=hint)
-        return InputError(recipe, message, line=_line_of(recipe_text, (key,)), field=key, hint=hint)
+            return InputError(p, message, line=line_of(text, loc), field=".".join(loc), hint=hint)
+        return InputError(recipe, message, line=line_of(recipe_text, (key,)), field=key, hint=hint)
 
     kind = str(raw.get("type", "flat"))
     allowed = sorted(_RECIPE_KEYS.get(kind, ()))
@@ -266,7 +236,7 @@ def _check_generator_keys(p: Path, text: str, factory: Any, params: dict[str, An
         if key not in known:
             close = difflib.get_close_matches(key, known, n=3)
             raise InputError(p, f"unknown parameter for generator {params['name']!r}",
-                             line=_line_of(text, ("artifacts", "generator", "params", key)),
+                             line=line_of(text, ("artifacts", "generator", "params", key)),
                              field=f"artifacts.generator.params.{key}",
                              hint=f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(known)}")
 
@@ -288,26 +258,26 @@ def load_manifest(path: str | Path | None = None) -> LoadedManifest:
             taken = f" ([artifacts.{home}] is already given; one artifact per role)" if home in manifest.artifacts \
                 else ""
             raise InputError(p, f"kind '{art.kind}' belongs under [artifacts.{home}], not [artifacts.{role}]{taken}",
-                             line=_line_of(text, ("artifacts", role)), field=f"artifacts.{role}",
+                             line=line_of(text, ("artifacts", role)), field=f"artifacts.{role}",
                              hint=None if taken else f"did you mean [artifacts.{home}]?")
     for role in REQUIRED_ROLES:
         if role not in manifest.artifacts:
             unknown = [r for r in manifest.artifacts if r not in ROLE_KINDS]
             close = difflib.get_close_matches(role, unknown, n=1)
             raise InputError(p, f"missing artifact role '{role}' (required: {', '.join(REQUIRED_ROLES)})",
-                             line=_line_of(text, ("artifacts", close[0])) if close else None,
+                             line=line_of(text, ("artifacts", close[0])) if close else None,
                              field=f"artifacts.{role}",
                              hint=f"did you mean [artifacts.{role}] for [artifacts.{close[0]}]?" if close else None)
     for role, art in manifest.artifacts.items():
         allowed = ROLE_KINDS.get(role)
         if allowed and art.kind not in allowed:
             raise InputError(p, f"role '{role}' needs kind {' or '.join(allowed)}, got '{art.kind}'",
-                             line=_line_of(text, ("artifacts", role)), field=f"artifacts.{role}.kind")
+                             line=line_of(text, ("artifacts", role)), field=f"artifacts.{role}.kind")
         if art.path is None and art.uri is None and not art.params:
-            raise InputError(p, "an artifact needs a path, a uri or params", line=_line_of(text, ("artifacts", role)),
+            raise InputError(p, "an artifact needs a path, a uri or params", line=line_of(text, ("artifacts", role)),
                              field=f"artifacts.{role}")
         if art.path is not None and art.uri is not None:
-            raise InputError(p, "give either path or uri, not both", line=_line_of(text, ("artifacts", role)),
+            raise InputError(p, "give either path or uri, not both", line=line_of(text, ("artifacts", role)),
                              field=f"artifacts.{role}")
     _check_stage_params(p, text, manifest, p.resolve().parent)
     return LoadedManifest(manifest, p.resolve())

@@ -190,8 +190,7 @@ def stage_inputs(loaded: LoadedManifest) -> StageInputs:
         config=RetrieverConfig.model_validate(m.artifact("retriever").params),
         embedding=embedding,
         recipe=normalize_recipe(raw),
-        source=RecipeSource(manifest_path=loaded.path, recipe_path=recipe_path,
-                            keys_in_manifest=frozenset(index.params)),
+        source=RecipeSource.read(loaded.path, recipe_path, frozenset(index.params)),
         model_dir=loaded.resolve("embedding") if embedding.backend == "sentence-transformers" else None,
         corpus_pin=m.artifact("corpus").sha256 or "",
     )

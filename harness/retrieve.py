@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from harness.cache import Cache
+from harness.config import line_of
 from harness.embed import Embedder
 from harness.errors import HarnessError, InputError, RecipeError
 from harness.hashing import sha256_json, sha256_parts
@@ -52,12 +53,10 @@ class RetrieverConfig(Frozen):
     separator: str = " "
 
 
-def check_text_fields(cfg: RetrieverConfig, corpus: Sequence[CorpusDoc], manifest_path: Path) -> None:
+def check_text_fields(cfg: RetrieverConfig, corpus: Sequence[CorpusDoc], source: RecipeSource) -> None:
     """InputError (manifest file:line, field ``text_fields``) unless every field named is a field some corpus
     document has (``title``, ``text`` or a metadata key): a typo would embed every document as ''."""
     import difflib
-
-    from harness.manifest import _line_of
 
     known = {"text"} | ({"title"} if any(d.title for d in corpus) else set())
     for d in corpus:
@@ -66,12 +65,8 @@ def check_text_fields(cfg: RetrieverConfig, corpus: Sequence[CorpusDoc], manifes
         if name in known or (name == "title" and len(cfg.text_fields) > 1):
             continue  # "title" is optional per document (BEIR corpora often have none)
         close = difflib.get_close_matches(name, sorted(known), n=3)
-        try:
-            text = manifest_path.read_text("utf-8-sig")
-        except OSError:
-            text = ""
-        raise InputError(manifest_path, f"text field {name!r} is not a field of any corpus document",
-                         line=_line_of(text, ("artifacts", "retriever", "params", "text_fields")),
+        raise InputError(source.manifest_path, f"text field {name!r} is not a field of any corpus document",
+                         line=line_of(source.manifest_text, ("artifacts", "retriever", "params", "text_fields")),
                          field=f"artifacts.retriever.params.text_fields.{i}",
                          hint=f"did you mean {' or '.join(repr(c) for c in close)}?" if close
                          else f"known: {', '.join(sorted(known)[:20])}")
@@ -98,13 +93,27 @@ def doc_text(doc: CorpusDoc, cfg: RetrieverConfig) -> str:
 
 @dataclass(frozen=True)
 class RecipeSource:
-    """Where the index recipe was written, so a recipe problem found at run time names its file:line and
-    field: the recipe file (None: the artifact has no path, its params are the recipe) and the keys the
-    manifest's ``artifacts.index.params`` set over it."""
+    """Where the retrieval settings were written, so a problem found later names its file:line and field:
+    the manifest and the recipe file (None: the artifact has no path, its params are the recipe), their
+    texts as read at the edge (:meth:`read`), and the keys the manifest's ``artifacts.index.params`` set
+    over the file. The stage never reads the manifest itself."""
 
     manifest_path: Path
     recipe_path: Path | None
     keys_in_manifest: frozenset[str]
+    manifest_text: str = ""
+    recipe_text: str = ""
+
+    @classmethod
+    def read(cls, manifest_path: Path, recipe_path: Path | None, keys_in_manifest: frozenset[str]) -> RecipeSource:
+        """The source with both files' texts (an unreadable one as '': its errors then carry no line)."""
+        def text(path: Path | None) -> str:
+            try:
+                return path.read_text("utf-8-sig") if path is not None else ""
+            except (OSError, UnicodeDecodeError):
+                return ""
+
+        return cls(manifest_path, recipe_path, keys_in_manifest, text(manifest_path), text(recipe_path))
 
 
 @dataclass(frozen=True)
@@ -124,21 +133,18 @@ class RetrievalInputs:
 def recipe_input_error(source: RecipeSource, exc: RecipeError) -> InputError:
     """A recipe problem found at run time as bad input naming the recipe file (or the manifest) and field."""
     key = exc.key or "factory"
-    from harness.manifest import _line_of
-
-    path, loc = ((source.recipe_path, (key,)) if source.recipe_path is not None and key not in source.keys_in_manifest
-                 else (source.manifest_path, ("artifacts", "index", "params", key)))
-    try:
-        text = path.read_text("utf-8-sig")
-    except (OSError, UnicodeDecodeError):
-        text = ""
-    return InputError(path, exc.message, line=_line_of(text, loc), field=".".join(loc), hint=exc.hint)
+    loc: tuple[str, ...]
+    if source.recipe_path is not None and key not in source.keys_in_manifest:
+        path, text, loc = source.recipe_path, source.recipe_text, (key,)
+    else:
+        path, text, loc = source.manifest_path, source.manifest_text, ("artifacts", "index", "params", key)
+    return InputError(path, exc.message, line=line_of(text, loc), field=".".join(loc), hint=exc.hint)
 
 
 def check_inputs(inputs: RetrievalInputs, corpus: Sequence[CorpusDoc]) -> None:
     """What the retrieval stage will need of the corpus, checked before a run writes anything: the text
     fields exist, and an IVF factory layout has no more lists than there are documents to train them."""
-    check_text_fields(inputs.config, corpus, inputs.source.manifest_path)
+    check_text_fields(inputs.config, corpus, inputs.source)
     if inputs.recipe["type"] == "factory" and inputs.embedding.backend == "hashing":
         try:
             check_factory(inputs.recipe["factory"], inputs.embedding.dim, len(corpus))

@@ -42,8 +42,7 @@ def _retrieval_inputs(root: Path, recipe_file: str = "flat.toml") -> RetrievalIn
         config=RetrieverConfig(k=5, text_fields=("title", "text")),
         embedding=EmbeddingConfig(backend="hashing", dim=64),
         recipe=normalize_recipe(tomllib.loads(recipe_path.read_text())),
-        source=RecipeSource(manifest_path=root / "harness.toml", recipe_path=recipe_path,
-                            keys_in_manifest=frozenset()),
+        source=RecipeSource.read(root / "harness.toml", recipe_path, frozenset()),
         model_dir=None,
         corpus_pin=sha256_file(root / "golden" / "corpus.jsonl"),
     )
@@ -131,8 +130,7 @@ def test_recipe_key_set_in_the_manifest_is_reported_at_the_manifest(tmp_path: Pa
     inputs = _retrieval_inputs(root)
     inputs = RetrievalInputs(config=inputs.config, embedding=inputs.embedding,
                              recipe=normalize_recipe({"type": "factory", "factory": "IVF256,Flat"}),
-                             source=RecipeSource(manifest_path=manifest, recipe_path=root / "indexes" / "flat.toml",
-                                                 keys_in_manifest=frozenset({"factory"})),
+                             source=RecipeSource.read(manifest, root / "indexes" / "flat.toml", frozenset({"factory"})),
                              model_dir=None, corpus_pin=inputs.corpus_pin)
     stage = RetrievalStage(inputs, Cache(tmp_path / "c.sqlite"), IndexStore(tmp_path / "indexes"))
     with pytest.raises(InputError) as info:
