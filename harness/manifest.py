@@ -155,11 +155,11 @@ def _check_stage_params(p: Path, text: str, manifest: Manifest, base_dir: Path) 
                              line=line, field="artifacts.generator.params.name")
         check("generator", EngineConfig, {k: params[k] for k in ENGINE_KEYS if k in params})
         try:
-            factory = GENERATORS.factory(str(params["name"]))
+            entry = GENERATORS.entry(str(params["name"]))
         except HarnessError as exc:
             raise InputError(p, exc.message, line=line, field="artifacts.generator.params.name",
                              hint=exc.hint) from None
-        _check_generator_keys(p, text, factory, params, ENGINE_KEYS)
+        _check_generator_keys(p, text, entry, params, ENGINE_KEYS)
         try:
             GENERATORS.build(params["name"], {k: v for k, v in params.items() if k not in ENGINE_KEYS})
         except HarnessError as exc:
@@ -175,10 +175,12 @@ def _check_scorer_args(p: Path, text: str, manifest: Manifest) -> None:
     from harness.scorers import SCORERS
 
     for i, spec in enumerate(manifest.scorers or ()):
+        key = "name"
         try:
-            SCORERS.entry(spec.name).validate(spec.args)
+            entry = SCORERS.entry(spec.name)
+            key = "args"
+            entry.validate(spec.args)
         except HarnessError as exc:
-            key = "name" if spec.name not in SCORERS.names() else "args"
             raise InputError(p, exc.message, line=line_of(text, ("scorers", i, key)) or line_of(text, ("scorers", i)),
                              field=f"scorers.{i}.{key}", hint=exc.hint) from None
 
@@ -223,15 +225,15 @@ def _check_recipe(p: Path, text: str, index: Artifact, base_dir: Path, dim: int 
         raise error(None, exc.message, exc.hint) from None
 
 
-def _check_generator_keys(p: Path, text: str, factory: Any, params: dict[str, Any], engine_keys: tuple[str, ...]
+def _check_generator_keys(p: Path, text: str, entry: Any, params: dict[str, Any], engine_keys: tuple[str, ...]
                           ) -> None:
+    """Each generator param is an engine knob or an argument the registry says the generator takes, named at
+    its own file:line with a did-you-mean (the registry's check names the generator, not the line)."""
     import difflib
-    import inspect
 
-    sig = inspect.signature(factory).parameters
-    if any(x.kind is inspect.Parameter.VAR_KEYWORD for x in sig.values()):
+    if entry.open:
         return  # the generator validates its own keyword arguments when built
-    known = [*engine_keys, *sig]
+    known = [*engine_keys, *(k.name for k in entry.kwargs)]
     for key in params:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=3)
