@@ -9,6 +9,8 @@ The public API, for notebooks and scripts as well as the CLI::
     base = harness.load_run(".harness/runs/<manifest id>/<run id>.json")
     diff = harness.compare(base, head)                   # Diff: metric deltas, flips, shifts
     verdict = harness.gate(loaded.manifest.gates, head, base)   # Verdict: passed, results
+    cases = harness.cases_frame(head)                    # pandas: one row per case; cases_table: Arrow
+    deltas = harness.deltas_frame(diff)                  # one row per metric x segment (harness.frames)
 
 Every name loads on first use (``__getattr__``), so ``import harness`` costs nothing until a name is
 used: the CLI's start-up and the pytest plugin import only what they need.
@@ -21,7 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.diff import Diff, DiffSettings, MetricDelta, compare
-    from harness.errors import HarnessError, InputError, IntegrityError, ManifestError
+    from harness.errors import HarnessError, InputError, IntegrityError, ManifestError, MissingDependencyError
+    from harness.frames import (
+        cases_frame,
+        cases_table,
+        deltas_frame,
+        deltas_table,
+        flips_frame,
+        flips_table,
+        metrics_frame,
+        metrics_table,
+    )
     from harness.gates import GateResult, Verdict, check_gate_config, gate
     from harness.generate.base import GENERATORS
     from harness.golden import load_corpus, load_golden
@@ -54,7 +66,11 @@ _HOMES: dict[str, tuple[str, str]] = {
     **{n: ("harness.types", n) for n in (
         "Aggregates", "Artifact", "CaseError", "CaseOutput", "CorpusDoc", "GateRule", "GoldenCase", "Manifest",
         "MetricSummary", "RankedDoc", "RunResult", "Score", "ScorerSpec")},
-    **{n: ("harness.errors", n) for n in ("HarnessError", "InputError", "IntegrityError", "ManifestError")},
+    **{n: ("harness.errors", n) for n in (
+        "HarnessError", "InputError", "IntegrityError", "ManifestError", "MissingDependencyError")},
+    **{n: ("harness.frames", n) for n in (
+        "cases_frame", "cases_table", "metrics_frame", "metrics_table", "deltas_frame", "deltas_table", "flips_frame",
+        "flips_table")},
     "load_manifest": ("harness.manifest", "load_manifest"),
     "LoadedManifest": ("harness.manifest", "LoadedManifest"),
     "load_golden": ("harness.golden", "load_golden"),
@@ -112,6 +128,7 @@ __all__ = [
     "ManifestError",
     "MetricDelta",
     "MetricSummary",
+    "MissingDependencyError",
     "RankedDoc",
     "RunReport",
     "RunResult",
@@ -119,13 +136,21 @@ __all__ = [
     "ScorerSpec",
     "Verdict",
     "__version__",
+    "cases_frame",
+    "cases_table",
     "check_gate_config",
     "compare",
+    "deltas_frame",
+    "deltas_table",
     "execute",
+    "flips_frame",
+    "flips_table",
     "gate",
     "load_corpus",
     "load_golden",
     "load_manifest",
     "load_run",
+    "metrics_frame",
+    "metrics_table",
     "run",
 ]
