@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.diff import Diff
 from harness.report.failing import FailurePolicy, find_failures
+from harness.report.mdtext import md_code, md_text
 from harness.report.xmltext import sanitize_tree
 from harness.types import MetricSummary, RunResult
 
@@ -24,11 +25,8 @@ MD_MAX_FAILING = 50
 
 
 def _cell(text: object) -> str:
-    """Markdown table cell: one line, pipes escaped."""
-    from harness.report.xmltext import visible
-
-    one_line = str(text).replace("\r", " ").replace("\n", " ")
-    return visible(one_line.replace("\\", "\\\\").replace("|", "\\|"))
+    """Markdown text (a table cell): one line, rendering as the original characters."""
+    return md_text(str(text).replace("\r", " ").replace("\n", " "))
 
 
 def _num(x: float | None) -> str:
@@ -100,7 +98,7 @@ def run_markdown(run: RunResult, diff: Diff | None = None, policy: FailurePolicy
         for f in list(failures.values())[:max_failing]:
             q = queries.get(f.case_id, "")
             q = q if len(q) <= 80 else q[:77] + "..."
-            lines.append(f"| `{_cell(f.case_id)}` | {_cell(q)} | {_cell('; '.join(f.reasons))} |")
+            lines.append(f"| {md_code(f.case_id, cell=True)} | {_cell(q)} | {_cell('; '.join(f.reasons))} |")
         if len(failures) > max_failing:
             lines.append(f"\n... and {len(failures) - max_failing} more (see `harness report --format html`).")
     text = "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from harness.diff import Diff, MetricDelta
 from harness.gates import Verdict
+from harness.report.mdtext import md_code, md_text
 from harness.report.xmltext import visible
 
 # Everything printed here that a user or an endpoint controls (case ids, tags, rule names, artifact roles,
@@ -28,8 +29,8 @@ def _r(value: object) -> str:
 
 
 def _md(value: object) -> str:
-    """Text in a markdown table cell or list item."""
-    return visible(value).replace("|", "\\|")
+    """Text in a markdown table cell or list item (:func:`harness.report.mdtext.md_text`)."""
+    return md_text(value)
 
 
 def _f(x: float | None, pct: bool = False) -> str:
@@ -80,15 +81,15 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
     lines: list[str] = []
     if verdict is not None:
         lines += verdict_markdown(verdict)
-    lines += [f"### Diff: base `{_md(diff.base_run)}` -> head `{_md(diff.head_run)}`", ""]
+    lines += [f"### Diff: base {md_code(diff.base_run)} -> head {md_code(diff.head_run)}", ""]
     if diff.artifacts:
         lines += ["**Changed artifacts**", ""]
         for a in diff.artifacts:
             ver = f"{_md(a.base_version or '-')} -> {_md(a.head_version or '-')}"
-            sha = f"`{_md((a.base_sha256 or '-')[:12])}` -> `{_md((a.head_sha256 or '-')[:12])}`"
-            lines.append(f"- `{_md(a.role)}` ({_md(a.kind)}) {_md(a.change)}: {ver}, {sha}")
+            sha = f"{md_code((a.base_sha256 or '-')[:12])} -> {md_code((a.head_sha256 or '-')[:12])}"
+            lines.append(f"- {md_code(a.role)} ({_md(a.kind)}) {_md(a.change)}: {ver}, {sha}")
             for k, (old, new) in (a.params_diff or {}).items():
-                lines.append(f"  - `{_md(k)}`: `{_md(old)}` -> `{_md(new)}`")
+                lines.append(f"  - {md_code(k)}: {md_code(old)} -> {md_code(new)}")
         lines.append("")
     else:
         lines += ["No artifact changed.", ""]
@@ -131,7 +132,7 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
             moves = ", ".join(
                 f"{m} {b:.2f}->{h:.2f}" for m, (b, h) in list(f.deltas.items())[:4] if b is not None and h is not None
             )
-            lines.append(f"- `{_md(f.case_id)}` {f.direction}: {_md(moves)}; {_md('; '.join(f.causes))}")
+            lines.append(f"- {md_code(f.case_id)} {f.direction}: {_md(moves)}; {_md('; '.join(f.causes))}")
     if diff.only_in_base or diff.only_in_head:
         lines += [
             "",
