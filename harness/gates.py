@@ -131,7 +131,7 @@ def check_gate_config(loaded: LoadedManifest, cases: Sequence[GoldenCase] | None
                       f"use min = ... for a floor on {rule.metric}")
         if rule.stage is not None and rule.stage not in STAGES:
             raise bad(i, "stage", f"unknown latency stage {rule.stage!r}", _did_you_mean(rule.stage, STAGES))
-        if rule.stage == "generate" and "generator" not in loaded.manifest.artifacts:
+        if rule.stage == "generate" and not {"generator", "outputs"} & set(loaded.manifest.artifacts):
             raise bad(i, "stage", "latency stage 'generate' needs a generator artifact", "use stage = \"retrieve\"")
     if not any(r.segment for r in rules):
         return

@@ -33,13 +33,21 @@ MAX_LINE_BYTES = 64 << 20
 """Longest JSON Lines record read (64 MiB): a file without newlines is refused, not read whole."""
 
 
+def _schema(name: str) -> Any:
+    return json.loads(resources.files("harness.schemas").joinpath(name).read_text("utf-8"))
+
+
 @cache
 def _validator(schema_name: str) -> Any:
     from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
 
-    schema = json.loads(resources.files("harness.schemas").joinpath(schema_name).read_text("utf-8"))
+    schema = _schema(schema_name)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    # the published schemas refer to each other by file name (a golden case's "output" is an outputs record's)
+    shared = Resource.from_contents(_schema("outputs_record.schema.json"))
+    registry: Any = Registry().with_resources([("outputs_record.schema.json", shared), (str(shared.id()), shared)])
+    return Draft202012Validator(schema, registry=registry)
 
 
 def schema_path(name: str) -> Path:
@@ -49,7 +57,7 @@ def schema_path(name: str) -> Path:
 
 def _describe(error: Any) -> tuple[str | None, str]:
     path = ".".join(str(p) for p in error.absolute_path) or None
-    if error.validator == "additionalProperties":
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
         return path, f"{error.message} (allowed keys are in the published schema)"
     if error.validator == "pattern" and error.schema.get("pattern") == "\\S":
         return path, "must not be empty or blank"
@@ -159,7 +167,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
             yield lineno, parse_json_line(path, raw, lineno, start)
 
 
-def _iter_records(path: Path) -> Iterator[tuple[int, Any]]:
+def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
     """(line or row number, decoded record) for JSONL or any format ``datasets`` reads."""
     if path.is_file() and (path.suffix in _JSONL_SUFFIXES or path.suffix == ".json"):
         yield from iter_jsonl(path)
@@ -244,7 +252,7 @@ def _load(path: str | Path, schema: str, what: str) -> list[tuple[int, dict[str,
     path = Path(path)
     records: list[tuple[int, dict[str, Any]]] = []
     seen: dict[str, int] = {}
-    for lineno, rec in _iter_records(path):
+    for lineno, rec in iter_records(path):
         validate_record(path, lineno, rec, schema, what)
         rid = rec["id"]
         if rid in seen:
@@ -299,6 +307,10 @@ def load_golden(path: str | Path, doc_ids: set[str] | frozenset[str] | None = No
                         line=lineno,
                         field=f"relevance.{doc_id}",
                     )
+        if "output" in rec:  # another system's output for the case, in the outputs file's own shape
+            from harness.outputs import parse_output
+
+            rec = {**rec, "output": parse_output(path, lineno, rec["output"], field="output.")}
         cases.append(GoldenCase.model_validate(rec))
     return cases
 

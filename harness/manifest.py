@@ -37,8 +37,17 @@ ROLE_KINDS: dict[str, tuple[str, ...]] = {
     "validators": ("validators",),
     "generator": ("generator",),
     "prompt": ("prompt",),
+    "outputs": ("outputs",),
 }
 REQUIRED_ROLES = ("golden", "corpus", "embedding", "index", "retriever")
+RETRIEVAL_ROLES = ("index", "retriever")
+"""The roles supplied outputs replace: a manifest with ``[artifacts.outputs]`` needs only ``golden`` (a corpus
+for doc texts and id checks, an embedding model for groundedness, validators and, for outputs without
+answers, a generator and prompt are optional), and may not pin a retriever or index as well."""
+
+
+def required_roles(manifest: Manifest) -> tuple[str, ...]:
+    return ("golden",) if "outputs" in manifest.artifacts else REQUIRED_ROLES
 MANIFEST_NAMES = ("harness.toml", "harness.yaml", "harness.yml")
 
 
@@ -140,10 +149,13 @@ def _check_stage_params(p: Path, text: str, manifest: Manifest, base_dir: Path) 
 
     from harness.retrieve import EmbeddingConfig, RetrieverConfig
 
-    check("retriever", RetrieverConfig, arts["retriever"].params)
-    check("embedding", EmbeddingConfig, arts["embedding"].params)
-    emb = EmbeddingConfig.model_validate(arts["embedding"].params)
-    _check_recipe(p, text, arts["index"], base_dir, emb.dim if emb.backend == "hashing" else None)
+    if "retriever" in arts:
+        check("retriever", RetrieverConfig, arts["retriever"].params)
+    if "embedding" in arts:
+        check("embedding", EmbeddingConfig, arts["embedding"].params)
+    if "index" in arts:
+        emb = EmbeddingConfig.model_validate(arts["embedding"].params)
+        _check_recipe(p, text, arts["index"], base_dir, emb.dim if emb.backend == "hashing" else None)
     if "generator" in arts:
         from harness.generate import GENERATORS
         from harness.generate.stage import ENGINE_KEYS, EngineConfig
@@ -262,11 +274,12 @@ def load_manifest(path: str | Path | None = None) -> LoadedManifest:
             raise InputError(p, f"kind '{art.kind}' belongs under [artifacts.{home}], not [artifacts.{role}]{taken}",
                              line=line_of(text, ("artifacts", role)), field=f"artifacts.{role}",
                              hint=None if taken else f"did you mean [artifacts.{home}]?")
-    for role in REQUIRED_ROLES:
+    required = required_roles(manifest)
+    for role in required:
         if role not in manifest.artifacts:
             unknown = [r for r in manifest.artifacts if r not in ROLE_KINDS]
             close = difflib.get_close_matches(role, unknown, n=1)
-            raise InputError(p, f"missing artifact role '{role}' (required: {', '.join(REQUIRED_ROLES)})",
+            raise InputError(p, f"missing artifact role '{role}' (required: {', '.join(required)})",
                              line=line_of(text, ("artifacts", close[0])) if close else None,
                              field=f"artifacts.{role}",
                              hint=f"did you mean [artifacts.{role}] for [artifacts.{close[0]}]?" if close else None)
@@ -281,8 +294,34 @@ def load_manifest(path: str | Path | None = None) -> LoadedManifest:
         if art.path is not None and art.uri is not None:
             raise InputError(p, "give either path or uri, not both", line=line_of(text, ("artifacts", role)),
                              field=f"artifacts.{role}")
+    if "outputs" in manifest.artifacts:
+        _check_outputs(p, text, manifest)
     _check_stage_params(p, text, manifest, p.resolve().parent)
     return LoadedManifest(manifest, p.resolve())
+
+
+def _check_outputs(p: Path, text: str, manifest: Manifest) -> None:
+    """An outputs artifact: params the outputs reader takes, a path unless the golden set carries the outputs,
+    and no retriever or index beside it (they would be pinned but never run)."""
+    from harness.outputs import OutputsConfig
+
+    art = manifest.artifacts["outputs"]
+    try:
+        config = OutputsConfig.model_validate(art.params)
+    except ValidationError as exc:
+        raise _validation_error(p, text, exc, OutputsConfig, ("artifacts", "outputs", "params")) from None
+    line = line_of(text, ("artifacts", "outputs"))
+    if config.source == "golden" and (art.path is not None or art.uri is not None or config.format != "records"):
+        raise InputError(p, "from = \"golden\" reads the golden cases' own 'output' objects: give no path, uri "
+                         "or format", line=line, field="artifacts.outputs")
+    if config.source == "file" and art.path is None:
+        raise InputError(p, "an outputs artifact needs a path (or params = { from = \"golden\" })", line=line,
+                         field="artifacts.outputs.path")
+    for role in RETRIEVAL_ROLES:
+        if role in manifest.artifacts:
+            raise InputError(p, f"[artifacts.{role}] is never used: the supplied outputs replace retrieval",
+                             line=line_of(text, ("artifacts", role)), field=f"artifacts.{role}",
+                             hint=f"remove [artifacts.{role}], or remove [artifacts.outputs] to retrieve")
 
 
 def resolve_uri(uri: str) -> Path:

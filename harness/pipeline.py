@@ -10,7 +10,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from harness.hashing import project_root
 from harness.index import IndexStore, load_recipe_file, normalize_recipe
 from harness.manifest import HashMemo, LoadedManifest, load_manifest, require_verified
 from harness.metrics import MetricInfo
+from harness.outputs import OutputsConfig, SuppliedOutputs, load_outputs, passages
 from harness.progress import NULL_PROGRESS, Progress
 from harness.prompts import PromptTemplate
 from harness.retrieve import (
@@ -35,17 +36,20 @@ from harness.retrieve import (
     RetrievalStage,
     RetrieverConfig,
     check_inputs,
+    make_embedder,
 )
 from harness.runs import RunStore, new_run_id
 from harness.scorers import SCORERS, ScoringContext
 from harness.snapshots import SnapshotSource, snapshot_artifacts
 from harness.storage import Layout
 from harness.types import (
+    CaseError,
     CaseOutput,
     CorpusDoc,
     GenerationRecord,
     GoldenCase,
     Manifest,
+    RankedDoc,
     RunResult,
     Score,
     ScorerSpec,
@@ -97,8 +101,18 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
         stage_s["verify"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        retrieval_stage = RetrievalStage(inputs.retrieval, cache, IndexStore(layout.index_store), progress)
-        retrieval = retrieval_stage.run(cases, corpus)
+        supplied = inputs.supplied
+        embed = None
+        if supplied is not None:
+            retrieval = supplied_retrieval(cases, supplied)
+            if inputs.embedding is not None:
+                embedder = make_embedder(inputs.embedding[0], inputs.embedding[1], cache, progress)
+                embed = lambda texts: embedder.embed(texts, "", "embedding answers")  # noqa: E731
+        else:
+            assert inputs.retrieval is not None, "a manifest without outputs has a retriever (checked on load)"
+            retrieval_stage = RetrievalStage(inputs.retrieval, cache, IndexStore(layout.index_store), progress)
+            retrieval = retrieval_stage.run(cases, corpus)
+            embed = lambda texts: retrieval_stage.embedder.embed(texts, "", "embedding answers")  # noqa: E731
         stage_s["retrieve"] = time.perf_counter() - t0
 
         docs = {d.id: d for d in corpus}
@@ -110,12 +124,15 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             retrieved = [c for c in cases if c.id not in retrieval.errors]  # no ranking, nothing to answer from
             generation = stage.run(retrieved, retrieval.rankings, docs)
             stage_s["generate"] = time.perf_counter() - t0
-        outputs = [_case_output(c.id, retrieval, generation) for c in cases]
+        if supplied is not None and supplied.has_answers:
+            outputs = [supplied_case_output(c.id, supplied, retrieval) for c in cases]
+        else:
+            outputs = [_case_output(c.id, retrieval, generation, supplied) for c in cases]
+        answered = generation is not None or (supplied is not None and supplied.has_answers)
 
         t0 = time.perf_counter()
-        specs = scorer_specs(m, generation is not None)
-        ctx = ScoringContext(docs=docs, contracts=inputs.contracts, cache=cache, progress=progress,
-                             embed=lambda texts: retrieval_stage.embedder.embed(texts, "", "embedding answers"))
+        specs = scorer_specs(m, answered, supplied_answers=generation is None and answered)
+        ctx = ScoringContext(docs=docs, contracts=inputs.contracts, cache=cache, progress=progress, embed=embed)
         scores: list[Score] = []
         infos: dict[str, MetricInfo] = {}
         with progress.task("scoring", len(specs)) as advance:
@@ -133,7 +150,7 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             "errors": sum(1 for o in outputs if o.error),
             "unscored": sum(1 for s in scores if s.value is None),
             "retrieved": int(retrieval.stats.get("cases_retrieved", 0)),
-            "retrieval_errors": len(retrieval.errors),
+            "retrieval_errors": sum(1 for e in retrieval.errors.values() if e.stage == "retrieve"),
             "embedded_texts": int(retrieval.stats.get("embedded_texts", 0)),
             "index_built": int(retrieval.stats.get("index_built", 0)),
             "generated": int(generation.stats["generated"]) if generation else 0,
@@ -142,6 +159,9 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             # cache rows that failed their checksum or did not decode: recomputed, never trusted
             "cache_damaged": cache.damaged_total,
         }
+        if supplied is not None:
+            counts["outputs_missing"] = sum(1 for o in outputs if o.error is not None and o.error.stage == "outputs")
+            counts["outputs_unmatched"] = supplied.unmatched
         run = RunResult(
             run_id=new_run_id(),
             created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -169,37 +189,56 @@ class StageInputs:
     """Each stage's typed inputs, resolved once from the manifest by :func:`stage_inputs`; no stage reads
     the manifest itself."""
 
-    retrieval: RetrievalInputs
+    retrieval: RetrievalInputs | None  # None: supplied outputs replace retrieval
     generation: GenerationInputs | None  # None: the manifest has no generator
     contracts: ContractSet | None  # the validators' output contracts (generation and the format scorer)
     snapshots: tuple[SnapshotSource, ...]  # the pinned path artifacts, to snapshot once verified
+    outputs: tuple[OutputsConfig, Path | None] | None = None  # the outputs artifact: its params and file
+    embedding: tuple[EmbeddingConfig, Path | None] | None = None  # the embedding model (config, folder), if pinned
+    supplied: SuppliedOutputs | None = None  # the outputs read and checked (set by load_inputs)
 
 
 def stage_inputs(loaded: LoadedManifest) -> StageInputs:
     """The one place the stages' artifacts are resolved and parsed (paths leaving the project are refused
     unless the artifact opts in): the index recipe (its file overlaid with the artifact's params), the
-    embedding model's folder, the output contracts, the prompt template and the generator's settings."""
+    embedding model's folder, the output contracts, the prompt template, the generator's settings and the
+    supplied outputs' file."""
     m = loaded.manifest
-    index = m.artifact("index")
-    recipe_path = loaded.resolve("index") if index.path is not None else None
-    raw = dict(index.params)
-    if recipe_path is not None:
-        raw = load_recipe_file(recipe_path) | raw
-    embedding = EmbeddingConfig.model_validate(m.artifact("embedding").params)
-    retrieval = RetrievalInputs(
-        config=RetrieverConfig.model_validate(m.artifact("retriever").params),
-        embedding=embedding,
-        recipe=normalize_recipe(raw),
-        source=RecipeSource.read(loaded.path, recipe_path, frozenset(index.params)),
-        model_dir=loaded.resolve("embedding") if embedding.backend == "sentence-transformers" else None,
-        corpus_pin=m.artifact("corpus").sha256 or "",
-    )
+    embedding = None
+    if "embedding" in m.artifacts:
+        config = EmbeddingConfig.model_validate(m.artifact("embedding").params)
+        embedding = (config, loaded.resolve("embedding") if config.backend == "sentence-transformers" else None)
+    outputs = None
+    if "outputs" in m.artifacts:
+        art = m.artifact("outputs")
+        outputs = (OutputsConfig.model_validate(art.params), loaded.resolve("outputs") if art.path else None)
+    retrieval = _retrieval_inputs(loaded, embedding) if outputs is None else None
     contracts = load_contracts(loaded.resolve("validators")) if "validators" in m.artifacts else None
     generation = _generation_inputs(loaded, contracts) if "generator" in m.artifacts else None
     root = project_root(loaded.base_dir)
     snapshots = tuple(SnapshotSource(art, loaded.resolve(role), None if art.allow_outside else root)
                       for role, art in m.artifacts.items() if art.path is not None and art.sha256 is not None)
-    return StageInputs(retrieval=retrieval, generation=generation, contracts=contracts, snapshots=snapshots)
+    return StageInputs(retrieval=retrieval, generation=generation, contracts=contracts, snapshots=snapshots,
+                       outputs=outputs, embedding=embedding)
+
+
+def _retrieval_inputs(loaded: LoadedManifest, embedding: tuple[EmbeddingConfig, Path | None] | None
+                      ) -> RetrievalInputs:
+    m = loaded.manifest
+    assert embedding is not None, "a manifest that retrieves pins an embedding model (checked on load)"
+    index = m.artifact("index")
+    recipe_path = loaded.resolve("index") if index.path is not None else None
+    raw = dict(index.params)
+    if recipe_path is not None:
+        raw = load_recipe_file(recipe_path) | raw
+    return RetrievalInputs(
+        config=RetrieverConfig.model_validate(m.artifact("retriever").params),
+        embedding=embedding[0],
+        recipe=normalize_recipe(raw),
+        source=RecipeSource.read(loaded.path, recipe_path, frozenset(index.params)),
+        model_dir=embedding[1],
+        corpus_pin=m.artifact("corpus").sha256 or "",
+    )
 
 
 def _generation_inputs(loaded: LoadedManifest, contracts: ContractSet | None) -> GenerationInputs:
@@ -220,34 +259,63 @@ def _generation_inputs(loaded: LoadedManifest, contracts: ContractSet | None) ->
 
 def load_inputs(loaded: LoadedManifest) -> tuple[list[CorpusDoc], list[GoldenCase], StageInputs]:
     """Read and validate every input a run needs, writing nothing: corpus, the stages' inputs, golden set
-    (relevance against the corpus), and the prompt template rendered once per case (a passage of the corpus
-    standing in for the retrieved ones), so any of them is bad input before a run starts."""
-    corpus = load_corpus(loaded.resolve("corpus"))
+    (relevance against the corpus), supplied outputs (against the golden set and the corpus), and the prompt
+    template rendered once per case (a passage of the corpus standing in for the retrieved ones), so any of
+    them is bad input before a run starts."""
+    m = loaded.manifest
+    corpus = load_corpus(loaded.resolve("corpus")) if "corpus" in m.artifacts else []
     inputs = stage_inputs(loaded)
-    check_inputs(inputs.retrieval, corpus)
+    if inputs.retrieval is not None:
+        check_inputs(inputs.retrieval, corpus)
+    doc_ids = frozenset(d.id for d in corpus) if "corpus" in m.artifacts else None
     golden_path = loaded.resolve("golden")
-    cases = load_golden(golden_path, frozenset(d.id for d in corpus))
+    cases = load_golden(golden_path, doc_ids)
+    if inputs.outputs is not None:
+        config, outputs_path = inputs.outputs
+        supplied = load_outputs(outputs_path, config, golden_path, cases, doc_ids)
+        _check_supplied(loaded, supplied, inputs, corpus)
+        inputs = replace(inputs, supplied=supplied)
     contracts, generation = inputs.contracts, inputs.generation
-    if generation is None:
+    if generation is None and (inputs.supplied is None or not inputs.supplied.has_answers):
         return corpus, cases, inputs
     for case in cases:
         if case.contract is not None and (contracts is None or contracts.get(case.contract) is None):
             where = "the validators artifact" if contracts is not None else "the manifest (it has no validators)"
             raise InputError(golden_path, f"case {case.id!r} names contract {case.contract!r}, which {where} "
                              "does not define", field="contract")
-    d = corpus[0]
-    sample = [{"id": d.id, "title": d.title, "text": d.text, "score": 1.0, "rank": 1}]
-    generation.template.check(cases, sample, contracts)
+    if generation is not None:
+        d = corpus[0]
+        sample = [{"id": d.id, "title": d.title, "text": d.text, "score": 1.0, "rank": 1}]
+        generation.template.check(cases, sample, contracts)
     return corpus, cases, inputs
 
 
-def scorer_specs(m: Manifest, generated: bool) -> list[ScorerSpec]:
-    """Retrieval metrics always; the built-in answer scorers when there is a generator; then the
-    manifest's ``scorers`` (an entry replaces the default of the same name, e.g. to pass arguments)."""
+def _check_supplied(loaded: LoadedManifest, supplied: SuppliedOutputs, inputs: StageInputs,
+                    corpus: list[CorpusDoc]) -> None:
+    """Supplied outputs and a generator: either the outputs answer (then no generator may be pinned) or they
+    only rank the corpus and the pinned generator answers from it; never both, never a generator with
+    nothing to read."""
+    if inputs.generation is None:
+        return
+    if supplied.has_answers:
+        raise ManifestError(f"{loaded.path}: {supplied.source} carries answers and the manifest pins a generator; "
+                            "one of them would be ignored",
+                            hint="remove [artifacts.generator] to score the supplied answers, or the answers "
+                                 "to generate them")
+    if not supplied.has_rankings or not corpus:
+        raise ManifestError(f"{loaded.path}: the generator needs ranked doc ids of a pinned corpus to read "
+                            f"({supplied.source} has {'no rankings' if not supplied.has_rankings else 'no corpus'})",
+                            hint="give 'retrieved' doc ids in the outputs and pin [artifacts.corpus]")
+
+
+def scorer_specs(m: Manifest, generated: bool, *, supplied_answers: bool = False) -> list[ScorerSpec]:
+    """Retrieval metrics always; the built-in answer scorers when there are answers (generated, or supplied:
+    then without ``truncation``, which needs a generator's finish reason); then the manifest's ``scorers``
+    (an entry replaces the default of the same name, e.g. to pass arguments)."""
     specs = [ScorerSpec(name="retrieval", args={"metrics": list(m.metrics.retrieval),
                                                 "relevance_level": m.metrics.relevance_level})]
     if generated:
-        specs += [ScorerSpec(name=n) for n in DEFAULT_ANSWER_SCORERS]
+        specs += [ScorerSpec(name=n) for n in DEFAULT_ANSWER_SCORERS if not (supplied_answers and n == "truncation")]
         if "validators" in m.artifacts:
             specs.append(ScorerSpec(name="format"))
     for extra in m.scorers or ():
@@ -255,12 +323,48 @@ def scorer_specs(m: Manifest, generated: bool) -> list[ScorerSpec]:
     return specs
 
 
-def _case_output(case_id: str, retrieval: RetrievalOutcome, generation: GenerationOutcome | None) -> CaseOutput:
-    latency = {"retrieve": retrieval.latency_s[case_id]}
-    hits = {"retrieve": retrieval.cache_hit[case_id]}
+def supplied_retrieval(cases: list[GoldenCase], supplied: SuppliedOutputs) -> RetrievalOutcome:
+    """The supplied outputs' rankings as the retrieval stage's outcome: a case without a record, or whose
+    system failed to retrieve, has no ranking and its error."""
+    errors: dict[str, CaseError] = {}
+    rankings: dict[str, list[RankedDoc]] = {}
+    latency: dict[str, float] = {}
+    for c in cases:
+        out = supplied.by_case.get(c.id)
+        missing = supplied.missing(c.id)
+        if missing is not None:
+            errors[c.id] = missing
+        elif out is not None and out.error is not None and out.error.stage == "retrieve":
+            errors[c.id] = CaseError(stage="retrieve", kind=out.error.kind, message=out.error.message)
+        rankings[c.id] = list(out.retrieved) if out is not None else []
+        if out is not None and "retrieve" in out.latency_s:  # never a made-up 0: a latency gate cannot judge it
+            latency[c.id] = out.latency_s["retrieve"]
+    return RetrievalOutcome(rankings=rankings, latency_s=latency, cache_hit={}, stats={"cases_retrieved": 0.0},
+                            errors=errors)
+
+
+def supplied_case_output(case_id: str, supplied: SuppliedOutputs, retrieval: RetrievalOutcome) -> CaseOutput:
+    """A case's output as the supplied outputs give it (answers included): nothing was generated here."""
+    out = supplied.by_case.get(case_id)
+    error = retrieval.errors.get(case_id)
+    if error is None and out is not None and out.error is not None:
+        error = CaseError(stage=out.error.stage, kind=out.error.kind, message=out.error.message)
+    return CaseOutput(case_id=case_id, ranking=tuple(retrieval.rankings[case_id]),
+                      answer=out.answer if out is not None else None,
+                      contexts=passages(out) if out is not None else (), error=error,
+                      latency_s=dict(out.latency_s) if out is not None else {}, cache_hits={})
+
+
+def _case_output(case_id: str, retrieval: RetrievalOutcome, generation: GenerationOutcome | None,
+                 supplied: SuppliedOutputs | None = None) -> CaseOutput:
+    # supplied outputs record a retrieval latency only where the system measured one, and no cache hits
+    latency = {"retrieve": retrieval.latency_s[case_id]} if case_id in retrieval.latency_s else {}
+    hits = {"retrieve": retrieval.cache_hit[case_id]} if case_id in retrieval.cache_hit else {}
     if generation is None or case_id in retrieval.errors:
+        given = supplied.by_case.get(case_id) if supplied is not None else None
         return CaseOutput(case_id=case_id, ranking=tuple(retrieval.rankings[case_id]), latency_s=latency,
-                          cache_hits=hits, error=retrieval.errors.get(case_id))
+                          cache_hits=hits, error=retrieval.errors.get(case_id),
+                          contexts=passages(given) if given is not None else ())
     latency["generate"] = generation.latency_s[case_id]
     hits["generate"] = generation.cache_hit[case_id]
     return CaseOutput(

@@ -152,6 +152,23 @@ def check_inputs(inputs: RetrievalInputs, corpus: Sequence[CorpusDoc]) -> None:
             raise recipe_input_error(inputs.source, exc) from None
 
 
+def embedding_pin(cfg: EmbeddingConfig, model_dir: Path | None, cache: Cache) -> str:
+    """The model's identity for cache keys: its weights' content hash (or the hashing encoder's settings), not
+    the whole pin, so params that do not change vectors (batch_size) reuse the cache."""
+    if cfg.backend == "hashing":
+        return sha256_json({"backend": "hashing", "dim": cfg.dim})
+    assert model_dir is not None, "a sentence-transformers model has a folder"
+    return HashMemo(cache).path(model_dir)
+
+
+def make_embedder(cfg: EmbeddingConfig, model_dir: Path | None, cache: Cache, progress: Progress = NULL_PROGRESS,
+                  *, pin: str | None = None) -> Embedder:
+    """The embedder of a pinned embedding model (loaded on first use), caching vectors under its pin."""
+    return Embedder(model_dir, pin if pin is not None else embedding_pin(cfg, model_dir, cache), cache,
+                    batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length, backend=cfg.backend, dim=cfg.dim,
+                    progress=progress)
+
+
 @dataclass
 class RetrievalOutcome:
     rankings: dict[str, list[RankedDoc]]
@@ -171,13 +188,7 @@ class RetrievalStage:
         self.config = inputs.config
         self.emb_config = inputs.embedding
         self.recipe = inputs.recipe
-        # The model's identity for cache keys: its weights' content hash (or the hashing encoder's
-        # settings), not the whole pin, so params that do not change vectors (batch_size) reuse the cache.
-        if self.emb_config.backend == "hashing":
-            self.model_pin = sha256_json({"backend": "hashing", "dim": self.emb_config.dim})
-        else:
-            assert inputs.model_dir is not None, "a sentence-transformers model has a folder"
-            self.model_pin = HashMemo(cache).path(inputs.model_dir)
+        self.model_pin = embedding_pin(self.emb_config, inputs.model_dir, cache)
         self.corpus_pin = inputs.corpus_pin
         doc_settings = {"fields": list(self.config.text_fields), "separator": self.config.separator,
                         "prefix": self.config.doc_prefix, "max_seq_length": self.emb_config.max_seq_length}
@@ -188,10 +199,8 @@ class RetrievalStage:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            cfg = self.emb_config
-            self._embedder = Embedder(self.inputs.model_dir, self.model_pin, self.cache, batch_size=cfg.batch_size,
-                                      max_seq_length=cfg.max_seq_length, backend=cfg.backend, dim=cfg.dim,
-                                      progress=self.progress)
+            self._embedder = make_embedder(self.emb_config, self.inputs.model_dir, self.cache, self.progress,
+                                           pin=self.model_pin)
         return self._embedder
 
     def case_key(self, case: GoldenCase) -> str:

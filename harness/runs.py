@@ -9,7 +9,8 @@ moved, copied or cloned project's runs refer to its own files; loading resolves 
 are. A run file that cannot be read (not UTF-8, not JSON, not a run) is one error naming it, exit 2.
 
 Run files carry a ``format_version``: the current one (:data:`harness.types.RUN_FORMAT_VERSION`) loads
-as it is, version 1 goes through :func:`migrate_v1` once on load, any other version is refused.
+as it is, version 1 goes through :func:`migrate_v1` once on load, version 2 (which lacks only the optional
+fields of supplied outputs) loads as version 3, any other version is refused.
 """
 
 from __future__ import annotations
@@ -152,9 +153,11 @@ def load_run(path: str | Path, *, project: Path | None = None) -> RunResult:
     version = data.get("format_version")
     if version == 1:
         data = migrate_v1(path, data)
+    elif version == 2:  # version 3 only added optional fields (supplied outputs): a v2 file is a v3 run
+        data = {**data, "format_version": RUN_FORMAT_VERSION}
     elif version != RUN_FORMAT_VERSION:
         raise InputError(path, f"run format version {version!r} is not supported (expected {RUN_FORMAT_VERSION}, "
-                         "or 1, which is migrated)", field="format_version")
+                         "or 1 and 2, which are migrated)", field="format_version")
     try:
         run = RunResult.model_validate(data)
     except ValidationError as exc:

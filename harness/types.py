@@ -32,7 +32,8 @@ class Frozen(BaseModel):
 
 SCHEMA_VERSION: Literal[1] = 1
 ArtifactKind = Literal[
-    "golden", "corpus", "embedding_model", "index_recipe", "retriever", "prompt", "validators", "generator", "other"
+    "golden", "corpus", "embedding_model", "index_recipe", "retriever", "prompt", "validators", "generator", "outputs",
+    "other",
 ]
 DEFAULT_RETRIEVAL_METRICS = (
     "ndcg@10",
@@ -231,8 +232,45 @@ class InstructionSpec(Frozen):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+class RankedDoc(Frozen):
+    doc_id: str
+    score: float
+
+
+class SuppliedPassage(Frozen):
+    """A passage another system retrieved or showed, as it gave it: its text, and its corpus id if it has one."""
+
+    text: str
+    doc_id: str | None = None
+    title: str = ""
+    score: float | None = None
+
+
+class SuppliedError(Frozen):
+    """The other system's own failure on a case, as its outputs record it."""
+
+    stage: Literal["retrieve", "generate"] = "generate"
+    kind: str = "app_error"
+    message: str = ""
+
+
+class SuppliedOutput(Frozen):
+    """What another system produced for one case (an outputs file's record, or a golden case's ``output``):
+    its answer, the passages it used (``contexts``, texts) and/or its ranking of the pinned corpus
+    (``retrieved``, doc ids in rank order, with or without scores). Scored like a run's own outputs."""
+
+    answer: str | None = None
+    contexts: tuple[SuppliedPassage, ...] = ()
+    retrieved: tuple[RankedDoc, ...] = ()
+    error: SuppliedError | None = None
+    latency_s: dict[str, float] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
 class GoldenCase(Frozen):
-    """One golden query. ``id`` is required and stable: diffs align cases by it."""
+    """One golden query. ``id`` is required and stable: diffs align cases by it. ``output`` is another
+    system's output for it, when the golden set carries one (used only by an outputs artifact with
+    ``from = "golden"``)."""
 
     id: str
     query: str
@@ -243,6 +281,7 @@ class GoldenCase(Frozen):
     instructions: tuple[InstructionSpec, ...] = ()
     tags: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    output: SuppliedOutput | None = None
 
     def segments(self) -> list[str]:
         """Segment keys this case belongs to, as ``tag=value``."""
@@ -256,18 +295,13 @@ class CorpusDoc(Frozen):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class RankedDoc(Frozen):
-    doc_id: str
-    score: float
-
-
-ErrorStage = Literal["retrieve", "generate"]
+ErrorStage = Literal["retrieve", "generate", "outputs"]
 
 
 class CaseError(Frozen):
     """Why a case has no output from a stage: the stage that failed, a typed kind (``server_error``,
-    ``auth``, ``content_filter``... for generation; the exception's type for retrieval) and the
-    (redacted) message. An error is a value per case, counted in the run, never a dropped case."""
+    ``auth``, ``content_filter``... for generation; the exception's type for retrieval; ``missing`` for
+    stage ``outputs``: the supplied outputs have no record for the case) and the (redacted) message. An error is a value per case, counted in the run, never a dropped case."""
 
     stage: ErrorStage
     kind: str
@@ -291,12 +325,15 @@ class GenerationRecord(Frozen):
 class CaseOutput(Frozen):
     """What the system produced for one case; an error is a value, never a dropped case.
 
-    ``generation`` is None when the run has no generator (or the case never reached it)."""
+    ``generation`` is None when the run has no generator (or the case never reached it). ``contexts`` are
+    the passages supplied outputs gave as texts (not looked up in the corpus); scorers read them through
+    :meth:`harness.scorers.ScoringContext.passages`."""
 
     case_id: str
     ranking: tuple[RankedDoc, ...] = ()
     answer: str | None = None
     messages: tuple[dict[str, Any], ...] = ()
+    contexts: tuple[CorpusDoc, ...] = ()
     error: CaseError | None = None
     generation: GenerationRecord | None = None
     latency_s: dict[str, float] = Field(default_factory=dict)
@@ -341,14 +378,15 @@ class Aggregates(Frozen):
         return [m for m, s in self.overall.items() if s.role == role]
 
 
-RUN_FORMAT_VERSION: Literal[2] = 2
-"""Version of the stored run file (:mod:`harness.runs` migrates version 1 on load)."""
+RUN_FORMAT_VERSION: Literal[3] = 3
+"""Version of the stored run file (:mod:`harness.runs` migrates versions 1 and 2 on load). Version 3 added
+supplied outputs: ``CaseOutput.contexts``, ``GoldenCase.output`` and the error stage ``outputs``."""
 
 
 class RunResult(Frozen):
     """One stored run: enough to diff, report and rebuild every scorer."""
 
-    format_version: Literal[2] = RUN_FORMAT_VERSION
+    format_version: Literal[3] = RUN_FORMAT_VERSION
     run_id: str
     created_at: str
     manifest_id: str

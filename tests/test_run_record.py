@@ -26,7 +26,7 @@ def test_a_version_1_run_loads_typed_with_every_number_kept() -> None:
     raw = _raw(V1_ERRORS)
     assert raw["format_version"] == 1
     run = load_run(V1_ERRORS)
-    assert run.format_version == 2
+    assert run.format_version == 3
     assert isinstance(run.manifest, Manifest) and run.manifest.id == run.manifest_id == raw["manifest_id"]
     assert run.manifest.metrics.retrieval == tuple(raw["manifest"]["metrics"]["retrieval"])
     assert run.scorers[0] == ScorerSpec(name="retrieval", args=raw["scorers"][0]["args"])
@@ -49,12 +49,12 @@ def test_a_version_1_run_loads_typed_with_every_number_kept() -> None:
     assert run.counts == raw["counts"]
 
 
-def test_a_migrated_run_is_stored_as_version_2_and_loads_the_same(tmp_path: Path) -> None:
+def test_a_migrated_run_is_stored_as_version_3_and_loads_the_same(tmp_path: Path) -> None:
     for fixture in (V1_ERRORS, V1_INIT):
         run = load_run(fixture)
         path = RunStore(tmp_path / "runs").save(run)
         stored = _raw(path)
-        assert stored["format_version"] == 2
+        assert stored["format_version"] == 3
         assert all("extra" not in o and "error_stage" not in o for o in stored["outputs"])
         again = load_run(path)
         assert again.model_dump(exclude={"manifest_path"}) == run.model_dump(exclude={"manifest_path"})
@@ -83,7 +83,20 @@ def _run_file(tmp_path: Path, data: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize("version", [0, 3, "2", None])
+def test_a_version_2_run_loads_as_version_3(tmp_path: Path) -> None:
+    # version 2 files lack the supplied-outputs fields of version 3 (CaseOutput.contexts, GoldenCase.output)
+    run = load_run(V1_ERRORS)
+    data = json.loads(run.model_dump_json())
+    for o in data["outputs"]:
+        del o["contexts"]
+    for c in data["cases"]:
+        del c["output"]
+    loaded = load_run(_run_file(tmp_path, {**data, "format_version": 2}))
+    assert loaded.format_version == 3
+    assert loaded.model_dump(exclude={"manifest_path"}) == run.model_dump(exclude={"manifest_path"})
+
+
+@pytest.mark.parametrize("version", [0, 4, "2", None])
 def test_an_unknown_format_version_is_one_error_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str], version: object) -> None:
     path = _run_file(tmp_path, {**_raw(V1_ERRORS), "format_version": version})

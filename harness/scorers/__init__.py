@@ -31,7 +31,10 @@ class ScoringContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def passages(self, output: CaseOutput, n: int) -> list[CorpusDoc]:
-        """The passages the generator was shown (recorded per case), else the top ``n`` retrieved."""
+        """The passages the generator was shown (recorded per case), else those supplied outputs gave as
+        texts, else the top ``n`` retrieved."""
+        if output.generation is None and output.contexts:
+            return list(output.contexts)
         shown = output.generation
         ids = list(shown.passages_shown) if shown is not None else [d.doc_id for d in output.ranking[:n]]
         return [self.docs[i] for i in ids if i in self.docs]
@@ -57,7 +60,8 @@ def generation_error(out: CaseOutput | None) -> str | None:
     if out is None:
         return "no output for this case"
     if out.error is not None:
-        return f"{'retrieval' if out.error.stage == 'retrieve' else 'generation'} failed: {out.error.message}"
+        what = {"retrieve": "retrieval failed", "generate": "generation failed", "outputs": "no output"}[out.error.stage]
+        return f"{what}: {out.error.message}"
     if out.answer is None:
         return "generation failed: no answer"
     if not out.answer.strip():

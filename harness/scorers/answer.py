@@ -176,7 +176,8 @@ class FormatScorer:
                                  value=1.0, explanation=err) for i in range(len(contract.checks))]
                 continue
             shown = out.generation  # citations must name passages the generator was given
-            retrieved = set(shown.passages_shown) if shown is not None else {d.doc_id for d in out.ranking}
+            retrieved = (set(shown.passages_shown) if shown is not None
+                         else {d.doc_id for d in out.ranking} | {d.id for d in out.contexts})
             results = validate(contract, out.answer, retrieved, contracts)
             failed = [r for r in results if not r.passed]
             crit = [r for r in failed if r.critical]

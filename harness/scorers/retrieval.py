@@ -34,8 +34,8 @@ class RetrievalScorer:
         scores: list[Score] = []
         for c in cases:
             out = by_id.get(c.id)
-            if out is not None and out.error is not None and out.error.stage == "retrieve":
-                why = f"retrieval failed: {out.error.message}"
+            if out is not None and out.error is not None and out.error.stage in ("retrieve", "outputs"):
+                why = f"{'retrieval failed' if out.error.stage == 'retrieve' else 'no output'}: {out.error.message}"
                 scores += [Score(case_id=c.id, metric=name, value=None, explanation=why) for name in self._names]
                 continue
             for name in self._names:
