@@ -323,3 +323,36 @@ def test_app_v1_and_v2_diff_with_flips_and_attribution(tmp_path: Path, capsys: p
     assert [(a["role"], a["change"]) for a in diff["artifacts"]] == [("outputs", "changed")]
     code, out, err = cli_in_process(capsys, "gate", "--manifest", "v2.toml", "--attribute", "--format", "md")
     assert "outputs" in out, out + err
+
+
+# --- from Python: evaluate_outputs ---------------------------------------------------------------------------
+
+
+def test_evaluate_outputs_from_records_and_a_dataframe(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from harness.evaluate import evaluate_outputs
+
+    _, cases, docs = _example_project(tmp_path, n=6)
+    records = _app_outputs(cases, docs, wrong={2})
+    report = evaluate_outputs(cases, pd.DataFrame(records), corpus=REPO / "golden" / "corpus.jsonl",
+                              validators=REPO / "validators", embedding="hashing", project=tmp_path / "eval")
+    run = report.run
+    assert report.path.is_file() and report.path.is_relative_to(tmp_path / "eval")
+    assert run.case_scores()[cases[2]["id"]]["answer_contains"] == 0.0
+    assert run.aggregates.overall["answer_contains"].mean == pytest.approx(5 / 6)
+    # the same outputs as a list of dicts give the same scores
+    again = evaluate_outputs(cases, records, corpus=REPO / "golden" / "corpus.jsonl", validators=REPO / "validators",
+                             embedding="hashing", project=tmp_path / "eval2").run
+    assert again.case_scores() == run.case_scores()
+
+
+def test_evaluate_outputs_bad_input_names_the_record_and_leaves_nothing(tmp_path: Path) -> None:
+    from harness.errors import InputError
+    from harness.evaluate import evaluate_outputs
+
+    cases = [{"id": "q1", "query": "what?", "answers": ["x"]}, {"id": "q2", "query": "why?", "answers": ["y"]}]
+    with pytest.raises(InputError, match=r"outputs.jsonl:2: field 'id': case id 'q3' is not in the golden set"):
+        evaluate_outputs(cases, [{"id": "q1", "answer": "x"}, {"id": "q3", "answer": "y"}], embedding="none",
+                         project=tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()
