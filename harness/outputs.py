@@ -78,13 +78,18 @@ class SuppliedOutputs:
 
 
 def _ranked(entries: Sequence[tuple[str, float | None]]) -> tuple[RankedDoc, ...]:
-    """A ranking in trec_eval's order: by score descending, ties by doc id descending; without scores, as given."""
-    if any(score is None for _, score in entries):
+    """A ranking in trec_eval's order: by score descending, ties by doc id descending; without scores (any
+    missing), as given, with the ranks standing in for scores (n, n-1, ...)."""
+    if not _has_scores(entries):
         n = len(entries)
         return tuple(RankedDoc(doc_id=d, score=float(n - i)) for i, (d, _) in enumerate(entries))
     ordered = sorted(entries, key=lambda e: e[0].encode("utf-8"), reverse=True)
     ordered.sort(key=lambda e: e[1], reverse=True)  # type: ignore[arg-type, return-value]  # all scores set
     return tuple(RankedDoc(doc_id=d, score=float(s)) for d, s in ordered)  # type: ignore[arg-type]
+
+
+def _has_scores(entries: Sequence[tuple[str, float | None]]) -> bool:
+    return all(score is not None for _, score in entries)
 
 
 def parse_output(path: str | Path, line: int | None, rec: dict[str, Any], *, field: str = "") -> SuppliedOutput:
@@ -102,6 +107,7 @@ def parse_output(path: str | Path, line: int | None, rec: dict[str, Any], *, fie
         seen.add(doc_id)
     try:
         return SuppliedOutput(answer=rec.get("answer"), contexts=contexts, retrieved=_ranked(entries),
+                              scored=_has_scores(entries),
                               error=rec.get("error"), latency_s=rec.get("latency_s", {}),
                               metadata=rec.get("metadata", {}))
     except ValidationError as exc:  # the schema is stricter; kept as a guard with a one-line reason

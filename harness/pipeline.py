@@ -350,7 +350,7 @@ def supplied_case_output(case_id: str, supplied: SuppliedOutputs, retrieval: Ret
     if error is None and out is not None and out.error is not None:
         error = CaseError(stage=out.error.stage, kind=out.error.kind, message=out.error.message)
     return CaseOutput(case_id=case_id, ranking=tuple(retrieval.rankings[case_id]),
-                      answer=out.answer if out is not None else None,
+                      ranking_scored=out is None or out.scored, answer=out.answer if out is not None else None,
                       contexts=passages(out) if out is not None else (), error=error,
                       latency_s=dict(out.latency_s) if out is not None else {}, cache_hits={})
 
@@ -360,9 +360,11 @@ def _case_output(case_id: str, retrieval: RetrievalOutcome, generation: Generati
     # supplied outputs record a retrieval latency only where the system measured one, and no cache hits
     latency = {"retrieve": retrieval.latency_s[case_id]} if case_id in retrieval.latency_s else {}
     hits = {"retrieve": retrieval.cache_hit[case_id]} if case_id in retrieval.cache_hit else {}
+    given = supplied.by_case.get(case_id) if supplied is not None else None
+    scored = given is None or given.scored
     if generation is None or case_id in retrieval.errors:
-        given = supplied.by_case.get(case_id) if supplied is not None else None
-        return CaseOutput(case_id=case_id, ranking=tuple(retrieval.rankings[case_id]), latency_s=latency,
+        return CaseOutput(case_id=case_id, ranking=tuple(retrieval.rankings[case_id]),
+                          ranking_scored=scored, latency_s=latency,
                           cache_hits=hits, error=retrieval.errors.get(case_id),
                           contexts=passages(given) if given is not None else ())
     latency["generate"] = generation.latency_s[case_id]
@@ -370,6 +372,7 @@ def _case_output(case_id: str, retrieval: RetrievalOutcome, generation: Generati
     return CaseOutput(
         case_id=case_id,
         ranking=tuple(retrieval.rankings[case_id]),
+        ranking_scored=scored,
         answer=generation.answers[case_id],
         messages=tuple(generation.messages[case_id]),
         error=generation.errors.get(case_id),

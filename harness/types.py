@@ -262,6 +262,7 @@ class SuppliedOutput(Frozen):
     answer: str | None = None
     contexts: tuple[SuppliedPassage, ...] = ()
     retrieved: tuple[RankedDoc, ...] = ()
+    scored: bool = Field(default=True, description="retrieved carried the system's scores; False: ranks stand in")
     error: SuppliedError | None = None
     latency_s: dict[str, float] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -301,7 +302,8 @@ ErrorStage = Literal["retrieve", "generate", "outputs"]
 class CaseError(Frozen):
     """Why a case has no output from a stage: the stage that failed, a typed kind (``server_error``,
     ``auth``, ``content_filter``... for generation; the exception's type for retrieval; ``missing`` for
-    stage ``outputs``: the supplied outputs have no record for the case) and the (redacted) message. An error is a value per case, counted in the run, never a dropped case."""
+    stage ``outputs``: the supplied outputs have no record for the case) and the (redacted) message. An error
+    is a value per case, counted in the run, never a dropped case."""
 
     stage: ErrorStage
     kind: str
@@ -331,6 +333,9 @@ class CaseOutput(Frozen):
 
     case_id: str
     ranking: tuple[RankedDoc, ...] = ()
+    ranking_scored: bool = Field(
+        default=True, description="the ranking's scores are the retriever's; False: supplied outputs ranked doc "
+        "ids without scores, and the scores stand for ranks (n, n-1, ...), so score distributions skip them")
     answer: str | None = None
     messages: tuple[dict[str, Any], ...] = ()
     contexts: tuple[CorpusDoc, ...] = ()

@@ -177,7 +177,8 @@ def test_a_duplicate_record_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
 @pytest.mark.parametrize(("extra", "message"), [
     ('\n[artifacts.retriever]\nkind = "retriever"\nparams = { k = 5 }\n', "supplied outputs replace retrieval"),
     ('\n[artifacts.generator]\nkind = "generator"\nparams = { name = "extractive" }\n'
-     '\n[artifacts.prompt]\nkind = "prompt"\npath = "answer.toml"\n', "carries answers and the manifest pins a generator"),
+     '\n[artifacts.prompt]\nkind = "prompt"\npath = "answer.toml"\n',
+     "carries answers and the manifest pins a generator"),
 ])
 def test_outputs_beside_a_stage_they_replace_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch, extra: str,
@@ -321,6 +322,8 @@ def test_app_v1_and_v2_diff_with_flips_and_attribution(tmp_path: Path, capsys: p
     regressed = {f["case_id"] for f in diff["flips"] if f["direction"] == "regressed"}
     assert regressed == {cases[i]["id"] for i in (0, 3, 5)}
     assert [(a["role"], a["change"]) for a in diff["artifacts"]] == [("outputs", "changed")]
+    # the app ranked doc ids without scores: ranks stand in for them, so no score distribution or calibration
+    assert all(s["n_base"] == 0 and s["psi"] is None for s in diff["score_shift"]) and diff["calibration"] is None
     code, out, err = cli_in_process(capsys, "gate", "--manifest", "v2.toml", "--attribute", "--format", "md")
     assert "outputs" in out, out + err
 

@@ -54,6 +54,8 @@ def _pairs(run: RunResult, ids: Sequence[str], k: int, level: int) -> tuple[list
         case = cases.get(cid)
         if case is None or not case.relevance:
             continue
+        if not outs[cid].ranking_scored:  # ranks standing in for scores have no calibration
+            continue
         rel = relevant(case, level)
         top = outs[cid].ranking[:k]
         for d in top:
@@ -64,10 +66,11 @@ def _pairs(run: RunResult, ids: Sequence[str], k: int, level: int) -> tuple[list
 
 
 def score_shifts(base: RunResult, head: RunResult, alignment: Alignment, settings: DiffSettings) -> list[ScoreShift]:
-    """The shift of the top-1 and the top-k retrieval scores of the paired cases."""
-    common = alignment.common
+    """The shift of the top-1 and the top-k retrieval scores of the paired cases (those ranked with real
+    scores: ranks standing in for supplied outputs' missing scores are no distribution)."""
     bo = {o.case_id: o for o in base.outputs}
     ho = {o.case_id: o for o in head.outputs}
+    common = [c for c in alignment.common if bo[c].ranking_scored and ho[c].ranking_scored]
     return [
         _score_shift(
             "top1",

@@ -60,8 +60,8 @@ def generation_error(out: CaseOutput | None) -> str | None:
     if out is None:
         return "no output for this case"
     if out.error is not None:
-        what = {"retrieve": "retrieval failed", "generate": "generation failed", "outputs": "no output"}[out.error.stage]
-        return f"{what}: {out.error.message}"
+        what = {"retrieve": "retrieval failed", "generate": "generation failed", "outputs": "no output"}
+        return f"{what[out.error.stage]}: {out.error.message}"
     if out.answer is None:
         return "generation failed: no answer"
     if not out.answer.strip():
