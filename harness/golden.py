@@ -51,7 +51,7 @@ def _validator(schema_name: str) -> Any:
 
 
 def schema_path(name: str) -> Path:
-    """Path of a published schema file (``golden_case``, ``corpus_doc`` or ``manifest``)."""
+    """Path of a published schema file (``golden_case``, ``corpus_doc``, ``outputs_record`` or ``manifest``)."""
     return Path(str(resources.files("harness.schemas").joinpath(f"{name}.schema.json")))
 
 

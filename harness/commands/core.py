@@ -127,7 +127,7 @@ def verify_cmd(manifest: Path | None, as_json: bool) -> None:
 
 
 @click.command("schema", cls=HarnessCommand)
-@click.argument("name", type=click.Choice(["manifest", "golden_case", "corpus_doc"]))
+@click.argument("name", type=click.Choice(["manifest", "golden_case", "corpus_doc", "outputs_record"]))
 def schema_cmd(name: str) -> None:
     """Print a published JSON Schema.
 
