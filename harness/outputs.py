@@ -11,6 +11,7 @@ one of:
   trec_eval reads it;
 * the golden cases' own ``output`` objects (``params = { from = "golden" }``, no path).
 
+When ``retrieved`` is absent and every context names its ``doc_id``, the contexts are the ranking.
 Rankings follow trec_eval: with scores, by score descending, ties by document id descending; a list
 without scores ranks in the order given. Everything is checked before a run writes anything: a record
 for a case the golden set does not have, a doc id the pinned corpus does not have, a duplicate record,
@@ -99,6 +100,9 @@ def parse_output(path: str | Path, line: int | None, rec: dict[str, Any], *, fie
                      for c in rec.get("contexts", ()))
     entries: list[tuple[str, float | None]] = [(r, None) if isinstance(r, str) else (r["doc_id"], r.get("score"))
                                                for r in rec.get("retrieved", ())]
+    if not entries and contexts and all(c.doc_id is not None for c in contexts):
+        # contexts that name their corpus doc ids are the ranking when no separate one is given
+        entries = [(c.doc_id, c.score) for c in contexts if c.doc_id is not None]
     seen: set[str] = set()
     for i, (doc_id, _) in enumerate(entries):
         if doc_id in seen:

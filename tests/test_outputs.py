@@ -196,6 +196,21 @@ def test_outputs_beside_a_stage_they_replace_is_exit_2(tmp_path: Path, capsys: p
     assert code == 2 and message in err, err
 
 
+def test_contexts_that_name_their_doc_ids_are_the_ranking(tmp_path: Path) -> None:
+    root, cases, docs = _example_project(tmp_path, n=3)
+    texts = {d["id"]: d["text"] for d in docs}
+    records = []
+    for r in _app_outputs(cases, docs):
+        contexts = [{"text": texts[d], "doc_id": d, "score": 1.0 / (i + 1)} for i, d in enumerate(r["retrieved"])]
+        records.append({"id": r["id"], "answer": r["answer"], "contexts": contexts})
+    _jsonl(root / "out.jsonl", records)
+    run = execute(load_manifest(_manifest(root, 'path = "out.jsonl"'))).run
+    for out, rec in zip(run.outputs, records, strict=True):
+        assert [d.doc_id for d in out.ranking] == [c["doc_id"] for c in rec["contexts"]] and out.ranking_scored
+        assert [d.id for d in out.contexts] == [c["doc_id"] for c in rec["contexts"]]
+    assert all(run.case_scores()[c["id"]]["mrr@10"] == 1.0 for c in cases)  # the top context is relevant
+
+
 def test_outputs_carried_by_the_golden_set(tmp_path: Path) -> None:
     root, cases, docs = _example_project(tmp_path, n=4)
     supplied = {r["id"]: r for r in _app_outputs(cases, docs, wrong={0})}
