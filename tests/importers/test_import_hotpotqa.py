@@ -48,7 +48,8 @@ def test_questions_paragraphs_and_supporting_facts(tmp_path: Path, capsys: pytes
         assert sum(case.relevance.values()) == 2  # exactly two supporting paragraphs per question
     loaded = load_manifest(out / "harness.toml")
     require_verified(loaded)
-    assert {"golden", "corpus", "embedding", "index", "retriever", "prompt", "generator"} == set(loaded.manifest.artifacts)
+    roles = {"golden", "corpus", "embedding", "index", "retriever", "prompt", "generator"}
+    assert set(loaded.manifest.artifacts) == roles
     assert loaded.manifest.artifacts["generator"].params["name"] == "extractive"
     assert (out / "prompts" / "answer.toml").is_file()
 
@@ -69,7 +70,7 @@ def test_hotpotqa_own_layout_with_type_and_level(tmp_path: Path, capsys: pytest.
     record = {"_id": "5a7a06935542990198eaf050", "question": "Which magazine was started first?",
               "answer": "Arthur's Magazine", "type": "comparison", "level": "medium",
               "supporting_facts": [["Arthur's Magazine", 0], ["First for Women", 0]],
-              "context": [["Radio City (Indian radio station)", ["Radio City is India's first private FM radio station."]],
+              "context": [["Radio City (Indian radio station)", ["Radio City is India's first private FM station."]],
                           ["Arthur's Magazine", ["Arthur's Magazine (1844-1846) was an American literary periodical.",
                                                  " It was published in Philadelphia."]],
                           ["First for Women", ["First for Women is a woman's magazine started in 1989."]]]}

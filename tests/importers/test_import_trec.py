@@ -108,7 +108,7 @@ def test_topics_give_the_query_texts(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_yaml_manifests(tmp_path: Path, capsys: pytest.CaptureFixture[str], trec_data: Path) -> None:
     out = tmp_path / "proj"
-    code, stdout, err = _import(capsys, trec_data, out, "--format", "yaml")
+    code, _, err = _import(capsys, trec_data, out, "--format", "yaml")
     assert code == 0, err
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.yaml")) == [
         "harness.yaml", "variants/results.trunc.yaml"]
