@@ -58,6 +58,12 @@ def _text(path: Path, line: int, value: Any, field: str) -> str:
     return value
 
 
+def _id(path: Path, line: int, value: Any, field: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InputError(path, f"expected a string id, got {type(value).__name__}", line=line, field=field)
+    return str(value)
+
+
 def _processed(path: Path, line: int, rec: dict[str, Any]) -> tuple[str, str, list[str], list[Paragraph]]:
     answers: list[str] = []
     objects = rec.get("answers_objects") or []
@@ -84,8 +90,8 @@ def _processed(path: Path, line: int, rec: dict[str, Any]) -> tuple[str, str, li
         paragraphs.append((_text(path, line, ctx.get("title", ""), f"contexts.{i}.title"),
                            _text(path, line, ctx.get("paragraph_text"), f"contexts.{i}.paragraph_text"),
                            ctx["is_supporting"]))
-    return (str(rec["question_id"]), _text(path, line, rec.get("question_text"), "question_text"), answers,
-            paragraphs)
+    question = _text(path, line, rec.get("question_text"), "question_text")
+    return _id(path, line, rec["question_id"], "question_id"), question, answers, paragraphs
 
 
 def _original(path: Path, line: int, rec: dict[str, Any]) -> tuple[str, str, list[str], list[Paragraph]]:
@@ -104,7 +110,7 @@ def _original(path: Path, line: int, rec: dict[str, Any]) -> tuple[str, str, lis
         paragraphs.append((item[0], "".join(item[1]), item[0] in supporting))
     answer = rec.get("answer")
     answers = [] if answer is None else [_text(path, line, answer, "answer")]
-    return str(rec["_id"]), _text(path, line, rec.get("question"), "question"), answers, paragraphs
+    return _id(path, line, rec["_id"], "_id"), _text(path, line, rec.get("question"), "question"), answers, paragraphs
 
 
 def read_hotpotqa(path: Path, limit: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
