@@ -182,11 +182,15 @@ def _text(value: Any) -> str:
     raise _WrongShape(_kind(value))
 
 
+def _no_constant(name: str) -> Any:
+    raise _WrongShape(f"{name} in a JSON cell (JSON has no NaN or Infinity)")
+
+
 def _items(value: Any, text_cell: bool, container: type) -> Any:
     """A list (or object) as given; a text cell holding JSON is decoded; a plain string is one item."""
     if isinstance(value, str) and text_cell and value.strip()[:1] in ("[", "{"):
         try:
-            value = json.loads(value)
+            value = json.loads(value, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise _WrongShape(f"a cell that starts like JSON but does not parse ({exc.msg} at column {exc.colno})"
                               ) from None
@@ -255,9 +259,7 @@ def _validate(table: Table, row: int, record: dict[str, Any], schema: str, what:
     except InputError as exc:
         field = exc.field or ""
         target = next((t for t in mapping if field == t or field.startswith(t + ".")), None)
-        if target is None:
-            target = next((t for t in mapping if field.startswith(t.partition(".")[0] + ".")), None)
-        if target is None:
+        if target is None:  # a generated id: not from a column
             raise
         detail = exc.message.removeprefix(f"{table.path}:{row}: field '{field}': ")
         raise InputError(table.path, f"column {mapping[target]!r} (-> {field}): {detail}", line=row,

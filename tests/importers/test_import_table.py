@@ -168,6 +168,9 @@ def test_facts_tags_metadata_and_contract(tmp_path: Path, capsys: pytest.Capture
     ([{"id": "a", "question": "q", "resp": "x"}, {"id": "a", "question": "r", "resp": "y"}],
      ["--map", "id=id", "--map", "query=question", "--map", "answer=resp"],
      r"error: {src}:2: column 'id' \(-> id\): duplicate id 'a' \(first at row 1\)"),
+    ([{"question": "q", "ctx": '[{"text": "x", "score": NaN}]'}], ["--map", "query=question", "--map", "contexts=ctx"],
+     r"error: {src}:1: column 'ctx' \(-> contexts\): expected a list of passages.*, got NaN in a JSON cell \(JSON has "
+     r"no NaN or Infinity\)"),
     ([{"question": "q", "ctx": '[{"txt": "x"}]'}], ["--map", "query=question", "--map", "contexts=ctx"],
      r"error: {src}:1: column 'ctx' \(-> contexts.0\): .*"),
     ([{"question": "q", "gt": "a"}], ["--map", "query=question", "--map", "answers=gt"],
