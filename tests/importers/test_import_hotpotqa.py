@@ -118,5 +118,6 @@ def test_the_imported_project_retrieves_answers_and_scores(tmp_path: Path, capsy
     assert code == 0, err
     run = load_run(json.loads(stdout)["path"])
     assert run.counts["errors"] == 0 and len(run.cases) == 20
-    assert run.aggregates.overall["ndcg@10"].mean > 0
+    ndcg = run.aggregates.overall["ndcg@10"].mean
+    assert ndcg is not None and ndcg > 0
     assert all(o.answer for o in run.outputs)  # the extractive generator answered every case
