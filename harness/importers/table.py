@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -334,13 +334,16 @@ def convert_corpus(table: Table, mapping: Mapping[str, str]) -> list[dict[str, A
     return [doc for _, doc in docs.values()]
 
 
-def check_relevance(path: Path, cases: Iterable[dict[str, Any]], doc_ids: set[str], where: str) -> None:
-    """InputError unless every judged doc id is a corpus document."""
-    for case in cases:
-        for doc_id in case.get("relevance", {}):
-            if doc_id not in doc_ids:
-                raise InputError(path, f"case {case['id']!r}: relevance names doc id {doc_id!r}, which is not in "
-                                 f"{where}")
+def check_doc_ids(path: Path, converted: Converted, doc_ids: set[str], where: str) -> None:
+    """InputError unless every doc id the cases judge and the outputs rank or cite is a corpus document."""
+    named = [(case["id"], "relevance", doc_id) for case in converted.cases for doc_id in case.get("relevance", {})]
+    for out in converted.outputs:
+        named += [(out["id"], "retrieved", r if isinstance(r, str) else r["doc_id"]) for r in out.get("retrieved", ())]
+        named += [(out["id"], "contexts", c["doc_id"]) for c in out.get("contexts", ())
+                  if isinstance(c, dict) and "doc_id" in c]
+    for case_id, field, doc_id in named:
+        if doc_id not in doc_ids:
+            raise InputError(path, f"case {case_id!r}: {field} names doc id {doc_id!r}, which is not in {where}")
 
 
 def outputs_project(name: str, description: str, converted: Converted, version: str,
@@ -375,7 +378,7 @@ def import_table(src: str | Path, out: str | Path, mapping: Sequence[str], corpu
         corpus_table = read_table(corpus)
         defaults = {f: f for f in CORPUS_FIELDS.fields if f in corpus_table.columns and f not in corpus_fields}
         docs = convert_corpus(corpus_table, {**defaults, **corpus_fields})
-        check_relevance(src, converted.cases, {d["id"] for d in docs}, f"the corpus {corpus_table.path}")
+        check_doc_ids(src, converted, {d["id"] for d in docs}, f"the corpus {corpus_table.path}")
     name = f"table-{src.stem}"
     description = f"Imported from {src} by `harness import table`."
     if converted.outputs:
