@@ -1,8 +1,9 @@
 """Reports people want to read: one self-contained HTML file, or markdown, JSON and JUnit for CI.
 
-`harness report` renders a stored run (and, with a base, its diff): metric summaries with per-case
-histograms and per-segment bars, segment tables, a sortable and filterable case table, and every
-failing case with its retrieved passages, answer and validator messages side by side.
+`harness report` renders a stored run (and, with a base, its diff and optionally the gate's verdict):
+it opens on the summary, the verdict and what changed, with a paged, sortable and filterable case
+table; labelled per-case histograms and per-segment charts, segment tables, and every failing case
+with its retrieved passages, answer and validator messages side by side are one click away.
 """
 
 from __future__ import annotations

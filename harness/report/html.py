@@ -1,11 +1,18 @@
 """The HTML report: one self-contained file (inline CSS, JS and SVG; nothing fetched when opened).
 
-Static parts (header, metric summary with histograms and per-segment bars, segment tables, the diff's
-tables and CI plots, failing-case details) are rendered here with Jinja2, autoescaped. The per-case
-table and the base-vs-head scatter are drawn by a small script from the data embedded as JSON in a
-``<script type="application/json">`` tag (``<``, ``>`` and ``&`` escaped as ``\\u003c`` etc., so no
-value can close the tag). The script builds each table body as one string, so a report of 1,000
-cases sorts and filters instantly.
+It opens on what a reader came for: the summary (counts, and the gate verdict when one is given), what
+changed against the base (changed artifacts, the significant metric and segment deltas, the cases that
+flipped, per-case charts) and one page of the case table; everything else (all deltas, per-metric
+distributions, segments, failing-case details, run details) sits in closed ``<details>``, opened by a
+link into it. Every chart is labelled: axes with ticks and titles, and a base/head legend when there
+is a diff. Wide tables scroll inside their own box, so the page never scrolls sideways, down to a phone's
+width.
+
+Static parts are rendered here with Jinja2, autoescaped, including every row of the case table (so it
+works without JavaScript). A small script pages, sorts and filters that table and draws the
+base-vs-head scatter from the data embedded as JSON in a ``<script type="application/json">`` tag
+(``<``, ``>`` and ``&`` escaped as ``\\u003c`` etc., so no value can close the tag); it builds each
+page as one string, so a report of 1,000 cases sorts and filters instantly.
 """
 
 from __future__ import annotations
@@ -14,16 +21,17 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from harness.diff import ArtifactChange, CaseFlip, Diff, MetricDelta
+from harness.gates import GateResult, Verdict
 from harness.report.export import cache_hits, main_metrics, segment_sizes
 from harness.report.failing import CaseFailure, FailurePolicy, find_failures, primary_retrieval_metric
 from harness.storage import Layout
-from harness.types import CaseOutput, CorpusDoc, GoldenCase, RunResult
+from harness.types import CaseOutput, CorpusDoc, GoldenCase, MetricSummary, RunResult
 
 HIST_BINS = 10
 MAX_SEGMENT_BARS = 24
@@ -45,11 +53,27 @@ class Bar:
 
 
 @dataclass
+class Tick:
+    at: float  # the position on its axis, in SVG px
+    label: str
+
+
+@dataclass
 class Chart:
+    """An SVG chart with labelled axes: bars inside the plot area (left, top, right, bottom), ticks on both
+    axes, a title per axis and a legend (one entry per series, by CSS class)."""
+
     width: int
     height: int
+    plot: tuple[float, float, float, float]
     bars: list[Bar]
+    xticks: list[Tick]
+    yticks: list[Tick]
+    xlabel: str
+    ylabel: str
+    legend: list[tuple[str, str]]  # (css class, name)
     caption: str = ""
+    grid: str = "y"  # grid lines across the plot at the y ticks ("y") or the x ticks ("x")
 
 
 @dataclass
@@ -59,9 +83,10 @@ class MetricRow:
     n: int
     n_unscored: int
     greater_is_better: bool
-    hist: Chart
+    hist: Chart | None
     segments: Chart | None
     label: str | None = None  # how a diagnostic is named (MetricSummary.label), else by its name
+    base_mean: float | None = None
 
 
 @dataclass
@@ -151,6 +176,30 @@ class DiffView:
     flips: list[FlipView]
     n_significant_segments: int
     family: str = ""  # what p adj was corrected over: the Diff's one family (harness.report.text.family_text)
+    metric_axis: list[Tick] = field(default_factory=list)  # the shared axis of the forest plots in each table
+    segment_axis: list[Tick] = field(default_factory=list)
+
+    @property
+    def significant(self) -> list[DeltaRow]:
+        return [r for r in self.metrics if r.d.significant]
+
+    @property
+    def significant_segments(self) -> list[DeltaRow]:
+        return [r for r in self.segments if r.d.significant]
+
+    def flip_count(self, direction: str) -> int:
+        return sum(1 for f in self.flips if f.f.direction == direction)
+
+
+@dataclass
+class GateView:
+    """The gate's verdict as the report shows it: failed checks first, every check on request."""
+
+    passed: bool
+    base_run: str | None
+    failed: list[GateResult]
+    skipped: list[GateResult]
+    results: list[GateResult]
 
 
 @dataclass
@@ -173,6 +222,11 @@ class Report:
     corpus_note: str
     diff: DiffView | None
     data_json: str
+    cases: list[dict[str, Any]]  # the case table's rows (also in data_json): every row is in the HTML, for no-JS
+    case_metrics: list[str]
+    delta_metric: str | None  # the diff metric of the case table's delta column, as the script starts
+    gate: GateView | None = None
+    page_size: int = 25
     generated_by: str = "rag-harness"
 
 
@@ -186,61 +240,125 @@ def _domain(values: Sequence[float]) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
 
 
-def histogram(values: Sequence[float], width: int = 150, height: int = 34, bins: int = HIST_BINS) -> Chart:
-    """Counts of per-case values in equal bins over [0, 1] (or [min, max] for unbounded metrics)."""
-    if not values:
-        return Chart(width, height, [], "no scored cases")
-    lo, hi = _domain(values)
+def _nice_step(top: float, most: int = 4) -> float:
+    """The smallest 1, 2 or 5 times a power of ten that covers ``top`` in at most ``most`` steps."""
+    if top <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(top / most))
+    return next(power * m for m in (1, 2, 5, 10) if top / (power * m) <= most)
+
+
+def _num_label(v: float) -> str:
+    return f"{v:.3g}" if abs(v) >= 1e-9 else "0"
+
+
+def _count_axis(top: int, y0: float, y1: float) -> tuple[float, list[Tick]]:
+    """Integer ticks from 0 to at least ``top`` on the vertical span y0 (top) .. y1 (bottom)."""
+    step = max(1, int(_nice_step(max(top, 1))))
+    ymax = max(step, math.ceil(max(top, 1) / step) * step)
+    ticks = [Tick(round(y1 - (y1 - y0) * v / ymax, 2), str(v)) for v in range(0, ymax + 1, step)]
+    return float(ymax), ticks
+
+
+def _value_ticks(lo: float, hi: float, a: float, b: float) -> list[Tick]:
+    """Five ticks over [lo, hi] placed on the pixel span a .. b."""
+    return [Tick(round(a + (b - a) * i / 4, 2), _num_label(lo + (hi - lo) * i / 4)) for i in range(5)]
+
+
+HIST_W, HIST_H = 300, 170
+HIST_PLOT = (42.0, 24.0, 290.0, 132.0)  # left, top, right, bottom
+
+
+def histogram(values: Sequence[float], metric: str = "value", base: Sequence[float] | None = None,
+              bins: int = HIST_BINS) -> Chart | None:
+    """Counts of per-case values in equal bins over [0, 1] (or the values' range for unbounded metrics);
+    with ``base``, the base run's counts beside the head's in each bin."""
+    if not values and not base:
+        return None
+    lo, hi = _domain([*values, *(base or [])])
     span = hi - lo
-    counts = [0] * bins
-    for v in values:
-        i = min(bins - 1, max(0, int((v - lo) / span * bins)))
-        counts[i] += 1
-    top = max(counts)
-    bw = width / bins
+    series: list[tuple[str, Sequence[float]]] = [("head", values)] if base is None else [("base", base),
+                                                                                         ("head", values)]
+    counts = {}
+    for name, vals in series:
+        c = [0] * bins
+        for v in vals:
+            c[min(bins - 1, max(0, int((v - lo) / span * bins)))] += 1
+        counts[name] = c
+    left, top, right, bottom = HIST_PLOT
+    ymax, yticks = _count_axis(max(max(c) for c in counts.values()), top, bottom)
+    bw = (right - left) / bins
+    sw = (bw - 2) / len(series)
     bars = []
-    for i, c in enumerate(counts):
-        h = 0.0 if c == 0 else max(1.5, (height - 2) * c / top)
+    for i in range(bins):
         a, b = lo + span * i / bins, lo + span * (i + 1) / bins
-        bars.append(Bar(x=i * bw + 0.5, y=height - h, w=bw - 1, h=h,
-                        label=f"[{a:.3g}, {b:.3g}{']' if i == bins - 1 else ')'}: {c} case{'s' * (c != 1)}"))
-    return Chart(width, height, bars, f"{len(values)} scored, range {lo:.3g}..{hi:.3g}")
+        rng = f"[{a:.3g}, {b:.3g}{']' if i == bins - 1 else ')'}"
+        for k, (name, _) in enumerate(series):
+            n = counts[name][i]
+            h = (bottom - top) * n / ymax
+            bars.append(Bar(x=round(left + i * bw + 1 + k * sw, 2), y=round(bottom - h, 2),
+                            w=round(max(sw - 0.5, 0.5), 2), h=round(h, 2),
+                            label=f"{name} {rng}: {n} case{'s' * (n != 1)}", cls=name))
+    legend = [] if base is None else [("base", "base"), ("head", "head")]
+    caption = f"histogram of {metric} per case: {len(values)} scored" + ("" if base is None else f" (base {len(base)})")
+    return Chart(HIST_W, HIST_H, HIST_PLOT, bars, _value_ticks(lo, hi, left, right), yticks, f"{metric} per case",
+                 "cases", legend, caption)
 
 
-def segment_bars(points: Sequence[tuple[str, float]], tags: Sequence[str] = (), width: int = 150,
-                 height: int = 34) -> Chart | None:
-    """One bar per segment (tag=value), height = the segment's mean, coloured by tag."""
-    points = list(points)[:MAX_SEGMENT_BARS]
+def segment_chart(points: Sequence[tuple[str, float | None, float | None]], metric: str = "value",
+                  with_base: bool = False) -> Chart | None:
+    """One horizontal bar per segment (tag=value): its mean of ``metric`` in head (and base)."""
+    points = [p for p in points if p[2] is not None or (with_base and p[1] is not None)][:MAX_SEGMENT_BARS]
     if not points:
         return None
-    vals = [v for _, v in points]
+    vals = [float(v) for _, b, h in points for v in ((b, h) if with_base else (h,)) if v is not None]
     lo, hi = _domain(vals)
     lo = min(lo, 0.0)
     span = (hi - lo) or 1.0
-    bw = width / len(points)
+    row = 16 if with_base else 13
+    left, top, right = 118.0, 24.0, 290.0
+    bottom = top + row * len(points)
+    series = [("base", 1), ("head", 2)] if with_base else [("head", 2)]
+    bh = (row - 3) / len(series)
     bars = []
-    for i, (label, v) in enumerate(points):
-        h = max(1.0, (height - 2) * (v - lo) / span)
-        bars.append(Bar(x=i * bw + 0.5, y=height - h, w=max(1.0, bw - 1), h=h, label=f"{label}: {v:.4f}",
-                        cls=f"t{_tag_index(label, tags) % 6}"))
-    return Chart(width, height, bars, f"{len(points)} segments")
+    yticks = []
+    for i, (seg, b, h) in enumerate(points):
+        yticks.append(Tick(round(top + row * i + row / 2, 2), seg if len(seg) <= 20 else seg[:19] + "…"))
+        for k, (name, idx) in enumerate(series):
+            v = (b, h)[idx - 1]
+            if v is None:
+                continue
+            w = (right - left) * (v - lo) / span
+            bars.append(Bar(x=left, y=round(top + row * i + 1.5 + k * bh, 2), w=round(max(w, 0.5), 2), h=round(bh, 2),
+                            label=f"{seg}: {name} {v:.4f}", cls=name))
+    legend = [("base", "base"), ("head", "head")] if with_base else []
+    return Chart(HIST_W, int(bottom + 38), (left, top, right, bottom), bars, _value_ticks(lo, hi, left, right),
+                 yticks, f"mean {metric}", "", legend, f"mean {metric} per segment ({len(points)} segments)", grid="x")
 
 
-def _tag_index(label: str, tags: Sequence[str]) -> int:
-    tag = label.split("=", 1)[0]
-    return list(tags).index(tag) if tag in tags else 0
-
-
-def forest(d: MetricDelta, cls: str, width: int = 140) -> Forest | None:
+def forest(d: MetricDelta, cls: str, scale: float, width: int = 140) -> Forest | None:
+    """The delta and its CI on the table's shared axis [-scale, +scale] (0 in the middle)."""
     if d.delta is None or d.ci_low is None or d.ci_high is None:
         return None
-    m = max(abs(d.ci_low), abs(d.ci_high), abs(d.delta)) or 1.0
     half = width / 2
 
     def x(v: float) -> float:
-        return round(half + v / m * (half - 6), 2)
+        return round(half + max(-1.0, min(1.0, v / scale)) * (half - 6), 2)
 
     return Forest(width=width, zero=half, lo=x(d.ci_low), hi=x(d.ci_high), point=x(d.delta), cls=cls)
+
+
+def forest_scale(deltas: Sequence[MetricDelta]) -> float:
+    """One axis for a table of forest plots: a nice bound over every delta and CI end."""
+    m = max((abs(v) for d in deltas for v in (d.delta, d.ci_low, d.ci_high) if v is not None and math.isfinite(v)),
+            default=0.0)
+    return _nice_step(m, 1) if m > 0 else 1.0
+
+
+def forest_axis(scale: float, width: int = 140) -> list[Tick]:
+    half = width / 2
+    return [Tick(round(half + f * (half - 6), 2), ("+" if f > 0 else "") + _num_label(f * scale))
+            for f in (-1.0, 0.0, 1.0)]
 
 
 # ---- corpus --------------------------------------------------------------------------------------------
@@ -392,18 +510,28 @@ def _diff_lines(text: str | None) -> list[tuple[str, str]]:
 def _diff_view(diff: Diff, base: RunResult, how: str | None, anchors: dict[str, str]) -> DiffView:
     from harness.report.text import delta_mark, family_text
 
-    def row(d: MetricDelta, size: int | None = None) -> DeltaRow:
-        cls = _delta_cls(d)
-        return DeltaRow(d=d, mark=delta_mark(d), cls=cls, forest=forest(d, cls), size=size)
+    quality = [d for d in diff.metrics if d.role == "quality"]
+    seg_quality = [d for d in diff.segments if d.role == "quality"]
+    mscale, sscale = forest_scale(quality), forest_scale(seg_quality)
 
-    metrics = [row(d) for d in diff.metrics if d.role == "quality"]
-    segs = [row(d, diff.segment_sizes.get(d.segment)) for d in diff.segments if d.role == "quality"]
+    def row(d: MetricDelta, scale: float, size: int | None = None) -> DeltaRow:
+        cls = _delta_cls(d)
+        return DeltaRow(d=d, mark=delta_mark(d), cls=cls, forest=forest(d, cls, scale), size=size)
+
+    metrics = [row(d, mscale) for d in quality]
+    segs = [row(d, sscale, diff.segment_sizes.get(d.segment)) for d in seg_quality]
     segs.sort(key=lambda r: (not r.d.significant, r.d.segment, r.d.metric))
     arts = [ArtifactView(a, [(k, v[0], v[1]) for k, v in (a.params_diff or {}).items()], _diff_lines(a.text_diff))
             for a in diff.artifacts]
     flips = [FlipView(f, anchors.get(f.case_id), [(m, b, h) for m, (b, h) in f.deltas.items()]) for f in diff.flips]
     return DiffView(diff=diff, base=base, how=how, artifacts=arts, metrics=metrics, segments=segs, flips=flips,
-                    n_significant_segments=sum(1 for s in segs if s.d.significant), family=family_text(diff))
+                    n_significant_segments=sum(1 for s in segs if s.d.significant), family=family_text(diff),
+                    metric_axis=forest_axis(mscale), segment_axis=forest_axis(sscale))
+
+
+def _gate_view(verdict: Verdict) -> GateView:
+    return GateView(passed=verdict.passed, base_run=verdict.base_run, failed=verdict.failed, skipped=verdict.skipped,
+                    results=list(verdict.results))
 
 
 def _r(v: float | None) -> float | None:
@@ -422,9 +550,10 @@ def _json_for_script(value: Any) -> str:
 def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | None = None,
                  base_how: str | None = None, policy: FailurePolicy | None = None, layout: Layout | None = None,
                  corpus: bool | dict[str, CorpusDoc] = True, max_failing: int = 300,
-                 n_passages: int = 10) -> Report:
+                 n_passages: int = 10, verdict: Verdict | None = None, page_size: int = 25) -> Report:
     """Everything the template shows. ``corpus``: True to look for the run's corpus, False for ids only,
-    or the documents themselves."""
+    or the documents themselves. ``verdict``: the gate's judgement of this run (shown first), as
+    :func:`harness.gates.evaluate_gates` gave it for ``diff``. ``page_size``: case table rows per page."""
     policy = policy or FailurePolicy()
     if (base is None) != (diff is None):
         raise ValueError("the report shows a diff beside its base run (for per-case values): pass both or neither; "
@@ -446,16 +575,29 @@ def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | 
             case_expl.setdefault(s.case_id, []).append((s.metric, s.value, s.explanation))
     segs = run.aggregates.segments
     sizes = segment_sizes(run)
-    tags = list(dict.fromkeys(seg.split("=", 1)[0] for seg in segs))
+    base_vals: dict[str, list[float]] = {}
+    for s in base.scores if base is not None else ():
+        if s.value is not None and math.isfinite(s.value):
+            base_vals.setdefault(s.metric, []).append(s.value)
+    base_segs = base.aggregates.segments if base is not None else {}
+    base_overall = base.aggregates.overall if base is not None else {}
+
+    def seg_mean(table: dict[str, dict[str, MetricSummary]], seg: str, m: str) -> float | None:
+        ms = table.get(seg, {}).get(m)
+        return None if ms is None else ms.mean
 
     def metric_row(m: str) -> MetricRow:
         s = overall[m]
-        pts = [(seg, ms[m].mean) for seg, ms in segs.items() if m in ms and ms[m].mean is not None]
-        return MetricRow(m, s.mean, s.n, s.n_unscored, s.greater_is_better, histogram(per_metric[m]),
-                         segment_bars([(a, float(b)) for a, b in pts if b is not None], tags), s.label)
+        b = base_overall.get(m)
+        pts = [(seg, seg_mean(base_segs, seg, m), seg_mean(segs, seg, m)) for seg in segs]
+        return MetricRow(m, s.mean, s.n, s.n_unscored, s.greater_is_better,
+                         histogram(per_metric[m], m, base_vals.get(m, []) if base is not None else None),
+                         segment_chart(pts, m, with_base=base is not None), s.label,
+                         base_mean=None if b is None else b.mean)
 
     metrics = [metric_row(m) for m in shown]
-    validators = [metric_row(m) for m in run.aggregates.metrics("diagnostic")]
+    validators = [MetricRow(m, overall[m].mean, overall[m].n, overall[m].n_unscored, overall[m].greater_is_better,
+                            None, None, overall[m].label) for m in run.aggregates.metrics("diagnostic")]
 
     by_tag: dict[str, list[str]] = {}
     for seg in segs:
@@ -505,6 +647,7 @@ def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | 
         "gib": [overall[m].greater_is_better for m in shown],
         "primary": primary_retrieval_metric(run) or (shown[0] if shown else None),
         "cases": rows,
+        "page": page_size,
         "diff": None,
     }
     dview = None
@@ -519,6 +662,18 @@ def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | 
             "b": {m: [_r(bvals.get(o.case_id, {}).get(m)) for o in run.outputs] for m in dm},
             "h": {m: [_r(case_vals.get(o.case_id, {}).get(m)) for o in run.outputs] for m in dm},
         }
+    # the rows as the HTML holds them before the script runs (and for good without it): in run order, with the
+    # delta of the metric the script starts on
+    table: list[dict[str, Any]] = [dict(r) for r in rows]
+    delta_metric = None
+    if payload["diff"] is not None and payload["diff"]["metrics"]:
+        dd = payload["diff"]
+        delta_metric = payload["primary"] if payload["primary"] in dd["metrics"] else dd["metrics"][0]
+        gib = dd["gib"][dd["metrics"].index(delta_metric)]
+        for i, t in enumerate(table):
+            b, h = dd["b"][delta_metric][i], dd["h"][delta_metric][i]
+            t["d"] = None if b is None or h is None else h - b
+            t["dcls"] = "" if not t["d"] else "up" if (t["d"] > 0) == gib else "down"
 
     env, packages = _env_rows(run)
     hits = cache_hits(run)
@@ -549,6 +704,11 @@ def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | 
         corpus_note=corpus_note,
         diff=dview,
         data_json=_json_for_script(payload),
+        cases=table,
+        case_metrics=shown,
+        delta_metric=delta_metric,
+        gate=_gate_view(verdict) if verdict is not None else None,
+        page_size=page_size,
     )
 
 
@@ -579,13 +739,22 @@ def _secs(x: float | None) -> str:
     return f"{x * 1000:.1f} ms" if x < 1 else f"{x:.2f} s"
 
 
+def _cell(x: float | None, signed: bool = False) -> str:
+    """A case table value as the report's script writes it (so the rows read the same before and after it runs)."""
+    if x is None:
+        return "\u2014"
+    if abs(x) >= 1e4:
+        return f"{x:.4g}"
+    return f"{x:+.3f}" if signed and x > 0 else f"{x:.3f}"
+
+
 @lru_cache(maxsize=1)
 def _environment() -> Any:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    env.filters.update(fmt=_fmt, signed=_signed, pct=_pct, pval=_pval, secs=_secs)
+    env.filters.update(fmt=_fmt, signed=_signed, pct=_pct, pval=_pval, secs=_secs, cell=_cell)
     return env
 
 

@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
@@ -20,6 +21,7 @@ from click.testing import CliRunner
 from harness.commands.report import report as report_cmd
 from harness.diff import Diff, compare
 from harness.errors import HarnessError
+from harness.gates import Verdict, evaluate_gates
 from harness.manifest import lock
 from harness.pipeline import run_manifest
 from harness.report import (
@@ -34,8 +36,9 @@ from harness.report import (
     run_markdown,
 )
 from harness.storage import Layout
-from harness.types import CaseError, RunResult
+from harness.types import CaseError, GateRule, RunResult
 from tests.conftest import add_generation, make_project
+from tests.report.browser import Page, find_chromium
 
 # Text that must come out as text: if any of it were parsed as markup, the browser test would see it.
 HOSTILE = (
@@ -331,7 +334,7 @@ def test_html_in_a_real_browser(proj: Project, tmp_path: Path) -> None:
     ndcg = [values[cid]["ndcg@10"] for _, cid in shown]
     known = [v for v in ndcg if v is not None]
     assert known == sorted(known, reverse=True) and ndcg[: len(known)] == known  # unscored last
-    assert f"{n_failing} of 4 cases shown" in dom
+    assert f"{n_failing} of 4 cases" in dom
 
     # clicks and typing: sort ascending then descending (unscored last both ways), filter, failing only
     probe_page = tmp_path / "probe.html"
@@ -348,3 +351,133 @@ def test_html_in_a_real_browser(proj: Project, tmp_path: Path) -> None:
     assert seen["second"] == sorted(scored, key=lambda c: -scored[c]) + unscored
     assert sorted(seen["filtered"]) == ["q1", "q3"]  # the storage topic
     assert seen["failing"] == [c for c in seen["filtered"] if c in find_failures(run)]
+
+
+# ---- the report's layout in a real browser, at a desktop and a phone width ----------------------------------
+
+# Elements sticking out of the viewport on the right, unless a scrolling box (overflow-x not visible) inside
+# the viewport clips them: what a reader would have to scroll the whole page sideways to see.
+OVERFLOW = """(() => { const W = document.documentElement.clientWidth, out = [];
+  for (const e of document.querySelectorAll("body *")) {
+    const r = e.getBoundingClientRect();
+    if (!r.width || r.right <= W + 1) continue;
+    let p = e.parentElement, clipped = false;
+    for (; p && !clipped; p = p.parentElement)
+      clipped = getComputedStyle(p).overflowX !== "visible" && p.getBoundingClientRect().right <= W + 1;
+    if (!clipped) out.push(e.tagName + (e.id ? "#" + e.id : "") + "." + (e.getAttribute("class") || ""));
+  }
+  return {height: document.documentElement.scrollHeight, scroll_width: document.documentElement.scrollWidth,
+          width: W, overflowing: out.slice(0, 10)}; })()"""
+
+SHOWN_ROWS = """[...document.querySelectorAll("#case-rows tr")].filter(t => t.getClientRects().length)
+  .map(t => t.getAttribute("data-id"))"""
+
+
+def _big_pair(proj: Project, copies: int = 30) -> tuple[RunResult, RunResult]:
+    """base and head with 4 x ``copies`` cases: enough for several pages and real flips."""
+    def grow(run: RunResult) -> RunResult:
+        cases, outputs, scores = [], [], []
+        for k in range(copies):
+            cases += [c.model_copy(update={"id": f"{c.id}-{k:02d}"}) for c in run.cases]
+            outputs += [o.model_copy(update={"case_id": f"{o.case_id}-{k:02d}"}) for o in run.outputs]
+            scores += [s.model_copy(update={"case_id": f"{s.case_id}-{k:02d}"}) for s in run.scores]
+        return run.model_copy(update={"cases": tuple(cases), "outputs": tuple(outputs), "scores": tuple(scores)})
+
+    return grow(proj.base), grow(proj.head)
+
+
+@pytest.fixture(scope="module")
+def big_report(proj: Project, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunResult, Verdict]:
+    base, head = _big_pair(proj)
+    diff = compare(base, head, layout=Layout.for_manifest(proj.manifest))
+    rules = [GateRule(metric="ndcg@10", max_drop=0.05), GateRule(metric="recall@5", min=0.1)]
+    verdict = evaluate_gates(rules, head, diff, base=base)
+    html = render_html(head, base=base, diff=diff, layout=Layout.for_manifest(proj.manifest), verdict=verdict)
+    path = tmp_path_factory.mktemp("big") / "report.html"
+    path.write_text(html, "utf-8")
+    return path, head, verdict
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Page]:
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("chromium not installed: apt-get install chromium")
+    with Page(chromium, tmp_path / "profile") as p:
+        yield p
+
+
+def test_html_opens_on_the_summary_with_one_page_of_cases(big_report: tuple[Path, RunResult, Verdict],
+                                                          page: Page, tmp_path: Path) -> None:
+    path, head, verdict = big_report
+    n = len(head.outputs)
+    html = path.read_text("utf-8")
+    # every row is in the file itself, so the table works without JavaScript
+    body = re.search(r'<tbody id="case-rows">(.*?)</tbody>', html, re.S)
+    assert body is not None and len(re.findall(r"<tr ", body.group(1))) == n
+
+    page.open(path.as_uri(), 1400)
+    assert page.eval("document.documentElement.getAttribute('data-ready')") == "1"
+    m = page.eval(OVERFLOW)
+    # the report of 120 cases opens on summary, verdict, changes and one page of cases: a few screens, not
+    # the ~30,000 px it was with every table and failing case open (the flips and cases set most of it)
+    assert m["height"] < 7000, m
+    assert m["overflowing"] == [] and m["scroll_width"] <= 1400
+    assert page.eval(SHOWN_ROWS) == [o.case_id for o in head.outputs[:25]]
+    assert "page 1 of 5" in page.eval("document.getElementById('case-pager').textContent")
+    opened = page.eval("[...document.querySelectorAll('details.section')].map(d => d.id + ':' + d.open)")
+    assert opened == ["metrics:false", "segments:false", "failing:false", "run:false"]
+    gate = page.eval("document.querySelector('.verdict .headline').textContent")
+    assert ("Gate PASSED" if verdict.passed else "Gate FAILED") in gate and f"of {len(verdict.results)} checks" in gate
+    assert page.eval("!!document.querySelector('#changes') && document.querySelector('#changes').offsetHeight > 0")
+
+    # the pager and the filter: the next page, then a search that fits one page
+    page.eval("document.querySelector('#case-pager button[aria-label=\"next page\"]').click()")
+    assert page.eval(SHOWN_ROWS) == [o.case_id for o in head.outputs[25:50]]
+    page.eval("const f = document.getElementById('case-filter'); f.value = 'q3-0'; f.dispatchEvent(new Event('input'))")
+    page.eval("new Promise(r => setTimeout(r, 300))")
+    assert page.eval(SHOWN_ROWS) == [f"q3-{k:02d}" for k in range(10)]
+    assert page.eval("document.getElementById('case-pager').hidden")
+
+    # a link from the case table to a failing case opens the closed section it is in
+    page.eval("document.getElementById('case-filter').value = ''; document.getElementById('case-filter')"
+              ".dispatchEvent(new Event('input'))")
+    page.eval("new Promise(r => setTimeout(r, 300))")
+    page.eval("document.querySelector('#case-rows a[href^=\"#case-\"]').click()")
+    assert page.eval("document.getElementById('failing').open")
+
+    shot = tmp_path / "desktop.png"
+    page.open(path.as_uri(), 1400)
+    assert page.screenshot(shot)[1] == m["height"] and shot.stat().st_size > 10_000
+
+
+def test_html_fits_a_phone_screen_and_labels_every_chart(big_report: tuple[Path, RunResult, Verdict],
+                                                         page: Page) -> None:
+    path, head, _ = big_report
+    page.open(path.as_uri(), 400)
+    m = page.eval(OVERFLOW)
+    assert m["width"] == 400 and m["scroll_width"] <= 400, m
+    assert m["overflowing"] == [], m  # wide tables scroll inside their own box
+    page.eval("document.querySelectorAll('details').forEach(d => d.open = true)")
+    m = page.eval(OVERFLOW)
+    assert m["overflowing"] == [] and m["scroll_width"] <= 400, m
+    charts = page.eval("""[...document.querySelectorAll('svg.chart, .chartbox svg')].map(s => ({
+        titles: [...s.querySelectorAll('text.axis-title')].map(t => t.textContent),
+        ticks: s.querySelectorAll('text.tick').length,
+        legend: [...s.querySelectorAll('text.legend')].map(t => t.textContent)}))""")
+    n_metrics = len(json.loads(build_report(head, corpus=False).data_json)["metrics"])
+    assert len(charts) >= n_metrics + 2  # a histogram per metric (and segment charts), scatter, delta histogram
+    for c in charts:
+        assert c["titles"] and c["ticks"] >= 3, c
+        assert c["legend"] in (["base", "head"], ["better", "worse", "unchanged"]), c  # every chart has a diff here
+    hist = [c for c in charts if c["titles"] == ["ndcg@10 per case", "cases"]]
+    assert hist and hist[0]["legend"] == ["base", "head"]
+
+
+def test_html_without_javascript_lists_every_case(big_report: tuple[Path, RunResult, Verdict], page: Page) -> None:
+    path, head, _ = big_report
+    page.open(path.as_uri(), 1400, scripts=False)
+    assert page.eval("document.documentElement.getAttribute('data-ready')") is None  # the script did not run
+    assert page.eval(SHOWN_ROWS) == [o.case_id for o in head.outputs]
+    assert page.eval("document.getElementById('case-pager').hidden")
+    assert page.eval(OVERFLOW)["overflowing"] == []

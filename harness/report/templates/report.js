@@ -1,6 +1,8 @@
-/* The case table (sort, filter, failing only) and the per-case diff charts of a harness report.
-   Data comes from <script type="application/json" id="report-data">; nothing is fetched.
-   Initial state can be given in the URL hash, e.g. #q=storage&failing=1&sort=ndcg@10&dir=desc&m=recall@5 */
+/* The case table (sort, filter, failing only, pages) and the per-case diff charts of a harness report.
+   Data comes from <script type="application/json" id="report-data">; nothing is fetched. The HTML holds
+   every row already (the table without JavaScript); this script redraws one page of it at a time.
+   Initial state can be given in the URL hash, e.g. #q=storage&failing=1&sort=ndcg@10&dir=desc&m=recall@5&page=2
+   A link to anything inside a closed <details> opens it. */
 (function () {
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
@@ -18,7 +20,7 @@
   cases.forEach(function (c, i) { c.i = i; c.h = (c.id + "\n" + c.q + "\n" + c.tags).toLowerCase(); });
   var STATUS_ORDER = { error: 0, fail: 1, unscored: 2, ok: 3 };
 
-  var state = { q: "", failing: false, sort: null, dir: 1, dm: null };
+  var state = { q: "", failing: false, sort: null, dir: 1, dm: null, page: 0, size: D.page || 0 };
   if (diff && diff.metrics.length) state.dm = diff.metrics.indexOf(D.primary) >= 0 ? D.primary : diff.metrics[0];
 
   function delta(c) {
@@ -33,8 +35,8 @@
     { key: "tags", label: "tags", num: false, get: function (c) { return c.tags; } },
     { key: "status", label: "status", num: true, get: function (c) { return STATUS_ORDER[c.st]; } }
   ];
-  M.forEach(function (m, j) { cols.push({ key: m, label: m, num: true, metric: j, get: function (c) { return c.v[j]; } }); });
   if (diff) cols.push({ key: "delta", label: "\u0394", num: true, delta: true, get: delta });
+  M.forEach(function (m, j) { cols.push({ key: m, label: m, num: true, metric: j, get: function (c) { return c.v[j]; } }); });
 
   /* the first click on a metric (or delta) column puts the worst cases on top */
   function worstFirst(col) {
@@ -82,23 +84,40 @@
 
   function renderRows() {
     var rows = visible(), parts = [];
-    for (var r = 0; r < rows.length; r++) {
+    var pages = state.size ? Math.max(1, Math.ceil(rows.length / state.size)) : 1;
+    state.page = Math.min(Math.max(0, state.page), pages - 1);
+    var first = state.size ? state.page * state.size : 0, last = state.size ? Math.min(rows.length, first + state.size) : rows.length;
+    for (var r = first; r < last; r++) {
       var c = rows[r], bad = {};
       c.bad.forEach(function (j) { bad[j] = true; });
       var id = c.a ? '<a href="#' + esc(c.a) + '"><code>' + esc(c.id) + "</code></a>" : "<code>" + esc(c.id) + "</code>";
       var s = '<tr class="st-' + c.st + '" data-id="' + esc(c.id) + '"><td>' + id + '</td><td class="q"' +
         (c.why ? ' title="' + esc(c.why) + '"' : "") + ">" + esc(c.q) + '</td><td class="tags">' + esc(c.tags) +
         '</td><td><span class="badge ' + c.st + '">' + c.st + "</span></td>";
-      for (var j = 0; j < M.length; j++) s += '<td class="num' + (bad[j] ? " bad" : "") + '">' + fmt(c.v[j]) + "</td>";
       if (diff) {
         var d = delta(c), gi = diff.metrics.indexOf(state.dm), better = d !== null && (diff.gib[gi] ? d > 0 : d < 0);
         s += '<td class="num ' + (d === null || d === 0 ? "" : better ? "up" : "down") + '">' + (d === null ? "\u2014" : signed(d)) + "</td>";
       }
+      for (var j = 0; j < M.length; j++) s += '<td class="num' + (bad[j] ? " bad" : "") + '">' + fmt(c.v[j]) + "</td>";
       parts.push(s + "</tr>");
     }
     $("case-rows").innerHTML = parts.join("");
     var nf = cases.filter(function (c) { return c.st === "fail" || c.st === "error"; }).length;
-    $("case-count").textContent = rows.length + " of " + cases.length + " cases shown (" + nf + " failing)";
+    $("case-count").textContent = (rows.length === cases.length ? cases.length + " cases" : rows.length + " of " + cases.length + " cases") +
+      " (" + nf + " failing)" + (pages > 1 ? "; showing " + (first + 1) + "\u2013" + last : "");
+    renderPager(pages);
+  }
+
+  function renderPager(pages) {
+    var pager = $("case-pager");
+    pager.hidden = pages < 2;
+    if (pages < 2) { pager.innerHTML = ""; return; }
+    var b = function (page, label, text, off) {
+      return '<button type="button" data-page="' + page + '" aria-label="' + label + '"' + (off ? " disabled" : "") + ">" + text + "</button>";
+    };
+    pager.innerHTML = b(0, "first page", "\u00ab", state.page === 0) + b(state.page - 1, "previous page", "\u2039 prev", state.page === 0) +
+      '<span class="sub">page ' + (state.page + 1) + " of " + pages + "</span>" +
+      b(state.page + 1, "next page", "next \u203a", state.page >= pages - 1) + b(pages - 1, "last page", "\u00bb", state.page >= pages - 1);
   }
 
   function saveHash() {
@@ -107,6 +126,8 @@
     if (state.failing) p.push("failing=1");
     if (state.sort !== null) p.push("sort=" + encodeURIComponent(cols[state.sort].key), "dir=" + (state.dir > 0 ? "asc" : "desc"));
     if (diff && state.dm) p.push("m=" + encodeURIComponent(state.dm));
+    if (state.page) p.push("page=" + (state.page + 1));
+    if (state.size !== (D.page || 0)) p.push("rows=" + state.size);
     try { history.replaceState(null, "", p.length ? "#" + p.join("&") : location.pathname + location.search); } catch (e) { /* file: URLs in some browsers */ }
   }
 
@@ -119,6 +140,8 @@
       else if (k === "failing") state.failing = v === "1";
       else if (k === "dir") state.dir = v === "desc" ? -1 : 1;
       else if (k === "m" && diff && diff.metrics.indexOf(v) >= 0) state.dm = v;
+      else if (k === "page" && +v >= 1) state.page = Math.floor(+v) - 1;
+      else if (k === "rows" && +v >= 0) state.size = Math.floor(+v);
       else if (k === "sort") cols.forEach(function (col, n) { if (col.key === v) state.sort = n; });
     });
   }
@@ -132,9 +155,19 @@
     return [lo - pad, hi + pad];
   }
 
+  /* a legend of the three colours both per-case charts use, in the top row of an SVG */
+  function legend(right) {
+    var items = [["up", "better"], ["down", "worse"], ["same", "unchanged"]], s = "", x0 = right - 196;
+    items.forEach(function (it, k) {
+      var lx = x0 + k * 64;
+      s += '<rect class="' + it[0] + '" x="' + lx + '" y="4" width="10" height="10"/><text class="legend" x="' + (lx + 14) + '" y="13">' + it[1] + "</text>";
+    });
+    return s;
+  }
+
   function scatter() {
     var m = state.dm, b = diff.b[m], h = diff.h[m], gib = diff.gib[diff.metrics.indexOf(m)];
-    var W = 320, P = 36, S = W - P - 10, groups = {}, keys = [], vals = [], up = 0, down = 0, same = 0;
+    var W = 330, L = 48, T = 24, S = W - L - 12, groups = {}, keys = [], vals = [], up = 0, down = 0, same = 0;
     for (var i = 0; i < cases.length; i++) {
       if (b[i] === null || h[i] === null) continue;
       vals.push(b[i], h[i]);
@@ -145,20 +178,24 @@
     }
     $("diff-summary").textContent = vals.length / 2 + " paired cases: " + up + " better, " + down + " worse, " + same + " unchanged";
     if (!vals.length) { $("scatter").innerHTML = "<p class=\"sub\">no paired scores for " + esc(m) + "</p>"; $("delta-hist").innerHTML = ""; return; }
-    var dom = domain(vals), lo = dom[0], hi = dom[1];
-    var x = function (v) { return (P + (v - lo) / (hi - lo) * S).toFixed(1); };
-    var y = function (v) { return (10 + S - (v - lo) / (hi - lo) * S).toFixed(1); };
-    var s = '<svg width="' + W + '" height="' + (S + 10 + P) + '" viewBox="0 0 ' + W + " " + (S + 10 + P) +
+    var dom = domain(vals), lo = dom[0], hi = dom[1], H = T + S + 40;
+    var x = function (v) { return (L + (v - lo) / (hi - lo) * S).toFixed(1); };
+    var y = function (v) { return (T + S - (v - lo) / (hi - lo) * S).toFixed(1); };
+    var s = '<svg width="' + W + '" height="' + H + '" viewBox="0 0 ' + W + " " + H +
       '" role="img" aria-label="base versus head per case for ' + esc(m) + '">';
     for (var t = 0; t <= 4; t++) {
       var v = lo + (hi - lo) * t / 4;
-      s += '<line class="axis" x1="' + x(v) + '" x2="' + x(v) + '" y1="10" y2="' + (10 + S) + '"/>';
-      s += '<line class="axis" x1="' + P + '" x2="' + (P + S) + '" y1="' + y(v) + '" y2="' + y(v) + '"/>';
-      s += '<text x="' + x(v) + '" y="' + (S + 24) + '" text-anchor="middle">' + fmt(v, 2) + "</text>";
-      s += '<text x="' + (P - 4) + '" y="' + y(v) + '" text-anchor="end" dominant-baseline="middle">' + fmt(v, 2) + "</text>";
+      s += '<line class="grid" x1="' + x(v) + '" x2="' + x(v) + '" y1="' + T + '" y2="' + (T + S) + '"/>';
+      s += '<line class="grid" x1="' + L + '" x2="' + (L + S) + '" y1="' + y(v) + '" y2="' + y(v) + '"/>';
+      s += '<text class="tick" x="' + x(v) + '" y="' + (T + S + 14) + '" text-anchor="middle">' + fmt(v, 2) + "</text>";
+      s += '<text class="tick" x="' + (L - 4) + '" y="' + y(v) + '" text-anchor="end" dominant-baseline="middle">' + fmt(v, 2) + "</text>";
     }
+    s += '<line class="axis" x1="' + L + '" x2="' + L + '" y1="' + T + '" y2="' + (T + S) + '"/>';
+    s += '<line class="axis" x1="' + L + '" x2="' + (L + S) + '" y1="' + (T + S) + '" y2="' + (T + S) + '"/>';
     s += '<line class="diag" x1="' + x(lo) + '" y1="' + y(lo) + '" x2="' + x(hi) + '" y2="' + y(hi) + '"/>';
-    s += '<text x="' + (P + S / 2) + '" y="' + (S + 38) + '" text-anchor="middle">base ' + esc(m) + "</text>";
+    s += '<text class="axis-title" x="' + (L + S / 2) + '" y="' + (T + S + 30) + '" text-anchor="middle">base ' + esc(m) + "</text>";
+    s += '<text class="axis-title" transform="translate(12 ' + (T + S / 2) + ') rotate(-90)" text-anchor="middle">head ' + esc(m) + "</text>";
+    s += legend(W - 4);
     keys.forEach(function (k) {
       var g = groups[k], cls = g.h === g.b ? "same" : ((g.h > g.b) === gib ? "up" : "down");
       var r = Math.min(12, 3 + 1.6 * Math.sqrt(g.ids.length - 1));
@@ -168,34 +205,67 @@
         '" fill-opacity="0.75" data-ids="' + esc(g.ids.join(" ")) + '"><title>' + esc(label) + "</title></circle>";
     });
     $("scatter").innerHTML = s + "</svg>";
-    deltaHist(b, h, gib);
+    deltaHist(b, h, gib, m);
   }
 
-  function deltaHist(b, h, gib) {
+  function niceStep(top) {
+    var p = Math.pow(10, Math.floor(Math.log10(Math.max(top, 1) / 4)));
+    return [1, 2, 5, 10].map(function (f) { return f * p; }).filter(function (st) { return top / st <= 4; })[0];
+  }
+
+  function deltaHist(b, h, gib, m) {
     var ds = [];
     for (var i = 0; i < b.length; i++) if (b[i] !== null && h[i] !== null) ds.push(h[i] - b[i]);
     var mx = Math.max.apply(null, ds.map(Math.abs)) || 1, bins = 21, counts = [];
     for (var k = 0; k < bins; k++) counts.push(0);
     ds.forEach(function (d) { counts[Math.min(bins - 1, Math.max(0, Math.floor((d + mx) / (2 * mx) * bins)))]++; });
-    var W = 320, H = 200, P = 30, bw = (W - 2 * P) / bins, top = Math.max.apply(null, counts);
-    var s = '<svg width="' + W + '" height="' + (H + 40) + '" viewBox="0 0 ' + W + " " + (H + 40) + '" role="img" aria-label="histogram of per-case deltas">';
-    s += '<line class="axis" x1="' + P + '" x2="' + (W - P) + '" y1="' + H + '" y2="' + H + '"/>';
-    s += '<line class="diag" x1="' + (W / 2) + '" x2="' + (W / 2) + '" y1="10" y2="' + H + '"/>';
+    var W = 330, L = 48, R = W - 12, T = 24, B = 224, bw = (R - L) / bins, top = Math.max.apply(null, counts);
+    var step = Math.max(1, Math.round(niceStep(top))), ymax = Math.max(step, Math.ceil(top / step) * step);
+    var y = function (c) { return B - (B - T) * c / ymax; };
+    var s = '<svg width="' + W + '" height="' + (B + 40) + '" viewBox="0 0 ' + W + " " + (B + 40) + '" role="img" aria-label="histogram of per-case deltas of ' + esc(m) + '">';
+    for (var c = 0; c <= ymax; c += step) {
+      s += '<line class="grid" x1="' + L + '" x2="' + R + '" y1="' + y(c).toFixed(1) + '" y2="' + y(c).toFixed(1) + '"/>';
+      s += '<text class="tick" x="' + (L - 4) + '" y="' + y(c).toFixed(1) + '" text-anchor="end" dominant-baseline="middle">' + c + "</text>";
+    }
     counts.forEach(function (c, k) {
       if (!c) return;
       var a = -mx + 2 * mx * k / bins, z = a + 2 * mx / bins, mid = (a + z) / 2;
       var cls = Math.abs(mid) < mx / bins ? "same" : ((mid > 0) === gib ? "up" : "down");
-      var bh = Math.max(1.5, (H - 14) * c / top);
-      s += '<rect class="' + cls + '" x="' + (P + k * bw + 0.5).toFixed(1) + '" y="' + (H - bh).toFixed(1) + '" width="' +
-        (bw - 1).toFixed(1) + '" height="' + bh.toFixed(1) + '"><title>' + esc("[" + fmt(a) + ", " + fmt(z) + "): " + c +
+      s += '<rect class="' + cls + '" x="' + (L + k * bw + 0.5).toFixed(1) + '" y="' + y(c).toFixed(1) + '" width="' +
+        (bw - 1).toFixed(1) + '" height="' + (B - y(c)).toFixed(1) + '"><title>' + esc("[" + fmt(a) + ", " + fmt(z) + "): " + c +
         " case" + (c > 1 ? "s" : "")) + "</title></rect>";
     });
-    s += '<text x="' + P + '" y="' + (H + 14) + '" text-anchor="middle">' + fmt(-mx, 2) + "</text>";
-    s += '<text x="' + (W / 2) + '" y="' + (H + 14) + '" text-anchor="middle">0</text>';
-    s += '<text x="' + (W - P) + '" y="' + (H + 14) + '" text-anchor="middle">+' + fmt(mx, 2) + "</text>";
-    s += '<text x="' + (W / 2) + '" y="' + (H + 30) + '" text-anchor="middle">head \u2212 base</text>';
+    s += '<line class="axis" x1="' + L + '" x2="' + L + '" y1="' + T + '" y2="' + B + '"/>';
+    s += '<line class="axis" x1="' + L + '" x2="' + R + '" y1="' + B + '" y2="' + B + '"/>';
+    s += '<line class="diag" x1="' + ((L + R) / 2) + '" x2="' + ((L + R) / 2) + '" y1="' + T + '" y2="' + B + '"/>';
+    [[L, fmt(-mx, 2)], [(L + R) / 2, "0"], [R, "+" + fmt(mx, 2)]].forEach(function (tk) {
+      s += '<line class="axis" x1="' + tk[0] + '" x2="' + tk[0] + '" y1="' + B + '" y2="' + (B + 4) + '"/>';
+      s += '<text class="tick" x="' + tk[0] + '" y="' + (B + 15) + '" text-anchor="middle">' + tk[1] + "</text>";
+    });
+    s += '<text class="axis-title" x="' + ((L + R) / 2) + '" y="' + (B + 30) + '" text-anchor="middle">\u0394 ' + esc(m) + " (head \u2212 base)</text>";
+    s += '<text class="axis-title" transform="translate(12 ' + ((T + B) / 2) + ') rotate(-90)" text-anchor="middle">cases</text>';
+    s += legend(W - 4);
     $("delta-hist").innerHTML = s + "</svg>";
   }
+
+  /* ---- a link into a closed <details> opens it (Chromium does so for fragments itself; others do not) ---- */
+  function reveal(id) {
+    var el = id && document.getElementById(id);
+    if (!el) return;
+    for (var p = el; p; p = p.parentElement) if (p.tagName === "DETAILS") p.open = true;
+    el.scrollIntoView();
+  }
+  function revealHash() {
+    var h = decodeURIComponent(location.hash.slice(1));
+    if (h && h.indexOf("=") < 0) reveal(h);
+  }
+  window.addEventListener("hashchange", revealHash);
+  document.addEventListener("click", function (ev) {  /* before the browser scrolls to the target */
+    var a = ev.target.closest('a[href^="#"]'), id = a && decodeURIComponent(a.getAttribute("href").slice(1));
+    if (!id || !document.getElementById(id)) return;
+    if (id === decodeURIComponent(location.hash.slice(1))) { ev.preventDefault(); reveal(id); return; }  /* no hashchange */
+    for (var p = document.getElementById(id); p; p = p.parentElement) if (p.tagName === "DETAILS") p.open = true;
+  });
 
   /* ---- wiring ---- */
   loadHash();
@@ -205,9 +275,18 @@
   var timer = null;
   filter.addEventListener("input", function () {
     clearTimeout(timer);
-    timer = setTimeout(function () { state.q = filter.value; renderRows(); saveHash(); }, 80);
+    timer = setTimeout(function () { state.q = filter.value; state.page = 0; renderRows(); saveHash(); }, 80);
   });
-  failing.addEventListener("change", function () { state.failing = failing.checked; renderRows(); saveHash(); });
+  failing.addEventListener("change", function () { state.failing = failing.checked; state.page = 0; renderRows(); saveHash(); });
+  var size = $("page-size");
+  if ([].some.call(size.options, function (o) { return +o.value === state.size; })) size.value = String(state.size);
+  size.addEventListener("change", function () { state.size = +size.value; state.page = 0; renderRows(); saveHash(); });
+  $("case-pager").addEventListener("click", function (ev) {
+    var btn = ev.target.closest("button[data-page]");
+    if (!btn || btn.disabled) return;
+    state.page = +btn.getAttribute("data-page");
+    renderRows(); saveHash();
+  });
   $("case-head").addEventListener("click", function (ev) {
     var btn = ev.target.closest("button[data-col]");
     if (!btn) return;
@@ -226,7 +305,7 @@
       var dot = ev.target.closest("circle[data-ids]");
       if (!dot) return;
       var ids = dot.getAttribute("data-ids").split(" ");
-      state.q = ids.length === 1 ? ids[0] : ""; state.failing = false;
+      state.q = ids.length === 1 ? ids[0] : ""; state.failing = false; state.page = 0;
       filter.value = state.q; failing.checked = false;
       renderRows(); saveHash();
       $("cases").scrollIntoView();
@@ -235,5 +314,6 @@
   }
   renderHead();
   renderRows();
+  revealHash();
   document.documentElement.setAttribute("data-ready", "1");
 })();
