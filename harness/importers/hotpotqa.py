@@ -43,12 +43,14 @@ def _records(path: Path) -> list[tuple[int, Any]]:
     """(line, record) of a JSON Lines file, or (1-based position, record) of a file holding one JSON array."""
     if not path.is_file():
         raise InputError(path, "no such file")
-    with open(path, "rb") as fh:
-        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head.startswith(b"["):
-        value = parse_json_line(path, path.read_bytes(), 1, 0)
-        if isinstance(value, list):
-            return list(enumerate(value, 1))
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        data = path.read_bytes().removeprefix(b"\xef\xbb\xbf") if head.startswith(b"[") else None
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+    if data is not None:
+        return list(enumerate(parse_json_line(path, data, 1, 0), 1))  # it starts with '[': a list
     return list(iter_jsonl(path))
 
 
