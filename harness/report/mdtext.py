@@ -21,9 +21,10 @@ __all__ = ["md_code", "md_text"]
 _ASCII_PUNCT = r"!-/:-@\[-`{-~"
 # a backslash markdown would read as an escape (before ASCII punctuation) or that ends the value
 _ESCAPING_BACKSLASH = re.compile(rf"\\(?=[{_ASCII_PUNCT}]|$)")
-# inline syntax: emphasis, code, raw HTML and autolinks, strikethrough, table cells, and the "](" or "][" that
-# makes a link or image of a bracket (a lone [x] is literal: a report defines no link references)
-_SYNTAX = re.compile(r"[*`<|~]|\](?=[(\[])")
+# inline syntax: emphasis, code, strikethrough, table cells; a "<" that could open raw HTML or an autolink
+# (a letter, "/", "!" or "?" follows: "x < 0.5" stays as it is); the "](" or "][" that makes a link or image
+# of a bracket (a lone [x] is literal: a report defines no link references)
+_SYNTAX = re.compile(r"[*`|~]|<(?=[A-Za-z/!?])|\](?=[(\[])")
 # an underscore between two letters or digits can neither open nor close emphasis
 _UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")
 _ENTITY = re.compile(r"&(?=#?\w+;)")

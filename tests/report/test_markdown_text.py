@@ -29,7 +29,8 @@ SAMPLES = [
     "a | b || c",
     "snake_case _emphasis_ __dunder__ *star* ~~struck~~",
     "[a link](https://example.com) ![img](x.png) [ref][r] [plain]",
-    "<b>bold</b> &amp; &#42; <https://example.com>",
+    "<b>bold</b> &amp; &#42; <https://example.com> <!-- c --> </i> <?x?>",
+    "ndcg@10 0.2754 < 0.5 and 3 <4 > 2",
     "```fence``` and `tick`",
 ]
 
@@ -56,6 +57,7 @@ def test_a_regex_keeps_its_backslashes_in_the_markdown_source() -> None:
     assert md_code(r"\d+") == r"`\d+`"
     assert md_text(r"\.") == r"\\."  # before punctuation it would escape it: doubled so it shows
     assert md_text("snake_case") == "snake_case"  # intraword underscores cannot emphasize
+    assert md_text("ndcg@10 0.27 < 0.5") == "ndcg@10 0.27 < 0.5"  # no tag can start here
 
 
 def test_run_markdown_shows_a_validator_regex_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
