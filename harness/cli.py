@@ -38,6 +38,7 @@ _COMMANDS = {
     "metrics": ("harness.commands.metrics", "metrics"),
     "ifeval": ("harness.commands.ifeval", "ifeval"),
     "cache": ("harness.commands.cache", "cache_group"),
+    "runs": ("harness.commands.runs", "runs_group"),
 }
 
 
