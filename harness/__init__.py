@@ -6,6 +6,7 @@ The public API, for notebooks and scripts as well as the CLI::
 
     loaded = harness.load_manifest("harness.toml")      # parsed, validated; pins checked at run time
     head = harness.run("harness.toml").run               # RunReport(run: RunResult, path)
+    app = harness.evaluate_outputs("cases.jsonl", "app-answers.jsonl").run   # another system's outputs, scored
     base = harness.load_run(".harness/runs/<manifest id>/<run id>.json")
     diff = harness.compare(base, head)                   # Diff: metric deltas, flips, shifts
     verdict = harness.gate(loaded.manifest.gates, head, base)   # Verdict: passed, results
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from harness.diff import Diff, DiffSettings, MetricDelta, compare
     from harness.errors import HarnessError, InputError, IntegrityError, ManifestError, MissingDependencyError
+    from harness.evaluate import evaluate_outputs
     from harness.frames import (
         cases_frame,
         cases_table,
@@ -77,6 +79,7 @@ _HOMES: dict[str, tuple[str, str]] = {
     "load_corpus": ("harness.golden", "load_corpus"),
     "run": ("harness.pipeline", "run_manifest"),
     "execute": ("harness.pipeline", "execute"),
+    "evaluate_outputs": ("harness.evaluate", "evaluate_outputs"),
     "RunReport": ("harness.pipeline", "RunReport"),
     "load_run": ("harness.runs", "load_run"),
     "compare": ("harness.diff", "compare"),
@@ -142,6 +145,7 @@ __all__ = [
     "compare",
     "deltas_frame",
     "deltas_table",
+    "evaluate_outputs",
     "execute",
     "flips_frame",
     "flips_table",

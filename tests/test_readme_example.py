@@ -1,5 +1,6 @@
 """The README's "Python API" example runs as written, in a copy of the bundled example project, and produces
-what it says: a gate verdict and the run and diff as DataFrames and Arrow tables."""
+what it says: a gate verdict, the run and diff as DataFrames and Arrow tables, and the run's own outputs
+scored again through evaluate_outputs with the same values."""
 
 from __future__ import annotations
 
@@ -68,6 +69,13 @@ def check_frames(ns: dict[str, Any], n_cases: int) -> None:
     assert len(deltas) == len(diff.metrics) + len(diff.segments)
     assert len(flips) == sum(len(f.deltas) for f in diff.flips)
     assert (tmp_run := Path(ns["report"].path)).is_file() and ".harness" in tmp_run.parts
+    # the run's own answers and rankings, evaluated as another system's outputs, score as the run did
+    app = ns["app"]
+    retrieval = set(head.manifest.metrics.retrieval) & set(app.manifest.metrics.retrieval)  # both computed
+    same = [*sorted(retrieval), "answer_em", "answer_f1", "answer_contains", "fact_recall"]
+    assert {"ndcg@10", "recall@10", "map@10", "mrr@10"} <= retrieval
+    assert {m: app.metric_values(m) for m in same} == {m: head.metric_values(m) for m in same}
+    assert app.counts["outputs_missing"] == 0 and not any(o.error for o in app.outputs)
 
 
 def test_the_readme_example_runs_quickly_without_model_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
