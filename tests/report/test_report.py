@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -255,11 +254,10 @@ def test_html_renders_a_thousand_cases(proj: Project) -> None:
 
 
 def _chromium() -> str:
-    for name in ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("chromium not installed: apt-get install chromium")
+    path = find_chromium()
+    if path is None:
+        pytest.skip("chromium not installed: apt-get install chromium")
+    return path
 
 
 def _dump_dom(url: str, tmp: Path, timeout: float = 60.0) -> str:
