@@ -158,9 +158,10 @@ def _references(store: _Store) -> _Refs:
     for run in store.every:
         if run.header is not None and run.header.manifest.baseline:
             named.append((run.header.manifest.baseline, f"the baseline its manifest {run.manifest_id[:12]} names"))
-    found = store.scope.found
+    found, project = store.scope.found, store.scope.layout.project
     manifest_files = set(store.files.values()) | ({found} if found else set())
-    for path in sorted(p for p in manifest_files if p.is_file()):
+    inside = {p for p in manifest_files if project is None or p.is_relative_to(project.resolve())}
+    for path in sorted(p for p in inside if p.is_file()):  # a recorded path out of the project is not read
         try:
             data, _ = read_config(path, "manifest")
         except HarnessError as exc:
