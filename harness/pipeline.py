@@ -131,7 +131,8 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
         answered = generation is not None or (supplied is not None and supplied.has_answers)
 
         t0 = time.perf_counter()
-        specs = scorer_specs(m, answered, supplied_answers=generation is None and answered)
+        specs = scorer_specs(m, answered, supplied_answers=generation is None and answered,
+                             ranked=supplied is None or supplied.has_rankings)
         ctx = ScoringContext(docs=docs, contracts=inputs.contracts, cache=cache, progress=progress, embed=embed)
         scores: list[Score] = []
         infos: dict[str, MetricInfo] = {}
@@ -308,12 +309,14 @@ def _check_supplied(loaded: LoadedManifest, supplied: SuppliedOutputs, inputs: S
                             hint="give 'retrieved' doc ids in the outputs and pin [artifacts.corpus]")
 
 
-def scorer_specs(m: Manifest, generated: bool, *, supplied_answers: bool = False) -> list[ScorerSpec]:
-    """Retrieval metrics always; the built-in answer scorers when there are answers (generated, or supplied:
-    then without ``truncation``, which needs a generator's finish reason); then the manifest's ``scorers``
-    (an entry replaces the default of the same name, e.g. to pass arguments)."""
+def scorer_specs(m: Manifest, generated: bool, *, supplied_answers: bool = False, ranked: bool = True
+                 ) -> list[ScorerSpec]:
+    """Retrieval metrics whenever there are rankings (supplied outputs of answers alone have none: their
+    retrieval is not judged, rather than judged as having retrieved nothing); the built-in answer scorers
+    when there are answers (generated, or supplied: then without ``truncation``, which needs a generator's
+    finish reason); then the manifest's ``scorers`` (an entry replaces the default of the same name)."""
     specs = [ScorerSpec(name="retrieval", args={"metrics": list(m.metrics.retrieval),
-                                                "relevance_level": m.metrics.relevance_level})]
+                                                "relevance_level": m.metrics.relevance_level})] if ranked else []
     if generated:
         specs += [ScorerSpec(name=n) for n in DEFAULT_ANSWER_SCORERS if not (supplied_answers and n == "truncation")]
         if "validators" in m.artifacts:

@@ -211,6 +211,19 @@ def test_contexts_that_name_their_doc_ids_are_the_ranking(tmp_path: Path) -> Non
     assert all(run.case_scores()[c["id"]]["mrr@10"] == 1.0 for c in cases)  # the top context is relevant
 
 
+def test_answers_alone_leave_retrieval_unjudged_and_a_gate_on_it_fails(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    root, cases, docs = _example_project(tmp_path, n=3)
+    _jsonl(root / "out.jsonl", [{"id": r["id"], "answer": r["answer"]} for r in _app_outputs(cases, docs)])
+    _manifest(root, 'path = "out.jsonl"', extra='\n[[gates]]\nmetric = "ndcg@10"\nmin = 0.5\n')
+    run = execute(load_manifest(root / "harness.toml")).run
+    assert "ndcg@10" not in run.aggregates.overall and run.aggregates.overall["answer_contains"].mean == 1.0
+    monkeypatch.chdir(root)
+    code, out, err = cli_in_process(capsys, "gate", "--allow-no-baseline")
+    assert code != 0 and "ndcg@10" in out + err  # never judged as 0, never a silent pass
+
+
 def test_outputs_carried_by_the_golden_set(tmp_path: Path) -> None:
     root, cases, docs = _example_project(tmp_path, n=4)
     supplied = {r["id"]: r for r in _app_outputs(cases, docs, wrong={0})}
