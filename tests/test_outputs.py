@@ -331,6 +331,12 @@ def test_two_trec_runs_diff_and_gate(tmp_path: Path, capsys: pytest.CaptureFixtu
     # results.trunc keeps a few lines per query: map drops 43%, beyond 5%, and the gate says so
     assert code == 1, out + err
     assert "map" in out and "outputs" in out  # the artifact that changed: the outputs pin
+    # the HTML report against the baseline opens on the same verdict
+    code, out, err = cli_in_process(capsys, "report", "--manifest", "trunc.toml", "--against", "baseline",
+                                    "-o", "report.html")
+    assert code == 0, err
+    html = (root / "report.html").read_text("utf-8")
+    assert "Gate FAILED" in html and "map max_drop=0.05" in html
 
 
 def test_app_v1_and_v2_diff_with_flips_and_attribution(tmp_path: Path, capsys: pytest.CaptureFixture[str],

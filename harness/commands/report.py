@@ -95,8 +95,14 @@ def report(run: str | None, against: str | None, manifest: Path | None, fmt: str
     diff = None if base is None else compare(base, head, settings, layout)
 
     if fmt == "html":
+        # with a base to judge against, the page opens on the manifest's gate verdict (the gates of the manifest
+        # as it is now when one is loaded, else those stored with the run), as `harness gate` would give it
+        from harness.gates import evaluate_gates
+
+        rules = loaded.manifest.gates if loaded is not None else head.manifest.gates
+        verdict = evaluate_gates(rules, head, diff, base=base) if diff is not None and rules else None
         text = render_html(head, base=base, diff=diff, base_how=how, policy=policy, layout=layout,
-                           corpus=not no_corpus, max_failing=max_failing)
+                           corpus=not no_corpus, max_failing=max_failing, verdict=verdict)
         path = output or layout.home / "reports" / f"{head.run_id}.html"
         atomic_write_text(path, text)
         _readable(path)
