@@ -117,8 +117,9 @@ def test_a_case_without_an_outputs_record_is_a_counted_error_exit_1(tmp_path: Pa
     _jsonl(root / "out.jsonl", _app_outputs(cases, docs, skip={2}))
     _manifest(root, 'path = "out.jsonl"')
     monkeypatch.chdir(root)
-    code, _, err = cli_in_process(capsys, "run")
+    code, out, err = cli_in_process(capsys, "run")
     assert code == 1 and cases[2]["id"] in err and "no record for this case" in err
+    assert "supplied outputs scored, 1 cases without a record" in out and "retrieved 0" not in out
     run = load_run(next((root / ".harness" / "runs").rglob("*.json")))
     missing = [o for o in run.outputs if o.error is not None]
     assert [(o.case_id, o.error.stage, o.error.kind) for o in missing] == [(cases[2]["id"], "outputs", "missing")]

@@ -35,10 +35,15 @@ def print_run_summary(data: dict[str, Any]) -> None:
         table.add_row(escape(visible(name)), "unscored" if value is None else f"{value:.4f}")
     console.print(table)
     counts = data["counts"]
-    console.print(
-        f"{counts['cases']} cases, {counts['errors']} errors, {counts['unscored']} unscored values; "
-        f"retrieved {counts['retrieved']} (rest cached), embedded {counts['embedded_texts']} texts"
-    )
+    if "outputs_missing" in counts:  # supplied outputs: nothing was retrieved here
+        work = f"supplied outputs scored, {counts['outputs_missing']} cases without a record"
+        if counts.get("outputs_unmatched"):
+            work += f", {counts['outputs_unmatched']} run queries not in the golden set (ignored)"
+    else:
+        work = f"retrieved {counts['retrieved']} (rest cached), embedded {counts['embedded_texts']} texts"
+    if counts.get("generated"):
+        work += f", generated {counts['generated']}"
+    console.print(f"{counts['cases']} cases, {counts['errors']} errors, {counts['unscored']} unscored values; {work}")
     console.print(f"stored: {visible(data['path'])}", markup=False, highlight=False)
 
 
