@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -130,6 +131,19 @@ def test_list_shows_runs_newest_first_with_metrics_baseline_and_size(proj: Path,
     assert cells[ids[0]][7] == "baseline" and cells[ids[1]][7] == "" and cells[ids[0]][-1] == "ok"
 
 
+def test_list_on_a_terminal_is_a_table_that_never_cuts_a_run_id(proj: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = _runs(proj, 2)
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich takes the output for a terminal
+    monkeypatch.setenv("NO_COLOR", "1")
+    for width in ("160", "90"):
+        monkeypatch.setenv("COLUMNS", width)
+        code, out, _ = cli_in_process(capsys, "runs", "list")
+        out = re.sub(r"\x1b\[[0-9;]*m", "", out)
+        assert code == 0 and "\t" not in out and "─" in out and all(run_id in out for run_id in ids)
+        assert max(len(line) for line in out.splitlines()) <= int(width)
+
+
 def test_list_scopes_to_the_manifest_file_across_its_versions_or_all(proj: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     first = _runs(proj, 1)
@@ -145,6 +159,10 @@ def test_list_scopes_to_the_manifest_file_across_its_versions_or_all(proj: Path,
     assert {r["run_id"] for r in _list_json(capsys, "--all")["runs"]} == set(first + second + other)
     code, _, err = cli_in_process(capsys, "runs", "list", "--all", "--manifest", str(variant))
     assert code == 2 and "exclude each other" in err
+    fresh = proj.parent / "variants" / "never-run.toml"
+    shutil.copy(variant, fresh)
+    code, out, err = cli_in_process(capsys, "runs", "list", "--manifest", str(fresh))
+    assert code == 0 and out.count("\n") == 1 and "3 run(s) of other manifests" in err and "--all" in err
 
 
 @pytest.mark.parametrize("damage, reason", [

@@ -247,6 +247,9 @@ def list_cmd(manifest: Path | None, all_runs: bool, as_json: bool, limit: int | 
     notes = [*(n for n in [scope.note] if n), *refs.problems]
     if store.damaged_elsewhere:
         notes.append(f"{store.damaged_elsewhere} damaged run file(s) of other manifests: see `harness runs list --all`")
+    others = len(store.every) - len(store.selected)
+    if not store.selected and others:
+        notes.append(f"no run of {scope.manifest} yet; {others} run(s) of other manifests: `harness runs list --all`")
     if as_json:
         click.echo(json.dumps({"store": str(scope.layout.runs), "runs": [_row(r, refs) for r in shown],
                                "total": len(store.selected), "total_bytes": total, "warnings": notes}, indent=2))
@@ -280,6 +283,7 @@ def _list_cells(run: StoredRun, headline: list[str], refs: _Refs) -> list[str]:
 
 def _print_list(runs: list[StoredRun], headline: list[str], refs: _Refs) -> None:
     """A rich table on a terminal; tab-separated lines (a header line first) in a pipe."""
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -292,12 +296,16 @@ def _print_list(runs: list[StoredRun], headline: list[str], refs: _Refs) -> None
             click.echo("\t".join(c.replace("\t", " ") for c in cells))
         return
     show_status = any(r.damaged for r in runs)
-    table = Table()
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0))
     for name in columns if show_status else columns[:-1]:
         numeric = name in ("cases", "errors", "size", *headline)
-        table.add_column(escape(_visible(name)), justify="right" if numeric else "left",
+        # the run id (what one copies), its time and the numbers are never cut; the manifest gives way first
+        whole = name in ("run", "created", "baseline") or numeric
+        table.add_column(escape(_visible(name)), justify="right" if numeric else "left", no_wrap=whole,
+                         min_width=max(len(r.run_id) for r in runs) if name == "run" and runs else None,
                          overflow="fold" if name == "status" else "ellipsis")
     for cells in rows:
+        cells[1] = cells[1].replace("T", " ").removesuffix("Z")[:16]  # the minute is enough on screen
         table.add_row(*(escape(c) for c in (cells if show_status else cells[:-1])))
     console.print(table)
 
@@ -523,6 +531,6 @@ def _print_prune(report: dict[str, Any], removed: list[StoredRun], plan: PrunePl
     run_bytes = sum(r["size_bytes"] for r in report["removed"])
     snap_bytes = sum(s["size_bytes"] for s in snaps["removed"])
     freed = "would free" if report["dry_run"] else "freed"
-    click.echo(f"{verb} {len(report['removed'])} run files ({decimal(run_bytes)}) and {len(snaps['removed'])} "
-               f"snapshots ({decimal(snap_bytes)}); kept {len(report['kept'])} runs; {freed} "
+    click.echo(f"{verb} {len(report['removed'])} run file(s) ({decimal(run_bytes)}) and {len(snaps['removed'])} "
+               f"snapshot(s) ({decimal(snap_bytes)}); kept {len(report['kept'])} run(s); {freed} "
                f"{decimal(report['freed_bytes'])} ({report['freed_bytes']} bytes)")
