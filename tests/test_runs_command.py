@@ -83,6 +83,25 @@ def test_the_header_is_read_without_the_rest_of_the_file(proj: Path) -> None:
         load_run(path)
 
 
+@pytest.mark.parametrize("where", ["header", "body"])
+def test_a_number_that_is_not_finite_is_refused_naming_its_field(proj: Path, where: str) -> None:
+    path = run_manifest(proj).path
+    text = path.read_text()
+    if where == "header":
+        text = re.sub(r'"mean": [0-9.e-]+', '"mean": 1e999', text, count=1)  # parses as infinity
+    else:
+        text = re.sub(r'"value": [0-9.e-]+', '"value": -1e999', text, count=1)
+    path.write_text(text)
+    not_finite = r"field '(aggregates|scores)\.[^']*': damaged run file: -?inf is not a finite number"
+    with pytest.raises(InputError, match=not_finite):
+        load_run(path)
+    if where == "header":
+        with pytest.raises(InputError, match="is not a finite number"):
+            read_header(path)
+    else:
+        assert read_header(path).run_id == path.stem  # the body is checked when the run is loaded
+
+
 def test_an_old_run_file_with_its_header_last_reads_through_the_migration(tmp_path: Path) -> None:
     raw = json.loads(V1_INIT.read_text())
     assert list(raw)[-1] == "counts" and raw["format_version"] == 1  # aggregates after the scores
