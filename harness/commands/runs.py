@@ -18,6 +18,7 @@ import click
 
 from harness.cli import HarnessGroup
 from harness.commands.core import manifest_option
+from harness.report.xmltext import visible
 
 if TYPE_CHECKING:
     from harness.runs import PrunePlan, StoredRun
@@ -255,17 +256,11 @@ def list_cmd(manifest: Path | None, all_runs: bool, as_json: bool, limit: int | 
                                "total": len(store.selected), "total_bytes": total, "warnings": notes}, indent=2))
         return
     for note in notes:
-        click.echo(f"warning: {_visible(note)}", err=True)
+        click.echo(f"warning: {visible(note)}", err=True)
     _print_list(shown, _headline(shown, metrics), refs)
     damaged = sum(1 for r in store.selected if r.damaged)
     click.echo(f"{len(store.selected)} runs ({damaged} damaged), {decimal(total)} in {scope.layout.runs}"
                + (f"; showing the newest {len(shown)}" if len(shown) < len(store.selected) else ""), err=True)
-
-
-def _visible(text: object) -> str:
-    from harness.report.xmltext import visible
-
-    return visible(text)
 
 
 def _list_cells(run: StoredRun, headline: list[str], refs: _Refs) -> list[str]:
@@ -289,10 +284,10 @@ def _print_list(runs: list[StoredRun], headline: list[str], refs: _Refs) -> None
     from rich.table import Table
 
     columns = ["run", "created", "manifest", "cases", *headline, "errors", "baseline", "size", "status"]
-    rows = [[_visible(c) for c in _list_cells(r, headline, refs)] for r in runs]
+    rows = [[visible(c) for c in _list_cells(r, headline, refs)] for r in runs]
     console = Console()
     if not console.is_terminal:
-        for cells in [[_visible(c) for c in columns], *rows]:
+        for cells in [[visible(c) for c in columns], *rows]:
             click.echo("\t".join(c.replace("\t", " ") for c in cells))
         return
     show_status = any(r.damaged for r in runs)
@@ -301,7 +296,7 @@ def _print_list(runs: list[StoredRun], headline: list[str], refs: _Refs) -> None
         numeric = name in ("cases", "errors", "size", *headline)
         # the run id (what one copies), its time and the numbers are never cut; the manifest gives way first
         whole = name in ("run", "created", "baseline") or numeric
-        table.add_column(escape(_visible(name)), justify="right" if numeric else "left", no_wrap=whole,
+        table.add_column(escape(visible(name)), justify="right" if numeric else "left", no_wrap=whole,
                          min_width=max(len(r.run_id) for r in runs) if name == "run" and runs else None,
                          overflow="fold" if name == "status" else "ellipsis")
     for cells in rows:
@@ -373,18 +368,18 @@ def _print_show(run: RunResult, data: dict[str, Any], headline: list[str]) -> No
 
     m = data["manifest"]
     baseline = f"  [{data['baseline']}]" if data["baseline"] else ""
-    line(_visible(f"run {run.run_id}  created {run.created_at}{baseline}"))
-    line(_visible(f"file {data['path']} ({decimal(data['size_bytes'])})"))
-    line(_visible(f"manifest {m['name']} {m['id'][:12]}  {m['path'] or ''}"))
+    line(visible(f"run {run.run_id}  created {run.created_at}{baseline}"))
+    line(visible(f"file {data['path']} ({decimal(data['size_bytes'])})"))
+    line(visible(f"manifest {m['name']} {m['id'][:12]}  {m['path'] or ''}"))
     arts = Table(title="artifacts")
     for col in ("role", "kind", "version", "pin", "path / uri"):
         arts.add_column(col)
     for role, a in data["artifacts"].items():
-        arts.add_row(*(escape(_visible(c)) for c in (role, a["kind"], a["version"] or "-",
+        arts.add_row(*(escape(visible(c)) for c in (role, a["kind"], a["version"] or "-",
                                                        (a["sha256"] or "unpinned")[:12], a["path"] or a["uri"] or "-")))
     console.print(arts)
-    line(_visible(", ".join(f"{k} {v}" for k, v in run.counts.items())))
-    line(_visible("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in run.stage_seconds.items())))
+    line(visible(", ".join(f"{k} {v}" for k, v in run.counts.items())))
+    line(visible("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in run.stage_seconds.items())))
     overall = Table(title="metrics (overall)")
     for col, justify in (("metric", "left"), ("role", "left"), ("mean", "right"), ("n", "right"),
                          ("unscored", "right")):
@@ -394,15 +389,15 @@ def _print_show(run: RunResult, data: dict[str, Any], headline: list[str]) -> No
         for name in run.aggregates.metrics(role):
             s = run.aggregates.overall[name]
             cells = (s.label or name, role, _mean(s), str(s.n), str(s.n_unscored))
-            overall.add_row(*(escape(_visible(c)) for c in cells))
+            overall.add_row(*(escape(visible(c)) for c in cells))
     console.print(overall)
     if run.aggregates.segments:
         seg = Table(title="metrics per segment")
         seg.add_column("segment")
         for name in headline:
-            seg.add_column(escape(_visible(name)), justify="right")
+            seg.add_column(escape(visible(name)), justify="right")
         for segment, summaries in run.aggregates.segments.items():
-            seg.add_row(escape(_visible(segment)), *(_mean(summaries.get(n)) for n in headline))
+            seg.add_row(escape(visible(segment)), *(_mean(summaries.get(n)) for n in headline))
         console.print(seg)
     errors = data["errors"]
     if not errors["total"]:
@@ -411,7 +406,7 @@ def _print_show(run: RunResult, data: dict[str, Any], headline: list[str]) -> No
     line(f"errors: {errors['total']} of {run.counts.get('cases', len(run.outputs))} cases")
     for kind, entry in errors["by_kind"].items():
         first = entry["messages"][0]["message"] if entry["messages"] else ""
-        line(_visible(f"  {kind} ({entry['stage']}): {entry['count']}, e.g. {', '.join(entry['cases'])}: {first}"))
+        line(visible(f"  {kind} ({entry['stage']}): {entry['count']}, e.g. {', '.join(entry['cases'])}: {first}"))
 
 
 # --- prune ------------------------------------------------------------------------------------------------
@@ -520,14 +515,14 @@ def _print_prune(report: dict[str, Any], removed: list[StoredRun], plan: PrunePl
     verb = "would remove" if report["dry_run"] else "removed"
     for r in removed:
         what = f"damaged: {r.problem}" if r.damaged else (r.header.manifest.name if r.header else "")
-        click.echo(_visible(f"{verb} {r.run_id}  {r.manifest_id[:12]}  {decimal(r.size)}  {what}"))
+        click.echo(visible(f"{verb} {r.run_id}  {r.manifest_id[:12]}  {decimal(r.size)}  {what}"))
     for r, why in plan.keep:
-        click.echo(_visible(f"kept {r.run_id}  {r.manifest_id[:12]}  ({why})"))
+        click.echo(visible(f"kept {r.run_id}  {r.manifest_id[:12]}  ({why})"))
     snaps = report["snapshots"]
     for s in snaps["removed"]:
         click.echo(f"{verb} snapshot {s['pin'][:12]}  {decimal(s['size_bytes'])}")
     if snaps["skipped"]:
-        click.echo(_visible(f"snapshots kept: {snaps['skipped']}"))
+        click.echo(visible(f"snapshots kept: {snaps['skipped']}"))
     run_bytes = sum(r["size_bytes"] for r in report["removed"])
     snap_bytes = sum(s["size_bytes"] for s in snaps["removed"])
     freed = "would free" if report["dry_run"] else "freed"
