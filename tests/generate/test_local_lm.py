@@ -80,6 +80,20 @@ def test_arguments_are_checked_when_built(tiny: Path, tmp_path: Path) -> None:
         gen(tiny, template="jinja")
 
 
+def test_a_bad_model_in_a_manifest_is_one_line_at_its_file_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+    from tests.conftest import add_generation, make_project
+
+    make_project(tmp_path, lock=False)
+    with pytest.raises(HarnessError, match=r"harness\.toml:\d+: field 'artifacts\.generator\.params': "
+                                           r"model 'no-such-model': not found"):
+        add_generation(tmp_path, '{ name = "transformers", model = "no-such-model" }')
+    res = CliRunner().invoke(cli, ["run", "-f", str(tmp_path / "harness.toml")])
+    assert res.exit_code == 2 and "model 'no-such-model': not found" in res.output
+
+
 def test_answers_are_deterministic_and_cached_under_the_weights_hash(tiny: Path, tmp_path: Path) -> None:
     g = gen(tiny)
     cache = Cache(tmp_path / "cache.sqlite")
@@ -215,7 +229,7 @@ def lm_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             res = runner.invoke(cli, ["run", "-f", str(manifest), "--json", "--allow-errors"])
             assert res.exit_code == 0, res.output
             out[key] = json.loads(res.stdout)
-        diff = runner.invoke(cli, ["diff", out["v1"]["path"], out["v2"]["path"], "--json"])
+        diff = runner.invoke(cli, ["diff", "-f", str(v2), out["v1"]["path"], out["v2"]["path"], "--json"])
         assert diff.exit_code == 0, diff.output
         out["diff"] = json.loads(diff.stdout)
         return out
