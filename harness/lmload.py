@@ -193,12 +193,13 @@ _SHARED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_causal_lm(files: LMFiles, *, dtype: str = "float32", threads: int | None = None) -> tuple[Any, Any]:
+def shared_causal_lm(files: LMFiles, *, dtype: str = "float32") -> tuple[Any, Any]:
     """:func:`load_causal_lm` once per process for each (weights, dtype); every caller shares the result
-    (read-only: callers serialize their own use of it)."""
+    (read-only: callers serialize their own use of it, and set torch's threads around it, since
+    ``torch.set_num_threads`` is process-wide)."""
     key = (str(files.folder), files.gguf_file or "", dtype)
     with _SHARED_LOCK:
         if key not in _SHARED:
-            _SHARED[key] = load_causal_lm(files.folder, gguf_file=files.gguf_file, dtype=dtype, threads=threads,
+            _SHARED[key] = load_causal_lm(files.folder, gguf_file=files.gguf_file, dtype=dtype,
                                           convert_cache=files.convert_cache, convert_dtype=files.convert_dtype)
         return _SHARED[key]

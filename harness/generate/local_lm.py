@@ -115,7 +115,7 @@ class LocalLMGenerator:
 
     # calls -----------------------------------------------------------------------------------
     def _load(self) -> tuple[Any, Any]:
-        return shared_causal_lm(self.files, dtype=self.dtype, threads=self.threads)
+        return shared_causal_lm(self.files, dtype=self.dtype)
 
     async def aprepare(self) -> None:
         """Load the model (once per process) before the first call, outside its timeout."""
