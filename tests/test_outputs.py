@@ -332,6 +332,7 @@ def test_two_trec_runs_diff_and_gate(tmp_path: Path, capsys: pytest.CaptureFixtu
     # results.trunc keeps a few lines per query: map drops 43%, beyond 5%, and the gate says so
     assert code == 1, out + err
     assert "map" in out and "outputs" in out  # the artifact that changed: the outputs pin
+    assert "more diff lines" in out and len(out.splitlines()) < 400  # 1,000-line run files: the diff is cut
     # the HTML report against the baseline opens on the same verdict
     code, out, err = cli_in_process(capsys, "report", "--manifest", "trunc.toml", "--against", "baseline",
                                     "-o", "report.html")

@@ -10,6 +10,10 @@ from harness.diff.records import ArtifactChange
 from harness.storage import Layout
 from harness.types import Artifact, RunResult
 
+MAX_DIFF_LINES = 200
+"""Longest text diff of one artifact kept in a diff (and so in every report): outputs files and run files
+change on thousands of lines, which no reader wants inline."""
+
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(d, dict):
@@ -56,11 +60,15 @@ def artifact_changes(base: RunResult, head: RunResult, layout: Layout | None = N
             tb = read_text_artifact(layout, b)
             th = read_text_artifact(layout, h)
             if tb is not None and th is not None and tb != th:
-                text = "".join(
+                lines = list(
                     difflib.unified_diff(
                         tb.splitlines(True), th.splitlines(True), f"base/{b.path}", f"head/{h.path}", n=2
                     )
                 )
+                if len(lines) > MAX_DIFF_LINES:  # a prompt's diff is read whole; a run file's is not
+                    more = len(lines) - MAX_DIFF_LINES
+                    lines = [*lines[:MAX_DIFF_LINES], f"... {more} more diff lines (the pins above name both files)\n"]
+                text = "".join(lines)
         out.append(
             ArtifactChange(
                 role=role,
