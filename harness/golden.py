@@ -167,10 +167,17 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
             yield lineno, parse_json_line(path, raw, lineno, start)
 
 
-def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line or row number, decoded record) for JSONL or any format ``datasets`` reads."""
+def iter_records(path: Path, schema: str | None = None) -> Iterator[tuple[int, Any]]:
+    """(line or row number, decoded record) for JSONL or any format ``datasets`` reads. CSV/TSV cells are read
+    as the text written (an id ``007`` stays ``007``); with ``schema``, a cell of a field the schema types as a
+    list or an object is read as JSON (``answers`` = ``["a", "b"]``)."""
     if path.is_file() and (path.suffix in _JSONL_SUFFIXES or path.suffix == ".json"):
         yield from iter_jsonl(path)
+        return
+    if path.is_file() and path.suffix in (".csv", ".tsv"):
+        json_fields = _json_fields(schema) if schema is not None else frozenset()
+        for row, rec in read_csv_text(path):
+            yield row, {k: _json_cell(path, row, k, v) if k in json_fields else v for k, v in rec.items()}
         return
     for row, rec in _iter_datasets(path):
         problem = json_problem(rec)
@@ -180,23 +187,56 @@ def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
         yield row, rec
 
 
+def read_csv_text(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(row, {column: text}) for every row of a CSV/TSV file, each cell the text as written (no type guessing:
+    pyarrow would turn ``001`` into 1 and ``1.10`` into 1.1); empty cells are left out."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    parse = pacsv.ParseOptions(delimiter="\t" if path.suffix == ".tsv" else ",")
+    try:
+        with pacsv.open_csv(path, parse_options=parse) as reader:
+            names = reader.schema.names
+        convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False)
+        rows = pacsv.read_csv(path, parse_options=parse, convert_options=convert).to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(path, f"could not be read: {type(exc).__name__}: {_one_line(exc)}") from None
+    return [(i, {k: v for k, v in row.items() if v not in (None, "")}) for i, row in enumerate(rows, 1)]
+
+
+@cache
+def _json_fields(schema_name: str) -> frozenset[str]:
+    """The fields a schema types as a list or an object (an outputs record's included)."""
+    schema = _schema(schema_name)
+    props = dict(schema.get("properties", {})) | schema.get("$defs", {}).get("output", {}).get("properties", {})
+    typed = {k for k, v in props.items() if "$ref" in v or {"array", "object"} & set(
+        v.get("type", []) if isinstance(v.get("type"), list) else [v.get("type")])}
+    return frozenset(typed)
+
+
+def _json_cell(path: Path, row: int, column: str, text: str) -> Any:
+    """A CSV cell of a list or object field, read as JSON; InputError naming the row and column if it is not."""
+    try:
+        value = parse_json_line(path, text.encode("utf-8"), row, 0)
+    except InputError as exc:
+        raise InputError(path, f"this field is a list or an object: its cell must be JSON, e.g. [\"a\", \"b\"]: "
+                               f"{exc.message.split(': ', 1)[-1]}", line=row, field=column) from None
+    return value
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _read_table(path: Path) -> Any:
-    """An Arrow table from a Parquet, CSV/TSV or Arrow IPC file, read directly (no dataset cache written)."""
+    """An Arrow table from a Parquet or Arrow IPC file, read directly (no dataset cache written)."""
     import pyarrow as pa
 
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         return pq.read_table(path)
-    if path.suffix in (".csv", ".tsv"):
-        import pyarrow.csv as pacsv
-
-        return pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter="\t" if path.suffix == ".tsv" else ","))
     with pa.memory_map(str(path)) as source:
         try:
             return pa.ipc.open_file(source).read_all()
@@ -252,7 +292,7 @@ def _load(path: str | Path, schema: str, what: str) -> list[tuple[int, dict[str,
     path = Path(path)
     records: list[tuple[int, dict[str, Any]]] = []
     seen: dict[str, int] = {}
-    for lineno, rec in iter_records(path):
+    for lineno, rec in iter_records(path, schema):
         validate_record(path, lineno, rec, schema, what)
         rid = rec["id"]
         if rid in seen:

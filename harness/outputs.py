@@ -138,7 +138,7 @@ def _from_records(path: Path, case_ids: frozenset[str], doc_ids: frozenset[str] 
 
     by_case: dict[str, SuppliedOutput] = {}
     first: dict[str, int] = {}
-    for line, rec in iter_records(path):
+    for line, rec in iter_records(path, SCHEMA):
         validate_record(path, line, rec, SCHEMA, "outputs record")
         cid = rec["id"]
         if cid in first:

@@ -121,3 +121,26 @@ def test_bad_instruction_spec_is_bad_input_at_its_line(tmp_path: Path, spec: dic
     rows = [{"id": "a", "query": "x"}, {"id": "b", "query": "Answer briefly.", "instructions": [spec]}]
     with pytest.raises(InputError, match=pattern):
         load_golden(_golden(tmp_path, rows))
+
+
+def test_csv_cells_are_read_as_written_and_list_fields_as_json(tmp_path: Path) -> None:
+    import csv
+
+    path = tmp_path / "cases.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "query", "answers", "relevance", "tags"])
+        w.writerow(["007", "1.10 release date?", '["2024-02-13", "Feb 13"]', '{"d1": 2}', '{"topic": "x"}'])
+        w.writerow(["008", "[draft] plain text query", "", "", ""])
+    cases = load_golden(path)
+    assert [c.id for c in cases] == ["007", "008"]  # never guessed into the integer 7
+    assert cases[0].query == "1.10 release date?" and cases[0].answers == ("2024-02-13", "Feb 13")
+    assert cases[0].relevance == {"d1": 2} and cases[0].tags == {"topic": "x"}
+    assert cases[1].query == "[draft] plain text query"  # a text field is never parsed as JSON
+
+
+def test_a_csv_list_cell_that_is_not_json_names_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "cases.csv"
+    path.write_text('id,query,answers\nq1,what?,"[""a"""\n', "utf-8")
+    with pytest.raises(InputError, match=r"cases.csv:1: field 'answers': this field is a list or an object: its cell"):
+        load_golden(path)

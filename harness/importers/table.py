@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, InputError
-from harness.golden import iter_records, validate_record
+from harness.golden import iter_records, read_csv_text, validate_record
 from harness.importers.project import (
     CORPUS_FILE,
     GOLDEN_FILE,
@@ -97,27 +97,12 @@ class Table:
     text_cells: bool  # CSV/TSV: every cell is text; list and object fields read JSON from it
 
 
-def _read_csv_as_text(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    parse = pacsv.ParseOptions(delimiter="\t" if path.suffix == ".tsv" else ",")
-    try:
-        with pacsv.open_csv(path, parse_options=parse) as reader:
-            names = reader.schema.names
-        convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False)
-        rows = pacsv.read_csv(path, parse_options=parse, convert_options=convert).to_pylist()
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(path, f"could not be read: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
-    return [(i, {k: v for k, v in row.items() if v not in (None, "")}) for i, row in enumerate(rows, 1)]
-
-
 def read_table(path: str | Path) -> Table:
     """Every row of a table file or ``datasets`` folder; InputError naming the file (and row) if unreadable."""
     path = Path(path)
     text_cells = path.is_file() and path.suffix in (".csv", ".tsv")
     if text_cells:
-        rows = _read_csv_as_text(path)
+        rows: list[tuple[int, dict[str, Any]]] = list(read_csv_text(path))
     else:
         rows = []
         for row, rec in iter_records(path):
