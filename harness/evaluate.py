@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.outputs import output_record
 from harness.types import GoldenCase, drop_none
 
 if TYPE_CHECKING:
@@ -45,7 +46,13 @@ def _rows(data: Records) -> list[dict[str, Any]]:
     out = []
     records: Iterable[Mapping[str, Any] | GoldenCase] = data  # type: ignore[assignment]  # not a path here
     for r in records:
-        out.append(r.model_dump(mode="json", exclude_defaults=True) if isinstance(r, GoldenCase) else dict(r))
+        if isinstance(r, GoldenCase):  # back to the golden record shape, its output as an outputs record's
+            rec = r.model_dump(mode="json", exclude_defaults=True, exclude={"output"})
+            if r.output is not None:
+                rec["output"] = output_record(r.output)
+            out.append(rec)
+        else:
+            out.append(dict(r))
     return out
 
 
@@ -99,14 +106,26 @@ def evaluate_outputs(
     if outputs_format not in ("records", "trec"):
         raise HarnessError(f"outputs_format must be 'records' or 'trec', not {outputs_format!r}")
     root = Path(project) if project is not None else Path(tempfile.mkdtemp(prefix="harness-eval-"))
+    if root.exists() and not root.is_dir():
+        raise HarnessError(f"{root}: the project folder is a file",
+                           hint="give a new folder, or none for a temporary one")
     if root.exists() and any(root.iterdir()):
         raise HarnessError(f"{root}: the project folder is not empty",
                            hint="give a new folder, or none for a temporary one")
+    created = project is None or not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     try:
         return _evaluate(root, golden, outputs, corpus, validators, embedding, metrics, outputs_format, name, version)
     except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
+        # nothing left half-written: a folder made here goes, a folder the user gave is emptied again
+        if created:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            for child in root.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
         raise
 
 

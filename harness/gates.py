@@ -73,15 +73,18 @@ class Verdict(Frozen):
 def metric_directions(loaded: LoadedManifest) -> dict[str, bool]:
     """Every per-case metric a run of this manifest can produce, with ``greater_is_better``: what its
     scorers declare and the validator metrics of its contracts (:func:`harness.scorers.answer.validator_metrics`)."""
-    from harness.pipeline import scorer_specs
+    from harness.pipeline import load_inputs, planned_scorer_specs
     from harness.scorers import SCORERS
 
     m = loaded.manifest
+    # supplied outputs decide which scorers run (answers, rankings): read them as the run will
+    supplied = load_inputs(loaded)[2].supplied if "outputs" in m.artifacts else None
+    specs = planned_scorer_specs(m, supplied)
     names: dict[str, bool] = {}
-    for spec in scorer_specs(m, "generator" in m.artifacts):
+    for spec in specs:
         for info in SCORERS.build(spec.name, spec.args).metrics():
             names[info.name] = info.greater_is_better
-    if "validators" in m.artifacts and "generator" in m.artifacts:
+    if any(spec.name == "format" for spec in specs):
         from harness.contracts import load_contracts
         from harness.scorers.answer import validator_metrics
 

@@ -22,6 +22,7 @@ is the exception, as in trec_eval: a query it has no lines for retrieved nothing
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,13 +64,19 @@ class SuppliedOutputs:
 
     @property
     def has_answers(self) -> bool:
-        """Some record carries an answer (or the app's own generation error): the outputs replace generation."""
-        return any(o.answer is not None or (o.error is not None and o.error.stage == "generate")
-                   for o in self.by_case.values())
+        """The records carry answers (each has an ``answer``, null included, or the app's generation error):
+        the outputs replace generation."""
+        return any(o.answered for o in self.by_case.values())
 
     @property
     def has_rankings(self) -> bool:
-        return self.trec or any(o.retrieved for o in self.by_case.values())
+        """The records rank the corpus (each has ``retrieved``, an empty list included, or contexts that all
+        name their doc ids), or this is a TREC run."""
+        return self.trec or any(o.ranked for o in self.by_case.values())
+
+    def unranked(self, case_ids: Sequence[str]) -> int:
+        """Golden cases a TREC run has no lines for (they retrieved nothing and score 0, as trec_eval -c)."""
+        return sum(1 for c in case_ids if c not in self.by_case) if self.trec else 0
 
     def missing(self, case_id: str) -> CaseError | None:
         """The per-case error for a golden case these outputs have no record for, or None."""
@@ -103,15 +110,22 @@ def parse_output(path: str | Path, line: int | None, rec: dict[str, Any], *, fie
     if not entries and contexts and all(c.doc_id is not None for c in contexts):
         # contexts that name their corpus doc ids are the ranking when no separate one is given
         entries = [(c.doc_id, c.score) for c in contexts if c.doc_id is not None]
+    from_contexts = "retrieved" not in rec and bool(entries)
+    where = "contexts.{i}.doc_id" if from_contexts else "retrieved.{i}"
     seen: set[str] = set()
-    for i, (doc_id, _) in enumerate(entries):
+    for i, (doc_id, score) in enumerate(entries):
         if doc_id in seen:
             raise InputError(path, f"doc id {doc_id!r} is ranked twice for this case", line=line,
-                             field=f"{field}retrieved.{i}")
+                             field=field + where.format(i=i))
+        if score is not None and not math.isfinite(score):
+            raise InputError(path, f"score {score} is not a finite number", line=line,
+                             field=f"{field}{'contexts' if from_contexts else 'retrieved'}.{i}.score")
         seen.add(doc_id)
+    error = rec.get("error")
     try:
         return SuppliedOutput(answer=rec.get("answer"), contexts=contexts, retrieved=_ranked(entries),
-                              scored=_has_scores(entries),
+                              scored=_has_scores(entries), ranked="retrieved" in rec or from_contexts,
+                              answered="answer" in rec or (error is not None and error.get("stage") != "retrieve"),
                               error=rec.get("error"), latency_s=rec.get("latency_s", {}),
                               metadata=rec.get("metadata", {}))
     except ValidationError as exc:  # the schema is stricter; kept as a guard with a one-line reason
@@ -153,15 +167,45 @@ def _from_records(path: Path, case_ids: frozenset[str], doc_ids: frozenset[str] 
         by_case[cid] = out
     if not by_case:
         raise InputError(path, "no outputs records found")
+    _check_alike(path, by_case, first)
     return SuppliedOutputs(by_case=by_case, source=f"the outputs file {path.name}", trec=False)
 
 
+def _check_alike(path: Path, by_case: Mapping[str, SuppliedOutput], lines: Mapping[str, int] | None) -> None:
+    """Every record gives what the others give: an answer (null for none) if any does, a ranking if any does.
+    A record without one would be scored as if the system had answered or retrieved nothing, or not at all;
+    a file with neither has nothing to score."""
+    answered = [c for c, o in by_case.items() if o.answered]
+    ranked = [c for c, o in by_case.items() if o.ranked]
+    if not answered and not ranked:
+        raise InputError(path, "the outputs carry no answers and no rankings: nothing to score",
+                         hint="give each record an 'answer', 'retrieved' doc ids, or contexts with their doc_id")
+    for have, what, how in ((answered, "answer", "an 'answer' (null for none)"),
+                            (ranked, "retrieved", "'retrieved' doc ids (an empty list for none)")):
+        # a record of the system's own failure (error) stands for what it could not give
+        lacking = [c for c, o in by_case.items() if c not in set(have) and o.error is None]
+        if have and lacking:
+            cid = lacking[0]
+            where = f"record of case {cid!r}" if lines is None else "this record"
+            raise InputError(path, f"{where} has no {what!r} while {len(have)} of {len(by_case)} records have one; "
+                             f"give every record {how}", line=None if lines is None else lines[cid], field=what)
+
+
 def _from_trec(path: Path, case_ids: frozenset[str], doc_ids: frozenset[str] | None) -> SuppliedOutputs:
-    from harness.metrics.trec.files import read_run
+    from harness.metrics.trec.files import find_line, read_run
 
     run = read_run(path).to_mapping()
     by_case: dict[str, SuppliedOutput] = {}
     for qid, ranking in run.items():
+        seen: set[str] = set()
+        for doc_id, score in ranking:  # as trec_eval (and harness metrics) refuse them
+            if doc_id in seen:
+                raise InputError(path, f"document {doc_id!r} is ranked twice for query {qid!r}",
+                                 line=find_line(path, qid.encode("utf-8"), doc_id.encode("utf-8")))
+            if not math.isfinite(score):
+                raise InputError(path, f"score {score} of document {doc_id!r} (query {qid!r}) is not a finite number",
+                                 line=_trec_line(path, qid, doc_id))
+            seen.add(doc_id)
         if qid not in case_ids:
             continue
         if doc_ids is not None:
@@ -194,6 +238,7 @@ def _from_golden(path: Path, cases: Sequence[GoldenCase], doc_ids: frozenset[str
         raise InputError(path, "no golden case carries an 'output' (the outputs artifact says from = \"golden\")")
     for cid, out in by_case.items():
         _check_doc_ids(path, None, out, doc_ids, prefix=f"case {cid!r}: output.")
+    _check_alike(path, by_case, None)
     return SuppliedOutputs(by_case=by_case, source="the golden set", trec=False)
 
 
@@ -207,6 +252,27 @@ def load_outputs(path: Path | None, config: OutputsConfig, golden_path: Path, ca
     if config.format == "trec":
         return _from_trec(path, case_ids, doc_ids)
     return _from_records(path, case_ids, doc_ids)
+
+
+def output_record(out: SuppliedOutput) -> dict[str, Any]:
+    """A supplied output back in the record shape it was read from (the inverse of :func:`parse_output`):
+    rankings without scores as doc ids, never the ranks that stood in for their scores."""
+    rec: dict[str, Any] = {}
+    if out.answered and (out.answer is not None or out.error is None):
+        rec["answer"] = out.answer
+    if out.contexts:
+        rec["contexts"] = [c.model_dump(exclude_none=True, exclude_defaults=True) | {"text": c.text}
+                           for c in out.contexts]
+    if out.ranked:  # also when it came from the contexts' doc ids: read back, it gives the same ranking
+        rec["retrieved"] = ([{"doc_id": d.doc_id, "score": d.score} for d in out.retrieved] if out.scored
+                            else [d.doc_id for d in out.retrieved])
+    if out.error is not None:
+        rec["error"] = out.error.model_dump()
+    if out.latency_s:
+        rec["latency_s"] = dict(out.latency_s)
+    if out.metadata:
+        rec["metadata"] = dict(out.metadata)
+    return rec
 
 
 def passages(out: SuppliedOutput) -> tuple[CorpusDoc, ...]:

@@ -128,11 +128,9 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             outputs = [supplied_case_output(c.id, supplied, retrieval) for c in cases]
         else:
             outputs = [_case_output(c.id, retrieval, generation, supplied) for c in cases]
-        answered = generation is not None or (supplied is not None and supplied.has_answers)
 
         t0 = time.perf_counter()
-        specs = scorer_specs(m, answered, supplied_answers=generation is None and answered,
-                             ranked=supplied is None or supplied.has_rankings)
+        specs = planned_scorer_specs(m, supplied)
         ctx = ScoringContext(docs=docs, contracts=inputs.contracts, cache=cache, progress=progress, embed=embed)
         scores: list[Score] = []
         infos: dict[str, MetricInfo] = {}
@@ -163,6 +161,7 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
         if supplied is not None:
             counts["outputs_missing"] = sum(1 for o in outputs if o.error is not None and o.error.stage == "outputs")
             counts["outputs_unmatched"] = supplied.unmatched
+            counts["outputs_unranked"] = supplied.unranked([c.id for c in cases])
         run = RunResult(
             run_id=new_run_id(),
             created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -324,6 +323,14 @@ def scorer_specs(m: Manifest, generated: bool, *, supplied_answers: bool = False
     for extra in m.scorers or ():
         specs = [s for s in specs if s.name != extra.name] + [extra]
     return specs
+
+
+def planned_scorer_specs(m: Manifest, supplied: SuppliedOutputs | None) -> list[ScorerSpec]:
+    """The scorers a run of ``m`` runs: answer scorers when a generator answers or the supplied outputs carry
+    answers, retrieval when there are rankings (:func:`scorer_specs`). The gates' check asks the same."""
+    supplied_answers = supplied is not None and supplied.has_answers
+    return scorer_specs(m, "generator" in m.artifacts or supplied_answers, supplied_answers=supplied_answers,
+                        ranked=supplied is None or supplied.has_rankings)
 
 
 def supplied_retrieval(cases: list[GoldenCase], supplied: SuppliedOutputs) -> RetrievalOutcome:

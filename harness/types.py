@@ -263,6 +263,9 @@ class SuppliedOutput(Frozen):
     contexts: tuple[SuppliedPassage, ...] = ()
     retrieved: tuple[RankedDoc, ...] = ()
     scored: bool = Field(default=True, description="retrieved carried the system's scores; False: ranks stand in")
+    ranked: bool = Field(default=True, description="the record ranks the corpus (retrieved, or contexts' doc ids)")
+    answered: bool = Field(default=True, description="the record gives an answer (null included) or the app's "
+                           "generation error")
     error: SuppliedError | None = None
     latency_s: dict[str, float] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -395,3 +395,103 @@ def test_evaluate_outputs_bad_input_names_the_record_and_leaves_nothing(tmp_path
         evaluate_outputs(cases, [{"id": "q1", "answer": "x"}, {"id": "q3", "answer": "y"}], embedding="none",
                          project=tmp_path / "eval")
     assert not (tmp_path / "eval").exists()
+
+
+# --- found in review: each one a way to pass silently or crash -------------------------------------------------
+
+
+def test_a_gate_judges_the_answer_metrics_of_supplied_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    root, cases, docs = _example_project(tmp_path, n=6)
+    _jsonl(root / "out.jsonl", _app_outputs(cases, docs, wrong={0, 1, 2}))
+    gates = '\n[[gates]]\nmetric = "answer_contains"\nmin = 0.9\n\n[[gates]]\nmetric = "format_pass"\nmin = 0.0\n'
+    _manifest(root, 'path = "out.jsonl"', extra=gates)
+    monkeypatch.chdir(root)
+    code, out, err = cli_in_process(capsys, "gate", "--allow-no-baseline")
+    assert code == 1 and "answer_contains" in out and "FAIL" in out, out + err  # judged: 0.5 < 0.9
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    ("301 Q0 A 1 1.0 t\n301 Q0 A 2 0.5 t\n", "d.run:2: document 'A' is ranked twice for query '301'"),
+    ("301 Q0 A 1 1.0 t\n301 Q0 B 2 inf t\n", "d.run:2: score inf of document 'B'"),
+])
+def test_a_bad_trec_run_is_one_line_exit_2_and_nothing_written(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch, lines: str,
+                                                                message: str) -> None:
+    root = _trec_project(tmp_path)
+    (root / "runs" / "results.test").write_text(lines, "utf-8")
+    (root / "d.run").write_text(lines, "utf-8")
+    lock(root / "harness.toml")
+    text = (root / "harness.toml").read_text("utf-8").replace('path = "runs/results.test"', 'path = "d.run"')
+    (root / "harness.toml").write_text(text, "utf-8")
+    lock(root / "harness.toml")
+    monkeypatch.chdir(root)
+    code, _, err = cli_in_process(capsys, "run")
+    assert code == 2 and message in err and len(err.strip().splitlines()) <= 2, err
+    assert not (root / ".harness").exists()
+
+
+@pytest.mark.parametrize(("records", "message"), [
+    ([{"answer": "x", "retrieved": [{"doc_id": "DOC", "score": 1e999}]}], "field 'retrieved.0.score'"),
+    ([{"answer": "x", "retrieved": ["DOC"]}, {"answer": "y"}], "out.jsonl:2: field 'retrieved': this record has no"),
+    ([{"answer": "x"}, {"retrieved": ["DOC"]}], "out.jsonl:2: field 'answer': this record has no"),
+    ([{"answer": "x", "contexts": [{"text": "t", "doc_id": "DOC"}]}, {"answer": "y", "contexts": ["only text"]}],
+     "out.jsonl:2: field 'retrieved'"),
+    ([{}, {}], "nothing to score"),
+])
+def test_records_that_would_score_silently_wrong_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch, records: list[dict],
+                                                             message: str) -> None:
+    root, cases, docs = _example_project(tmp_path, n=2)
+    recs = [json.loads(json.dumps(r).replace('"DOC"', json.dumps(docs[0]["id"])).replace("1e+999", "1e999"))
+            for r in records]
+    (root / "out.jsonl").write_text("".join(
+        json.dumps({"id": c["id"], **r}).replace("Infinity", "1e999") + "\n" for c, r in zip(cases, recs)), "utf-8")
+    _manifest(root, 'path = "out.jsonl"')
+    monkeypatch.chdir(root)
+    code, _, err = cli_in_process(capsys, "run")
+    assert code == 2 and message in err, err
+
+
+def test_trec_queries_without_lines_are_counted_and_said(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _trec_project(tmp_path)
+    lines = [ln for ln in (TREC / "results.test").read_text("utf-8").splitlines() if ln.startswith("301")]
+    (root / "runs" / "results.test").write_text("\n".join(lines) + "\n", "utf-8")
+    lock(root / "harness.toml")
+    monkeypatch.chdir(root)
+    code, out, err = cli_in_process(capsys, "run")
+    assert code == 0, err
+    assert "2 cases the run has no lines for (scored 0, as trec_eval -c)" in out
+    run = load_run(next((root / ".harness" / "runs").rglob("*.json")))
+    assert run.counts["outputs_unranked"] == 2 and run.case_scores()["302"]["map"] == 0.0
+
+
+def test_evaluate_outputs_takes_golden_cases_with_their_output(tmp_path: Path) -> None:
+    from harness.evaluate import evaluate_outputs
+    from harness.golden import load_golden
+
+    root, cases, docs = _example_project(tmp_path, n=3)
+    supplied = {r["id"]: r for r in _app_outputs(cases, docs)}
+    _jsonl(root / "with_output.jsonl",
+           [{**c, "output": {k: v for k, v in supplied[c["id"]].items() if k != "id"}} for c in cases])
+    loaded = load_golden(root / "with_output.jsonl")
+    run = evaluate_outputs(loaded, None, corpus=root / "golden" / "corpus.jsonl", validators=root / "validators",
+                           embedding="hashing", project=tmp_path / "eval").run
+    assert all(not o.ranking_scored for o in run.outputs)  # ranks stood in for scores, and still do
+    assert [d.doc_id for d in run.outputs[0].ranking] == supplied[cases[0]["id"]]["retrieved"]
+
+
+def test_evaluate_outputs_keeps_a_folder_it_was_given(tmp_path: Path) -> None:
+    from harness.errors import HarnessError, InputError
+    from harness.evaluate import evaluate_outputs
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(InputError):
+        evaluate_outputs([{"id": "q1", "query": "q"}], [{"id": "nope", "answer": "a"}], embedding="none", project=mine)
+    assert mine.is_dir() and not any(mine.iterdir())
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(HarnessError, match="is a file"):
+        evaluate_outputs([{"id": "q1", "query": "q"}], [{"id": "q1", "answer": "a"}], embedding="none",
+                         project=tmp_path / "file")

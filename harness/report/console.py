@@ -37,6 +37,8 @@ def print_run_summary(data: dict[str, Any]) -> None:
     counts = data["counts"]
     if "outputs_missing" in counts:  # supplied outputs: nothing was retrieved here
         work = f"supplied outputs scored, {counts['outputs_missing']} cases without a record"
+        if counts.get("outputs_unranked"):
+            work += f", {counts['outputs_unranked']} cases the run has no lines for (scored 0, as trec_eval -c)"
         if counts.get("outputs_unmatched"):
             work += f", {counts['outputs_unmatched']} run queries not in the golden set (ignored)"
     else:

@@ -112,7 +112,8 @@ class FactRecallScorer:
                 if not found:
                     missing.append(f.regex if f.regex is not None else f.text or "")
             value = 1 - len(missing) / len(c.facts)
-            why = "all facts found" if not missing else "missing: " + "; ".join(f"'{m}'" for m in missing)  # as written: repr doubles a regex's backslashes
+            # each fact as written: repr would double a regex's backslashes
+            why = "all facts found" if not missing else "missing: " + "; ".join(f"'{m}'" for m in missing)
             scores.append(Score(case_id=c.id, metric="fact_recall", value=value, explanation=why))
         return scores
 
