@@ -275,6 +275,20 @@ def test_prune_keeps_the_newest_n_per_manifest_id_and_the_baseline(proj: Path,
     assert cli_in_process(capsys, "diff")[0] == 0
 
 
+def test_prune_keeps_a_baseline_named_by_a_manifest_that_was_never_run(proj: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    old = _runs(proj, 3)
+    variants = proj.parent / "variants"
+    variants.mkdir()
+    text = proj.read_text().replace('path = "golden/', 'path = "../golden/').replace('path = "indexes/',
+                                                                                      'path = "../indexes/')
+    (variants / "never-run.toml").write_text(f'baseline = "{old[0]}"\n' + text)
+    report = _prune(capsys, "--keep", "1")
+    assert old[0] in _files(proj) and {r["run_id"] for r in report["removed"]} == {old[1]}
+    why = {r["run_id"]: r["why"] for r in report["kept"]}
+    assert "never-run.toml" in why[old[0]]
+
+
 def test_prune_keep_versions_drops_old_versions_their_folder_and_their_snapshots(
         proj: Path, capsys: pytest.CaptureFixture[str]) -> None:
     old = _runs(proj, 2)

@@ -137,6 +137,34 @@ class _Refs:
     problems: list[str] = field(default_factory=list)
 
 
+_SKIPPED_DIRS = frozenset({".git", ".harness", ".venv", "venv", "node_modules", "__pycache__"})
+_MANIFEST_SUFFIXES = (".toml", ".yaml", ".yml")
+_MAX_SCANNED_FILES = 20_000
+
+
+def _project_manifests(project: Path | None) -> set[Path]:
+    """Every file of the project that may be a manifest (its text names ``artifacts``): a manifest that was
+    never run can still name a baseline, and prune must not delete it (read: :func:`_references`)."""
+    if project is None or not project.is_dir():
+        return set()
+    out: set[Path] = set()
+    seen = 0
+    for folder, dirs, files in os.walk(project):
+        dirs[:] = [d for d in dirs if d not in _SKIPPED_DIRS]
+        for name in files:
+            seen += 1
+            if seen > _MAX_SCANNED_FILES:
+                return out
+            if name.endswith(_MANIFEST_SUFFIXES):
+                path = Path(folder) / name
+                try:
+                    if "artifacts" in path.read_text("utf-8", errors="replace"):
+                        out.add(path)
+                except OSError:
+                    out.add(path)  # unreadable: _references reports it and prune refuses
+    return out
+
+
 def _references(store: _Store) -> _Refs:
     """The runs a baseline points to (the promoted baseline; the ``baseline`` of each manifest file of the
     project's runs, as the file says now and as each run recorded it) and the pins those records and files
@@ -160,7 +188,7 @@ def _references(store: _Store) -> _Refs:
         if run.header is not None and run.header.manifest.baseline:
             named.append((run.header.manifest.baseline, f"the baseline its manifest {run.manifest_id[:12]} names"))
     found, project = store.scope.found, store.scope.layout.project
-    manifest_files = set(store.files.values()) | ({found} if found else set())
+    manifest_files = set(store.files.values()) | ({found} if found else set()) | _project_manifests(project)
     inside = {p for p in manifest_files if project is None or p.is_relative_to(project.resolve())}
     for path in sorted(p for p in inside if p.is_file()):  # a recorded path out of the project is not read
         try:
