@@ -313,11 +313,17 @@ def _drop_results(rule: GateRule, diff: Diff | None, segment: str | None, allow_
         if limit is None:
             continue
         over = observed > limit
-        status: Status = "fail" if over and counts else "pass"
+        # a drop over the limit is noise only if a test could have told: when too few cases changed for any
+        # result to be significant, calling it noise would be a pass by default, so it cannot be judged
+        unjudgeable = over and not counts and not md.in_family and md.changed > 0
+        status: Status = "fail" if over and (counts or unjudgeable) else "pass"
         msg = (f"{what} drop {observed:+.2%} vs limit {limit:.2%}; {_fmt(md.base_mean)} -> "
                f"{_fmt(md.head_mean)}, n={md.n}, {p_txt}") if what == "relative" else (
                f"{what} drop {observed:+.4f} vs limit {limit}; {p_txt}")
-        if over and not counts:
+        if unjudgeable:
+            msg = ("cannot judge: " + msg + "; no test could tell this drop from noise: add cases, or set "
+                   "require_significant = false to judge the drop as observed")
+        elif over and not counts:
             msg += "; not counted: within noise"
         emit(status, msg, observed, limit)
 

@@ -341,6 +341,23 @@ def test_two_trec_runs_diff_and_gate(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "Gate FAILED" in html and "map max_drop=0.05" in html
 
 
+@pytest.mark.skipif(not TREC.is_dir(), reason="../shared/data/trec_eval is not beside the project")
+def test_a_drop_no_test_could_tell_from_noise_fails_as_unjudgeable(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # trec_eval's test data has 3 queries: a 43% drop in map can never be significant, so it is not noise
+    root = _trec_project(tmp_path)
+    for name in ("harness.toml", "trunc.toml"):
+        path = root / name
+        path.write_text(path.read_text("utf-8").replace("require_significant = false", ""), "utf-8")
+    monkeypatch.chdir(root)
+    assert cli_in_process(capsys, "run")[0] == 0
+    assert cli_in_process(capsys, "baseline", "promote")[0] == 0
+    code, out, err = cli_in_process(capsys, "gate", "--manifest", "trunc.toml", "--format", "md")
+    assert code == 1, out + err
+    assert "cannot judge" in out and "no test could tell this drop from noise" in out
+
+
 def test_app_v1_and_v2_diff_with_flips_and_attribution(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     root, cases, docs = _example_project(tmp_path, n=8)
