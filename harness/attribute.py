@@ -57,6 +57,21 @@ def changed_roles(base: RunResult, head: RunResult) -> list[str]:
     return sorted(r for r in set(ba) | set(ha) if not same_artifact(ba.get(r), ha.get(r)))
 
 
+SYSTEM_ROLES = ("outputs", "retriever", "index", "embedding", "generator", "prompt")
+"""What supplied outputs stand in for: between a run of supplied outputs and one that retrieves, these roles
+change as one unit (a manifest with half of each would be no valid manifest)."""
+
+
+def changed_units(base: RunResult, head: RunResult) -> dict[str, tuple[str, ...]]:
+    """The changed roles as the units attribution swaps: each role alone, except that the system roles swap
+    together when one run is of supplied outputs and the other is not. Label ("a+b") -> roles."""
+    roles = changed_roles(base, head)
+    if ("outputs" in base.manifest.artifacts) == ("outputs" in head.manifest.artifacts):
+        return {r: (r,) for r in roles}
+    system = tuple(r for r in roles if r in SYSTEM_ROLES)
+    return {"+".join(system): system} | {r: (r,) for r in roles if r not in SYSTEM_ROLES}
+
+
 def _materialize(art: Artifact, layout: Layout, role: str) -> Artifact:
     if art.path is None:
         return art
@@ -102,7 +117,8 @@ def attribute(base: RunResult, head: RunResult, layout: Layout, metrics: Sequenc
               progress: Progress = NULL_PROGRESS) -> AttributionReport:
     from harness.pipeline import execute
 
-    roles = changed_roles(base, head)
+    units = changed_units(base, head)
+    roles = list(units)
     if not roles:
         raise HarnessError("base and head pin the same artifacts: nothing to attribute")
     metrics = list(metrics or [m for m in head.aggregates.metrics("quality") if m in base.aggregates.overall])
@@ -119,7 +135,8 @@ def attribute(base: RunResult, head: RunResult, layout: Layout, metrics: Sequenc
         for i, subset in enumerate(subsets):
             if subset in runs:
                 continue
-            hybrid = LoadedManifest(_hybrid(base, head, subset, layout), Path(tmp) / f"hybrid-{i}.toml")
+            swapped = [role for unit in subset for role in units[unit]]
+            hybrid = LoadedManifest(_hybrid(base, head, swapped, layout), Path(tmp) / f"hybrid-{i}.toml")
             runs[subset] = execute(hybrid, progress=progress, layout=layout).run
     ids = {o.case_id for o in base.outputs} & {o.case_id for o in head.outputs}
     means = {s: _means(r, ids, metrics) for s, r in runs.items()}

@@ -513,3 +513,64 @@ def test_evaluate_outputs_keeps_a_folder_it_was_given(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="is a file"):
         evaluate_outputs([{"id": "q1", "query": "q"}], [{"id": "q1", "answer": "a"}], embedding="none",
                          project=tmp_path / "file")
+
+
+def test_attribution_between_a_retrieving_run_and_supplied_outputs_swaps_the_system_as_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    root, cases, docs = _example_project(tmp_path, n=6)
+    shutil.copy(REPO / "prompts" / "answer.toml", root / "answer.toml")
+    (root / "flat.toml").write_text('type = "flat"\n', "utf-8")
+    retrieving = root / "ours.toml"
+    retrieving.write_text(f"""schema_version = 1
+name = "ours"
+
+[artifacts.golden]
+kind = "golden"
+path = "golden/cases.jsonl"
+
+[artifacts.corpus]
+kind = "corpus"
+path = "golden/corpus.jsonl"
+
+[artifacts.validators]
+kind = "validators"
+path = "validators"
+
+[artifacts.embedding]
+kind = "embedding_model"
+{HASHING}
+
+[artifacts.index]
+kind = "index_recipe"
+path = "flat.toml"
+
+[artifacts.retriever]
+kind = "retriever"
+params = {{ k = 10 }}
+
+[artifacts.prompt]
+kind = "prompt"
+path = "answer.toml"
+
+[artifacts.generator]
+kind = "generator"
+params = {{ name = "extractive", n_passages = 3 }}
+""", "utf-8")
+    lock(retrieving)
+    _jsonl(root / "app.jsonl", _app_outputs(cases, docs, wrong={1}))
+    app = _manifest(root, 'path = "app.jsonl"', name="app.toml")
+    # the app also ships other contracts: a second unit that swaps alone
+    shutil.copytree(root / "validators", root / "validators2")
+    contracts = root / "validators2" / "contracts.toml"
+    contracts.write_text(contracts.read_text("utf-8") + "\n# the app's copy\n", "utf-8")
+    app.write_text(app.read_text("utf-8").replace('path = "validators"', 'path = "validators2"'), "utf-8")
+    lock(app)
+    monkeypatch.chdir(root)
+    assert cli_in_process(capsys, "run", "--manifest", "ours.toml")[0] == 0
+    assert cli_in_process(capsys, "baseline", "promote", "--manifest", "ours.toml")[0] == 0
+    assert cli_in_process(capsys, "run", "--manifest", "app.toml")[0] == 0
+    base = next(p for p in (root / ".harness" / "runs").rglob("*.json") if load_run(p).manifest.name == "ours")
+    code, out, err = cli_in_process(capsys, "attribute", str(base), "--manifest", "app.toml")
+    assert code == 0, err
+    # hybrids mix whole systems with either contracts; never half a retriever and half an outputs file
+    assert "changed: generator+index+outputs+prompt+retriever, validators (shapley)" in out, out
