@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +258,8 @@ class Converted:
     cases: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     generated_ids: bool
+    rows: dict[str, int] = field(default_factory=dict)  # case id -> the row it came from
+    columns: dict[str, str] = field(default_factory=dict)  # field -> the column mapped to it
 
 
 def convert_cases(table: Table, mapping: Mapping[str, str]) -> Converted:
@@ -295,7 +297,7 @@ def convert_cases(table: Table, mapping: Mapping[str, str]) -> Converted:
             record = {"id": case["id"], **output}
             _validate(table, row, record, "outputs_record.schema.json", "outputs record", output_map)
             outputs.append(record)
-    return Converted(cases, outputs, generated_ids="id" not in mapping)
+    return Converted(cases, outputs, generated_ids="id" not in mapping, rows=first, columns=dict(mapping))
 
 
 def convert_corpus(table: Table, mapping: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -326,9 +328,11 @@ def check_doc_ids(path: Path, converted: Converted, doc_ids: set[str], where: st
         named += [(out["id"], "retrieved", r if isinstance(r, str) else r["doc_id"]) for r in out.get("retrieved", ())]
         named += [(out["id"], "contexts", c["doc_id"]) for c in out.get("contexts", ())
                   if isinstance(c, dict) and "doc_id" in c]
-    for case_id, field, doc_id in named:
+    for case_id, what, doc_id in named:
         if doc_id not in doc_ids:
-            raise InputError(path, f"case {case_id!r}: {field} names doc id {doc_id!r}, which is not in {where}")
+            column = converted.columns.get(what, what)
+            raise InputError(path, f"column {column!r} (-> {what}) names doc id {doc_id!r}, which is not in {where}",
+                             line=converted.rows.get(case_id), field=column)
 
 
 def outputs_project(name: str, description: str, converted: Converted, version: str,

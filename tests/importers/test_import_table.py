@@ -209,16 +209,16 @@ def test_a_corpus_gives_a_project_that_retrieves_and_answers(tmp_path: Path, cap
                                   "query=question", "--map", "relevance=rel", "--corpus", str(docs), "--corpus-map",
                                   "text=body")
     assert code == 2  # the documents got content ids, so the relevance names no corpus document
-    assert re.fullmatch(r"error: .*q.csv: case 'q-[0-9a-f]{12}': relevance names doc id 'kb-002', which is not in "
-                        r"the corpus .*docs.csv", err.strip()), err
+    assert re.fullmatch(r"error: .*q.csv:\d+: field 'rel': column 'rel' \(-> relevance\) names doc id 'kb-002', "
+                        r"which is not in the corpus .*docs.csv", err.strip()), err
     assert not (tmp_path / "bad").exists()
     ranked = _csv(tmp_path / "ranked.csv", [{"question": "q", "ranked": '["kb-001", "kb-009"]'}])
     code, _, err = cli_in_process(capsys, "import", "table", str(ranked), "--out", str(tmp_path / "bad"), "--map",
                                   "query=question", "--map", "retrieved=ranked", "--corpus", str(docs),
                                   "--corpus-map", "id=doc", "--corpus-map", "text=body")
     assert code == 2
-    assert re.fullmatch(r"error: .*ranked.csv: case 'q-[0-9a-f]{12}': retrieved names doc id 'kb-009', which is not "
-                        r"in the corpus .*docs.csv", err.strip()), err
+    assert re.fullmatch(r"error: .*ranked.csv:1: field 'ranked': column 'ranked' \(-> retrieved\) names doc id "
+                        r"'kb-009', which is not in the corpus .*docs.csv", err.strip()), err
     assert not (tmp_path / "bad").exists()
 
 
