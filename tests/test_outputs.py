@@ -38,10 +38,10 @@ def _example_project(tmp_path: Path, n: int = 8) -> tuple[Path, list[dict], list
     return root, cases, docs
 
 
-def _manifest(root: Path, outputs: str, *, extra: str = "", name: str = "harness.toml") -> Path:
-    path = root / name
-    path.write_text(f"""schema_version = 1
-name = "byo"
+def _head(name: str) -> str:
+    """A manifest's first lines: the example's golden set, corpus and validators, hashing embeddings."""
+    return f"""schema_version = 1
+name = "{name}"
 
 [artifacts.golden]
 kind = "golden"
@@ -58,7 +58,12 @@ path = "validators"
 [artifacts.embedding]
 kind = "embedding_model"
 {HASHING}
+"""
 
+
+def _manifest(root: Path, outputs: str, *, extra: str = "", name: str = "harness.toml") -> Path:
+    path = root / name
+    path.write_text(f"""{_head("byo")}
 [artifacts.outputs]
 kind = "outputs"
 version = "app"
@@ -521,25 +526,7 @@ def test_attribution_between_a_retrieving_run_and_supplied_outputs_swaps_the_sys
     shutil.copy(REPO / "prompts" / "answer.toml", root / "answer.toml")
     (root / "flat.toml").write_text('type = "flat"\n', "utf-8")
     retrieving = root / "ours.toml"
-    retrieving.write_text(f"""schema_version = 1
-name = "ours"
-
-[artifacts.golden]
-kind = "golden"
-path = "golden/cases.jsonl"
-
-[artifacts.corpus]
-kind = "corpus"
-path = "golden/corpus.jsonl"
-
-[artifacts.validators]
-kind = "validators"
-path = "validators"
-
-[artifacts.embedding]
-kind = "embedding_model"
-{HASHING}
-
+    retrieving.write_text(f"""{_head("ours")}
 [artifacts.index]
 kind = "index_recipe"
 path = "flat.toml"
