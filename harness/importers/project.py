@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.golden import write_jsonl
 from harness.hashing import sha256_parts
 from harness.manifest import lock, write_manifest
@@ -126,6 +127,10 @@ def write_project(out: str | Path, project: ImportedProject, fmt: str = "toml") 
         placed = drop_none(_relocated(data, posixpath.dirname(rel_path)))
         Manifest.model_validate(placed)  # an importer's own manifest must be valid: a failure here is a bug
         manifests.append((out / rel_path, placed))
+    for path, _ in manifests:  # a project already there keeps its edits (gates, baseline): never overwritten
+        if path.exists():
+            raise HarnessError(f"{path} already exists: importing would overwrite that project's manifest",
+                               hint="import into a new folder, or remove the old project first")
     targets = [out / rel for rel in project.files] + [path for path, _ in manifests]
     for target in targets:
         check_writable(target)
