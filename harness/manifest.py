@@ -172,11 +172,29 @@ def _check_stage_params(p: Path, text: str, manifest: Manifest, base_dir: Path) 
             raise InputError(p, exc.message, line=line, field="artifacts.generator.params.name",
                              hint=exc.hint) from None
         _check_generator_keys(p, text, entry, params, ENGINE_KEYS)
+        art = arts["generator"]
+        if (art.path is not None or art.uri is not None) and "model" in params:
+            raise InputError(p, "the model is given twice: by the artifact's path or uri and by params.model",
+                             line=line_of(text, ("artifacts", "generator", "params", "model")),
+                             field="artifacts.generator.params.model",
+                             hint="keep the path or uri (its content is pinned) and remove params.model")
         try:
-            GENERATORS.build(params["name"], {k: v for k, v in params.items() if k not in ENGINE_KEYS})
+            GENERATORS.build(params["name"], generator_args(art, base_dir, ENGINE_KEYS))
         except HarnessError as exc:
             raise InputError(p, exc.message, line=line, field="artifacts.generator.params", hint=exc.hint) from None
     _check_scorer_args(p, text, manifest)
+
+
+def generator_args(art: Artifact, base_dir: Path, engine_keys: tuple[str, ...]) -> dict[str, Any]:
+    """The generator's own arguments: its params less the engine's knobs, with ``model`` from the artifact's
+    ``uri`` or ``path`` when it has one. Then the model's weights are the artifact's content, pinned by its
+    sha256 like the embedding model's, so a changed model is a changed pin (and an artifact diff)."""
+    args = {k: v for k, v in art.params.items() if k not in engine_keys}
+    if art.uri is not None:
+        args["model"] = art.uri
+    elif art.path is not None:
+        args["model"] = str(resolve_content(art, base_dir))
+    return args
 
 
 def _check_scorer_args(p: Path, text: str, manifest: Manifest) -> None:
@@ -334,9 +352,14 @@ def resolve_uri(uri: str) -> Path:
         except ImportError:
             raise ManifestError(f"uri {uri}: package {name!r} is not installed", hint=f"pip install {name}") from None
         getter = getattr(module, "get_model_path", None)
-        if getter is None:
-            raise ManifestError(f"uri {uri}: package {name!r} has no get_model_path()")
-        return Path(getter())
+        if getter is not None:
+            return Path(getter())
+        assemble = getattr(module, "assemble", None)
+        if assemble is not None and hasattr(module, "default_output_path"):
+            # a model shipped in parts (the bundled Gemma's GGUF): the file they assemble into, assembled once
+            target = Path(module.default_output_path(None))
+            return target if target.is_file() and target.stat().st_size > 0 else Path(assemble(target))
+        raise ManifestError(f"uri {uri}: package {name!r} has no get_model_path() or assemble()")
     if scheme == "hf":
         try:
             from huggingface_hub import snapshot_download

@@ -23,7 +23,7 @@ from harness.generate.stage import ENGINE_KEYS, EngineConfig, GenerationInputs, 
 from harness.golden import load_corpus, load_golden
 from harness.hashing import project_root
 from harness.index import IndexStore, load_recipe_file, normalize_recipe
-from harness.manifest import HashMemo, LoadedManifest, load_manifest, require_verified
+from harness.manifest import HashMemo, LoadedManifest, generator_args, load_manifest, require_verified
 from harness.metrics import MetricInfo
 from harness.outputs import OutputsConfig, SuppliedOutputs, load_outputs, passages
 from harness.progress import NULL_PROGRESS, Progress
@@ -252,7 +252,7 @@ def _generation_inputs(loaded: LoadedManifest, contracts: ContractSet | None) ->
     return GenerationInputs(
         template=PromptTemplate.load(loaded.resolve("prompt")),
         engine=EngineConfig.model_validate({k: params[k] for k in ENGINE_KEYS if k in params}),
-        args={k: v for k, v in params.items() if k not in ENGINE_KEYS},
+        args=generator_args(m.artifact("generator"), loaded.base_dir, ENGINE_KEYS),
         contracts=contracts,
     )
 

@@ -184,6 +184,35 @@ LM_CASES = ("case-001", "case-002")
 FAST_LM = {"max_new_tokens": 16, "n_passages": 1}
 
 
+def test_a_model_folder_as_the_generator_artifact_pins_its_weights(tiny: Path, tmp_path: Path) -> None:
+    from harness.errors import InputError
+    from harness.manifest import load_manifest, lock, verify
+    from tests.conftest import add_generation, make_project
+
+    make_project(tmp_path, lock=False)
+    model_dir = shutil.copytree(tiny, tmp_path / "models" / "tiny")
+    manifest = tmp_path / "harness.toml"
+    with pytest.raises(InputError):  # no model yet: the factory needs one (given by the path below)
+        add_generation(tmp_path, '{ name = "transformers", max_new_tokens = 4 }')
+    head = '[artifacts.generator]\nkind = "generator"\n'
+    manifest.write_text(manifest.read_text().replace(head, head + 'path = "models/tiny"\n'))
+    lock(manifest)
+    loaded = load_manifest(manifest)
+    assert verify(loaded) == []
+    from harness.pipeline import stage_inputs
+
+    assert stage_inputs(loaded).generation.args["model"] == str(model_dir)  # type: ignore[union-attr]
+    weights = next(p for p in model_dir.iterdir() if p.suffix == ".safetensors")
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # other weights: another pin
+    weights.write_bytes(bytes(data))
+    assert [role for role, _, _ in verify(load_manifest(manifest))] == ["generator"]
+    # the model given twice (the artifact's path and params.model) is one line at the params' key
+    manifest.write_text(manifest.read_text().replace("max_new_tokens = 4", 'max_new_tokens = 4, model = "x"'))
+    with pytest.raises(InputError, match=r"field 'artifacts\.generator\.params\.model': the model is given twice"):
+        load_manifest(manifest)
+
+
 def _lm_project(root: Path) -> tuple[Path, Path]:
     """The bundled example with two golden cases, hashing embeddings (retrieval is not under test), and
     the two shipped prompt-lm variants at a smaller token budget."""
