@@ -142,7 +142,9 @@ class Generator(Protocol):
         it stopped (a 2-tuple means it finished normally: ``"stop"``); raise :class:`GenerationError`
         on failure. An empty or whitespace-only text is turned into an ``empty_response`` error by
         the engine. An optional ``async aprepare()`` (e.g. creating an HTTP client) runs once per
-        batch before any call, outside the per-call timeout."""
+        batch before any call, outside the per-call timeout. An optional ``max_concurrency`` attribute
+        (an int) is how many calls the generator serves at once (a local model on the CPU: 1): the engine
+        never has more in flight, so a call's timeout never covers a wait for the generator."""
         ...
 
 

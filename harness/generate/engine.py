@@ -418,7 +418,8 @@ async def agenerate_all(
                                                   error=f"{err.kind}: {err}", error_kind=err.kind, cache_key=key)
             pending = {}
 
-    shared = _Shared(concurrency)
+    served = getattr(generator, "max_concurrency", None)  # e.g. one CPU model: calls beyond it would only queue
+    shared = _Shared(min(concurrency, served) if isinstance(served, int) and served >= 1 else concurrency)
     to_store: dict[str, Any] = {}
     last_flush = time.monotonic()
     leases: _Leases | None = None

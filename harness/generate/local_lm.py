@@ -26,8 +26,9 @@ one cache, bounded concurrency, retries only for retryable kinds, one typed resu
 - CPU: the model is loaded once per process (:func:`harness.lmload.shared_causal_lm`, in
   ``aprepare``, outside the per-call timeout) and shared; calls run one at a time in a worker thread
   (the event loop stays free) with at most ``threads`` torch threads. A call abandoned by its timeout
-  stops at its next token. With ``concurrency > 1`` calls queue for the model, and a call's
-  ``timeout_s`` covers its wait in that queue too: pin ``concurrency = 1`` for this generator.
+  stops at its next token. The generator serves one call at a time (``max_concurrency = 1``), so the
+  engine sends no more than that whatever ``concurrency`` says, and a call's ``timeout_s`` never
+  covers a wait for the model.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class LocalLMGenerator:
     """A causal LM from ``transformers`` on the CPU; see the module docstring."""
 
     spec: dict[str, Any]
+    max_concurrency = 1  # one model on the CPU cores: the engine sends one call at a time
 
     def __init__(
         self,

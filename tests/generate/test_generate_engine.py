@@ -198,6 +198,15 @@ def test_concurrency_bound(cache: Cache) -> None:
     assert gen.max_in_flight == 4
 
 
+def test_a_generator_that_serves_one_call_at_a_time_gets_one(cache: Cache) -> None:
+    # a local model declares max_concurrency = 1: the engine never has more in flight, so no call's timeout
+    # covers a wait for the model (each call takes 0.05 s; queued behind 3 others it would time out)
+    gen = ScriptedGenerator(delay_s=0.05)
+    gen.max_concurrency = 1  # type: ignore[attr-defined]
+    results = generate_all(gen, reqs(4), cache, concurrency=4, timeout_s=0.15, max_retries=0)
+    assert gen.max_in_flight == 1 and all(r.ok for r in results)
+
+
 def test_backoff_is_exponential_capped_and_seeded() -> None:
     policy = RetryPolicy(backoff_base_s=1.0, backoff_max_s=5.0, seed=7)
     waits = [policy.backoff(n, random.Random(0)) for n in range(1, 6)]
