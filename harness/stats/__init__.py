@@ -11,6 +11,8 @@ binomtest, ks_2samp) and hand-checked examples (Holm, Benjamini-Hochberg, PSI, E
 * :mod:`~harness.stats.intervals` — Wilson score interval for pass rates.
 * :mod:`~harness.stats.distribution` — population stability index and two-sample KS.
 * :mod:`~harness.stats.calibration` — ECE, Brier, Platt scaling fitted on base, threshold recall.
+* :mod:`~harness.stats.drift` — window drift: KS, Wasserstein, PSI, chi-squared, Jensen-Shannon, kernel MMD,
+  and thresholds from the null distribution at the windows' actual sizes.
 """
 
 from __future__ import annotations
