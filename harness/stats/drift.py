@@ -15,8 +15,9 @@ Every random procedure takes ``seed``; undefined results are ``None``, never NaN
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -215,3 +216,68 @@ def numeric_drift(reference: npt.ArrayLike, current: npt.ArrayLike, *, alpha: fl
         psi_threshold=null_psi.threshold(alpha), psi_fixed_rule=p.psi > PSI_FIXED_RULE, quantiles=quantiles,
         moved_bin=(upper, p.expected_fractions[k], p.actual_fractions[k]),
     )
+
+
+# --- alarms: one corrected family, seasonality told apart ---------------------------------------------------
+
+Comparison = Literal["day_over_day", "week_over_week", "golden", "named"]
+
+
+@dataclass(frozen=True)
+class DriftTest:
+    """One test of one signal in one segment between two windows (``reference``, ``current`` are labels,
+    e.g. ``"2026-11-24T09"``); ``effect`` is the statistic's value, ``moved`` what changed, in words."""
+
+    signal: str
+    segment: str
+    comparison: Comparison
+    reference: str
+    current: str
+    test: str
+    p_value: float | None
+    effect: float | None = None
+    moved: str = ""
+
+
+@dataclass(frozen=True)
+class Alarm:
+    test: DriftTest
+    p_adjusted: float
+    confirmed_by: DriftTest | None = None  # the aligned week-over-week test that agrees (for a day-over-day one)
+
+
+@dataclass(frozen=True)
+class AlarmReport:
+    """The alarms (drift), the day-over-day moves put down to seasonality, and the family's size."""
+
+    alarms: tuple[Alarm, ...]
+    seasonal: tuple[Alarm, ...]
+    n_tests: int
+    untestable: int  # tests with no p-value (an empty window): counted, never a silent pass
+    rule: str = ("drift when the aligned week-over-week comparison (same weekday and hour) is significant, "
+                 "alone or with day-over-day; a day-over-day move that the aligned week-over-week comparison "
+                 "does not show is seasonality; every p-value is Benjamini-Hochberg adjusted over all signals x "
+                 "segments x windows x tests at once")
+
+
+def drift_alarms(tests: Sequence[DriftTest], alpha: float = 0.05) -> AlarmReport:
+    """Alarms from a family of tests: Benjamini-Hochberg over all of them (signals x segments x windows),
+    then the seasonality rule of :class:`AlarmReport`. Golden and named-window comparisons alarm on their
+    own adjusted p-value."""
+    from harness.stats.multiple import benjamini_hochberg
+
+    adjusted = benjamini_hochberg([t.p_value for t in tests])
+    significant = {i for i, p in enumerate(adjusted) if p is not None and p <= alpha}
+    wow = {(t.signal, t.segment, t.test): (t, adjusted[i]) for i, t in enumerate(tests)
+           if t.comparison == "week_over_week" and i in significant}
+    alarms: list[Alarm] = []
+    seasonal: list[Alarm] = []
+    for i in sorted(significant):
+        t, p = tests[i], adjusted[i]
+        assert p is not None
+        if t.comparison == "day_over_day":
+            agree = wow.get((t.signal, t.segment, t.test))
+            (alarms if agree else seasonal).append(Alarm(t, p, agree[0] if agree else None))
+        else:
+            alarms.append(Alarm(t, p))
+    return AlarmReport(tuple(alarms), tuple(seasonal), len(tests), sum(1 for t in tests if t.p_value is None))

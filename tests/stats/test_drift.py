@@ -108,3 +108,50 @@ def test_the_null_distribution_shrinks_as_windows_grow() -> None:
     assert small.p_value(1e9) == 1 / 81 and small.p_value(-1.0) == 1.0
     with pytest.raises(ValueError):
         null_distribution(lambda a, b: 0.0, [], 1, 1)
+
+
+def _latency(rng: np.random.Generator, hour: int, n: int, scale: float = 1.0) -> np.ndarray:
+    """Seconds per request with a daily cycle: busy hours (9-17) are slower."""
+    base = 0.8 if 9 <= hour <= 17 else 0.3
+    return rng.lognormal(np.log(base * scale), 0.3, size=n)
+
+
+def _tests(rng: np.random.Generator, *, shift: float, mismatched_hours: bool) -> list:
+    from harness.stats.drift import DriftTest
+
+    today = _latency(rng, 10, 300, shift)
+    yesterday = _latency(rng, 3 if mismatched_hours else 10, 300)
+    last_week = _latency(rng, 10, 300)  # same weekday, same hour
+    out = []
+    for comparison, ref, label in (("day_over_day", yesterday, "yesterday"), ("week_over_week", last_week, "-7d")):
+        ks = sps.ks_2samp(ref, today)
+        out.append(DriftTest("latency", "all", comparison, label, "today", "ks", float(ks.pvalue),
+                             float(ks.statistic)))
+    # and 40 signals x segments that did not move, in the same family
+    for k in range(40):
+        a, b = rng.normal(size=200), rng.normal(size=200)
+        out.append(DriftTest(f"signal-{k}", "geo=eu", "week_over_week", "-7d", "today", "ks",
+                             float(sps.ks_2samp(a, b).pvalue)))
+    return out
+
+
+def test_a_day_over_day_move_at_mismatched_hours_is_seasonality_not_drift() -> None:
+    from harness.stats.drift import drift_alarms
+
+    report = drift_alarms(_tests(np.random.default_rng(11), shift=1.0, mismatched_hours=True))
+    assert [a.test.comparison for a in report.seasonal] == ["day_over_day"]  # 10h vs 3h moved: the daily cycle
+    assert report.alarms == () and report.n_tests == 42 and "week-over-week" in report.rule
+
+
+def test_real_drift_moves_both_comparisons_and_alarms_with_its_evidence() -> None:
+    from harness.stats.drift import DriftTest, drift_alarms
+
+    tests = _tests(np.random.default_rng(12), shift=1.6, mismatched_hours=False)
+    tests.append(DriftTest("latency", "geo=apac", "week_over_week", "-7d", "today", "ks", None))  # empty window
+    report = drift_alarms(tests)
+    by = {(a.test.signal, a.test.comparison): a for a in report.alarms}
+    assert set(by) == {("latency", "day_over_day"), ("latency", "week_over_week")}
+    dod = by[("latency", "day_over_day")]
+    assert dod.confirmed_by is not None and dod.confirmed_by.comparison == "week_over_week"
+    assert dod.p_adjusted >= dod.test.p_value  # type: ignore[operator]  # adjusted over the whole family
+    assert report.seasonal == () and report.untestable == 1
