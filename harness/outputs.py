@@ -91,9 +91,9 @@ def _ranked(entries: Sequence[tuple[str, float | None]]) -> tuple[RankedDoc, ...
     if not _has_scores(entries):
         n = len(entries)
         return tuple(RankedDoc(doc_id=d, score=float(n - i)) for i, (d, _) in enumerate(entries))
-    ordered = sorted(entries, key=lambda e: e[0].encode("utf-8"), reverse=True)
-    ordered.sort(key=lambda e: e[1], reverse=True)  # type: ignore[arg-type, return-value]  # all scores set
-    return tuple(RankedDoc(doc_id=d, score=float(s)) for d, s in ordered)  # type: ignore[arg-type]
+    scored = [(d, float(s)) for d, s in entries if s is not None]  # every score is set (checked above)
+    ordered = sorted(scored, key=lambda e: (e[1], e[0].encode("utf-8")), reverse=True)
+    return tuple(RankedDoc(doc_id=d, score=s) for d, s in ordered)
 
 
 def _has_scores(entries: Sequence[tuple[str, float | None]]) -> bool:
@@ -126,7 +126,7 @@ def parse_output(path: str | Path, line: int | None, rec: dict[str, Any], *, fie
         return SuppliedOutput(answer=rec.get("answer"), contexts=contexts, retrieved=_ranked(entries),
                               scored=_has_scores(entries), ranked="retrieved" in rec or from_contexts,
                               answered="answer" in rec or (error is not None and error.get("stage") != "retrieve"),
-                              error=rec.get("error"), latency_s=rec.get("latency_s", {}),
+                              error=error, latency_s=rec.get("latency_s", {}),
                               metadata=rec.get("metadata", {}))
     except ValidationError as exc:  # the schema is stricter; kept as a guard with a one-line reason
         err = exc.errors()[0]
@@ -197,39 +197,26 @@ def _from_trec(path: Path, case_ids: frozenset[str], doc_ids: frozenset[str] | N
     run = read_run(path).to_mapping()
     by_case: dict[str, SuppliedOutput] = {}
     for qid, ranking in run.items():
+        judged = qid in case_ids  # run queries the golden set lacks are ignored, as trec_eval ignores them
         seen: set[str] = set()
-        for doc_id, score in ranking:  # as trec_eval (and harness metrics) refuse them
+        for doc_id, score in ranking:  # refused as trec_eval (and harness metrics) refuse them
+            key = (path, qid.encode("utf-8"), doc_id.encode("utf-8"))
             if doc_id in seen:
-                raise InputError(path, f"document {doc_id!r} is ranked twice for query {qid!r}",
-                                 line=find_line(path, qid.encode("utf-8"), doc_id.encode("utf-8")))
+                raise InputError(path, f"document {doc_id!r} is ranked twice for query {qid!r}", line=find_line(*key))
             if not math.isfinite(score):
                 raise InputError(path, f"score {score} of document {doc_id!r} (query {qid!r}) is not a finite number",
-                                 line=_trec_line(path, qid, doc_id))
+                                 line=find_line(*key, occurrence=1))
+            if judged and doc_ids is not None and doc_id not in doc_ids:
+                raise InputError(path, f"doc id {doc_id!r} (query {qid!r}) is not in the corpus",
+                                 line=find_line(*key, occurrence=1))
             seen.add(doc_id)
-        if qid not in case_ids:
-            continue
-        if doc_ids is not None:
-            for doc_id, _ in ranking:
-                if doc_id not in doc_ids:
-                    line = _trec_line(path, qid, doc_id)
-                    raise InputError(path, f"doc id {doc_id!r} (query {qid!r}) is not in the corpus", line=line)
-        by_case[qid] = SuppliedOutput(retrieved=_ranked([(d, s) for d, s in ranking]))
+        if judged:
+            by_case[qid] = SuppliedOutput(retrieved=_ranked(ranking))
     if not by_case:
         raise InputError(path, "no query of this run is a case of the golden set",
                          hint="a TREC run's query ids must be the golden cases' ids (the qrels' query ids)")
     return SuppliedOutputs(by_case=by_case, source=f"the run file {path.name}", trec=True,
                            unmatched=sum(1 for q in run if q not in case_ids))
-
-
-def _trec_line(path: Path, qid: str, doc_id: str) -> int | None:
-    """The line of a run file ranking ``doc_id`` for ``qid`` (only read to name an error's line)."""
-    needle = (qid, doc_id)
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            parts = raw.split()
-            if len(parts) >= 3 and (parts[0].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")) == needle:
-                return lineno
-    return None
 
 
 def _from_golden(path: Path, cases: Sequence[GoldenCase], doc_ids: frozenset[str] | None) -> SuppliedOutputs:

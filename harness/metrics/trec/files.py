@@ -447,14 +447,15 @@ def _may_have_duplicates(run_q: np.ndarray, hashes: np.ndarray) -> bool:
     return bool(np.any((table[:, 1:] == table[:, :-1]) & (table[:, 1:] != pad)))
 
 
-def find_line(path: str | Path, qid: bytes, doc: bytes) -> int | None:
-    """Line number of the second occurrence of (qid, doc) in a run file (error path only)."""
+def find_line(path: str | Path, qid: bytes, doc: bytes, occurrence: int = 2) -> int | None:
+    """Line number of the ``occurrence``-th line ranking (qid, doc) in a run file: the second names a
+    duplicate, the first a bad value (error path only)."""
     seen = 0
     for lineno, line in enumerate(_open(path).split(b"\n"), 1):
         parts = line.split()
         if len(parts) >= 3 and parts[0] == qid and parts[2] == doc:
             seen += 1
-            if seen == 2:
+            if seen == occurrence:
                 return lineno
     return None
 
