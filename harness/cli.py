@@ -39,6 +39,10 @@ _COMMANDS = {
     "ifeval": ("harness.commands.ifeval", "ifeval"),
     "cache": ("harness.commands.cache", "cache_group"),
     "runs": ("harness.commands.runs", "runs_group"),
+    "ingest": ("harness.commands.ingest", "ingest_cmd"),
+    "monitor": ("harness.commands.monitor", "monitor_cmd"),
+    "coverage": ("harness.commands.coverage", "coverage_cmd"),
+    "golden": ("harness.commands.coverage", "golden_group"),
 }
 
 

@@ -185,6 +185,68 @@ class GateRule(Frozen):
         return " ".join(parts)
 
 
+# --- monitoring production (harness ingest / harness monitor) -------------------------------------------
+
+
+class LogFieldMap(Frozen):
+    """Where each field of a production log record is in the user's records: a field name, or a dotted path
+    into nested objects (``"meta.request_id"``). Every field but ``timestamp`` and ``query`` may be absent
+    from a record; a record's other scalar fields are kept as attributes (segment keys)."""
+
+    record_id: str = "id"
+    timestamp: str = "timestamp"
+    query: str = "query"
+    answer: str = "answer"
+    retrieved: str = Field(default="retrieved", description="doc ids, or {doc_id, score} objects, best first")
+    contexts: str = Field(default="contexts", description="passage texts, or {text, doc_id, score} objects")
+    latency: str = Field(default="latency_s", description="seconds: a number (the total) or {stage: seconds}")
+    error: str = Field(default="error", description="the app's error: a kind string or {kind, message}")
+    timeout: str = "timeout"
+    manifest_id: str = "manifest_id"
+    instructions: str = Field(default="instructions", description="IFEval-style [{id, kwargs}] given to the LLM")
+    contract: str = Field(default="contract", description="the output contract the answer must meet")
+
+
+LatencyQuantile = Literal["p50", "p95", "p99"]
+
+
+class SLO(Frozen):
+    """Service-level limits, judged per window and segment: latency quantiles per stage (``total`` is the
+    record's total), error and timeout rates (Wilson upper bound at ``confidence``), each only where a
+    window holds at least ``min_records`` records (fewer: the limit is reported as not judged)."""
+
+    latency_s: dict[str, dict[LatencyQuantile, float]] = Field(default_factory=dict)
+    error_rate: float | None = Field(default=None, ge=0, le=1)
+    timeout_rate: float | None = Field(default=None, ge=0, le=1)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    min_records: int = Field(default=20, ge=1)
+
+
+class LogContract(Frozen):
+    """Limits on the log itself: the null rate per field (``"*"`` for every field), the share of duplicate
+    records, and freshness (seconds from event to ingestion, as a quantile)."""
+
+    max_null_rate: dict[str, float] = Field(default_factory=dict)
+    max_duplicate_rate: float | None = Field(default=None, ge=0, le=1)
+    max_freshness_s: float | None = Field(default=None, gt=0)
+    freshness_quantile: float = Field(default=0.95, gt=0, le=1)
+
+
+class MonitorConfig(Frozen):
+    """The ``[monitor]`` table: how production logs map onto records, which attributes are segments, the
+    SLO and log-contract limits, and the drift family's settings."""
+
+    mapping: LogFieldMap = LogFieldMap()
+    segments: tuple[str, ...] = Field(default=(), description="record attributes to segment by (geo, device, ...)")
+    slo: SLO = SLO()
+    log_contract: LogContract = LogContract()
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="false-discovery rate of the alarm family")
+    min_window: int = Field(default=30, ge=2, description="fewer records in a window: its tests are untestable")
+    embedding_sample: int = Field(default=400, ge=10, description="records per window given embedding signals")
+    timezone: str = Field(default="UTC", description="the zone whose days and hours windows follow (IANA name)")
+    seed: int = 0
+
+
 class Manifest(Frozen):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str
@@ -199,9 +261,11 @@ class Manifest(Frozen):
     )
     gates: tuple[GateRule, ...] = ()
     baseline: str | None = None
+    monitor: MonitorConfig | None = None
 
     def canonical(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"baseline", "gates"})
+        """What determines the system's outputs (the id's input): not its gates, baseline or monitoring."""
+        return self.model_dump(mode="json", exclude={"baseline", "gates", "monitor"})
 
     @property
     def id(self) -> str:

@@ -1,0 +1,126 @@
+"""What a monitor pass finds: the records every face (text, md, JSON, HTML) renders; faces compute nothing.
+
+A :class:`MonitorReport` holds the drift alarms (one Benjamini-Hochberg family, the seasonality rule), the
+SLO and log-contract results, a time series per signal and segment, and for each alarm the two windows'
+distributions side by side. Its :attr:`MonitorReport.status` fails closed: ``alarm`` when anything is
+wrong, ``cannot_judge`` when the windows hold too little to test, ``ok`` only when every check ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from harness.stats.drift import AlarmReport
+
+Status = Literal["ok", "alarm", "cannot_judge"]
+CheckStatus = Literal["pass", "fail", "not_judged"]
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One signal's summary in one window and segment (``segment`` "all" or ``key=value``): the mean of a
+    numeric signal, the share of a flag, or the share of the window's most frequent category."""
+
+    signal: str
+    segment: str
+    window: str  # the window's label, e.g. "2026-11-24"
+    value: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A signal's distribution in two windows, for showing side by side: ``labels`` are bin ranges (numeric)
+    or categories; ``reference`` and ``current`` their shares (each sums to 1)."""
+
+    signal: str
+    segment: str
+    reference_window: str
+    current_window: str
+    kind: Literal["numeric", "categorical"]
+    labels: tuple[str, ...]
+    reference: tuple[float, ...]
+    current: tuple[float, ...]
+    n_reference: int
+    n_current: int
+
+
+@dataclass(frozen=True)
+class SLOResult:
+    window: str
+    segment: str
+    limit: str  # e.g. "latency total p95", "error_rate", "timeout_rate"
+    threshold: float
+    observed: float | None  # the quantile, or the rate's upper bound
+    n: int
+    status: CheckStatus
+    detail: str = ""
+
+
+ContractCheck = Literal["null_rate", "duplicates", "new_field", "missing_field", "retyped_field", "freshness"]
+
+
+@dataclass(frozen=True)
+class ContractFinding:
+    """One data-contract check on the log in one window: a limit from ``[monitor.log_contract]`` (pass/fail),
+    or a change in the log's shape against the reference window (new, missing or retyped fields: fail)."""
+
+    window: str
+    check: ContractCheck
+    field: str  # the source field ("*" for the whole record)
+    status: CheckStatus
+    observed: float | None = None
+    threshold: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SampleNote:
+    """How many records of a window an expensive signal (query embedding, groundedness) was computed on."""
+
+    signal: str
+    window: str
+    segment: str
+    sampled: int
+    total: int
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    project: str
+    windows: tuple[str, ...]  # the judged windows (current), oldest first
+    segments: tuple[str, ...]  # "all" first, then key=value
+    n_records: int
+    drift: AlarmReport
+    series: tuple[SeriesPoint, ...] = ()
+    distributions: tuple[Distribution, ...] = ()  # one per alarm (its signal, segment and windows)
+    slo: tuple[SLOResult, ...] = ()
+    contracts: tuple[ContractFinding, ...] = ()
+    samples: tuple[SampleNote, ...] = ()
+    not_judged: tuple[str, ...] = ()  # windows or comparisons that could not be made, with the reason
+    settings: dict[str, Any] = field(default_factory=dict)  # alpha, min_window, timezone, seed, sample sizes
+
+    @property
+    def slo_failures(self) -> tuple[SLOResult, ...]:
+        return tuple(r for r in self.slo if r.status == "fail")
+
+    @property
+    def contract_failures(self) -> tuple[ContractFinding, ...]:
+        return tuple(c for c in self.contracts if c.status == "fail")
+
+    @property
+    def status(self) -> Status:
+        """``alarm`` on any drift alarm, SLO or contract failure; else ``cannot_judge`` when no window could be
+        tested; else ``ok``. Never ``ok`` by default: an empty pass is ``cannot_judge``."""
+        if self.drift.alarms or self.slo_failures or self.contract_failures:
+            return "alarm"
+        if not self.windows or self.n_records == 0 or self.drift.n_tests == self.drift.untestable:
+            return "cannot_judge"
+        return "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["status"] = self.status
+        return out
