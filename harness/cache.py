@@ -34,10 +34,10 @@ from typing import Any
 
 from harness.errors import CacheError
 
-NAMESPACES = ("embeddings", "rankings", "generations", "judgments", "hashes", "lm_pmi")
+NAMESPACES = ("embeddings", "rankings", "generations", "judgments", "hashes", "lm_pmi", "signals")
 _VALID_NS = frozenset(NAMESPACES)
 JSON_NAMESPACES = frozenset(NAMESPACES) - {"embeddings"}
-SCHEMA_VERSION = 1  # 1: a checksum column ``c`` in every table
+SCHEMA_VERSION = 2  # 1: a checksum column ``c`` in every table; 2: the monitor's ``signals`` table
 _BATCH = 900  # below SQLite's default host-parameter limit
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -102,6 +102,7 @@ def _is_number(value: Any) -> bool:
 JSON_SHAPES: dict[str, Callable[[Any], bool]] = {
     "rankings": _is_ranking,  # [[doc id, score], ...]
     "lm_pmi": _is_number,
+    "signals": _is_number,  # a production record's expensive signal (its groundedness), keyed by its content
     "hashes": lambda v: isinstance(v, dict) and isinstance(v.get("sha256"), str),
 }
 

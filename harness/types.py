@@ -243,6 +243,7 @@ class MonitorConfig(Frozen):
     alpha: float = Field(default=0.05, gt=0, lt=1, description="false-discovery rate of the alarm family")
     min_window: int = Field(default=30, ge=2, description="fewer records in a window: its tests are untestable")
     embedding_sample: int = Field(default=400, ge=10, description="records per window given embedding signals")
+    groundedness_sample: int = Field(default=100, ge=0, description="records per window checked for groundedness")
     timezone: str = Field(default="UTC", description="the zone whose days and hours windows follow (IANA name)")
     seed: int = 0
 
