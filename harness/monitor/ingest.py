@@ -308,19 +308,29 @@ def _doc_id(v: Any, what: str) -> str:
     raise _Reject(f"{what} must be a non-empty string or an integer, not {_json_type(v)}")
 
 
+_STR = {str}
+_DICT = {dict}
+_FLOAT = {float}
+
+
 def _ranking(items: Any, what: str) -> tuple[list[str], list[float] | None]:
     if not isinstance(items, list):
         raise _Reject(f"'{what}' must be a list, not {_json_type(items)}")
     ids: list[str] = []
     scores: list[float] = []
     try:  # the common shapes at C speed: all ids, or all {doc_id: str, score: float}
-        if all(type(x) is str and x for x in items):
+        if not items:
+            return [], None
+        kinds = set(map(type, items))
+        if kinds == _STR and all(items):
             return list(items), None
-        ids = [x["doc_id"] for x in items]
-        scores = [x["score"] for x in items]
-        if all(type(x) is str and x for x in ids) and all(type(x) is float and math.isfinite(x) for x in scores):
-            return ids, scores
-    except (TypeError, KeyError):
+        if kinds == _DICT:
+            ids = [x["doc_id"] for x in items]
+            scores = [x["score"] for x in items]
+            if set(map(type, ids)) == _STR and all(ids) and set(map(type, scores)) == _FLOAT \
+                    and math.isfinite(math.fsum(scores)):
+                return ids, scores
+    except (TypeError, KeyError, OverflowError):
         pass
     ids = []
     scores = []

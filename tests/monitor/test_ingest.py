@@ -400,3 +400,39 @@ def test_cli_map_and_manifest_mapping(proj: Path, capsys: pytest.CaptureFixture[
     assert code == 0, err
     row = LogStore(Layout(root / ".harness")).read().to_pylist()[0]
     assert row["query"] == "q" and row["attrs"] == [("geo", "eu")]
+
+
+@pytest.mark.parametrize(("extra", "want"), [
+    ({"retrieved": ["a", "b"]}, {"retrieved_ids": ["a", "b"], "retrieved_scores": None}),
+    ({"retrieved": [{"doc_id": 7, "score": 1}, {"id": "b", "score": 0.5}]},
+     {"retrieved_ids": ["7", "b"], "retrieved_scores": [1.0, 0.5]}),
+    ({"retrieved": []}, {"retrieved_ids": [], "retrieved_scores": None}),
+    ({"retrieved": [{"doc_id": "a", "score": 1.0}, {"doc_id": "b"}]},
+     "'retrieved': 1 of 2 items have a score (all or none)"),
+    ({"contexts": [{"text": "t1", "doc_id": "a", "score": 0.9}, {"text": "t2", "doc_id": "b", "score": 0.1}]},
+     {"contexts": ["t1", "t2"], "retrieved_ids": ["a", "b"], "retrieved_scores": [0.9, 0.1]}),
+    ({"contexts": [3]}, "'contexts[0]' must be a text or a {text, doc_id, score} object"),
+    ({"latency_s": {"retrieve": -1}}, "'latency_s.retrieve' is negative"),
+    ({"latency_s": "fast"}, "'latency_s' must be a number, not string"),
+    ({"error": True, "timeout": True}, {"error": "error", "timeout": True}),
+    ({"error": False}, {"error": None}),
+    ({"error": ""}, {"error": None}),
+    ({"error": 3}, "'error' must be a kind string or a {kind, message} object, not integer"),
+    ({"timeout": "yes"}, "'timeout' must be a boolean, not string"),
+    ({"instructions": [{"id": "length:max_words", "kwargs": {"n": 5}}], "contract": "json_cited"},
+     {"instructions": '[{"id":"length:max_words","kwargs":{"n":5}}]', "contract": "json_cited"}),
+    ({"instructions": "be brief"}, "'instructions' must be a list of {id, kwargs} objects"),
+    ({"query": "  "}, "'query' is empty"),
+    ({"query": 5}, "'query' must be a string, not integer"),
+    ({"id": True}, "'id' must be a non-empty string or an integer, not boolean"),
+    ({"timestamp": "yesterday"}, "timestamp 'yesterday' is not an ISO-8601 date and time"),
+])
+def test_mapping_rules(tmp_path: Path, layout: Layout, extra: dict[str, Any], want: Any) -> None:
+    log = _write_jsonl(tmp_path / "m.jsonl", [{"id": "r", "timestamp": "2026-03-01T00:00:00Z", "query": "q"} | extra])
+    f = ing.ingest([log], layout=layout, mapping=LogFieldMap()).files[0]
+    if isinstance(want, str):
+        assert f.rejected == ((f"{log}:1", want),)
+        return
+    assert f.added == 1, f.rejected
+    row = LogStore(layout).read().to_pylist()[0]
+    assert {k: row[k] for k in want} == want
