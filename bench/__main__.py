@@ -16,6 +16,7 @@ BENCHES = {
     "generation": ("bench.bench_generation", "bench_generation"),
     "scorers": ("bench.bench_scorers", "bench_scorers"),
     "grounding": ("bench.bench_grounding", "bench_grounding"),
+    "monitor": ("bench.bench_monitor", "bench_monitor"),
 }
 
 

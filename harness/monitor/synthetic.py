@@ -498,10 +498,13 @@ class StreamSpec:
     """Everything that determines a stream: the same spec gives the same records, byte for byte.
 
     ``start`` is the first day (UTC; the default is a Monday), ``days`` the stream's length,
-    ``records_per_day`` the mean volume per day over a week. ``retrieved_k`` documents are logged per record
-    with their scores, the top ``n_contexts`` of them as contexts. ``manifest_id`` is logged on every record
-    (:func:`write_project` can tell the project's; see the bench). ``pool_per_intent`` bounds the distinct
-    queries per intent (drawn from the templates once per seed; production repeats itself).
+    ``records_per_day`` the mean volume per day over a week. ``segments`` are the records' attributes and
+    their values (seasonal profiles in :data:`SEGMENT_PROFILES`). ``topics`` make up the traffic (and the
+    corpus and golden set); ``extra_topics`` only appear through a ``topic`` shift. ``retrieved_k``
+    documents are logged per record with their scores, the top ``n_contexts`` of them as contexts.
+    ``manifest_id`` is logged on every record (the bench sets the project's). ``pool_per_intent`` bounds the
+    distinct queries per intent (drawn from the templates once per seed; production repeats itself).
+    ``error_rate`` and ``timeout_rate`` are the mean rates over a day's records (higher at busy hours).
     """
 
     seed: int = 0
@@ -980,12 +983,15 @@ def golden_cases(spec: StreamSpec, n_per_topic: int = 12) -> list[dict[str, Any]
 
 def default_monitor(spec: StreamSpec) -> dict[str, Any]:
     """The ``[monitor]`` table :func:`write_project` writes: segments geo and device, an SLO the unshifted
-    stream meets (total latency p95 <= 5 s, error rate <= 2%, timeout rate <= 1%) and null-rate limits on
-    the fields a shift can null (answer: up to 5%, as errors and timeouts leave it null)."""
+    stream meets (total latency p95 <= 5 s; error rate <= 3% and timeout rate <= 1.5%, three and five
+    times the stream's rates, judged on windows of at least 1,000 records: the rates are judged by their
+    Wilson upper bound, which on a window of 128 records with no error at all is 2.1%) and null-rate limits
+    on the fields a shift can null (answer: up to 5%, as errors and timeouts leave it null)."""
     segments = [a for a in ("geo", "device") if a in dict(spec.segments)]
     return {
         "segments": segments,
-        "slo": {"latency_s": {"total": {"p95": 5.0}}, "error_rate": 0.02, "timeout_rate": 0.01},
+        "slo": {"latency_s": {"total": {"p95": 5.0}}, "error_rate": round(3 * spec.error_rate, 6),
+                "timeout_rate": round(5 * spec.timeout_rate, 6), "min_records": 1000},
         "log_contract": {"max_null_rate": {"query": 0.0, "answer": 0.05, "retrieved": 0.01, "contexts": 0.01,
                                            "latency_s": 0.01, "manifest_id": 0.01}},
         "seed": spec.seed,

@@ -141,6 +141,10 @@ def test_field_distributions(base: pa.Table) -> None:
     topics = base["topic"].to_numpy(zero_copy_only=False)
     means = {t: top[topics == t].mean() for t in TOPICS}
     assert means["privacy"] > means["api"] + 0.05  # retrieval quality depends on the topic
+    fridays = pa.concat_tables([_day(base, d) for d in (4, 11, 18, 25)])
+    for value, share in syn.expected_share(SPEC, "geo", 4).items():
+        k = _counts(fridays, "geo", [value])[0]
+        assert stats.binomtest(k, fridays.num_rows, share).pvalue > 1e-3, (value, k / fridays.num_rows, share)
     qs = base["query"].to_pylist()
     assert len(set(qs)) > 3000  # varied questions, repeated as production is
 
@@ -291,7 +295,7 @@ def test_write_project_loads_with_its_monitor_table(tmp_path: Path) -> None:
     assert monitor is not None
     assert monitor.segments == ("geo", "device")
     assert monitor.slo.latency_s == {"total": {"p95": 5.0}}
-    assert monitor.slo.error_rate == 0.02
+    assert monitor.slo.error_rate == 0.03 and monitor.slo.min_records == 1000
     docs = load_corpus(loaded.resolve("corpus"))
     cases = load_golden(loaded.resolve("golden"), {d.id for d in docs})
     assert len(cases) == 12 * len(TOPICS)
