@@ -42,6 +42,7 @@ Mapping rules (:func:`map_record`):
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
@@ -517,6 +518,26 @@ def _known_ids(con: sqlite3.Connection, ids: list[str]) -> set[str]:
 # --- writing one file -------------------------------------------------------------------------------------
 
 
+def _interned(maps: list[dict[str, str]], kind: Any) -> Any:
+    """A map column from dicts that mostly repeat (the fields' types, the segment attributes): each distinct
+    dict converted once, then taken."""
+    import pyarrow as pa
+
+    index: dict[tuple[tuple[str, str], ...], int] = {}
+    distinct: list[dict[str, str]] = []
+    positions: list[int] = []
+    for d in maps:
+        key = tuple(d.items())
+        i = index.get(key)
+        if i is None:
+            i = index[key] = len(distinct)
+            distinct.append(d)
+        positions.append(i)
+    if len(distinct) * 2 > len(maps):  # mostly distinct: convert directly
+        return pa.array(maps, kind)
+    return pa.array(distinct, kind).take(pa.array(positions, pa.int32()))
+
+
 class _Columns:
     """The accepted records of a chunk, column by column."""
 
@@ -547,8 +568,8 @@ class _Columns:
             pa.array([r.manifest_id for r in rows], pa.string()),
             pa.array([r.instructions for r in rows], pa.string()),
             pa.array([r.contract for r in rows], pa.string()),
-            pa.array([r.attrs for r in rows], LOG_SCHEMA.field("attrs").type),
-            pa.array([r.fields for r in rows], LOG_SCHEMA.field("fields").type),
+            _interned([r.attrs for r in rows], LOG_SCHEMA.field("attrs").type),
+            _interned([r.fields for r in rows], LOG_SCHEMA.field("fields").type),
             pa.array(self.sources, pa.string()),
             pa.array([(now - _EPOCH) // _US] * n, pa.int64()).cast(LOG_SCHEMA.field("ingested_at").type),
         ]
@@ -663,11 +684,16 @@ def _worker_chunk(label: str, lines: list[tuple[int, int, bytes] | Rejected], ma
 
 
 PARALLEL_MIN_BYTES = 8 << 20
-"""JSONL files at least this large are decoded and mapped by worker processes (one per core, at most 2)."""
+"""JSONL files at least this large are decoded and mapped by worker processes (see :func:`_workers`)."""
 WORKER_CHUNK = 20_000
 
 
 def _workers() -> int:
+    """Worker processes for a large JSONL file: ``$HARNESS_INGEST_WORKERS`` if set (1: in process), else
+    one per usable core, at most 2."""
+    env = os.environ.get("HARNESS_INGEST_WORKERS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -755,8 +781,14 @@ def _flush(state: _FileState, chunk: _Chunk, con: sqlite3.Connection, layout: La
     names = {d: (_EPOCH + timedelta(days=d)).date().isoformat() for d in set(numbers)}
     state.added_ids.extend(zip(ids, (names[d] for d in numbers), strict=True))
     state.added += len(ids)
+    if len(names) > 1:  # one stable sort by day, then each day is a slice (file order kept within a day)
+        order = pc.array_sort_indices(day_numbers)
+        table = table.take(order)
+        numbers = sorted(numbers)
+    start = 0
     for d in sorted(names):
         day = names[d]
+        end = bisect.bisect_right(numbers, d, lo=start)
         part = state.parts.get(day)
         if part is None:
             folder = day_dir(layout, day)
@@ -766,7 +798,8 @@ def _flush(state: _FileState, chunk: _Chunk, con: sqlite3.Connection, layout: La
             fh = open(tmp, "wb")  # noqa: SIM115 - closed at commit or abort
             part = _PartWriter(final, tmp, fh, pq.ParquetWriter(fh, LOG_SCHEMA, compression="zstd"))
             state.parts[day] = part
-        sub = table if len(names) == 1 else table.filter(pc.equal(day_numbers, pa.scalar(d, pa.int32())))
+        sub = table.slice(start, end - start)
+        start = end
         part.writer.write_table(sub)
         part.rows += sub.num_rows
 
