@@ -108,7 +108,9 @@ class LogStore:
                    f"hive_partitioning = true)" + (f" WHERE {' AND '.join(conds)}" if conds else "")
                    + " ORDER BY ts, record_id")
             try:
-                table = con.sql(sql, params=params).to_arrow_table()
+                rel = con.sql(sql, params=params)
+                # duckdb 2 names it to_arrow_table; 1.x fetch_arrow_table
+                table = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.fetch_arrow_table()
             except duckdb.Error as exc:
                 raise HarnessError(f"cannot read the logs: {' '.join(str(exc).split())}") from None
         finally:
