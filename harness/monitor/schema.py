@@ -2,7 +2,8 @@
 
 ``harness ingest`` maps each user record (JSONL, Parquet, OTLP JSON spans) onto these columns once, at the
 edge; everything downstream (signals, windows, contracts, SLOs, coverage) reads only these columns. The
-store is Parquet partitioned by day (``<home>/logs/day=YYYY-MM-DD/part-<source hash>.parquet``), queried
+store is Parquet partitioned by day (``<home>/logs/day=YYYY-MM-DD/part-<source hash>.parquet``, the hash of the
+source's content, format and mapping), queried
 with DuckDB; ``day`` is the partition key (the event's UTC date), not a column of the files.
 """
 
@@ -22,7 +23,7 @@ LOG_SCHEMA = pa.schema([
     pa.field("retrieved_ids", pa.list_(pa.string())),  # null: no ranking logged; best first
     pa.field("retrieved_scores", pa.list_(pa.float64())),  # null: ids without scores
     pa.field("contexts", pa.list_(pa.string())),  # passage texts shown to the generator
-    pa.field("latency", pa.map_(pa.string(), pa.float64())),  # stage -> seconds; "total" when logged or summed
+    pa.field("latency", pa.map_(pa.string(), pa.float64())),  # stage -> seconds, as logged (OTLP: total = root span)
     pa.field("error", pa.string()),  # the app's error kind; null: none
     pa.field("timeout", pa.bool_(), nullable=False),
     pa.field("manifest_id", pa.string()),  # the manifest that served the record
@@ -30,7 +31,7 @@ LOG_SCHEMA = pa.schema([
     pa.field("contract", pa.string()),  # the output contract's name or null
     pa.field("attrs", pa.map_(pa.string(), pa.string())),  # the other scalar fields, as text: segment keys
     pa.field("fields", pa.map_(pa.string(), pa.string())),  # source field (dotted) -> JSON type ("null" if null)
-    pa.field("source", pa.string(), nullable=False),  # "file:line" (or "file:row", "file:span N")
+    pa.field("source", pa.string(), nullable=False),  # "file:line" (or "file:row N", "file:trace <id>")
     pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
 ])
 """The columns of every stored log part file, in order."""
