@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.stats.drift import AlarmReport
+from harness.stats.drift import Alarm, AlarmReport
 
 Status = Literal["ok", "alarm", "cannot_judge"]
 CheckStatus = Literal["pass", "fail", "not_judged"]
@@ -88,6 +88,18 @@ class SampleNote:
 
 
 @dataclass(frozen=True)
+class AlarmGroup:
+    """The alarms of one signal in one segment and current window, shown as one row: the alarm with the
+    smallest adjusted p-value, and which tests and comparisons agreed (a drifted numeric signal is often
+    flagged by KS, Wasserstein and PSI, day over day and week over week)."""
+
+    alarm: Alarm
+    tests: tuple[str, ...]  # every test that alarmed, the shown one first
+    comparisons: tuple[str, ...]
+    n: int  # alarms in the group
+
+
+@dataclass(frozen=True)
 class MonitorReport:
     project: str
     windows: tuple[str, ...]  # the judged windows (current), oldest first
@@ -101,6 +113,19 @@ class MonitorReport:
     samples: tuple[SampleNote, ...] = ()
     not_judged: tuple[str, ...] = ()  # windows or comparisons that could not be made, with the reason
     settings: dict[str, Any] = field(default_factory=dict)  # alpha, min_window, timezone, seed, sample sizes
+
+    @property
+    def alarm_groups(self) -> tuple[AlarmGroup, ...]:
+        """The alarms grouped by (signal, segment, current window), in the order their first alarm comes."""
+        groups: dict[tuple[str, str, str], list[Alarm]] = {}
+        for a in self.drift.alarms:
+            groups.setdefault((a.test.signal, a.test.segment, a.test.current), []).append(a)
+        out = []
+        for members in groups.values():
+            members.sort(key=lambda a: a.p_adjusted)
+            out.append(AlarmGroup(members[0], tuple(dict.fromkeys(a.test.test for a in members)),
+                                  tuple(dict.fromkeys(a.test.comparison for a in members)), len(members)))
+        return tuple(out)
 
     @property
     def slo_failures(self) -> tuple[SLOResult, ...]:

@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from harness.monitor.model import ContractFinding, MonitorReport, SampleNote, SLOResult
+from harness.monitor.model import AlarmGroup, ContractFinding, MonitorReport, SampleNote, SLOResult
 from harness.report.mdtext import md_code, md_text
 from harness.report.xmltext import visible
 from harness.stats.drift import Alarm
@@ -153,10 +153,23 @@ def settings_text(report: MonitorReport) -> str:
 Row = list[str]
 
 
+def tests_text(group: AlarmGroup) -> str:
+    """The shown test, and the others that agreed: ``psi (+ ks, wasserstein)``."""
+    rest = group.tests[1:]
+    return group.tests[0] + (f" (+ {', '.join(rest)})" if rest else "")
+
+
+def group_comparison_text(group: AlarmGroup) -> str:
+    shown = comparison_text(group.alarm)
+    others = [c.replace("_", "-") for c in group.comparisons if c.replace("_", "-") not in shown]
+    return shown + "".join(f" + {o}" for o in others)
+
+
 def _alarm_rows(report: MonitorReport) -> tuple[Row, list[Row]]:
     head = ["signal", "segment", "comparison", "windows", "test", "effect", "p adj", "moved"]
-    rows = [[a.test.signal, a.test.segment, comparison_text(a), windows_text(a.test.reference, a.test.current),
-             a.test.test, num(a.test.effect), pval(a.p_adjusted), a.test.moved or "-"] for a in report.drift.alarms]
+    rows = [[g.alarm.test.signal, g.alarm.test.segment, group_comparison_text(g),
+             windows_text(g.alarm.test.reference, g.alarm.test.current), tests_text(g), num(g.alarm.test.effect),
+             pval(g.alarm.p_adjusted), g.alarm.test.moved or "-"] for g in report.alarm_groups]
     return head, rows
 
 
@@ -238,7 +251,9 @@ def monitor_text(report: MonitorReport, *, fmt: Format = "text") -> str:
 
     d = report.drift
     if d.alarms:
-        section(f"drift alarms ({len(d.alarms)})", *_alarm_rows(report))
+        groups = report.alarm_groups
+        section(f"drift alarms ({plural(len(groups), 'signal-segment-day')}, {plural(len(d.alarms), 'alarmed test')})",
+                *_alarm_rows(report))
     if report.slo_failures:
         section(f"SLO failures ({len(report.slo_failures)})", *_slo_rows(report.slo_failures))
     slo_nj = [r for r in report.slo if r.status == "not_judged"]

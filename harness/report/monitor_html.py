@@ -27,10 +27,12 @@ from harness.report.monitor import (
     STATUS_WORD,
     comparison_text,
     confirmed_text,
+    group_comparison_text,
     num,
     pval,
     sample_lines,
     scope_text,
+    tests_text,
     verdict_reason,
 )
 from harness.stats.drift import Alarm
@@ -76,6 +78,7 @@ class AlarmRow:
     series_anchor: str | None
     dist_anchor: str | None
     confirmed: str = ""  # a day-over-day alarm's confirming week-over-week test
+    tests: str = ""  # the shown test and the others that agreed on this signal, segment and window
 
 
 @dataclass
@@ -303,10 +306,11 @@ def build_monitor_page(report: MonitorReport) -> MonitorPage:
         chart, hidden = distribution_chart(dist)
         dists.append(DistFigure(anchor, dist, chart, hidden))
 
-    rows = [AlarmRow(a, comparison_text(a), series_anchor.get((a.test.signal, a.test.segment)),
-                     dist_anchor.get(_key(a.test.signal, a.test.segment, a.test.reference, a.test.current)),
-                     confirmed_text(a))
-            for a in alarms]
+    rows = [AlarmRow(g.alarm, group_comparison_text(g), series_anchor.get((g.alarm.test.signal, g.alarm.test.segment)),
+                     dist_anchor.get(_key(g.alarm.test.signal, g.alarm.test.segment, g.alarm.test.reference,
+                                          g.alarm.test.current)),
+                     confirmed_text(g.alarm), tests_text(g))
+            for g in report.alarm_groups]
     d = report.drift
     counts = [
         (f"{len(d.alarms):,}", "drift alarms", bool(d.alarms)),
