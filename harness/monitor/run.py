@@ -453,6 +453,7 @@ def run_monitor(inputs: MonitorInputs, *, days: Sequence[dt.date] = (), named: t
     contract_findings: list[Any] = []
     slo_results: list[Any] = []
     currents: dict[str, Window] = {}
+    checked: set[str] = set()
     with progress.task("monitor: windows", len(pairs)) as advance:
         for pair in pairs:
             cur_t = frames.window(pair.current)
@@ -480,9 +481,11 @@ def run_monitor(inputs: MonitorInputs, *, days: Sequence[dt.date] = (), named: t
             if pair.reference is not None and pair.current.label not in currents:
                 currents[pair.current.label] = pair.current
                 samples.append(SampleNote(EMBEDDING_SIGNAL, pair.current.label, ALL, cur_s.num_rows, cur_t.num_rows))
-            if pair.reference is not None and pair.comparison == "day_over_day":
-                found, tests = _log_checks(inputs, pair, ref_label)
-                contract_findings += found
+            if pair.reference is not None:  # the log's own checks: limits and shape once per day, null-rate tests
+                found, tests = _log_checks(inputs, pair, ref_label)  # per comparison (into the same families)
+                if pair.current.label not in checked:
+                    checked.add(pair.current.label)
+                    contract_findings += found
                 family.tests += tests
             advance(1)
     for label, w in currents.items():
@@ -596,7 +599,7 @@ def _log_checks(inputs: MonitorInputs, pair: Pair, ref_label: str) -> tuple[list
     cur = inputs.read_raw(pair.current, _RAW_CONTRACT_COLUMNS)
     ref = inputs.read_raw(pair.reference, _RAW_CONTRACT_COLUMNS)
     findings, tests = check_log(cur, inputs.config.log_contract, window=pair.current.label, reference=ref,
-                                reference_window=ref_label, comparison="day_over_day")
+                                reference_window=ref_label, comparison=pair.comparison)
     return list(findings), list(tests)
 
 
