@@ -232,7 +232,8 @@ def _wasserstein_null(pooled: FloatArray, n_ref: int, n_cur: int, n_resamples: i
     ordered = np.sort(pooled)
     total = ordered.size
     if total <= _SUPPORT + 2 * _TAIL:
-        support, blocks = ordered, ((total, 1.0 / total),)
+        support = ordered
+        blocks: tuple[tuple[int, float], ...] = ((total, 1.0 / total),)
     else:
         bulk = ordered[_TAIL:-_TAIL]
         grid = (np.arange(_SUPPORT) + 0.5) / _SUPPORT * (bulk.size - 1)
