@@ -145,4 +145,4 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    sys.exit(main())  # click returns a command's exit code in non-standalone mode; the console script exits with it

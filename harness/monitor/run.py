@@ -494,11 +494,11 @@ def run_monitor(inputs: MonitorInputs, *, days: Sequence[dt.date] = (), named: t
     distributions = tuple(family.shown[k] for k in dict.fromkeys(
         (a.test.signal, a.test.segment, a.test.reference, a.test.current) for a in report.alarms)
         if k in family.shown)
-    judged = tuple(sorted({p.current.label for p in pairs}))
+    judged_windows = {p.current.label: p.current for p in pairs}
+    judged = tuple(sorted(judged_windows))
     segments = (ALL, *sorted({t.segment for t in family.tests if t.segment != ALL}))
-    series = _series(frames, [day_window(dt.date.fromisoformat(d), tz) for d in judged], cfg.segments)
-    n_records = sum(frames.window(day_window(dt.date.fromisoformat(d), tz)).num_rows  # type: ignore[union-attr]
-                    for d in judged)
+    series = _series(frames, [judged_windows[label] for label in judged], cfg.segments)
+    n_records = sum(t.num_rows for t in (frames.window(judged_windows[label]) for label in judged) if t is not None)
     return MonitorReport(
         project=inputs.project, windows=judged, segments=segments, n_records=n_records, drift=report,
         series=series, distributions=distributions, slo=tuple(slo_results), contracts=tuple(contract_findings),
@@ -600,7 +600,9 @@ def _log_checks(inputs: MonitorInputs, pair: Pair, ref_label: str) -> tuple[list
     ref = inputs.read_raw(pair.reference, _RAW_CONTRACT_COLUMNS)
     findings, tests = check_log(cur, inputs.config.log_contract, window=pair.current.label, reference=ref,
                                 reference_window=ref_label, comparison=pair.comparison)
-    return list(findings), list(tests)
+    small = min(cur.num_rows, ref.num_rows) < inputs.config.min_window  # the family's one rule for small windows
+    why = f"{ref.num_rows} and {cur.num_rows} records (fewer than {inputs.config.min_window})"
+    return list(findings), [replace(t, p_value=None, moved=why) if small else t for t in tests]
 
 
 def _slo(inputs: MonitorInputs, w: Window, label: str) -> list[Any]:
