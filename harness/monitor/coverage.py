@@ -431,7 +431,8 @@ def read_records(layout: Layout, since: str | date | None = None, until: str | d
                  ) -> StoreSample:
     """The stored records of UTC days ``since`` .. ``until`` (both inclusive; None: open), at most ``sample``
     of them: chosen by DuckDB ordering on ``hash(record_id || seed)``, so the sample depends on the records,
-    not on file order. ``files``: the part files to read (default: every ``<home>/logs/day=*/*.parquet``).
+    not on file order. ``files``: the part files to read (default: the store's committed parts,
+    :meth:`harness.monitor.store.LogStore.parts`; a part a crashed ingestion left is never read).
     HarnessError when nothing was ingested or the window is empty."""
     from harness.monitor.schema import logs_dir
 
@@ -439,7 +440,12 @@ def read_records(layout: Layout, since: str | date | None = None, until: str | d
     if lo is not None and hi is not None and hi < lo:
         raise HarnessError(f"--until {hi} is before --since {lo}")
     logs = logs_dir(layout)
-    parts = sorted(logs.glob("day=*/*.parquet")) if files is None else list(files)
+    if files is None:
+        from harness.monitor.store import LogStore
+
+        parts = LogStore(layout).parts()
+    else:
+        parts = list(files)
     if not parts:
         raise HarnessError(f"no production records in {logs}: nothing was ingested",
                            hint="run `harness ingest LOG --manifest M` first")

@@ -232,12 +232,12 @@ def words(topic: int, rng: np.random.Generator) -> str:
 def gap_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A locked project (hashing encoder, 512 dims) whose 40 golden cases cover topics 0-3, and an ingested
     store of two days: topics 0-3 everywhere, topic 4 ('fruit') only in geo=eu on the second day."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import json
 
     from harness.manifest import lock
-    from harness.monitor.schema import LOG_SCHEMA, day_dir
+    from harness.monitor.ingest import ingest
     from harness.storage import Layout
+    from harness.types import LogFieldMap
     from tests.conftest import make_project, write_jsonl
 
     monkeypatch.delenv("HARNESS_HOME", raising=False)
@@ -250,17 +250,19 @@ def gap_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                  for j in range(10)])
     lock(manifest)
     layout = Layout.for_manifest(manifest)
+    logs = []
     for day, topics in (("2026-03-01", range(4)), ("2026-03-02", range(5))):
         rows = []
         t0 = dt.datetime.fromisoformat(f"{day}T08:00:00+00:00")
         for t in topics:
             for j in range(30):
-                rows.append({"record_id": f"{day}-{t}-{j}", "ts": t0 + dt.timedelta(minutes=j), "query": words(t, rng),
-                             "timeout": False, "attrs": [("geo", "eu" if t == 4 else "us")], "source": f"x:{j}",
-                             "ingested_at": t0})
-        folder = day_dir(layout, day)
-        folder.mkdir(parents=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=LOG_SCHEMA), folder / "part-test.parquet")
+                rows.append({"id": f"{day}-{t}-{j}", "timestamp": (t0 + dt.timedelta(minutes=j)).isoformat(),
+                             "query": words(t, rng), "geo": "eu" if t == 4 else "us"})
+        log = tmp_path / "logs" / f"{day}.jsonl"
+        log.parent.mkdir(exist_ok=True)
+        log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        logs.append(log)
+    assert ingest(logs, layout=layout, mapping=LogFieldMap()).added == 270  # through the store's ledger
     return manifest
 
 
