@@ -132,17 +132,15 @@ def parse_json_line(path: str | Path, raw: bytes, lineno: int, offset: int) -> A
     return value
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(line number, value) for each non-blank line of a JSON Lines file.
-
-    A UTF-8 byte-order mark at the start and CRLF line ends are accepted; lines longer than
-    :data:`MAX_LINE_BYTES` are refused without reading them whole.
-    """
-    path = Path(path)
+def jsonl_lines(path: str | Path, label: str | Path | None = None) -> Iterator[tuple[int, int, bytes | None]]:
+    """(line number, byte offset, bytes) per non-blank line of a JSON Lines file, a leading UTF-8 byte-order
+    mark removed; a line longer than :data:`MAX_LINE_BYTES` comes as ``None`` (skipped, never read whole).
+    A file that cannot be read is an :class:`InputError` naming ``label`` (default: the path)."""
+    where = Path(path) if label is None else label
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed below; open errors are reported, not raised
     except OSError as exc:
-        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+        raise InputError(where, f"cannot read: {exc.strerror or exc}") from None
     with fh:
         offset = 0
         lineno = 0
@@ -150,21 +148,37 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
             try:
                 raw = fh.readline(MAX_LINE_BYTES + 1)
             except OSError as exc:
-                raise InputError(path, f"cannot read: {exc.strerror or exc}", line=lineno + 1) from None
+                raise InputError(where, f"cannot read: {exc.strerror or exc}", line=lineno + 1) from None
             if not raw:
                 return
             lineno += 1
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                raise InputError(path, f"line longer than {MAX_LINE_BYTES >> 20} MiB (starts at byte offset {offset})",
-                                 line=lineno)
             start = offset
             offset += len(raw)
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):  # skip the rest of the line
+                    raw = fh.readline(MAX_LINE_BYTES + 1)
+                    offset += len(raw)
+                yield lineno, start, None
+                continue
             if lineno == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM):]
                 start += len(_BOM)
-            if not raw.strip():
-                continue
-            yield lineno, parse_json_line(path, raw, lineno, start)
+            if raw.strip():
+                yield lineno, start, raw
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-blank line of a JSON Lines file.
+
+    A UTF-8 byte-order mark at the start and CRLF line ends are accepted; lines longer than
+    :data:`MAX_LINE_BYTES` are refused without reading them whole.
+    """
+    path = Path(path)
+    for lineno, start, raw in jsonl_lines(path):
+        if raw is None:
+            raise InputError(path, f"line longer than {MAX_LINE_BYTES >> 20} MiB (starts at byte offset {start})",
+                             line=lineno)
+        yield lineno, parse_json_line(path, raw, lineno, start)
 
 
 def iter_records(path: Path, schema: str | None = None) -> Iterator[tuple[int, Any]]:

@@ -33,6 +33,19 @@ def _progress(ctx: click.Context):
     return Progress(enabled=False) if (ctx.obj or {}).get("quiet") else Progress()
 
 
+def check_output(out: Path | None, loaded: LoadedManifest, allow_outside: bool) -> None:
+    """An ``--out`` file, checked before anything is computed: inside the project unless ``allow_outside``,
+    and writable."""
+    from harness.hashing import confine_path, project_root
+    from harness.storage import check_writable
+
+    if out is None:
+        return
+    if not allow_outside:
+        confine_path(out, project_root(loaded.base_dir))
+    check_writable(out)
+
+
 @click.command("run", cls=HarnessCommand)
 @manifest_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")

@@ -91,20 +91,13 @@ def coverage_cmd(ctx: click.Context, manifest: Path | None, since: str | None, u
     Example:
       harness coverage --manifest harness.toml --since 2026-01-01 --out gaps.jsonl
     """
-    from harness.commands.core import project
+    from harness.commands.core import _progress, check_output, project
     from harness.golden import write_jsonl
-    from harness.hashing import confine_path, project_root
     from harness.monitor.coverage import coverage_from_store
-    from harness.progress import Progress
-    from harness.storage import check_writable
 
     loaded, layout = project(manifest)
-    if out is not None:
-        if not allow_outside:
-            confine_path(out, project_root(loaded.base_dir))
-        check_writable(out)
-    quiet = bool((ctx.obj or {}).get("quiet"))
-    with Progress(enabled=False) if quiet else Progress() as progress:
+    check_output(out, loaded, allow_outside)
+    with _progress(ctx) as progress:
         report = coverage_from_store(layout, loaded, since, until, sample=sample, seed=seed, min_count=min_count,
                                      alpha=alpha, n_clusters=n_clusters, segments=segments or None,
                                      progress=progress)

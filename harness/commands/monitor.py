@@ -46,13 +46,11 @@ def monitor_cmd(ctx: click.Context, manifest: Path | None, since: str | None, un
       harness monitor --since 2026-11-20 --until 2026-11-26 --format md
       harness monitor --reference 2026-11-01..2026-11-07 --current 2026-11-22..2026-11-28
     """
-    from harness.commands.core import project
+    from harness.commands.core import _progress, check_output, project
     from harness.errors import HarnessError
-    from harness.hashing import confine_path, project_root
     from harness.monitor.project import monitor_inputs
     from harness.monitor.run import judged_days, parse_day, parse_range, run_monitor, zone
-    from harness.progress import Progress
-    from harness.storage import atomic_write_text, check_writable
+    from harness.storage import atomic_write_text
     from harness.types import MonitorConfig
 
     if (reference is None) != (current is None):
@@ -70,12 +68,8 @@ def monitor_cmd(ctx: click.Context, manifest: Path | None, since: str | None, un
     last = parse_day(until, "--until") if until else None
     named = (parse_range(reference, tz, "--reference"), parse_range(current, tz, "--current")) \
         if reference is not None and current is not None else None
-    if out is not None:
-        if not allow_outside:
-            confine_path(out, project_root(loaded.base_dir))
-        check_writable(out)
-    quiet = bool((ctx.obj or {}).get("quiet"))
-    with Progress(enabled=False) if quiet else Progress() as progress:
+    check_output(out, loaded, allow_outside)
+    with _progress(ctx) as progress:
         inputs, cache = monitor_inputs(loaded, layout, progress=progress, config=cfg)
         try:
             days = judged_days(inputs.parts_by_day, first, last) if named is None else []

@@ -55,6 +55,7 @@ from typing import Any, Literal
 from harness.config import MAX_DEPTH
 from harness.errors import InputError
 from harness.golden import MAX_LINE_BYTES, parse_json_line
+from harness.golden import jsonl_lines as golden_jsonl_lines
 from harness.types import LogFieldMap
 
 Format = Literal["jsonl", "parquet", "otlp"]
@@ -185,36 +186,12 @@ def _fast_json(raw: bytes) -> Any:
 
 def jsonl_lines(source: Source) -> Iterator[tuple[int, int, bytes] | Rejected]:
     """(line number, byte offset, bytes) per non-blank line of a JSONL source (a leading byte-order mark
-    removed), or :class:`Rejected` for a line longer than the reader takes."""
-    label = source.label
-    try:
-        fh = open(source.path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise InputError(label, f"cannot read: {exc.strerror or exc}") from None
-    with fh:
-        offset = 0
-        lineno = 0
-        while True:
-            try:
-                raw = fh.readline(MAX_LINE_BYTES + 1)
-            except OSError as exc:
-                raise InputError(label, f"cannot read: {exc.strerror or exc}", line=lineno + 1) from None
-            if not raw:
-                return
-            lineno += 1
-            start = offset
-            offset += len(raw)
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                while raw and not raw.endswith(b"\n"):  # skip the rest of the line
-                    raw = fh.readline(MAX_LINE_BYTES + 1)
-                    offset += len(raw)
-                yield Rejected(f"{label}:{lineno}", f"line longer than {MAX_LINE_BYTES >> 20} MiB")
-                continue
-            if lineno == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM):]
-                start += len(_BOM)
-            if raw.strip():
-                yield lineno, start, raw
+    removed; :func:`harness.golden.jsonl_lines`), or :class:`Rejected` for a line longer than the reader takes."""
+    for lineno, start, raw in golden_jsonl_lines(source.path, source.label):
+        if raw is None:
+            yield Rejected(f"{source.label}:{lineno}", f"line longer than {MAX_LINE_BYTES >> 20} MiB")
+        else:
+            yield lineno, start, raw
 
 
 def decode_line(label: str, lineno: int, offset: int, raw: bytes) -> tuple[str, Any] | Rejected:

@@ -143,3 +143,18 @@ class Page:
                          clip={"x": 0, "y": 0, "width": width, "height": height, "scale": 1})
         path.write_bytes(base64.b64decode(shot["data"]))
         return width, height
+
+
+# Elements sticking out of the viewport on the right, unless a scrolling box (overflow-x not visible) inside
+# the viewport clips them: what a reader would have to scroll the whole page sideways to see.
+OVERFLOW = """(() => { const W = document.documentElement.clientWidth, out = [];
+  for (const e of document.querySelectorAll("body *")) {
+    const r = e.getBoundingClientRect();
+    if (!r.width || r.right <= W + 1) continue;
+    let p = e.parentElement, clipped = false;
+    for (; p && !clipped; p = p.parentElement)
+      clipped = getComputedStyle(p).overflowX !== "visible" && p.getBoundingClientRect().right <= W + 1;
+    if (!clipped) out.push(e.tagName + (e.id ? "#" + e.id : "") + "." + (e.getAttribute("class") || ""));
+  }
+  return {height: document.documentElement.scrollHeight, scroll_width: document.documentElement.scrollWidth,
+          width: W, overflowing: out.slice(0, 10)}; })()"""

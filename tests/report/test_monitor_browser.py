@@ -14,22 +14,8 @@ import pytest
 from harness.monitor.model import Distribution, MonitorReport, SeriesPoint, SLOResult
 from harness.report.monitor_html import monitor_html
 from harness.stats.drift import Alarm, AlarmReport, DriftTest
-from tests.report.browser import Page, find_chromium
+from tests.report.browser import OVERFLOW, Page, find_chromium
 from tests.report.test_monitor_faces import alarm_report, days, dist_for
-
-# Elements sticking out of the viewport on the right, unless a scrolling box inside the viewport clips them
-# (as in tests/report/test_report.py): what a reader would have to scroll the whole page sideways to see.
-OVERFLOW = """(() => { const W = document.documentElement.clientWidth, out = [];
-  for (const e of document.querySelectorAll("body *")) {
-    const r = e.getBoundingClientRect();
-    if (!r.width || r.right <= W + 1) continue;
-    let p = e.parentElement, clipped = false;
-    for (; p && !clipped; p = p.parentElement)
-      clipped = getComputedStyle(p).overflowX !== "visible" && p.getBoundingClientRect().right <= W + 1;
-    if (!clipped) out.push(e.tagName + (e.id ? "#" + e.id : "") + "." + (e.getAttribute("class") || ""));
-  }
-  return {height: document.documentElement.scrollHeight, scroll_width: document.documentElement.scrollWidth,
-          width: W, overflowing: out.slice(0, 10)}; })()"""
 
 # every visible chart: its axis titles, how many ticks it labels, its legend, and whether it marks an alarm
 CHARTS = """[...document.querySelectorAll("svg.chart")].filter(s => s.checkVisibility()).map(s => ({

@@ -166,7 +166,8 @@ def test_text_opens_on_the_alarm_verdict_and_gives_one_row_per_alarm() -> None:
     assert "query_embedding: 3,500 of 84,021 records (500 per window and segment, over 7 window-segment pairs)" in text
     assert "the reference window 2026-11-11 has 0 records" in text
     assert "settings: alpha 0.05, min_window 50, timezone UTC, seed 0" in text
-    assert text.index("drift alarms (3 signal-segment-days, 3 alarmed tests):") < text.index("SLO failures (1):") < text.index("log-contract failures")
+    head = "drift alarms (3 signal-segment-days, 3 alarmed tests):"
+    assert text.index(head) < text.index("SLO failures (1):") < text.index("log-contract failures")
     assert "\x1b" not in text and "[bold" not in text  # plain text: no markup for a pipe
 
 

@@ -37,7 +37,7 @@ from harness.report import (
 from harness.storage import Layout
 from harness.types import CaseError, GateRule, RunResult
 from tests.conftest import add_generation, make_project
-from tests.report.browser import Page, find_chromium
+from tests.report.browser import OVERFLOW, Page, find_chromium
 
 # Text that must come out as text: if any of it were parsed as markup, the browser test would see it.
 HOSTILE = (
@@ -352,20 +352,6 @@ def test_html_in_a_real_browser(proj: Project, tmp_path: Path) -> None:
 
 
 # ---- the report's layout in a real browser, at a desktop and a phone width ----------------------------------
-
-# Elements sticking out of the viewport on the right, unless a scrolling box (overflow-x not visible) inside
-# the viewport clips them: what a reader would have to scroll the whole page sideways to see.
-OVERFLOW = """(() => { const W = document.documentElement.clientWidth, out = [];
-  for (const e of document.querySelectorAll("body *")) {
-    const r = e.getBoundingClientRect();
-    if (!r.width || r.right <= W + 1) continue;
-    let p = e.parentElement, clipped = false;
-    for (; p && !clipped; p = p.parentElement)
-      clipped = getComputedStyle(p).overflowX !== "visible" && p.getBoundingClientRect().right <= W + 1;
-    if (!clipped) out.push(e.tagName + (e.id ? "#" + e.id : "") + "." + (e.getAttribute("class") || ""));
-  }
-  return {height: document.documentElement.scrollHeight, scroll_width: document.documentElement.scrollWidth,
-          width: W, overflowing: out.slice(0, 10)}; })()"""
 
 SHOWN_ROWS = """[...document.querySelectorAll("#case-rows tr")].filter(t => t.getClientRects().length)
   .map(t => t.getAttribute("data-id"))"""
