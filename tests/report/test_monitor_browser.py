@@ -6,7 +6,6 @@ legend, each alarm's band is drawn on its signal and segment's chart, and the se
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from harness.monitor.model import Distribution, MonitorReport, SeriesPoint, SLOResult
 from harness.report.monitor_html import monitor_html
 from harness.stats.drift import Alarm, AlarmReport, DriftTest
-from tests.report.browser import OVERFLOW, Page, find_chromium
+from tests.report.browser import OVERFLOW, Page
 from tests.report.test_monitor_faces import alarm_report, days, dist_for
 
 # every visible chart: its axis titles, how many ticks it labels, its legend, and whether it marks an alarm
@@ -58,14 +57,6 @@ def many_report() -> MonitorReport:
                          series=tuple(series), distributions=(dist_for(a1), dist_for(a2), cats), slo=slo,
                          settings={"alpha": 0.05, "seed": 0})
 
-
-@pytest.fixture
-def page(tmp_path: Path) -> Iterator[Page]:
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip("chromium not installed: apt-get install chromium")
-    with Page(chromium, tmp_path / "profile") as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

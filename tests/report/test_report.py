@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
@@ -381,14 +380,6 @@ def big_report(proj: Project, tmp_path_factory: pytest.TempPathFactory) -> tuple
     path.write_text(html, "utf-8")
     return path, head, verdict
 
-
-@pytest.fixture
-def page(tmp_path: Path) -> Iterator[Page]:
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip("chromium not installed: apt-get install chromium")
-    with Page(chromium, tmp_path / "profile") as p:
-        yield p
 
 
 def test_html_opens_on_the_summary_with_one_page_of_cases(big_report: tuple[Path, RunResult, Verdict],
