@@ -34,7 +34,8 @@ def _train_queries() -> list[str]:
 
 
 def _hotpot_questions() -> list[str]:
-    return [json.loads(line)["question_text"] for line in (DATA / "hotpotqa" / "dev_500.jsonl").read_text().splitlines()]
+    lines = (DATA / "hotpotqa" / "dev_500.jsonl").read_text().splitlines()
+    return [json.loads(line)["question_text"] for line in lines]
 
 
 def _stream(folder: Path, *, shift: bool) -> list[Path]:
