@@ -37,8 +37,10 @@ def monitor_cmd(ctx: click.Context, manifest: Path | None, since: str | None, un
     the same weekday a week before, overall and per segment.
 
     An alarm is a drift that the aligned week-over-week comparison shows (a day-over-day move it does not
-    show is the daily or weekly cycle, listed apart), an SLO limit broken, or a log-contract failure; every
-    test is in one Benjamini-Hochberg family over signals x segments x windows.
+    show is the daily or weekly cycle, listed apart), an SLO limit broken, or a log-contract failure. The
+    week-over-week, golden and named tests over all signals x segments x days are one Benjamini-Hochberg
+    family; the day-over-day tests another. Exit 1 also when something could not be judged: a day without
+    records, a day-over-day move with no week-over-week comparison, an SLO not judged over all traffic.
 
     \b
     Example:

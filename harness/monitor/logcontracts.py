@@ -22,7 +22,9 @@ Definitions
 - **Freshness.** ``ingested_at - ts`` in seconds per record; the observed value is numpy's linear quantile
   at ``freshness_quantile``. Negative lags (clock skew) are kept and counted in the detail.
 - **Shape against the reference window** (each a ``fail`` naming the field and the reference window):
-  a *new* field is present (null or not) in some current record and in no reference record; a *missing*
+  a *new* field is present (null or not) in some current record and in no reference record, at a share
+  (at least 1%) that a reference window of its size would show but by a chance below 0.001 (the mirror of
+  the missing rule: a rare field seen once is not a new field); a *missing*
   field is present in at least :data:`MISSING_MIN_SHARE` (1%) of the reference records, in no current
   record, and a window of the current size drawn from the reference would lack it with probability
   ``(1 - share) ** n_current`` below :data:`MISSING_MAX_CHANCE` (0.001), so a rare field's chance absence
@@ -224,6 +226,9 @@ def _shape_findings(cur: FieldProfile, ref: FieldProfile, window: str,
     out: list[ContractFinding] = []
     for name in sorted(set(cur.present) - set(ref.present)):
         share = cur.present[name] / cur.n
+        chance = (1.0 - share) ** ref.n  # a field this rare could be absent from the reference by chance
+        if share < MISSING_MIN_SHARE or chance >= MISSING_MAX_CHANCE:
+            continue
         out.append(ContractFinding(
             window, "new_field", name, "fail", share, None,
             f"present in {cur.present[name]} of {cur.n} records, never in reference window {reference_window} "

@@ -112,6 +112,7 @@ class MonitorReport:
     contracts: tuple[ContractFinding, ...] = ()
     samples: tuple[SampleNote, ...] = ()
     not_judged: tuple[str, ...] = ()  # windows or comparisons that could not be made, with the reason
+    empty_windows: tuple[str, ...] = ()  # judged days (asked for) that hold no record: never a pass
     settings: dict[str, Any] = field(default_factory=dict)  # alpha, min_window, timezone, seed, sample sizes
 
     @property
@@ -136,16 +137,36 @@ class MonitorReport:
         return tuple(c for c in self.contracts if c.status == "fail")
 
     @property
+    def cannot_judge(self) -> tuple[str, ...]:
+        """Why the pass cannot say "ok": no window, no record or no testable drift test; a judged day with no
+        record (a logging gap); a day-over-day move no week-over-week comparison can confirm or dismiss; an
+        SLO limit not judged over all of a day's traffic (a segment's small window is listed, not blocking)."""
+        reasons: list[str] = []
+        if not self.windows or self.n_records == 0:
+            reasons.append("no records in the judged windows")
+        elif self.drift.n_tests == self.drift.untestable:
+            reasons.append(f"all {self.drift.n_tests:,} drift tests untestable (a window empty or too small)")
+        if self.empty_windows:
+            reasons.append(f"no records on {', '.join(self.empty_windows)}")
+        if self.drift.unconfirmed:
+            days = sorted({a.test.current for a in self.drift.unconfirmed})
+            reasons.append(f"{len(self.drift.unconfirmed):,} day-over-day moves with no week-over-week comparison "
+                           f"to tell drift from seasonality ({', '.join(days)})")
+        overall = sorted({r.window for r in self.slo if r.status == "not_judged" and r.segment == "all"})
+        if overall:
+            reasons.append(f"SLO limits not judged over all traffic on {', '.join(overall)}")
+        return tuple(reasons)
+
+    @property
     def status(self) -> Status:
-        """``alarm`` on any drift alarm, SLO or contract failure; else ``cannot_judge`` when no window could be
-        tested; else ``ok``. Never ``ok`` by default: an empty pass is ``cannot_judge``."""
+        """``alarm`` on any drift alarm, SLO or contract failure; else ``cannot_judge`` for any reason of
+        :attr:`cannot_judge`; else ``ok``. Never ``ok`` by default: an empty pass is ``cannot_judge``."""
         if self.drift.alarms or self.slo_failures or self.contract_failures:
             return "alarm"
-        if not self.windows or self.n_records == 0 or self.drift.n_tests == self.drift.untestable:
-            return "cannot_judge"
-        return "ok"
+        return "cannot_judge" if self.cannot_judge else "ok"
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["status"] = self.status
+        out["cannot_judge"] = list(self.cannot_judge)
         return out

@@ -9,8 +9,9 @@ For each judged day D (in the ``[monitor] timezone``) the pass compares D with
 
 overall and per segment (each value of each ``[monitor] segments`` attribute with records in D), on every
 signal of :mod:`harness.monitor.signals`, the segment mix itself, the log's null rates, and the query
-embeddings (MMD on the seeded sample). Every test of the pass is one Benjamini-Hochberg family;
-:func:`harness.stats.drift.drift_alarms` applies the seasonality rule. A test whose windows hold fewer than
+embeddings (MMD on the seeded sample). :func:`harness.stats.drift.drift_alarms` adjusts the week-over-week,
+golden and named tests as one Benjamini-Hochberg family and the day-over-day ones as another, and applies
+the seasonality rule. A test whose windows hold fewer than
 ``min_window`` values is counted as untestable, never passed.
 """
 
@@ -404,6 +405,9 @@ def judged_days(parts_by_day: dict[str, list[Path]], since: dt.date | None, unti
     stored = sorted(dt.date.fromisoformat(d) for d in parts_by_day)
     if not stored:
         return []
+    if until is None and since is not None and since > stored[-1]:
+        raise HarnessError(f"--since {since} is after the newest stored day ({stored[-1]})",
+                           hint="ingest the logs of those days first, or give an earlier --since")
     last = until or stored[-1]
     first = since or last
     if last < first:
@@ -411,19 +415,25 @@ def judged_days(parts_by_day: dict[str, list[Path]], since: dt.date | None, unti
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def pairs_for(days: Sequence[dt.date], frames: SignalFrames, tz: ZoneInfo, golden: bool, notes: list[str]
-              ) -> list[Pair]:
+def pairs_for(days: Sequence[dt.date], frames: SignalFrames, tz: ZoneInfo, golden: bool, notes: list[str],
+              empty: list[str], newest: dt.datetime | None = None) -> list[Pair]:
+    """The comparisons of each judged day. The references of the newest stored day (still being logged, it may
+    be partial) keep only the hours up to its last record's; any other day is compared whole, since an hour
+    without a record is normal at night."""
     out: list[Pair] = []
     for day in days:
         cur = day_window(day, tz)
         t = frames.window(cur)
         if t is None:
             notes.append(f"{day}: no records")
+            empty.append(day.isoformat())
             continue
-        hours = frozenset(int(h) for h in np.unique(local_hours(t["ts"], tz)))
-        cur = Window(cur.label, cur.start, cur.end)
+        hours = None
+        if newest is not None and cur.start <= newest < cur.end:
+            last_hour = int(local_hours(pa.array([newest], pa.timestamp("us", tz="UTC")), tz)[0])
+            hours = frozenset(range(last_hour + 1)) if last_hour < 23 else None
         for comparison, back in (("day_over_day", 1), ("week_over_week", 7)):
-            ref = day_window(day - dt.timedelta(days=back), tz, hours if len(hours) < 24 else None)
+            ref = day_window(day - dt.timedelta(days=back), tz, hours)
             if frames.window(ref) is None:
                 notes.append(f"{day}: no {comparison.replace('_', '-')} reference (no records on {ref.label})")
                 continue
@@ -439,13 +449,17 @@ def run_monitor(inputs: MonitorInputs, *, days: Sequence[dt.date] = (), named: t
     tz = zone(cfg.timezone)
     frames = SignalFrames(inputs.parts_by_day, inputs.cache_root, inputs.contracts, cfg.seed, tz)
     notes: list[str] = []
+    empty: list[str] = []
     if named is not None:
+        if named[0].start < named[1].end and named[1].start < named[0].end:
+            raise HarnessError(f"--reference {named[0].label} and --current {named[1].label} overlap",
+                               hint="compare two separate windows")
         pairs = [Pair("named", named[0], named[1])]
         for w in named:
             if frames.window(w) is None:
                 raise HarnessError(f"window {w.label}: no records in the store")
     else:
-        pairs = pairs_for(days, frames, tz, golden, notes)
+        pairs = pairs_for(days, frames, tz, golden, notes, empty, _newest(frames))
     family = _Family(cfg.alpha, cfg.min_window, cfg.seed)
     samples: list[SampleNote] = []
     golden_ref = inputs.sampled.golden_signals() if any(p.reference is None for p in pairs) else {}
@@ -478,7 +492,7 @@ def run_monitor(inputs: MonitorInputs, *, days: Sequence[dt.date] = (), named: t
                         family.categorical(f"segment:{key}", ALL, pair, ref_label,
                                            _categories(segment_values(ref_seg, key)),
                                            _categories(segment_values(cur_seg, key)))
-            if pair.reference is not None and pair.current.label not in currents:
+            if pair.current.label not in currents:
                 currents[pair.current.label] = pair.current
                 samples.append(SampleNote(EMBEDDING_SIGNAL, pair.current.label, ALL, cur_s.num_rows, cur_t.num_rows))
             if pair.reference is not None:  # the log's own checks: limits and shape once per day, null-rate tests
@@ -490,11 +504,23 @@ def run_monitor(inputs: MonitorInputs, *, days: Sequence[dt.date] = (), named: t
             advance(1)
     for label, w in currents.items():
         slo_results += _slo(inputs, w, label)
+        if label not in checked:  # a day judged only against the golden set: its limits still apply
+            contract_findings += _log_limits(inputs, w)
     report = drift_alarms(family.tests, cfg.alpha)
     distributions = tuple(family.shown[k] for k in dict.fromkeys(
         (a.test.signal, a.test.segment, a.test.reference, a.test.current) for a in report.alarms)
         if k in family.shown)
-    judged_windows = {p.current.label: p.current for p in pairs}
+    if named is None:  # a day with records but no reference at all is still judged on its SLOs and limits
+        for day in days:
+            w = day_window(day, tz)
+            if w.label not in currents and day.isoformat() not in empty:
+                currents[w.label] = w
+                slo_results += _slo(inputs, w, w.label)
+                contract_findings += _log_limits(inputs, w)
+    for key in cfg.segments:
+        if not any(t.segment.startswith(f"{key}=") for t in family.tests):
+            notes.append(f"segment attribute '{key}' is on no record of the judged windows")
+    judged_windows = dict(currents)  # every day with records: with a reference, against the golden set, or alone
     judged = tuple(sorted(judged_windows))
     segments = (ALL, *sorted({t.segment for t in family.tests if t.segment != ALL}))
     series = _series(frames, [judged_windows[label] for label in judged], cfg.segments)
@@ -502,7 +528,7 @@ def run_monitor(inputs: MonitorInputs, *, days: Sequence[dt.date] = (), named: t
     return MonitorReport(
         project=inputs.project, windows=judged, segments=segments, n_records=n_records, drift=report,
         series=series, distributions=distributions, slo=tuple(slo_results), contracts=tuple(contract_findings),
-        samples=tuple(samples), not_judged=tuple(notes),
+        samples=tuple(samples), not_judged=tuple(notes), empty_windows=tuple(empty),
         settings={"alpha": cfg.alpha, "min_window": cfg.min_window, "timezone": cfg.timezone, "seed": cfg.seed,
                   "embedding_sample": cfg.embedding_sample, "groundedness_sample": cfg.groundedness_sample,
                   "segments": list(cfg.segments), "comparisons": sorted({p.comparison for p in pairs}),
@@ -605,6 +631,24 @@ def _log_checks(inputs: MonitorInputs, pair: Pair, ref_label: str) -> tuple[list
     return list(findings), [replace(t, p_value=None, moved=why) if small else t for t in tests]
 
 
+def _log_limits(inputs: MonitorInputs, w: Window) -> list[Any]:
+    """The log contract's limits (null rates, duplicates, freshness) on a window with no reference."""
+    from harness.monitor.logcontracts import check_log
+
+    findings, _ = check_log(inputs.read_raw(w, _RAW_CONTRACT_COLUMNS), inputs.config.log_contract, window=w.label)
+    return list(findings)
+
+
+def _newest(frames: SignalFrames) -> dt.datetime | None:
+    """The newest stored record's time (the newest day may still be being logged)."""
+    days = sorted(frames.parts_by_day)
+    if not days:
+        return None
+    t = pa.concat_tables([frames._part(p) for p in frames.parts_by_day[days[-1]]], promote_options="default")
+    newest = pc.max(t["ts"]).as_py()
+    return newest if isinstance(newest, dt.datetime) else None
+
+
 def _slo(inputs: MonitorInputs, w: Window, label: str) -> list[Any]:
     from harness.monitor.slo import evaluate_slo
 
@@ -629,7 +673,8 @@ def _series(frames: SignalFrames, windows: Sequence[Window], keys: Sequence[str]
         groups: list[tuple[str, pa.Table]] = [(ALL, t)]
         for key in keys:
             values = segment_values(t, key)
-            groups += [(f"{key}={v}", t.filter(pa.array(values == v))) for v in sorted({x for x in values if x})]
+            groups += [(f"{key}={v}", t.filter(pa.array(values == v)))
+                       for v in sorted({x for x in values if x is not None})]
         for segment, g in groups:
             for signal in _signal_names(g):
                 points.append(_point(signal, segment, w.label, g[signal]))

@@ -106,12 +106,10 @@ def verdict_reason(report: MonitorReport) -> str:
     elif status == "cannot_judge":
         if not report.windows:
             head = "no window to judge"
-        elif report.n_records == 0:
-            head = "no records in the judged windows"
-        elif d.n_tests == 0:
+        elif d.n_tests == 0 and report.n_records:
             head = "no drift test could be made"
         else:
-            head = f"all {plural(d.n_tests, 'drift test')} untestable (a window empty or too small)"
+            head = "; ".join(report.cannot_judge) or "nothing could be judged"
     else:
         passed_slo = sum(1 for r in report.slo if r.status == "pass")
         passed_contract = sum(1 for c in report.contracts if c.status == "pass")
@@ -267,11 +265,14 @@ def monitor_text(report: MonitorReport, *, fmt: Format = "text") -> str:
 
     counts = (f"tests: {d.n_tests:,} in the family, {d.untestable:,} untestable (no p-value), "
               f"{plural(len(d.seasonal), 'seasonal move')} set aside")
-    rule = d.alarms or d.seasonal  # the seasonality rule explains alarms and moves set aside; else it is noise
+    rule = d.alarms or d.seasonal or d.unconfirmed  # the rule explains alarms and moves set aside; else noise
     if md:
         lines += ["", f"{counts}." + (f" Rule: {md_text(d.rule)}." if rule else "")]
     else:
         lines += ["", counts] + ([f"rule: {visible(d.rule)}"] if rule else [])
+    bullets("unconfirmed: day-over-day moves no week-over-week comparison can tell from seasonality",
+            [f"{a.test.signal} {a.test.segment}: {windows_text(a.test.reference, a.test.current)} {a.test.test} "
+             f"p adj {pval(a.p_adjusted)}; {a.test.moved}" for a in d.unconfirmed])
     bullets("set aside as seasonality (day-over-day only)",
             [f"{a.test.signal} {a.test.segment}: {windows_text(a.test.reference, a.test.current)} {a.test.test} "
              f"p adj {pval(a.p_adjusted)}" for a in d.seasonal])

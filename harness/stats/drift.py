@@ -217,16 +217,25 @@ _SUPPORT = 1000  # the Wasserstein null's bulk support points (its tails are kep
 _TAIL = 50
 
 
-def _psi_null(expected_fractions: Sequence[float], n_ref: int, n_cur: int, n_resamples: int,
+def _psi_null(reference_fractions: Sequence[float], n_ref: int, n_cur: int, n_resamples: int,
               rng: np.random.Generator, eps: float = 1e-6) -> NullDistribution:
-    """PSI between two windows resampled from the pooled sample, drawn as bin counts: with the bins fixed by
-    the reference, a window of size n resampled from the pool has Multinomial(n, the pool's bin fractions)
-    counts, so each resample costs O(bins) instead of O(n)."""
-    p = np.asarray(expected_fractions, dtype=np.float64)
-    p = p / p.sum()
-    e = np.maximum(rng.multinomial(n_ref, p, size=n_resamples) / n_ref, eps)
-    a = np.maximum(rng.multinomial(n_cur, p, size=n_resamples) / n_cur, eps)
-    return NullDistribution(tuple(float(v) for v in ((a - e) * np.log(a / e)).sum(axis=1)), n_ref, n_cur)
+    """PSI's null with the bins as the observed statistic has them: cut at the reference's own quantiles, so
+    the reference's fractions are what they are (never an empty bin) and only the current window's counts
+    vary. For a continuous signal the true mass of bins cut at a sample's order statistics is
+    Dirichlet(k_1, ..., k_B + 1) whatever the distribution (k_j: reference values in bin j; the uniform
+    spacings result), so a resample draws the masses, then Multinomial(n_cur, masses) current counts. An
+    earlier null that redrew the reference's counts too let reference bins be empty, a far second mode that
+    made the threshold meaningless when one window is small (40 vs 2,000 records: no A/A p-value below 0.05,
+    and a 1-SD shift read p = 0.11)."""
+    e = np.maximum(np.asarray(reference_fractions, dtype=np.float64), eps)
+    counts = np.rint(np.asarray(reference_fractions, dtype=np.float64) * n_ref)
+    alpha = np.maximum(counts, 0.0)
+    alpha[-1] += 1.0
+    alpha = np.maximum(alpha, 1e-3)  # a tied reference can leave a bin without a value; it keeps a sliver of mass
+    masses = rng.dirichlet(alpha, size=n_resamples)
+    a = np.maximum(rng.multinomial(n_cur, masses) / n_cur, eps)
+    return NullDistribution(tuple(float(v) for v in ((a - e[None, :]) * np.log(a / e[None, :])).sum(axis=1)),
+                            n_ref, n_cur)
 
 
 def _wasserstein_null(pooled: FloatArray, n_ref: int, n_cur: int, n_resamples: int,
@@ -306,9 +315,7 @@ def numeric_drift(reference: npt.ArrayLike, current: npt.ArrayLike, *, alpha: fl
     ks = ks_2samp(ref, cur)
     p = psi(ref, cur)
     assert p.psi is not None
-    pooled_fractions = (np.array(p.expected_fractions) * ref.size + np.array(p.actual_fractions) * cur.size)
-    shares = pooled_fractions / (ref.size + cur.size)
-    null_psi = _psi_null(tuple(shares), ref.size, cur.size, max(n_resamples, CHEAP_RESAMPLES), rng)
+    null_psi = _psi_null(p.expected_fractions, ref.size, cur.size, max(n_resamples, CHEAP_RESAMPLES), rng)
     null_w = _wasserstein_null(np.concatenate([ref, cur]), ref.size, cur.size, n_resamples, rng)
     w = _wasserstein_value(ref, cur)
     gain = np.array(p.actual_fractions) - np.array(p.expected_fractions)
@@ -409,11 +416,16 @@ class AlarmReport:
     seasonal: tuple[Alarm, ...]
     n_tests: int
     untestable: int  # tests with no p-value (an empty window): counted, never a silent pass
+    # significant day-over-day tests with no testable week-over-week counterpart (no reference a week back,
+    # or too few records there): neither drift nor seasonality can be told, so the pass cannot judge them
+    unconfirmed: tuple[Alarm, ...] = ()
     rule: str = ("drift when the aligned week-over-week comparison (same weekday and hour) is significant; a "
                  "day-over-day move it does not show is seasonality. The alarm family (week-over-week, golden and "
                  "named comparisons over all signals x segments x windows x tests) is Benjamini-Hochberg adjusted "
                  "at once; day-over-day tests are adjusted in a family of their own, so the daily and weekly "
-                 "cycles they pick up cannot loosen the alarm family's threshold")
+                 "cycles they pick up cannot loosen the alarm family's threshold. A significant day-over-day move "
+                 "with no testable week-over-week comparison to tell it from the cycle is unconfirmed: the pass "
+                 "cannot judge it (never seasonal, never a pass)")
 
 
 def drift_alarms(tests: Sequence[DriftTest], alpha: float = 0.05) -> AlarmReport:
@@ -438,14 +450,22 @@ def drift_alarms(tests: Sequence[DriftTest], alpha: float = 0.05) -> AlarmReport
     significant = {i for i, p in adjusted.items() if p is not None and p <= alpha}
     wow = {(t.signal, t.segment, t.test, t.current): (t, adjusted[i]) for i, t in enumerate(tests)
            if t.comparison == "week_over_week" and i in significant}
+    testable_wow = {(t.signal, t.segment, t.test, t.current) for t in tests
+                    if t.comparison == "week_over_week" and t.p_value is not None}
     alarms: list[Alarm] = []
     seasonal: list[Alarm] = []
+    unconfirmed: list[Alarm] = []
     for i in sorted(significant):
         t, p = tests[i], adjusted[i]
         assert p is not None
         if t.comparison == "day_over_day":
-            agree = wow.get((t.signal, t.segment, t.test, t.current))
-            (alarms if agree else seasonal).append(Alarm(t, p, agree[0] if agree else None))
+            key = (t.signal, t.segment, t.test, t.current)
+            agree = wow.get(key)
+            if agree:
+                alarms.append(Alarm(t, p, agree[0]))
+            else:
+                (seasonal if key in testable_wow else unconfirmed).append(Alarm(t, p))
         else:
             alarms.append(Alarm(t, p))
-    return AlarmReport(tuple(alarms), tuple(seasonal), len(tests), sum(1 for t in tests if t.p_value is None))
+    return AlarmReport(tuple(alarms), tuple(seasonal), len(tests), sum(1 for t in tests if t.p_value is None),
+                       unconfirmed=tuple(unconfirmed))

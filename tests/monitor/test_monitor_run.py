@@ -31,6 +31,8 @@ def _project(root: Path, spec: StreamSpec) -> Path:
     manifest = write_project(spec, root / "proj")
     doc = tomlkit.parse(manifest.read_text())
     doc["artifacts"]["embedding"]["params"] = {"backend": "hashing", "dim": 256}  # type: ignore[index]
+    # a day's traffic is judged; limits a few hundred records' Wilson bounds meet (1% errors, 0.3% timeouts)
+    doc["monitor"]["slo"].update({"min_records": 300, "error_rate": 0.06, "timeout_rate": 0.04})  # type: ignore[union-attr,index]
     manifest.write_text(tomlkit.dumps(doc))
     log = write_jsonl(spec, root / "proj" / "logs" / "log.jsonl")
     report = ingest([log], layout=Layout.for_manifest(manifest), mapping=LogFieldMap())
@@ -161,3 +163,35 @@ def test_too_few_records_cannot_be_judged(tmp_path: Path) -> None:
     assert report.status == "cannot_judge"
     out = _cli("monitor", "--until", _day(spec, 8).isoformat(), cwd=manifest.parent)
     assert out.returncode == 1 and "CANNOT JUDGE" in out.stdout
+
+
+def test_a_move_no_week_over_week_comparison_can_check_is_not_called_seasonal(tmp_path: Path) -> None:
+    spec = StreamSpec(seed=5, records_per_day=PER_DAY, days=5,
+                      shifts=(Shift("topic", 3, topic="travel", share=0.6),))
+    manifest = _project(tmp_path, spec)
+    report = _run(manifest, _day(spec, 3), _day(spec, 3))  # the shift's first day: nothing a week back
+    assert report.drift.alarms == () and report.drift.unconfirmed
+    assert not any(a.test.signal == "top1_score" for a in report.drift.seasonal)
+    assert report.status == "cannot_judge"
+    assert any("no week-over-week comparison" in why for why in report.cannot_judge)
+    out = _cli("monitor", "--since", _day(spec, 3).isoformat(), "--until", _day(spec, 3).isoformat(),
+               cwd=manifest.parent)
+    assert out.returncode == 1 and "CANNOT JUDGE" in out.stdout and "unconfirmed" in out.stdout
+
+
+def test_a_day_without_records_or_with_only_the_golden_set_is_still_judged(tmp_path: Path) -> None:
+    spec = StreamSpec(seed=6, records_per_day=400, days=2)
+    manifest = _project(tmp_path, spec)
+    gap = _run(manifest, _day(spec, 0), _day(spec, 3))  # days 3 and 4 hold no record: a logging gap
+    assert gap.empty_windows == (_day(spec, 2).isoformat(), _day(spec, 3).isoformat())
+    assert gap.status == "cannot_judge"
+    doc = tomlkit.parse(manifest.read_text())
+    doc["monitor"]["slo"]["latency_s"] = {"total": {"p95": 0.1}}  # type: ignore[index]  # broken by every day
+    manifest.write_text(tomlkit.dumps(doc))
+    first = _day(spec, 0).isoformat()  # no reference at all; judged against the golden set only
+    out = _cli("monitor", "--until", first, "--golden", "--format", "json", cwd=manifest.parent)
+    assert out.returncode == 1, out.stderr
+    data = json.loads(out.stdout)
+    assert data["status"] == "alarm" and data["windows"] == [first]
+    assert any(r["limit"] == "latency total p95" and r["status"] == "fail" and r["segment"] == "all"
+               for r in data["slo"])
