@@ -446,14 +446,19 @@ def _flattened(attrs: dict[str, Any], prefix: str, role: str, last: bool) -> str
     return found[-1][1] if last else found[0][1]
 
 
-def _query_of(span: _Span) -> str | None:
-    a = span.attrs
-    for getter in (lambda: _pick(a.get("gen_ai.input.messages"), "user", True),
-                   lambda: _pick(a.get("gen_ai.prompt"), "user", True),
-                   lambda: _flattened(a, "gen_ai.prompt", "user", True)):
-        text = getter()
+def _from_attributes(a: dict[str, Any], messages: str, legacy: str, role: str, last: bool) -> str | None:
+    """A message's text from a span's attributes: the current ``gen_ai.*.messages``, the legacy attribute, or
+    its flattened ``<legacy>.N.content`` form (OpenLLMetry), the first that has one."""
+    for text in (_pick(a.get(messages), role, last), _pick(a.get(legacy), role, last)):
         if text is not None:
             return text
+    return _flattened(a, legacy, role, last)
+
+
+def _query_of(span: _Span) -> str | None:
+    text = _from_attributes(span.attrs, "gen_ai.input.messages", "gen_ai.prompt", "user", True)
+    if text is not None:
+        return text
     for name, ea in reversed(span.events):
         if name == "gen_ai.client.inference.operation.details":
             text = _pick(ea.get("gen_ai.input.messages"), "user", True)
@@ -469,13 +474,9 @@ def _query_of(span: _Span) -> str | None:
 
 
 def _answer_of(span: _Span) -> str | None:
-    a = span.attrs
-    for getter in (lambda: _pick(a.get("gen_ai.output.messages"), "assistant", False),
-                   lambda: _pick(a.get("gen_ai.completion"), "assistant", False),
-                   lambda: _flattened(a, "gen_ai.completion", "assistant", False)):
-        text = getter()
-        if text is not None:
-            return text
+    text = _from_attributes(span.attrs, "gen_ai.output.messages", "gen_ai.completion", "assistant", False)
+    if text is not None:
+        return text
     for name, ea in span.events:
         if name == "gen_ai.client.inference.operation.details":
             text = _pick(ea.get("gen_ai.output.messages"), "assistant", False)
