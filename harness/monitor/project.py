@@ -4,6 +4,7 @@ embedding model (with the project's cache) and groundedness checker, and the pro
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,11 +54,17 @@ def monitor_inputs(loaded: LoadedManifest, layout: Layout, *, progress: Progress
         embed = embedder.embed
     tz = zone(cfg.timezone)
 
-    def read_raw(w: Window, columns: Sequence[str]) -> pa.Table:
+    # A day is read as the current window of two comparisons and as the reference of the next day's: keep the
+    # last few reads rather than query DuckDB again (a handful of days' columns, not the store).
+    @functools.lru_cache(maxsize=8)
+    def read_window(w: Window, columns: tuple[str, ...]) -> pa.Table:
         t = store.read(w.start, w.end, columns=list(dict.fromkeys([*columns, "ts"])))
         if w.hours is not None and t.num_rows:
             t = t.filter(pa.array(np.isin(local_hours(t["ts"], tz), sorted(w.hours))))
         return t
+
+    def read_raw(w: Window, columns: Sequence[str]) -> pa.Table:
+        return read_window(w, tuple(columns))
 
     grounded = _groundedness(store, embed, cache) if embed is not None and cfg.groundedness_sample else None
     sampled = SampledSignals(embed=embed, golden_queries=[c.query for c in golden], groundedness=grounded)
