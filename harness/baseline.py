@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError
 
@@ -23,6 +23,9 @@ from harness.manifest import LoadedManifest
 from harness.runs import RunStore, load_run
 from harness.storage import Layout, atomic_write_json, project_root
 from harness.types import Frozen, Manifest, RunResult
+
+if TYPE_CHECKING:
+    from harness.shadow.model import RolledBack
 
 
 def load_run_ref(ref: str, layout: Layout) -> RunResult:
@@ -191,16 +194,16 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def _manifest_position(run: RunResult, root: Path, current: Path) -> Path:
+def _manifest_position(manifest_path: str | None, root: Path, current: Path) -> Path:
     """Where the run's manifest sits relative to its project's root, applied to this project.
 
     Runs record it relative to the root; older runs recorded an absolute path, which is used if it is
     inside this project, else re-rooted: the folder it names if it still exists (a clone's original),
     else the longest tail of it that names a file here (a moved project), else the current manifest's
     place."""
-    if not run.manifest_path:
+    if not manifest_path:
         return current.relative_to(root)
-    recorded = Path(run.manifest_path)
+    recorded = Path(manifest_path)
     if not recorded.is_absolute():
         return recorded
     if _inside(recorded, root):
@@ -309,16 +312,25 @@ def _yaml_rolled_back(text: str, base_arts: dict[str, dict[str, Any]], restored:
 
 
 def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str]:
-    """Put the baseline run's pinned artifacts back: files from the snapshot store, pins into the manifest.
+    """Put the baseline run's pinned artifacts back (:func:`rollback_to`); returns the roles restored."""
+    return [r.role for r in rollback_to(loaded, layout, run.manifest, run.manifest_path)]
 
-    Returns the roles restored. Content that was never snapshotted (models by uri) is restored by pin
-    only; verify tells if it no longer matches. Everything is planned and checked first (each snapshot
-    against its pin, each destination inside the project), then written; nothing is written outside the
-    project, wherever the baseline's run was made (a moved, copied or cloned project refers to its own
-    files).
+
+def rollback_to(loaded: LoadedManifest, layout: Layout, target: Manifest, target_path: str | None
+                ) -> list[RolledBack]:
+    """Put a baseline manifest's pinned artifacts back into ``loaded``'s manifest: files from the snapshot
+    store (unless the project's file already holds the pinned content), pins into the manifest.
+
+    ``target_path`` is where the baseline's manifest sits (relative to the project's root, as runs record
+    it, or absolute), so its relative artifact paths are re-based onto ours. Returns what changed, per role.
+    Content that was never snapshotted (models by uri) is restored by pin only; verify tells if it no
+    longer matches. Everything is planned and checked first (each snapshot against its pin, each
+    destination inside the project), then written; nothing is written outside the project, wherever the
+    baseline's run was made (a moved, copied or cloned project refers to its own files).
     """
     from harness.hashing import project_root as confinement_root
     from harness.manifest import load_manifest, resolve_content
+    from harness.shadow.model import RolledBack
     from harness.snapshots import blob_path
     from harness.storage import atomic_write_text
 
@@ -326,33 +338,44 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
     bound = confinement_root(loaded.base_dir)  # where artifact paths may lead: the git work tree, else root
     current_manifest = loaded.path.resolve()
     # The baseline's relative paths are relative to its own manifest's folder: re-base them onto ours.
-    run_dir = root.resolve() / _manifest_position(run, root, current_manifest).parent
-    base_arts = dict(run.manifest.artifacts)
+    run_dir = root.resolve() / _manifest_position(target_path, root, current_manifest).parent
+    base_arts = dict(target.artifacts)
     for role, art in base_arts.items():
         if art.path and not Path(art.path).is_absolute():
             rebased = Path(os.path.relpath(run_dir / art.path, loaded.base_dir)).as_posix()
             base_arts[role] = art.model_copy(update={"path": rebased})
     current = loaded.manifest.artifacts
     restored: list[str] = []
+    changes: list[RolledBack] = []
     plans: list[tuple[Path, Path]] = []
     for role, art in base_arts.items():
         if current.get(role) == art:
             continue
+        now = current.get(role)
+        restored_file = None
         if art.path is not None:
             dst = resolve_content(art, loaded.base_dir)
             if not (_inside(dst, root) or _inside(dst, bound)):
                 raise HarnessError(f"cannot roll back '{role}': its file {art.path} lies outside the project "
                                    f"{bound}; nothing was changed",
                                    hint="restore that file by hand, or roll back to a run made in this project")
-            src = blob_path(layout, art)
-            if src is None:
-                raise HarnessError(f"cannot roll back '{role}': no snapshot of {art.path} ({art.sha256}) in the store")
-            if _snapshot_pin(src, art.params) != art.sha256:
-                raise HarnessError(f"cannot roll back '{role}': the snapshot {src} does not match its pin "
-                                   f"{art.sha256}; nothing was changed",
-                                   hint="the store was altered; restore the file by hand")
-            plans.append((src, dst))
+            if not (dst.exists() and art.sha256 is not None and _snapshot_pin(dst, art.params) == art.sha256):
+                src = blob_path(layout, art)
+                if src is None:
+                    raise HarnessError(f"cannot roll back '{role}': no snapshot of {art.path} ({art.sha256}) in "
+                                       "the store; nothing was changed",
+                                       hint="a manifest's files are snapshotted when it runs (harness run, "
+                                       "harness replay)")
+                if _snapshot_pin(src, art.params) != art.sha256:
+                    raise HarnessError(f"cannot roll back '{role}': the snapshot {src} does not match its pin "
+                                       f"{art.sha256}; nothing was changed",
+                                       hint="the store was altered; restore the file by hand")
+                plans.append((src, dst))
+                restored_file = os.path.relpath(dst, root.resolve())
         restored.append(role)
+        changes.append(RolledBack(role=role, kind=art.kind, before_version=now.version if now else None,
+                                  after_version=art.version, before_sha256=now.sha256 if now else None,
+                                  after_sha256=art.sha256, restored_file=restored_file))
     if not _inside(current_manifest, root):
         raise HarnessError(f"cannot roll back: the manifest {current_manifest} lies outside the project {root}")
     for src, dst in plans:
@@ -371,4 +394,4 @@ def rollback(loaded: LoadedManifest, layout: Layout, run: RunResult) -> list[str
     rolled_back = _yaml_rolled_back if loaded.path.suffix in (".yaml", ".yml") else _toml_rolled_back
     atomic_write_text(loaded.path, rolled_back(text, base_data, restored))
     load_manifest(loaded.path)
-    return restored
+    return changes

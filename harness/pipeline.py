@@ -10,6 +10,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -81,7 +82,15 @@ def _environment(base_dir: Path) -> dict[str, Any]:
     return env
 
 
-def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layout: Layout | None = None) -> RunReport:
+def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layout: Layout | None = None,
+            cases: Sequence[GoldenCase] | None = None, scorers: Sequence[ScorerSpec] | None = None,
+            concurrency: int | None = None, runs: RunStore | None = None) -> RunReport:
+    """Run the manifest's stages over its golden set and store the run.
+
+    The release checks run the same pipeline over other cases: ``cases`` replaces the golden set (logged
+    production queries for ``harness replay``; the golden artifact is still verified), ``scorers`` replaces
+    the planned scorer list, ``concurrency`` the generator's calls in flight, and ``runs`` the store the run
+    is saved in (default: the project's run store)."""
     t_start = time.perf_counter()
     layout = layout or Layout.for_manifest(loaded.path)
     stage_s: dict[str, float] = {}
@@ -89,7 +98,10 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
     # no cache, snapshot or run behind. Then the pins; only then the cache (on a first run the pins
     # are hashed without the memo, so a mismatch creates no .harness either) and the snapshots.
     t0 = time.perf_counter()
-    corpus, cases, inputs = load_inputs(loaded)
+    corpus, cases, inputs = load_inputs(loaded, cases)
+    if concurrency is not None and inputs.generation is not None:
+        engine = inputs.generation.engine.model_copy(update={"concurrency": concurrency})
+        inputs = replace(inputs, generation=replace(inputs.generation, engine=engine))
     stage_s["load"] = time.perf_counter() - t0
     cache = Cache(layout.cache_db) if layout.cache_db.exists() else None
     try:
@@ -130,7 +142,7 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             outputs = [_case_output(c.id, retrieval, generation, supplied) for c in cases]
 
         t0 = time.perf_counter()
-        specs = planned_scorer_specs(m, supplied)
+        specs = list(scorers) if scorers is not None else planned_scorer_specs(m, supplied)
         ctx = ScoringContext(docs=docs, contracts=inputs.contracts, cache=cache, progress=progress, embed=embed)
         scores: list[Score] = []
         infos: dict[str, MetricInfo] = {}
@@ -177,7 +189,7 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             stage_seconds=stage_s,
             counts=counts,
         )
-        path = RunStore(layout.runs).save(run)
+        path = (runs or RunStore(layout.runs)).save(run)
         return RunReport(run=run, path=path)
     finally:
         if cache is not None:
@@ -257,11 +269,13 @@ def _generation_inputs(loaded: LoadedManifest, contracts: ContractSet | None) ->
     )
 
 
-def load_inputs(loaded: LoadedManifest) -> tuple[list[CorpusDoc], list[GoldenCase], StageInputs]:
+def load_inputs(loaded: LoadedManifest, given: Sequence[GoldenCase] | None = None
+                ) -> tuple[list[CorpusDoc], list[GoldenCase], StageInputs]:
     """Read and validate every input a run needs, writing nothing: corpus, the stages' inputs, golden set
     (relevance against the corpus), supplied outputs (against the golden set and the corpus), and the prompt
     template rendered once per case (a passage of the corpus standing in for the retrieved ones), so any of
-    them is bad input before a run starts."""
+    them is bad input before a run starts. ``given`` cases replace the golden set (a manifest with supplied
+    outputs answers its own golden set only, so it cannot take them)."""
     m = loaded.manifest
     corpus = load_corpus(loaded.resolve("corpus")) if "corpus" in m.artifacts else []
     inputs = stage_inputs(loaded)
@@ -269,7 +283,13 @@ def load_inputs(loaded: LoadedManifest) -> tuple[list[CorpusDoc], list[GoldenCas
         check_inputs(inputs.retrieval, corpus)
     doc_ids = frozenset(d.id for d in corpus) if "corpus" in m.artifacts else None
     golden_path = loaded.resolve("golden")
-    cases = load_golden(golden_path, doc_ids)
+    if given is not None:
+        if inputs.outputs is not None:
+            raise ManifestError(f"{loaded.path}: its outputs artifact answers its own golden set; it cannot "
+                                "answer other queries (replay needs a manifest that retrieves and generates)")
+        cases = list(given)
+    else:
+        cases = load_golden(golden_path, doc_ids)
     if inputs.outputs is not None:
         config, outputs_path = inputs.outputs
         supplied = load_outputs(outputs_path, config, golden_path, cases, doc_ids)
@@ -281,8 +301,9 @@ def load_inputs(loaded: LoadedManifest) -> tuple[list[CorpusDoc], list[GoldenCas
     for case in cases:
         if case.contract is not None and (contracts is None or contracts.get(case.contract) is None):
             where = "the validators artifact" if contracts is not None else "the manifest (it has no validators)"
-            raise InputError(golden_path, f"case {case.id!r} names contract {case.contract!r}, which {where} "
-                             "does not define", field="contract")
+            raise InputError(golden_path if given is None else loaded.path,
+                             f"case {case.id!r} names contract {case.contract!r}, which {where} does not define",
+                             field="contract")
     if generation is not None:
         d = corpus[0]
         sample = [{"id": d.id, "title": d.title, "text": d.text, "score": 1.0, "rank": 1}]

@@ -248,6 +248,65 @@ class MonitorConfig(Frozen):
     seed: int = 0
 
 
+# --- shipping changes (harness replay / canary) --------------------------------------------------------
+
+
+class ReplayConfig(Frozen):
+    """The ``[replay]`` table: how ``harness replay`` runs logged queries through a baseline and a candidate
+    manifest, and the rules it judges them by (``[[replay.gates]]``: the syntax of ``[[gates]]``, over the
+    replay's label-free metrics). Flags override the first four."""
+
+    sample: int | None = Field(default=None, ge=1, description="replay a seeded sample of this many records")
+    seed: int = 0
+    concurrency: int | None = Field(default=None, ge=1, le=256,
+                                    description="calls in flight (default: the generator's own concurrency)")
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    correction: Literal["holm", "bh"] = Field(default="bh", description="across signals x segments")
+    min_segment_size: int = Field(default=30, ge=1, description="the default rules skip smaller segments")
+    gates: tuple[GateRule, ...] = Field(default=(), description="none: the default rules (every directional "
+                                        "signal, overall and per segment, must not be significantly worse)")
+
+
+CanaryDirection = Literal["increase", "decrease", "either"]
+
+
+class CanarySignal(Frozen):
+    """How the canary classifies one signal (Kayenta's per-metric configuration): which move fails it
+    (``bad``), how large a significant relative move may be and still pass (``tolerance``: 0.1 = 10% of the
+    baseline's value), its weight in the score, and whether failing it fails the canary outright."""
+
+    name: str
+    bad: CanaryDirection | None = Field(default=None, description="default: the signal's worse direction")
+    tolerance: float = Field(default=0.0, ge=0)
+    weight: float = Field(default=1.0, gt=0)
+    critical: bool = False
+
+
+class CanaryConfig(Frozen):
+    """The ``[canary]`` table: which signals ``harness canary`` classifies (none: every directional signal,
+    with its worse direction), the score thresholds (a score below ``marginal_score`` fails, below
+    ``pass_score`` is marginal: not a pass), the smallest side judged, and ``[[canary.gates]]`` (the syntax
+    of ``[[gates]]``, over the canary's signals)."""
+
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    correction: Literal["holm", "bh"] = "bh"
+    signals: tuple[CanarySignal, ...] = ()
+    pass_score: float = Field(default=95.0, ge=0, le=100)
+    marginal_score: float = Field(default=75.0, ge=0, le=100)
+    min_records: int = Field(default=50, ge=2, description="fewer records on either side: not judged")
+    gates: tuple[GateRule, ...] = ()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CanaryConfig:
+        if self.marginal_score > self.pass_score:
+            raise ValueError(f"marginal_score ({self.marginal_score}) is above pass_score ({self.pass_score})")
+        names = [s.name for s in self.signals]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"signal(s) listed twice: {', '.join(dup)}")
+        return self
+
+
 class Manifest(Frozen):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str
@@ -263,10 +322,13 @@ class Manifest(Frozen):
     gates: tuple[GateRule, ...] = ()
     baseline: str | None = None
     monitor: MonitorConfig | None = None
+    replay: ReplayConfig | None = None
+    canary: CanaryConfig | None = None
 
     def canonical(self) -> dict[str, Any]:
-        """What determines the system's outputs (the id's input): not its gates, baseline or monitoring."""
-        return self.model_dump(mode="json", exclude={"baseline", "gates", "monitor"})
+        """What determines the system's outputs (the id's input): not its gates, baseline, monitoring, replay
+        or canary settings."""
+        return self.model_dump(mode="json", exclude={"baseline", "gates", "monitor", "replay", "canary"})
 
     @property
     def id(self) -> str:

@@ -49,33 +49,53 @@ class SignalSpec:
     group: Literal["query", "retrieval", "answer", "service"]
     sampled: bool = False
     description: str = ""
+    better: Literal["higher", "lower"] | None = None
+    """Which way is better, for the release checks (replay, canary) that judge a move as worse or not:
+    ``None`` for a signal with no better side (a query's length). A boolean signal's direction is that of
+    its true rate; ``error_kind``'s is that of its rate of errors (any kind but ``none``)."""
 
 
 CHEAP_SIGNALS: tuple[SignalSpec, ...] = (
     SignalSpec("query_chars", "numeric", "query", description="characters in the query"),
     SignalSpec("query_words", "numeric", "query", description="whitespace-separated words in the query"),
     SignalSpec("n_retrieved", "numeric", "retrieval", description="documents the retriever returned"),
-    SignalSpec("top1_score", "numeric", "retrieval", description="the best retrieved document's score"),
-    SignalSpec("topk_mean_score", "numeric", "retrieval", description="the mean score of the retrieved documents"),
+    SignalSpec("top1_score", "numeric", "retrieval", description="the best retrieved document's score",
+               better="higher"),
+    SignalSpec("topk_mean_score", "numeric", "retrieval", description="the mean score of the retrieved documents",
+               better="higher"),
     SignalSpec("answer_chars", "numeric", "answer", description="characters in the logged answer"),
-    SignalSpec("answer_empty", "categorical", "answer", description="the answer is blank"),
-    SignalSpec("abstained", "categorical", "answer", description="the answer declines to answer"),
-    SignalSpec("format_valid", "categorical", "answer", description="the answer meets its output contract"),
+    SignalSpec("answer_empty", "categorical", "answer", description="the answer is blank", better="lower"),
+    SignalSpec("abstained", "categorical", "answer", description="the answer declines to answer", better="lower"),
+    SignalSpec("format_valid", "categorical", "answer", description="the answer meets its output contract",
+               better="higher"),
     SignalSpec("instructions_followed", "categorical", "answer",
-               description="the answer follows every logged instruction (strict)"),
-    SignalSpec("error_kind", "categorical", "service", description="the app's error kind, 'none' without one"),
-    SignalSpec("timeout", "categorical", "service", description="the request timed out"),
+               description="the answer follows every logged instruction (strict)", better="higher"),
+    SignalSpec("error_kind", "categorical", "service", description="the app's error kind, 'none' without one",
+               better="lower"),
+    SignalSpec("timeout", "categorical", "service", description="the request timed out", better="lower"),
 )
 SAMPLED_SIGNALS: tuple[SignalSpec, ...] = (
     SignalSpec("language", "categorical", "query", True, "the query's language (py3langid)"),
-    SignalSpec("golden_distance", "numeric", "query", True, "cosine distance to the nearest golden case"),
+    SignalSpec("golden_distance", "numeric", "query", True, "cosine distance to the nearest golden case", "lower"),
     SignalSpec("golden_cluster", "categorical", "query", True, "the golden cluster nearest the query"),
-    SignalSpec("groundedness", "numeric", "answer", True, "the answer's groundedness in its logged contexts"),
+    SignalSpec("groundedness", "numeric", "answer", True, "the answer's groundedness in its logged contexts",
+               "higher"),
 )
 LATENCY_PREFIX = "latency:"
 
 ABSTAIN_RE = (r"(?i)\b(i (do not|don't|cannot|can't) (know|answer|help|find)|i'm not sure|i am not sure|"
               r"no (relevant )?information|unable to (answer|find)|not enough information|cannot be determined)\b")
+
+
+def signal_spec(name: str) -> SignalSpec:
+    """The spec of a signal by name; a ``latency:<stage>`` signal is numeric, lower better."""
+    if name.startswith(LATENCY_PREFIX):
+        return SignalSpec(name, "numeric", "service", description=f"seconds in stage {name[len(LATENCY_PREFIX):]}",
+                          better="lower")
+    for spec in CHEAP_SIGNALS + SAMPLED_SIGNALS:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
 
 
 def signal_kind(name: str) -> SignalKind:

@@ -1,0 +1,1 @@
+"""Shipping changes safely: shadow replay, canary verdicts, rollback, incident snapshots (issue 14)."""
