@@ -4,11 +4,12 @@ flattened params that differ, and a unified diff of text artifacts when both fil
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from typing import Any
 
 from harness.diff.records import ArtifactChange
 from harness.storage import Layout
-from harness.types import Artifact, RunResult
+from harness.types import Artifact, Manifest, RunResult
 
 MAX_DIFF_LINES = 200
 """Longest text diff of one artifact kept in a diff (and so in every report): outputs files and run files
@@ -32,9 +33,21 @@ def same_artifact(a: Artifact | None, b: Artifact | None) -> bool:
 
 
 def artifact_changes(base: RunResult, head: RunResult, layout: Layout | None = None) -> list[ArtifactChange]:
+    return manifest_changes(base.manifest, head.manifest, layout)
+
+
+def manifest_changes(base: Manifest, head: Manifest, layout: Layout | None = None, *,
+                     read_text: Callable[[Artifact], str | None] | None = None) -> list[ArtifactChange]:
+    """What changed from manifest ``base`` to ``head``, per artifact role. A text diff is shown where both texts
+    are at hand: from the snapshot store (``layout``), or else from ``read_text`` (for example a project file
+    whose content still matches the artifact's pin)."""
     from harness.snapshots import read_text_artifact
 
-    ba, ha = base.manifest.artifacts, head.manifest.artifacts
+    def text_of(art: Artifact) -> str | None:
+        found = read_text_artifact(layout, art) if layout is not None else None
+        return found if found is not None or read_text is None else read_text(art)
+
+    ba, ha = base.artifacts, head.artifacts
     out: list[ArtifactChange] = []
     for role in sorted(set(ba) | set(ha)):
         b, h = ba.get(role), ha.get(role)
@@ -56,9 +69,9 @@ def artifact_changes(base: RunResult, head: RunResult, layout: Layout | None = N
         fb, fh = _flatten(b.params), _flatten(h.params)
         params_diff = {k: [fb.get(k), fh.get(k)] for k in sorted(set(fb) | set(fh)) if fb.get(k) != fh.get(k)}
         text = None
-        if layout is not None and b.path and h.path:
-            tb = read_text_artifact(layout, b)
-            th = read_text_artifact(layout, h)
+        if (layout is not None or read_text is not None) and b.path and h.path:
+            tb = text_of(b)
+            th = text_of(h)
             if tb is not None and th is not None and tb != th:
                 lines = list(
                     difflib.unified_diff(
