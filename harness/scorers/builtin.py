@@ -1,3 +1,3 @@
 """Built-in scorers, registered exactly like plugins."""
 
-from harness.scorers import answer, grounded, judge, retrieval  # noqa: F401
+from harness.scorers import answer, grounded, judge, retrieval, signals  # noqa: F401

@@ -1,0 +1,584 @@
+"""Shadow replay (``harness replay``): logged production queries through a baseline and a candidate manifest.
+
+A replay is the gate on other cases. The logged queries (the project's ingested store or one ``--log``
+file; all of a window or segment, or a seeded sample) become the cases of two ordinary runs of
+:func:`harness.pipeline.execute`, baseline then candidate, with every cache applying (a query both
+manifests retrieve the same way is embedded once; an answer already generated is never paid for again).
+They are scored by the label-free scorers only (there are no relevance labels in production): ``format``
+(the logged output contract), ``instructions`` (the logged instructions), ``groundedness``, ``truncation``
+and ``signals`` (the monitor's directional cheap signals, :mod:`harness.scorers.signals`). The two runs
+are compared by :func:`harness.diff.compare` (paired sign-flip permutation tests over the same queries,
+which on a 0/1 metric is the exact McNemar test; one family over metrics x segments, Benjamini-Hochberg by
+default) and judged by :func:`harness.gates.evaluate_gates` under ``[[replay.gates]]`` or
+:func:`default_rules` (no directional metric may be significantly worse, overall or in any segment).
+
+Everything is checked before anything is written or paid for (:func:`plan_replay`): both manifests load
+and match their pins, neither answers from an outputs artifact, the rules name metrics the replay scores
+and segments of ``[monitor].segments``, and every replayed record's contract and instructions are known
+to both manifests (bad input names the record's ``file:line``).
+
+Storage: ``<home>/replays/<replay id>/`` holds the two runs (a :class:`~harness.runs.RunStore`) and
+``report.json``. A replay id is new per invocation; a killed replay is resumed by running it again: the
+generation engine flushes answers to the cache every ``_FLUSH_SECONDS`` (0.5 s) or ``_FLUSH_EVERY`` (64)
+answers, at the completion of a call, so a re-run repeats no paid call that was answered more than
+``_FLUSH_SECONDS`` plus one call's latency before the kill (and at most ``_FLUSH_EVERY - 1`` answers in
+all: those received since the last flush).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from harness.diff import Diff, DiffSettings, compare
+from harness.diff.artifacts import artifact_changes
+from harness.errors import HarnessError, InputError, InstructionSpecError
+from harness.gates import IMPLICIT_ERROR_RULE, STAGES, GateResult, evaluate_gates
+from harness.manifest import LoadedManifest
+from harness.progress import NULL_PROGRESS, Progress
+from harness.shadow.logs import LogQuery, read_records
+from harness.shadow.model import (
+    Agreement,
+    Quantiles,
+    ReplayReport,
+    ReplaySelection,
+    ReplaySide,
+    SignalMove,
+)
+from harness.storage import Layout
+from harness.types import (
+    GateRule,
+    GoldenCase,
+    InstructionSpec,
+    MonitorConfig,
+    ReplayConfig,
+    RunResult,
+    ScorerSpec,
+)
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "ReplayPlan",
+    "ReplayRequest",
+    "default_rules",
+    "plan_replay",
+    "replay",
+    "replay_config",
+    "replays_dir",
+    "report_path",
+    "run_replay",
+]
+
+DEFAULT_METRICS = ("format_pass", "instructions_strict", "instruction_frac_strict", "groundedness", "top1_score",
+                   "topk_mean_score", "answer_empty", "abstained")
+"""The directional metrics the default rules judge (each only when some replayed case can score it)."""
+
+_REPLAY_RUN_METRICS = ("error_rate", "latency")  # the run-level metrics a [[replay.gates]] rule may name
+_NO_QUERY = "no query"
+_DUPLICATE = "duplicate record id"
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    baseline: LoadedManifest
+    candidate: LoadedManifest
+    layout: Layout  # the project's (the candidate's) layout: logs, cache, replays
+    log: Path | None = None  # --log FILE; None: the ingested store
+    query: LogQuery = LogQuery()  # noqa: RUF009 (frozen: safe to share)  --since/--until/--segment
+    sample: int | None = None  # None: ReplayConfig.sample
+    seed: int | None = None  # None: ReplayConfig.seed
+    concurrency: int | None = None  # None: ReplayConfig.concurrency, else the generator's own
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """Everything :func:`run_replay` needs, checked: the cases, scorers, rules and settings."""
+
+    request: ReplayRequest
+    config: ReplayConfig
+    monitor: MonitorConfig
+    cases: tuple[GoldenCase, ...]
+    scorers: tuple[ScorerSpec, ...]
+    rules: tuple[GateRule, ...]
+    rules_from: Literal["manifest", "default"]
+    settings: DiffSettings
+    selection: ReplaySelection
+    concurrency: int | None
+    contracts: Any  # harness.contracts.ContractSet | None (the candidate's; answer texts for agreement)
+    notes: tuple[str, ...] = ()
+
+
+def replay_config(candidate: LoadedManifest) -> ReplayConfig:
+    """The candidate manifest's ``[replay]`` table, or the defaults."""
+    return candidate.manifest.replay or ReplayConfig()
+
+
+def replays_dir(layout: Layout) -> Path:
+    """Where replays are stored: ``<home>/replays``."""
+    return layout.home / "replays"
+
+
+def default_rules(segment_keys: Sequence[str], min_segment_size: int, metrics: Sequence[str]
+                  ) -> tuple[GateRule, ...]:
+    """For every metric: not significantly worse (after the family's correction) at all, overall and in each
+    value of every segment key (segments smaller than ``min_segment_size`` are skipped and listed)."""
+    rules: list[GateRule] = []
+    for m in metrics:
+        rules.append(GateRule(metric=m, max_abs_drop=0.0))
+        rules += [GateRule(metric=m, segment=f"{key}=*", max_abs_drop=0.0, min_segment_size=min_segment_size)
+                  for key in segment_keys]
+    return tuple(rules)
+
+
+# --- planning: every check, nothing written ----------------------------------------------------------
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    from harness.gates import _did_you_mean as did_you_mean
+
+    return did_you_mean(name, known)
+
+
+def _contracts(loaded: LoadedManifest) -> Any:
+    if "validators" not in loaded.manifest.artifacts:
+        return None
+    from harness.contracts import load_contracts
+
+    return load_contracts(loaded.resolve("validators"))
+
+
+def _verify(loaded: LoadedManifest, layout: Layout) -> None:
+    """The pins, as :func:`harness.pipeline.execute` checks them (a stale pin is exit 2 before any call)."""
+    from harness.cache import Cache
+    from harness.manifest import HashMemo, require_verified
+
+    cache = Cache(layout.cache_db) if layout.cache_db.exists() else None
+    try:
+        require_verified(loaded, HashMemo(cache))
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+def _instructions(text: str | None, query: str, source: str) -> tuple[InstructionSpec, ...]:
+    if not text:
+        return ()
+    from harness.instructions.registry import validate_instruction
+
+    try:
+        specs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"{source}: the logged instructions are not JSON ({exc.msg})",
+                           hint='log instructions as [{"id": ..., "kwargs": {...}}]') from None
+    if not isinstance(specs, list):
+        specs = [specs]
+    out: list[InstructionSpec] = []
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
+            raise HarnessError(f"{source}: instruction {i} is not {{\"id\": str, \"kwargs\": {{...}}}}: {spec!r}")
+        try:
+            validate_instruction(spec["id"], spec.get("kwargs"), query, f"instruction {i} ({spec['id']!r})")
+        except InstructionSpecError as exc:
+            raise HarnessError(f"{source}: {exc.message}", hint=exc.hint) from None
+        out.append(InstructionSpec(id=spec["id"], kwargs={k: v for k, v in (spec.get("kwargs") or {}).items()
+                                                         if v is not None}))
+    return tuple(out)
+
+
+def _select(req: ReplayRequest, monitor: MonitorConfig, sample: int | None, seed: int
+            ) -> tuple[list[tuple[GoldenCase, str]], ReplaySelection]:
+    """(cases with their records' sources, the selection): the records read, filtered, deduplicated and
+    sampled (the ``sample`` smallest :func:`~harness.monitor.signals.sample_keys`, kept in time order)."""
+    from harness.monitor.signals import sample_keys
+
+    columns = ["record_id", "query", "contract", "instructions", "attrs", "source"]
+    table = read_records(req.layout, monitor.mapping, req.query, log=req.log, columns=columns)
+    rows = table.to_pylist()
+    skipped: dict[str, int] = {}
+    seen: set[str] = set()
+    eligible: list[dict[str, Any]] = []
+    for row in rows:
+        if not (row["query"] or "").strip():
+            skipped[_NO_QUERY] = skipped.get(_NO_QUERY, 0) + 1
+        elif row["record_id"] in seen:
+            skipped[_DUPLICATE] = skipped.get(_DUPLICATE, 0) + 1
+        else:
+            seen.add(row["record_id"])
+            eligible.append(row)
+    if sample is not None and sample < len(eligible):
+        keys = sample_keys([r["record_id"] for r in eligible], seed)
+        chosen = sorted(np.argsort(keys, kind="stable")[:sample].tolist())
+        eligible = [eligible[i] for i in chosen]
+    cases: list[tuple[GoldenCase, str]] = []
+    for row in eligible:
+        attrs = dict(row["attrs"] or ())
+        source = str(row["source"])
+        case = GoldenCase(id=row["record_id"], query=row["query"], contract=row["contract"] or None,
+                          instructions=_instructions(row["instructions"], row["query"], source),
+                          tags={k: attrs[k] for k in monitor.segments if attrs.get(k) is not None})
+        cases.append((case, source))
+    selection = ReplaySelection(source="store" if req.log is None else str(req.log), window=req.query.describe(),
+                                sample=sample, seed=seed, matched=len(rows), replayed=len(cases), skipped=skipped)
+    return cases, selection
+
+
+def _check_contracts(cases: Sequence[tuple[GoldenCase, str]], sides: Sequence[tuple[str, LoadedManifest, Any]]
+                     ) -> None:
+    first: dict[str, str] = {}
+    for case, source in cases:
+        if case.contract is not None:
+            first.setdefault(case.contract, source)
+    for name, source in first.items():
+        for label, loaded, contracts in sides:
+            if contracts is None:
+                raise HarnessError(f"{source}: the record names contract {name!r}, but the {label} manifest "
+                                   f"{loaded.path} has no validators artifact",
+                                   hint="pin the validators that define it in both manifests")
+            if contracts.get(name) is None:
+                raise HarnessError(f"{source}: the record names contract {name!r}, which the {label} manifest's "
+                                   f"validators ({loaded.resolve('validators')}) do not define",
+                                   hint=_did_you_mean(name, contracts.contracts))
+
+
+def _scorer_specs(candidate: LoadedManifest, cases: Sequence[GoldenCase] | None, generates: bool,
+                  validators: bool) -> list[ScorerSpec]:
+    """The label-free scorers that apply: ``signals`` always; with answers, ``format`` when a record names
+    a contract, ``instructions`` when one carries instructions, ``groundedness`` (the candidate manifest's
+    own ``[[scorers]]`` entry if it has one: both sides are scored alike) and ``truncation``. ``cases=None``:
+    every scorer that could apply to some records (what a ``[[replay.gates]]`` rule may name)."""
+    specs = [ScorerSpec(name="signals")]
+    if not generates:
+        return specs
+    own = {s.name: s for s in candidate.manifest.scorers or ()}
+    if validators and (cases is None or any(c.contract for c in cases)):
+        specs.append(ScorerSpec(name="format"))
+    if cases is None or any(c.instructions for c in cases):
+        specs.append(ScorerSpec(name="instructions"))
+    specs.append(own.get("groundedness", ScorerSpec(name="groundedness")))
+    specs.append(ScorerSpec(name="truncation"))
+    return specs
+
+
+def _metric_directions(specs: Sequence[ScorerSpec], contracts: Any) -> dict[str, bool]:
+    from harness.scorers import SCORERS
+    from harness.scorers.answer import validator_metrics
+
+    names: dict[str, bool] = {}
+    for spec in specs:
+        names |= {m.name: m.greater_is_better for m in SCORERS.build(spec.name, spec.args).metrics()}
+    if any(s.name == "format" for s in specs):
+        names |= {m.name: m.greater_is_better for m in validator_metrics(contracts)}
+    return names
+
+
+def _check_rules(candidate: LoadedManifest, rules: Sequence[GateRule], directions: dict[str, bool],
+                 monitor: MonitorConfig, generates: bool) -> None:
+    """``[[replay.gates]]`` rules name a metric the replay scores (or error_rate, latency of a stage) and a
+    ``[monitor].segments`` key: anything else is an :class:`InputError` at the rule's line."""
+    from harness.config import line_of
+
+    text = candidate.path.read_text("utf-8")
+
+    def bad(i: int, key: str, message: str, hint: str) -> InputError:
+        return InputError(candidate.path, message, line=line_of(text, ("replay", "gates", i, key)),
+                          field=f"replay.gates.{i}.{key}", hint=hint)
+
+    known = [*directions, *_REPLAY_RUN_METRICS]
+    for i, rule in enumerate(rules):
+        if rule.metric not in known:
+            raise bad(i, "metric", f"replay rule names metric {rule.metric!r}, which no label-free scorer of the "
+                      "replay produces", _did_you_mean(rule.metric, known))
+        if rule.max_rate is not None and directions.get(rule.metric) is True:
+            raise bad(i, "max_rate", f"max_rate bounds a failure rate, but {rule.metric} is higher-is-better",
+                      f"use min = ... for a floor on {rule.metric}")
+        if rule.stage is not None and rule.stage not in STAGES:
+            raise bad(i, "stage", f"unknown latency stage {rule.stage!r}", _did_you_mean(rule.stage, STAGES))
+        if rule.stage == "generate" and not generates:
+            raise bad(i, "stage", "latency stage 'generate' needs a generator in both manifests",
+                      "use stage = \"retrieve\"")
+        if rule.segment is not None:
+            key, eq, value = rule.segment.partition("=")
+            if not eq or not key or not value:
+                raise bad(i, "segment", f"segment {rule.segment!r} is not 'key=value' or 'key=*'",
+                          f"[monitor].segments: {', '.join(monitor.segments) or 'none'}")
+            if key not in monitor.segments:
+                raise bad(i, "segment", f"segment key {key!r} is not one of [monitor].segments",
+                          _did_you_mean(key, monitor.segments) if monitor.segments
+                          else "list the record attributes to segment by in [monitor].segments")
+
+
+def _scorable(directions: dict[str, bool], cases: Sequence[GoldenCase], generates: bool) -> list[str]:
+    """The default rules' metrics some replayed case can score."""
+    out = []
+    for m in DEFAULT_METRICS:
+        if m not in directions:
+            continue
+        if m in ("groundedness", "answer_empty", "abstained") and not generates:
+            continue
+        out.append(m)
+    return out if cases else []
+
+
+def plan_replay(req: ReplayRequest) -> ReplayPlan:
+    """Check everything a replay reads, writing nothing: both manifests load and match their pins and answer
+    queries themselves (no outputs artifact), the records are read and turned into cases (a contract either
+    manifest lacks or an unknown instruction is bad input at the record's file:line), the rules are checked,
+    and both manifests' inputs are validated over the cases as :func:`harness.pipeline.execute` will."""
+    from harness.pipeline import load_inputs
+
+    sides = (("baseline", req.baseline), ("candidate", req.candidate))
+    for label, loaded in sides:
+        if "outputs" in loaded.manifest.artifacts:
+            raise HarnessError(f"{loaded.path}: the {label} manifest answers from an outputs artifact; a replay needs "
+                               "a manifest that retrieves and generates for new queries",
+                               hint="replay the manifest of the system that produced those outputs")
+    gens = {label: "generator" in loaded.manifest.artifacts for label, loaded in sides}
+    if gens["baseline"] != gens["candidate"]:
+        which = "baseline" if gens["baseline"] else "candidate"
+        raise HarnessError(f"only the {which} manifest has a generator: a replay compares answers with answers",
+                           hint="replay two manifests that both generate, or both only retrieve")
+    generates = gens["candidate"]
+    if req.sample is not None and req.sample < 1:
+        raise HarnessError(f"--sample must be at least 1, got {req.sample}")
+    if req.concurrency is not None and not 1 <= req.concurrency <= 256:
+        raise HarnessError(f"--concurrency must be between 1 and 256, got {req.concurrency}")
+    for _, loaded in sides:
+        _verify(loaded, req.layout)
+
+    cfg = replay_config(req.candidate)
+    monitor = req.candidate.manifest.monitor or MonitorConfig()
+    sample = req.sample if req.sample is not None else cfg.sample
+    seed = req.seed if req.seed is not None else cfg.seed
+    selected, selection = _select(req, monitor, sample, seed)
+    contracts = {label: _contracts(loaded) for label, loaded in sides}
+    _check_contracts(selected, [(label, loaded, contracts[label]) for label, loaded in sides])
+    cases = tuple(c for c, _ in selected)
+
+    validators = all(c is not None for c in contracts.values())
+    specs = _scorer_specs(req.candidate, cases, generates, validators)
+    directions = _metric_directions(specs, contracts["candidate"])
+    notes: list[str] = []
+    rules_from: Literal["manifest", "default"]
+    if cfg.gates:
+        # a rule may name any metric the replay can score, whether or not these records give it cases (a
+        # rule on format_pass over records without a contract cannot judge; it is not a configuration error)
+        possible = _metric_directions(_scorer_specs(req.candidate, None, generates, validators),
+                                      contracts["candidate"])
+        _check_rules(req.candidate, cfg.gates, possible, monitor, generates)
+        rules, rules_from = tuple(cfg.gates), "manifest"
+    else:
+        keys = [k for k in monitor.segments if any(k in c.tags for c in cases)]
+        rules = default_rules(keys, cfg.min_segment_size, _scorable(directions, cases, generates))
+        rules_from = "default"
+        absent = [k for k in monitor.segments if k not in keys]
+        if absent and cases:
+            notes.append(f"no replayed record carries segment key(s) {', '.join(absent)}: not judged per segment")
+    for _, loaded in sides:
+        load_inputs(loaded, list(cases))  # the prompt template over every case, contracts, index recipe
+    settings = DiffSettings(alpha=cfg.alpha, correction=cfg.correction, test="permutation", seed=seed)
+    concurrency = req.concurrency if req.concurrency is not None else cfg.concurrency
+    return ReplayPlan(request=req, config=cfg, monitor=monitor, cases=cases, scorers=tuple(specs), rules=rules,
+                      rules_from=rules_from, settings=settings, selection=selection, concurrency=concurrency,
+                      contracts=contracts["candidate"], notes=tuple(notes))
+
+
+# --- running -------------------------------------------------------------------------------------------
+
+
+def _quantiles(values: Sequence[float]) -> Quantiles:
+    if not values:
+        return Quantiles(n=0)
+    q = np.quantile(np.asarray(values, dtype=float), [0.5, 0.95, 0.99])
+    return Quantiles(n=len(values), p50=float(q[0]), p95=float(q[1]), p99=float(q[2]))
+
+
+def _side(label: Literal["baseline", "candidate"], loaded: LoadedManifest, run: RunResult, path: Path,
+          seconds: float, notes: list[str]) -> ReplaySide:
+    kinds: dict[str, int] = {}
+    for o in run.outputs:
+        if o.error is not None:
+            kinds[o.error.kind] = kinds.get(o.error.kind, 0) + 1
+    latency: dict[str, Quantiles] = {}
+    for stage in STAGES:
+        recorded = [o for o in run.outputs if stage in o.latency_s]
+        if not recorded:
+            continue
+        fresh = [o.latency_s[stage] for o in recorded if not o.cache_hits.get(stage, False)]
+        latency[stage] = _quantiles(fresh)
+        if not fresh:
+            notes.append(f"{label} {stage} latency: all {len(recorded)} cases were served from the cache; no fresh "
+                         "call was measured (replay with a cold cache to measure it)")
+    return ReplaySide(label=label, manifest_path=str(loaded.path), manifest_id=run.manifest_id, run_id=run.run_id,
+                      run_path=str(path), cases=len(run.cases), errors=sum(kinds.values()), errors_by_kind=kinds,
+                      generated=int(run.counts.get("generated", 0)),
+                      cache_hits=sum(1 for o in run.outputs if o.cache_hits.get("generate", False)),
+                      seconds=seconds, latency=latency)
+
+
+def _segments(cases: Sequence[GoldenCase]) -> dict[str, list[str]]:
+    """``all`` and every ``tag=value`` segment of the cases, with their case ids."""
+    out: dict[str, list[str]] = {"all": [c.id for c in cases]}
+    for seg in sorted({s for c in cases for s in c.segments()}):
+        out[seg] = [c.id for c in cases if seg in c.segments()]
+    return out
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _agreement(base: RunResult, head: RunResult, contracts: Any) -> tuple[Agreement, ...]:
+    from harness.contracts import ParsedAnswer
+    from harness.scorers.text import normalize_answer, token_f1_normalized
+
+    bo = {o.case_id: o for o in base.outputs}
+    ho = {o.case_id: o for o in head.outputs}
+    contract_of = {c.id: c.contract for c in head.cases}
+    per_case: dict[str, dict[str, float]] = {}
+    for cid in ho:
+        b, h = bo.get(cid), ho[cid]
+        row: dict[str, float] = {}
+        if b is not None and b.answer is not None and h.answer is not None:
+            row["exact"] = float(" ".join(b.answer.split()) == " ".join(h.answer.split()))
+            name = contract_of.get(cid)
+            contract = contracts.get(name) if contracts is not None and name else None
+            bt = normalize_answer(ParsedAnswer(b.answer, contract).answer_text())
+            ht = normalize_answer(ParsedAnswer(h.answer, contract).answer_text())
+            row["f1"] = 1.0 if bt == ht else token_f1_normalized(ht, bt)[0]
+        if b is not None:
+            bi, hi = {d.doc_id for d in b.ranking}, {d.doc_id for d in h.ranking}
+            if bi or hi:
+                row["jaccard"] = len(bi & hi) / len(bi | hi)
+            if b.ranking and h.ranking:
+                row["top1"] = float(b.ranking[0].doc_id == h.ranking[0].doc_id)
+        per_case[cid] = row
+    out = []
+    for seg, ids in _segments(head.cases).items():
+        rows = [per_case[i] for i in ids if i in per_case]
+
+        def m(key: str, rows: list[dict[str, float]] = rows) -> float | None:
+            return _mean([r[key] for r in rows if key in r])
+
+        out.append(Agreement(segment=seg, n=len(ids), answer_exact=m("exact"), answer_token_f1=m("f1"),
+                             ranking_jaccard=m("jaccard"), top1_same=m("top1")))
+    return tuple(out)
+
+
+def _moves(base: RunResult, head: RunResult) -> tuple[SignalMove, ...]:
+    from harness.scorers.signals import MOVE_SIGNALS, output_signals
+
+    cases = head.cases
+    bt, ht = output_signals(cases, base.outputs), output_signals(cases, head.outputs)
+    out = []
+    for signal in MOVE_SIGNALS:
+        bv, hv = bt[signal].to_pylist(), ht[signal].to_pylist()
+        index = {c.id: i for i, c in enumerate(cases)}
+        for seg, ids in _segments(cases).items():
+            b = [float(bv[index[i]]) for i in ids if bv[index[i]] is not None]
+            h = [float(hv[index[i]]) for i in ids if hv[index[i]] is not None]
+            out.append(SignalMove(signal=signal, segment=seg, n=len(ids),
+                                  baseline_median=float(np.median(b)) if b else None,
+                                  candidate_median=float(np.median(h)) if h else None,
+                                  baseline_mean=_mean(b), candidate_mean=_mean(h)))
+    return tuple(out)
+
+
+def _is_unjudged(r: GateResult) -> bool:
+    return r.status == "fail" and r.message.startswith("cannot judge")
+
+
+def _default_segment_skips(results: Sequence[GateResult]) -> tuple[GateResult, ...]:
+    """A default rule's segment where too few cases changed for any test of the family to tell a drop from
+    noise is skipped, as a segment smaller than ``min_segment_size`` is: the default rules look at every
+    segment, and with a limit of 0 half of the segments with a handful of changed cases would look worse by
+    chance. The overall result of a default rule, and every ``[[replay.gates]]`` rule, keep the gate's
+    judgement (unjudgeable is not a pass)."""
+    out = []
+    for r in results:
+        if r.segment is not None and _is_unjudged(r) and "not in the corrected family" in r.message:
+            detail = r.message.removeprefix("cannot judge: ").split("; no test could tell")[0]
+            r = r.model_copy(update={"status": "skip", "message": f"not judged: {detail}; too few cases changed in "
+                                     "this segment for the family's test (skipped like a small segment)"})
+        out.append(r)
+    return tuple(out)
+
+
+def _status(plan: ReplayPlan, results: Sequence[GateResult]) -> tuple[Literal["pass", "fail", "cannot_judge"],
+                                                                       list[str]]:
+    sel = plan.selection
+    failed = [r for r in results if r.status == "fail" and not _is_unjudged(r)]
+    unjudged = [r for r in results if _is_unjudged(r)]
+    judged = [r for r in results if r.rule != IMPLICIT_ERROR_RULE and r.status != "skip"]
+
+    def line(r: GateResult) -> str:
+        return f"{r.rule}" + (f" [{r.segment}]" if r.segment else "") + f": {r.message}"
+
+    if failed:
+        return "fail", [line(r) for r in failed]
+    reasons: list[str] = []
+    if sel.matched == 0:
+        reasons.append(f"no logged record matched ({sel.source}; {sel.window})")
+    elif sel.replayed < 2:
+        reasons.append(f"{sel.replayed} record(s) replayed: a paired comparison needs at least 2")
+    reasons += [line(r) for r in unjudged]
+    if not judged and not reasons:
+        reasons.append("no rule could be judged (every rule was skipped)" if plan.rules
+                       else "no rule to judge: no metric the replay scores applies to these records")
+    return ("cannot_judge", reasons) if reasons else ("pass", [])
+
+
+def run_replay(plan: ReplayPlan, progress: Progress = NULL_PROGRESS) -> ReplayReport:
+    """Run the planned replay: the baseline's run, then the candidate's, in ``<home>/replays/<replay id>/``;
+    compare, judge, write ``report.json`` (atomically) and return the report."""
+    from harness.pipeline import execute
+    from harness.runs import RunStore, new_run_id
+    from harness.storage import atomic_write_text
+
+    req = plan.request
+    layout = req.layout
+    root = replays_dir(layout) / new_run_id()
+    store = RunStore(root, project=layout.project)
+    notes = list(plan.notes)
+    runs: list[tuple[RunResult, Path, float]] = []
+    for loaded in (req.baseline, req.candidate):
+        t0 = time.perf_counter()
+        rep = execute(loaded, progress=progress, layout=layout, cases=list(plan.cases), scorers=list(plan.scorers),
+                      concurrency=plan.concurrency, runs=store)
+        runs.append((rep.run, rep.path, time.perf_counter() - t0))
+    (base, base_path, base_s), (head, head_path, head_s) = runs
+    diff: Diff = compare(base, head, plan.settings, layout)
+    results = evaluate_gates(plan.rules, head, diff, base=base).results
+    if plan.rules_from == "default":
+        results = _default_segment_skips(results)
+    status, reasons = _status(plan, results)
+    if base_errors := sum(1 for o in base.outputs if o.error is not None):
+        notes.append(f"the baseline errored on {base_errors} of {len(base.outputs)} replayed records")
+    skipped = [r for r in results if r.status == "skip"]
+    if skipped:
+        notes.append(f"{len(skipped)} rule result(s) skipped (segments smaller than their min_segment_size, or "
+                     "nothing measured)")
+    baseline = _side("baseline", req.baseline, base, base_path, base_s, notes)
+    candidate = _side("candidate", req.candidate, head, head_path, head_s, notes)
+    report = ReplayReport(status=status, reasons=tuple(reasons), selection=plan.selection, baseline=baseline,
+                          candidate=candidate, rules=plan.rules_from, results=results, diff=diff,
+                          agreement=_agreement(base, head, plan.contracts), moves=_moves(base, head),
+                          artifacts=tuple(artifact_changes(base, head, layout)), notes=tuple(notes))
+    atomic_write_text(root / "report.json", report.model_dump_json(indent=1))
+    return report
+
+
+def replay(req: ReplayRequest, progress: Progress = NULL_PROGRESS) -> ReplayReport:
+    """:func:`plan_replay` then :func:`run_replay`."""
+    return run_replay(plan_replay(req), progress)
+
+
+def report_path(report: ReplayReport, layout: Layout) -> Path:
+    """Where :func:`run_replay` wrote the report: ``<home>/replays/<replay id>/report.json`` (the replay id is
+    the folder holding both runs)."""
+    return replays_dir(layout) / Path(report.baseline.run_path).parent.parent.name / "report.json"
