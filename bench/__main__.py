@@ -17,6 +17,7 @@ BENCHES = {
     "scorers": ("bench.bench_scorers", "bench_scorers"),
     "grounding": ("bench.bench_grounding", "bench_grounding"),
     "monitor": ("bench.bench_monitor", "bench_monitor"),
+    "replay": ("bench.bench_replay", "bench_replay"),
 }
 
 

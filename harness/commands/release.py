@@ -201,27 +201,49 @@ def show_cmd(manifest: Path | None, as_json: bool) -> None:
 
 @click.command("rollback", cls=HarnessCommand)
 @manifest_option
-@click.option("--to", "to", default=None, help="Run id or file to roll back to (default: the promoted baseline).")
+@click.option("--to", "to", default=None, metavar="RUN|MANIFEST",
+              help="Run id or run file, or a manifest file, to roll back to (default: the promoted baseline).")
 def rollback_cmd(manifest: Path | None, to: str | None) -> None:
-    """Restore the pins (and snapshotted files) of the last passing baseline into the manifest.
+    """Restore the pins (and snapshotted files) of the last passing baseline into the manifest, and say what
+    changed per role. Only files inside the project are written; anything else is refused first.
+
+    --to takes a run (its manifest's pins) or a manifest file (a variant, the manifest of a release that
+    served well): its pins are put back, its relative paths read from its own folder.
 
     \b
     Example:
       harness rollback && harness verify
+      harness rollback --to variants/prod.toml
     """
-    from harness.baseline import load_promoted, load_run_ref, promoted, rollback
+    from harness.baseline import load_promoted, load_run_ref, promoted, rollback_to
     from harness.errors import HarnessError
+    from harness.report.canary import rolled_back_lines
 
     loaded, layout = project(manifest)
-    if to is None:
-        record = promoted(layout)
-        if record is None:
-            raise HarnessError("no promoted baseline to roll back to", hint="harness baseline promote RUN")
-        run = load_promoted(record, layout)  # found as gate and diff find it: by run id first, then by path
+    target_file = Path(to) if to is not None else None
+    if target_file is not None and target_file.suffix in (".toml", ".yaml", ".yml") and target_file.is_file():
+        from harness.manifest import load_manifest
+
+        target = load_manifest(target_file)
+        root = (layout.project or loaded.base_dir).resolve()
+        full = target.path.resolve()
+        where = full.relative_to(root).as_posix() if full.is_relative_to(root) else str(full)
+        changes = rollback_to(loaded, layout, target.manifest, where)
+        what = f"manifest {visible(to)} ({target.id[:12]})"
     else:
-        run = load_run_ref(to, layout)
-    roles = rollback(loaded, layout, run)
-    click.echo(f"rolled back {', '.join(roles) or 'nothing (already at the baseline)'} to run {run.run_id}")
+        if to is None:
+            record = promoted(layout)
+            if record is None:
+                raise HarnessError("no promoted baseline to roll back to", hint="harness baseline promote RUN")
+            run = load_promoted(record, layout)  # found as gate and diff find it: by run id first, then by path
+        else:
+            run = load_run_ref(to, layout)
+        changes = rollback_to(loaded, layout, run.manifest, run.manifest_path)
+        what = f"run {run.run_id}"
+    roles = [c.role for c in changes]
+    click.echo(f"rolled back {', '.join(roles) or 'nothing (already at the baseline)'} to {what}")
+    for line in rolled_back_lines(changes):
+        click.echo(f"  {line}")
 
 
 @click.command("attribute", cls=HarnessCommand)

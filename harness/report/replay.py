@@ -254,8 +254,6 @@ def replay_text(report: ReplayReport, color: bool = False) -> str:
                   _move_rows(report.moves), MOVE_RIGHT)
         for note in report.notes:
             say(con, f"note: {visible(note)}")
-        for line in stored_lines(report):
-            say(con, visible(line))
 
     return render(color, body)
 
