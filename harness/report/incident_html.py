@@ -129,13 +129,24 @@ def _x_of(n: int, left: float, right: float) -> tuple[float, Callable[[float], f
 
 
 def _xticks(snap: IncidentSnapshot, x: Callable[[float], float], left: float, right: float) -> list[Tick]:
-    """Ticks at a few window starts (time of day, the date at midnight), as many as fit."""
+    """Ticks at the window starts on a round clock step (1, 2, 3, 6, 12 h or whole days: as many as fit),
+    labelled with the time of day, or the date at midnight."""
     n = len(snap.buckets)
+    if n == 0:
+        return []
     labels = [when(b.start, snap.timezone) for b in snap.buckets]
-    short = [lb[11:16] if lb[11:16] != "00:00" else lb[5:10] for lb in labels]
-    k = max(2, min(n, int((right - left) // (5 * CHAR_PX + 16))))
-    picks = sorted({round(j * (n - 1) / (k - 1)) for j in range(k)}) if n > 1 else [0]
-    return [Tick(x(i), short[i]) for i in picks]
+    fit = max(2, int((right - left) // (5 * CHAR_PX + 16)))
+    minutes = [int(lb[11:13]) * 60 + int(lb[14:16]) for lb in labels]
+    picks: list[int] = []
+    for hours in (1, 2, 3, 6, 12, 24, 48, 96, 168):
+        on_step = [i for i, m in enumerate(minutes) if m % (hours * 60) == 0
+                   and (hours < 24 or (snap.buckets[i].start - snap.buckets[0].start).days % (hours // 24) == 0)]
+        if on_step and len(on_step) <= fit:
+            picks = on_step
+            break
+    if not picks:
+        picks = [0]
+    return [Tick(x(i), labels[i][5:10] if labels[i][11:16] == "00:00" else labels[i][11:16]) for i in picks]
 
 
 def _vlines(snap: IncidentSnapshot, x: Callable[[float], float], band: float) -> list[VLine]:

@@ -628,6 +628,9 @@ def incident_snapshot(loaded: LoadedManifest, layout: Layout, *, since: dt.datet
                 first_judged = int(np.searchsorted(edges_us, cut_us, side="left"))
                 raw_buckets = [b.model_copy(update={"judged": b.index >= first_judged}) for b in raw_buckets]
     buckets = raw_buckets
+    if int(ref_mask.sum()) < cfg.min_window:
+        notes.append(f"the reference holds {int(ref_mask.sum()):,} records (fewer than {cfg.min_window}) and no "
+                     "deployment after --since gives another: nothing can be compared")
     ref_present = ts[ref_mask]
     ref_first = _floor(_from_us(int(ref_present.min())), tz, step) if ref_present.size else ref_end
     ref_start = max(ref_first, ref_start)  # the reference as stored (less than asked when less is stored)

@@ -316,3 +316,24 @@ def test_manifest_changes_reads_texts_from_the_snapshot_store_or_the_given_reade
                                read_text=lambda art: texts.get(art.path or ""))
     assert read.text_diff is not None and "-Format\n" in read.text_diff
     assert read.model_copy(update={"text_diff": None}) == plain
+
+
+def test_windows_follow_the_monitor_time_zone_and_start_at_since(world: World) -> None:
+    from zoneinfo import ZoneInfo
+
+    assert world.a.manifest.monitor is not None
+    cfg = world.a.manifest.monitor.model_copy(update={"timezone": "Europe/Paris"})
+    paris = ZoneInfo("Europe/Paris")
+    since = dt.datetime(2026, 11, 4, 0, 30, tzinfo=paris)
+    s = incident_snapshot(world.a, world.layout, since=since, log=world.quiet_log, config=cfg)
+    judged = [b for b in s.buckets if b.judged]
+    assert judged[0].start == since and judged[0].label == "2026-11-04 00:30-01:00 CET"
+    assert judged[1].start == dt.datetime(2026, 11, 4, 1, tzinfo=paris)
+    assert all(b.label.endswith(" CET") for b in s.buckets)
+    assert s.status == "quiet" and s.aligned == "slot"
+
+
+def test_no_reference_and_no_deployment_cannot_judge(world: World) -> None:
+    s = incident_snapshot(world.a, world.layout, since=dt.datetime(2026, 11, 1, tzinfo=UTC), log=world.quiet_log)
+    assert s.status == "cannot_judge" and s.reference_records == 0
+    assert any("nothing can be compared" in n for n in s.notes)
