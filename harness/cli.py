@@ -43,6 +43,7 @@ _COMMANDS = {
     "monitor": ("harness.commands.monitor", "monitor_cmd"),
     "coverage": ("harness.commands.coverage", "coverage_cmd"),
     "golden": ("harness.commands.coverage", "golden_group"),
+    "incident": ("harness.commands.incident", "incident_cmd"),
 }
 
 
