@@ -18,11 +18,14 @@ and segments of ``[monitor].segments``, and every replayed record's contract and
 to both manifests (bad input names the record's ``file:line``).
 
 Storage: ``<home>/replays/<replay id>/`` holds the two runs (a :class:`~harness.runs.RunStore`) and
-``report.json``. A replay id is new per invocation; a killed replay is resumed by running it again: the
-generation engine flushes answers to the cache every ``_FLUSH_SECONDS`` (0.5 s) or ``_FLUSH_EVERY`` (64)
-answers, at the completion of a call, so a re-run repeats no paid call that was answered more than
-``_FLUSH_SECONDS`` plus one call's latency before the kill (and at most ``_FLUSH_EVERY - 1`` answers in
-all: those received since the last flush).
+``report.json``. A replay id is new per invocation; a killed replay is resumed by running it again with the
+same arguments: nothing that reached the cache is paid for twice. The bound is the generation engine's
+(:mod:`harness.generate.engine`): answers are written to the cache when a fresh answer arrives at least
+``_FLUSH_SECONDS`` (0.5 s) after the previous write, when ``_FLUSH_EVERY`` (64) answers wait, and when a
+side's generation ends (so a side that finished repeats nothing). With answers arriving steadily, a kill
+repeats at most the calls in flight and the answers received in its last ``_FLUSH_SECONDS`` plus one call's
+latency (fewer than ``_FLUSH_EVERY``). A killed replay's folder keeps what it stored and has no
+``report.json``.
 """
 
 from __future__ import annotations
@@ -176,6 +179,8 @@ def _instructions(text: str | None, query: str, source: str) -> tuple[Instructio
     except json.JSONDecodeError as exc:
         raise HarnessError(f"{source}: the logged instructions are not JSON ({exc.msg})",
                            hint='log instructions as [{"id": ..., "kwargs": {...}}]') from None
+    if specs is None:
+        return ()
     if not isinstance(specs, list):
         specs = [specs]
     out: list[InstructionSpec] = []
@@ -355,22 +360,23 @@ def plan_replay(req: ReplayRequest) -> ReplayPlan:
     monitor = req.candidate.manifest.monitor or MonitorConfig()
     sample = req.sample if req.sample is not None else cfg.sample
     seed = req.seed if req.seed is not None else cfg.seed
-    selected, selection = _select(req, monitor, sample, seed)
     contracts = {label: _contracts(loaded) for label, loaded in sides}
+    validators = all(c is not None for c in contracts.values())
+    if cfg.gates:
+        # a rule may name any metric the replay can score, whether or not the records give it cases (a rule
+        # on format_pass over records without a contract cannot judge; it is not a configuration error)
+        possible = _metric_directions(_scorer_specs(req.candidate, None, generates, validators),
+                                      contracts["candidate"])
+        _check_rules(req.candidate, cfg.gates, possible, monitor, generates)
+
+    selected, selection = _select(req, monitor, sample, seed)
     _check_contracts(selected, [(label, loaded, contracts[label]) for label, loaded in sides])
     cases = tuple(c for c, _ in selected)
-
-    validators = all(c is not None for c in contracts.values())
     specs = _scorer_specs(req.candidate, cases, generates, validators)
     directions = _metric_directions(specs, contracts["candidate"])
     notes: list[str] = []
     rules_from: Literal["manifest", "default"]
     if cfg.gates:
-        # a rule may name any metric the replay can score, whether or not these records give it cases (a
-        # rule on format_pass over records without a contract cannot judge; it is not a configuration error)
-        possible = _metric_directions(_scorer_specs(req.candidate, None, generates, validators),
-                                      contracts["candidate"])
-        _check_rules(req.candidate, cfg.gates, possible, monitor, generates)
         rules, rules_from = tuple(cfg.gates), "manifest"
     else:
         keys = [k for k in monitor.segments if any(k in c.tags for c in cases)]
@@ -475,10 +481,10 @@ def _moves(base: RunResult, head: RunResult) -> tuple[SignalMove, ...]:
 
     cases = head.cases
     bt, ht = output_signals(cases, base.outputs), output_signals(cases, head.outputs)
+    index = {c.id: i for i, c in enumerate(cases)}
     out = []
     for signal in MOVE_SIGNALS:
         bv, hv = bt[signal].to_pylist(), ht[signal].to_pylist()
-        index = {c.id: i for i, c in enumerate(cases)}
         for seg, ids in _segments(cases).items():
             b = [float(bv[index[i]]) for i in ids if bv[index[i]] is not None]
             h = [float(hv[index[i]]) for i in ids if hv[index[i]] is not None]
@@ -520,7 +526,7 @@ def _status(plan: ReplayPlan, results: Sequence[GateResult]) -> tuple[Literal["p
         return f"{r.rule}" + (f" [{r.segment}]" if r.segment else "") + f": {r.message}"
 
     if failed:
-        return "fail", [line(r) for r in failed]
+        return "fail", [line(r) for r in (*failed, *unjudged)]
     reasons: list[str] = []
     if sel.matched == 0:
         reasons.append(f"no logged record matched ({sel.source}; {sel.window})")

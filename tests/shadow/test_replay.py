@@ -458,8 +458,11 @@ def test_aa_replays_stay_within_the_nominal_false_alarm_rate(tmp_path: Path) -> 
     assert min(changed) > 5  # the two seeds do answer differently: this is a real test
     assert all(r.candidate.manifest_id != r.baseline.manifest_id for r in reports)
     margin = stats.binom.ppf(0.99, r_samples, alpha)
+    unjudged = sum(1 for r in reports for x in r.results if x.message.startswith("not judged"))
+    judged = sum(1 for r in reports for x in r.results if x.status != "skip")
     print(f"A/A: {len(alarms)}/{r_samples} replays flagged ({len(alarms) / r_samples:.3f}; alpha {alpha}, "
-          f"allowed {int(margin)}); statuses {[r.status for r in alarms]}")
+          f"allowed {int(margin)}); statuses {[r.status for r in alarms]}; {judged} rule results judged, "
+          f"{unjudged} segment results too few changed to judge (skipped)")
     assert len(alarms) <= margin, [r.reasons for r in alarms]
 
 
