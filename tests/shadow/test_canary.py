@@ -1,0 +1,242 @@
+"""The canary verdict on synthetic logged traffic: A/A splits pass (false-alarm rate measured over seeds), a
+canary that breaks the output contract in one segment or whose index is coarse fails with the segment named,
+a neutral change passes, and what cannot be judged says so."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy import stats as sps
+
+from harness.errors import HarnessError
+from harness.manifest import LoadedManifest, load_manifest
+from harness.monitor.synthetic import StreamSpec
+from harness.shadow.canary import (
+    CanaryRequest,
+    canary,
+    canary_signals,
+    plan_canary,
+    plan_canary_records,
+    run_canary,
+)
+from harness.shadow.logs import read_log_file
+from harness.shadow.model import CanaryReport
+from harness.storage import Layout
+from harness.testing.shadow import distractors, logged_traffic, write_shadow_project
+from harness.types import CanaryConfig, CanarySignal, GateRule, MonitorConfig
+
+os.environ.setdefault("OPENAI_API_KEY", "test")
+SPEC = StreamSpec(days=2, records_per_day=1500)
+BASE, CAN = "baseline-id", "canary-id"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> LoadedManifest:
+    root = tmp_path_factory.mktemp("canary-project")
+    sp = write_shadow_project(root, base_url="http://127.0.0.1:9", spec=SPEC, n_distractors=50)
+    return load_manifest(sp.baseline)
+
+
+def _request(project: LoadedManifest, log: Path | None = None, config: CanaryConfig | None = None,
+             with_project: bool = True) -> CanaryRequest:
+    monitor = project.manifest.monitor or MonitorConfig()
+    return CanaryRequest(layout=Layout.for_manifest(project.path), config=config or CanaryConfig(), monitor=monitor,
+                         baseline_id=BASE, candidate_id=CAN, project=project if with_project else None, log=log)
+
+
+def _run(project: LoadedManifest, tmp_path: Path, edit: Callable[[dict[str, Any], bool], dict[str, Any]] | None = None,
+         *, share: float = 0.3, config: CanaryConfig | None = None) -> CanaryReport:
+    log = logged_traffic(SPEC, tmp_path / "log.jsonl", manifest_id=BASE, canary_id=CAN, canary_share=share, edit=edit)
+    return canary(_request(project, log, config))
+
+
+def _test(report: CanaryReport, signal: str, segment: str) -> Any:
+    (t,) = [t for t in report.tests if t.signal == signal and t.segment == segment]
+    return t
+
+
+def test_signal_names():
+    names = canary_signals()
+    assert {"format_valid", "top1_score", "error_rate", "groundedness", "timeout"} <= set(names)
+    assert "query_chars" not in names and "error_kind" not in names
+
+
+def test_aa_passes_and_false_alarm_rate(project: LoadedManifest, tmp_path: Path):
+    log = logged_traffic(SPEC, tmp_path / "all.jsonl", manifest_id=BASE)
+    table = read_log_file(log, (project.manifest.monitor or MonitorConfig()).mapping)
+    req = _request(project)
+    statuses = []
+    min_p = []
+    seeds = 24
+    for seed in range(seeds):
+        rng = np.random.default_rng(1000 + seed)
+        ids = np.where(rng.random(table.num_rows) < 0.3, CAN, BASE)
+        split = table.set_column(table.schema.get_field_index("manifest_id"), "manifest_id", pa.array(ids))
+        report = run_canary(plan_canary_records(req, split))
+        statuses.append(report.status)
+        min_p.append(min(t.p_adjusted for t in report.tests if t.p_adjusted is not None))
+        if seed == 0:
+            assert report.status == "pass", report.reasons
+            assert report.family_size >= 50
+            assert {s.segment for s in report.scores} >= {"all", "geo=eu", "geo=us", "device=mobile"}
+    alarms = sum(s != "pass" for s in statuses)
+    rate = alarms / seeds
+    # at most alpha plus the binomial margin: the 97th percentile of Binomial(24, 0.05) alarms
+    limit = int(sps.binom.ppf(0.97, seeds, 0.05))
+    assert alarms <= limit, (rate, statuses)
+    print(f"A/A false-alarm rate {rate:.3f} over {seeds} seeds; smallest adjusted p {min(min_p):.3g}")
+
+
+def _plain_in_eu(rec: dict[str, Any], is_canary: bool) -> dict[str, Any]:
+    if is_canary and rec.get("geo") == "eu" and isinstance(rec.get("answer"), str):
+        rec["answer"] = json.loads(rec["answer"])["answer"]  # plain text: the JSON contract breaks
+    return rec
+
+
+def test_format_breaking_canary_fails_in_its_segment(project: LoadedManifest, tmp_path: Path):
+    critical = CanaryConfig(signals=tuple(CanarySignal(name=n, critical=n == "format_valid") for n in
+                                          ("format_valid", "top1_score", "answer_empty", "error_rate",
+                                           "latency:total", "groundedness")))
+    report = _run(project, tmp_path, _plain_in_eu, config=critical)
+    assert report.status == "fail", report.reasons
+    eu = _test(report, "format_valid", "geo=eu")
+    assert eu.classification == "low" and eu.failed and eu.canary_value == 0.0 and eu.baseline_value == 1.0
+    assert eu.p_adjusted is not None and eu.p_adjusted < 1e-9
+    k_base = round(eu.baseline_value * eu.baseline_n)
+    assert eu.p_value == pytest.approx(sps.fisher_exact([[0, eu.canary_n], [k_base, eu.baseline_n - k_base]]).pvalue)
+    assert any(r.startswith("format_valid in geo=eu: 0 vs 1 (-100%)") for r in report.reasons), report.reasons
+    for seg in ("geo=us", "geo=apac"):
+        t = _test(report, "format_valid", seg)
+        assert t.classification == "pass" and not t.failed
+    assert "format_valid" in next(s for s in report.scores if s.segment == "geo=eu").critical_failed
+    print("format-breaking:", eu.message, [(s.segment, s.score, s.status) for s in report.scores])
+
+    # with every signal at its defaults one failed signal of eleven scores 90.9: marginal, which is not a pass
+    default = _run(project, tmp_path, _plain_in_eu)
+    eu_score = next(s for s in default.scores if s.segment == "geo=eu")
+    assert default.status in ("marginal", "fail") and eu_score.status != "pass"
+    print("format-breaking, default config:", default.status, [(s.segment, s.score) for s in default.scores])
+
+
+def test_coarse_index_canary_fails(project: LoadedManifest, tmp_path: Path):
+    unrelated = [d["text"] for d in distractors(SPEC, 40, seed=3)]
+    rng = np.random.default_rng(7)
+
+    def coarse(rec: dict[str, Any], is_canary: bool) -> dict[str, Any]:
+        if not is_canary:
+            return rec
+        rec["retrieved"] = [{**d, "score": round(d["score"] * 0.9, 4)} for d in rec.get("retrieved") or ()]
+        if rng.random() < 0.5 and rec.get("contexts"):
+            rec["contexts"] = [unrelated[int(i)] for i in rng.integers(0, len(unrelated), len(rec["contexts"]))]
+        return rec
+
+    report = _run(project, tmp_path, coarse)
+    assert report.status == "fail", report.reasons
+    top1 = _test(report, "top1_score", "all")
+    grounded = _test(report, "groundedness", "all")
+    assert top1.classification == "low" and top1.failed
+    assert grounded.classification == "low" and grounded.failed
+    assert top1.ci_high is not None and top1.ci_high < 0
+    assert any(r.startswith("top1_score in all:") for r in report.reasons)
+    score_all = report.scores[0]
+    assert score_all.score is not None and score_all.score < report.marginal_score
+    print("coarse:", top1.message, "|", grounded.message, "| score all", score_all.score)
+
+
+def test_neutral_canary_passes(project: LoadedManifest, tmp_path: Path):
+    def reword(rec: dict[str, Any], is_canary: bool) -> dict[str, Any]:
+        if is_canary and isinstance(rec.get("answer"), str):
+            body = json.loads(rec["answer"])
+            body["answer"] = body["answer"].replace("You can", "You may")
+            rec["answer"] = json.dumps(body)
+        return rec
+
+    report = _run(project, tmp_path, reword)
+    assert report.status == "pass", report.reasons
+    assert all(s.status == "pass" for s in report.scores)
+
+
+def test_shared_windows_only(project: LoadedManifest, tmp_path: Path):
+    # the canary serves only from 00:00 to 06:00 UTC; the baseline all day
+    def night(rec: dict[str, Any], is_canary: bool) -> dict[str, Any]:
+        hour = int(str(rec["timestamp"])[11:13])
+        rec["manifest_id"] = CAN if hour < 6 and is_canary else BASE
+        return rec
+
+    report = _run(project, tmp_path, night, share=0.5, config=CanaryConfig(min_records=20))
+    assert report.windows == ("2026-11-02T00:00+00:00/2026-11-02T06:00+00:00",
+                              "2026-11-03T00:00+00:00/2026-11-03T06:00+00:00")
+    assert report.baseline.first is not None and report.baseline.first < "2026-11-02T06"
+    assert any("baseline" in n and "outside the hours" in n for n in report.notes)
+
+
+def test_no_shared_window_cannot_judge(project: LoadedManifest, tmp_path: Path):
+    def split_by_hour(rec: dict[str, Any], is_canary: bool) -> dict[str, Any]:
+        rec["manifest_id"] = CAN if int(str(rec["timestamp"])[11:13]) < 8 else BASE
+        return rec
+
+    report = _run(project, tmp_path, split_by_hour)
+    assert report.status == "cannot_judge"
+    assert "no common hour" in report.reasons[0]
+    assert report.windows == ()
+
+
+def test_too_few_canary_records_cannot_judge(project: LoadedManifest, tmp_path: Path):
+    report = _run(project, tmp_path, share=0.01)
+    assert report.canary.records < 50
+    assert report.status == "cannot_judge", report.reasons
+    assert all(t.classification == "nodata" for t in report.tests if t.segment == "all")
+    assert any("not judged" in r for r in report.reasons)
+
+
+def test_unknown_signal_is_an_error_before_anything_runs(project: LoadedManifest, tmp_path: Path):
+    missing = tmp_path / "no-such-log.jsonl"  # never read: the check comes first
+    with pytest.raises(HarnessError, match="did you mean 'format_valid'"):
+        plan_canary(_request(project, missing, CanaryConfig(signals=(CanarySignal(name="format_vaild"),))))
+    with pytest.raises(HarnessError, match="not a canary signal"):
+        plan_canary(_request(project, missing, CanaryConfig(gates=(GateRule(metric="top1", min=0.5),))))
+    with pytest.raises(HarnessError, match="not a \\[monitor\\] segment"):
+        plan_canary(_request(project, missing, CanaryConfig(gates=(GateRule(metric="format_valid", min=0.5,
+                                                                             segment="planet=*"),))))
+
+
+def test_canary_gates(project: LoadedManifest, tmp_path: Path):
+    rules = (
+        GateRule(metric="error_rate", max_rate=0.05),
+        GateRule(name="format per geo", metric="format_valid", segment="geo=*", min=0.9, min_segment_size=400,
+                 max_skipped=0),
+        GateRule(metric="latency", stage="total", max_seconds=60.0, quantile=0.99),
+    )
+    cfg = CanaryConfig(gates=rules)
+    report = _run(project, tmp_path, config=cfg)
+    by_rule = {(r.rule, r.segment): r for r in report.results}
+    err = by_rule[("error_rate max_rate=0.05", None)]
+    assert err.status == "pass" and err.observed is not None and err.observed < 0.05
+    geo = [r for r in report.results if r.rule == "format per geo" and r.segment not in (None, "geo=*")]
+    skipped = [r for r in geo if r.status == "skip"]
+    judged = [r for r in geo if r.status == "pass"]
+    canary_counts = {r.segment: _test(report, "format_valid", str(r.segment)).canary_n for r in geo}
+    assert skipped and judged
+    assert all(canary_counts[r.segment] < 400 for r in skipped)
+    assert all("fewer than min_segment_size=400" in r.message for r in skipped)
+    over = [r for r in report.results if r.rule == "format per geo" and r.segment == "geo=*"]
+    assert over and over[0].status == "fail"  # max_skipped = 0
+    assert report.status == "fail"
+
+    def errors(rec: dict[str, Any], is_canary: bool) -> dict[str, Any]:
+        if is_canary and rec["id"].endswith(("1", "3")):
+            rec["error"] = "upstream_error"
+        return rec
+
+    failing = _run(project, tmp_path, errors, config=CanaryConfig(gates=rules[:1]))
+    err2 = next(r for r in failing.results if r.metric == "error_rate")
+    assert err2.status == "fail" and err2.observed is not None and err2.observed > 0.05
+    assert failing.status == "fail"
+    assert any(r.startswith("gate error_rate") for r in failing.reasons)
