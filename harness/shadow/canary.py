@@ -337,8 +337,11 @@ def _signal_plans(req: CanaryRequest, t: pa.Table, grounded: bool, notes: list[s
             unmeasured.append(name)
             continue
         plans.append(SignalPlan(name, _signal_kind(name), _default_bad(name)))
-    if grounded:
+    if grounded and req.monitor.groundedness_sample > 0:
         plans.append(SignalPlan(GROUNDEDNESS, "numeric", "decrease"))
+    elif grounded:
+        notes.append("groundedness not judged: [monitor] groundedness_sample = 0 (list it in [[canary.signals]] to "
+                     "judge it anyway)")
     else:
         notes.append("groundedness not judged: no project embedding model (run inside the project)")
     if unmeasured:

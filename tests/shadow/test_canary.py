@@ -30,7 +30,7 @@ from harness.shadow.logs import read_log_file
 from harness.shadow.model import CanaryReport
 from harness.storage import Layout
 from harness.testing.shadow import distractors, logged_traffic, write_shadow_project
-from harness.types import CanaryConfig, CanarySignal, GateRule, MonitorConfig
+from harness.types import CanaryConfig, CanarySignal, GateRule, LogFieldMap, MonitorConfig
 
 os.environ.setdefault("OPENAI_API_KEY", "test")
 SPEC = StreamSpec(days=2, records_per_day=1500)
@@ -240,3 +240,37 @@ def test_canary_gates(project: LoadedManifest, tmp_path: Path):
     assert err2.status == "fail" and err2.observed is not None and err2.observed > 0.05
     assert failing.status == "fail"
     assert any(r.startswith("gate error_rate") for r in failing.reasons)
+
+
+def test_from_the_store_with_holm(project: LoadedManifest, tmp_path: Path):
+    from harness.monitor.ingest import ingest
+
+    home = tmp_path / "home"
+    layout = Layout(home, project=project.base_dir)
+    layout.cache_dir = Layout.for_manifest(project.path).cache_dir  # the groundedness checked before stays cached
+    log = logged_traffic(SPEC, tmp_path / "store.jsonl", manifest_id=BASE, canary_id=CAN, canary_share=0.3,
+                         edit=_plain_in_eu)
+    ingest([log], layout=layout, mapping=LogFieldMap())
+    req = CanaryRequest(layout=layout, config=CanaryConfig(correction="holm"),
+                        monitor=project.manifest.monitor or MonitorConfig(), baseline_id=BASE, candidate_id=CAN,
+                        project=project)
+    from_store = canary(req)
+    from_log = canary(CanaryRequest(layout=layout, config=CanaryConfig(correction="holm"), monitor=req.monitor,
+                                    baseline_id=BASE, candidate_id=CAN, project=project, log=log))
+    assert from_store.correction == "holm"
+    assert from_store.status == from_log.status == "marginal"
+    assert [(t.signal, t.segment, t.p_value) for t in from_store.tests] == \
+        [(t.signal, t.segment, t.p_value) for t in from_log.tests]
+    eu = _test(from_store, "format_valid", "geo=eu")
+    assert eu.failed and eu.p_adjusted is not None and eu.p_adjusted <= eu.p_value * from_store.family_size
+
+
+def test_unmeasured_or_missing_side_cannot_judge(project: LoadedManifest, tmp_path: Path):
+    # instructions are never logged: a signal asked for by name that nobody measured is not a pass
+    cfg = CanaryConfig(signals=(CanarySignal(name="top1_score"), CanarySignal(name="instructions_followed")))
+    report = _run(project, tmp_path, config=cfg)
+    assert report.status == "cannot_judge"
+    assert any("instructions_followed in all: not judged" in r for r in report.reasons)
+    # no canary record at all
+    none = _run(project, tmp_path, share=0.0)
+    assert none.status == "cannot_judge" and "no records of the candidate" in none.reasons[0]
