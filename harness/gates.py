@@ -38,6 +38,12 @@ IMPLICIT_ERROR_RULE = "no errored cases (implicit: no error_rate rule)"
 SKIP_UNMEASURED = "no case was measured"
 
 
+Unjudged = Literal["untestable", "unavailable"]
+"""Why a result could not be judged (it fails): ``untestable``, a drop over the limit that too few changed
+cases keep out of the corrected family, so no test could tell it from noise; ``unavailable``, anything else
+(no cases, no baseline, a metric not scored, no latency recorded)."""
+
+
 class GateResult(Frozen):
     rule: str
     metric: str
@@ -46,6 +52,7 @@ class GateResult(Frozen):
     observed: float | None = None
     limit: float | None = None
     message: str
+    unjudged: Unjudged | None = None
 
 
 class Verdict(Frozen):
@@ -208,9 +215,12 @@ def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: s
     label = rule.label
     out: list[GateResult] = []
 
-    def res(status: Status, msg: str, observed: float | None = None, limit: float | None = None) -> None:
+    def res(status: Status, msg: str, observed: float | None = None, limit: float | None = None,
+            unjudged: Unjudged | None = None) -> None:
+        if unjudged is None and status == "fail" and msg.startswith("cannot judge"):
+            unjudged = "unavailable"
         out.append(GateResult(rule=label, metric=rule.metric, segment=segment, status=status, observed=observed,
-                              limit=limit, message=msg))
+                              limit=limit, message=msg, unjudged=unjudged))
 
     ids = _segment_ids(head, segment)
     if not ids:
@@ -325,7 +335,7 @@ def _drop_results(rule: GateRule, diff: Diff | None, segment: str | None, allow_
                    "require_significant = false to judge the drop as observed")
         elif over and not counts:
             msg += "; not counted: within noise"
-        emit(status, msg, observed, limit)
+        emit(status, msg, observed, limit, "untestable" if unjudgeable else None)
 
 
 def _implicit_error_rule(head: RunResult) -> GateResult:

@@ -95,6 +95,7 @@ class SignalMove(Frozen):
 
 
 class ReplayReport(Frozen):
+    replay_id: str | None = None  # the folder <home>/replays/<replay id>/ holding both runs and report.json
     status: CheckStatus
     reasons: tuple[str, ...] = ()  # why not "pass", one line each
     selection: ReplaySelection

@@ -496,7 +496,7 @@ def _moves(base: RunResult, head: RunResult) -> tuple[SignalMove, ...]:
 
 
 def _is_unjudged(r: GateResult) -> bool:
-    return r.status == "fail" and r.message.startswith("cannot judge")
+    return r.status == "fail" and r.unjudged is not None
 
 
 def _default_segment_skips(results: Sequence[GateResult]) -> tuple[GateResult, ...]:
@@ -507,9 +507,10 @@ def _default_segment_skips(results: Sequence[GateResult]) -> tuple[GateResult, .
     judgement (unjudgeable is not a pass)."""
     out = []
     for r in results:
-        if r.segment is not None and _is_unjudged(r) and "not in the corrected family" in r.message:
+        if r.segment is not None and r.status == "fail" and r.unjudged == "untestable":
             detail = r.message.removeprefix("cannot judge: ").split("; no test could tell")[0]
-            r = r.model_copy(update={"status": "skip", "message": f"not judged: {detail}; too few cases changed in "
+            r = r.model_copy(update={"status": "skip", "unjudged": None,
+                                     "message": f"not judged: {detail}; too few cases changed in "
                                      "this segment for the family's test (skipped like a small segment)"})
         out.append(r)
     return tuple(out)
@@ -571,7 +572,7 @@ def run_replay(plan: ReplayPlan, progress: Progress = NULL_PROGRESS) -> ReplayRe
                      "nothing measured)")
     baseline = _side("baseline", req.baseline, base, base_path, base_s, notes)
     candidate = _side("candidate", req.candidate, head, head_path, head_s, notes)
-    report = ReplayReport(status=status, reasons=tuple(reasons), selection=plan.selection, baseline=baseline,
+    report = ReplayReport(replay_id=root.name, status=status, reasons=tuple(reasons), selection=plan.selection, baseline=baseline,
                           candidate=candidate, rules=plan.rules_from, results=results, diff=diff,
                           agreement=_agreement(base, head, plan.contracts), moves=_moves(base, head),
                           artifacts=tuple(artifact_changes(base, head, layout)), notes=tuple(notes))
@@ -587,4 +588,5 @@ def replay(req: ReplayRequest, progress: Progress = NULL_PROGRESS) -> ReplayRepo
 def report_path(report: ReplayReport, layout: Layout) -> Path:
     """Where :func:`run_replay` wrote the report: ``<home>/replays/<replay id>/report.json`` (the replay id is
     the folder holding both runs)."""
-    return replays_dir(layout) / Path(report.baseline.run_path).parent.parent.name / "report.json"
+    replay_id = report.replay_id or Path(report.baseline.run_path).parent.parent.name
+    return replays_dir(layout) / replay_id / "report.json"
