@@ -572,8 +572,8 @@ def run_replay(plan: ReplayPlan, progress: Progress = NULL_PROGRESS) -> ReplayRe
                      "nothing measured)")
     baseline = _side("baseline", req.baseline, base, base_path, base_s, notes)
     candidate = _side("candidate", req.candidate, head, head_path, head_s, notes)
-    report = ReplayReport(replay_id=root.name, status=status, reasons=tuple(reasons), selection=plan.selection, baseline=baseline,
-                          candidate=candidate, rules=plan.rules_from, results=results, diff=diff,
+    report = ReplayReport(replay_id=root.name, status=status, reasons=tuple(reasons), selection=plan.selection,
+                          baseline=baseline, candidate=candidate, rules=plan.rules_from, results=results, diff=diff,
                           agreement=_agreement(base, head, plan.contracts), moves=_moves(base, head),
                           artifacts=tuple(artifact_changes(base, head, layout)), notes=tuple(notes))
     atomic_write_text(root / "report.json", report.model_dump_json(indent=1))
