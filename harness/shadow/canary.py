@@ -483,9 +483,17 @@ def run_canary(plan: CanaryPlan, progress: Progress = NULL_PROGRESS) -> CanaryRe
                 cells.append(_Cell(sp, seg, _compare(sp, columns[sp.name], base & m, canary & m, confidence)))
     judged = [c.result.n_baseline >= cfg.min_records and c.result.n_canary >= cfg.min_records
               and c.result.p_value is not None for c in cells]
-    family = [c.result.p_value if j else None for c, j in zip(cells, judged, strict=True)]
-    adjusted = (holm if cfg.correction == "holm" else benjamini_hochberg)(family)
+    # A rate test whose two sides share one constant value (no error on either side) has p = 1 at any size and
+    # cannot reject: it stays out of the family (Tarone's rule, harness.stats.multiple.tarone_family, at its
+    # degenerate end) and keeps p_adjusted = 1, so it does not dilute the tests that can.
+    constant = [c.result.test == "fisher" and c.result.baseline_value == c.result.canary_value
+                and c.result.baseline_value in (0.0, 1.0) for c in cells]
+    family = [c.result.p_value if j and not k else None for c, j, k in zip(cells, judged, constant, strict=True)]
+    adjusted = list((holm if cfg.correction == "holm" else benjamini_hochberg)(family))
     family_size = sum(p is not None for p in family)
+    for i, (j, k) in enumerate(zip(judged, constant, strict=True)):
+        if j and k:
+            adjusted[i] = 1.0
 
     tests: list[CanaryTest] = []
     classes: list[Classified] = []

@@ -74,7 +74,7 @@ def test_aa_passes_and_false_alarm_rate(project: LoadedManifest, tmp_path: Path)
     req = _request(project)
     statuses = []
     min_p = []
-    seeds = 24
+    seeds = 20
     for seed in range(seeds):
         rng = np.random.default_rng(1000 + seed)
         ids = np.where(rng.random(table.num_rows) < 0.3, CAN, BASE)
@@ -84,11 +84,11 @@ def test_aa_passes_and_false_alarm_rate(project: LoadedManifest, tmp_path: Path)
         min_p.append(min(t.p_adjusted for t in report.tests if t.p_adjusted is not None))
         if seed == 0:
             assert report.status == "pass", report.reasons
-            assert report.family_size >= 50
+            assert report.family_size >= 40  # constant rate tests (no empty answer on either side) stay out
             assert {s.segment for s in report.scores} >= {"all", "geo=eu", "geo=us", "device=mobile"}
     alarms = sum(s != "pass" for s in statuses)
     rate = alarms / seeds
-    # at most alpha plus the binomial margin: the 97th percentile of Binomial(24, 0.05) alarms
+    # at most alpha plus the binomial margin: the 97th percentile of Binomial(20, 0.05) alarms
     limit = int(sps.binom.ppf(0.97, seeds, 0.05))
     assert alarms <= limit, (rate, statuses)
     print(f"A/A false-alarm rate {rate:.3f} over {seeds} seeds; smallest adjusted p {min(min_p):.3g}")
