@@ -91,6 +91,12 @@ class CanaryRequest:
     query: LogQuery = field(default_factory=LogQuery)
 
 
+DEFAULT_CRITICAL = ("format_valid", ERROR_RATE)
+"""Signals critical by default (no ``[[canary.signals]]``): an answer that breaks its output contract, or a
+request that errors, is unusable whatever the other signals say, so failing either fails the canary (as a
+Kayenta config marks such metrics critical)."""
+
+
 @dataclass(frozen=True)
 class SignalPlan:
     name: str
@@ -336,7 +342,7 @@ def _signal_plans(req: CanaryRequest, t: pa.Table, grounded: bool, notes: list[s
         if t.num_rows and not _has_values(t, name):
             unmeasured.append(name)
             continue
-        plans.append(SignalPlan(name, _signal_kind(name), _default_bad(name)))
+        plans.append(SignalPlan(name, _signal_kind(name), _default_bad(name), critical=name in DEFAULT_CRITICAL))
     if grounded and req.monitor.groundedness_sample > 0:
         plans.append(SignalPlan(GROUNDEDNESS, "numeric", "decrease"))
     elif grounded:

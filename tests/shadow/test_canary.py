@@ -118,10 +118,12 @@ def test_format_breaking_canary_fails_in_its_segment(project: LoadedManifest, tm
     assert "format_valid" in next(s for s in report.scores if s.segment == "geo=eu").critical_failed
     print("format-breaking:", eu.message, [(s.segment, s.score, s.status) for s in report.scores])
 
-    # with every signal at its defaults one failed signal of eleven scores 90.9: marginal, which is not a pass
+    # with every signal at its defaults one failed signal of eleven scores 90.9 (marginal), but format_valid is
+    # critical by default (an answer that breaks its contract is unusable): the canary fails
     default = _run(project, tmp_path, _plain_in_eu)
     eu_score = next(s for s in default.scores if s.segment == "geo=eu")
-    assert default.status in ("marginal", "fail") and eu_score.status != "pass"
+    assert default.status == "fail" and eu_score.status == "fail"
+    assert "format_valid" in eu_score.critical_failed
     print("format-breaking, default config:", default.status, [(s.segment, s.score) for s in default.scores])
 
 
@@ -258,7 +260,7 @@ def test_from_the_store_with_holm(project: LoadedManifest, tmp_path: Path):
     from_log = canary(CanaryRequest(layout=layout, config=CanaryConfig(correction="holm"), monitor=req.monitor,
                                     baseline_id=BASE, candidate_id=CAN, project=project, log=log))
     assert from_store.correction == "holm"
-    assert from_store.status == from_log.status == "marginal"
+    assert from_store.status == from_log.status == "fail"  # format_valid is critical by default
     assert [(t.signal, t.segment, t.p_value) for t in from_store.tests] == \
         [(t.signal, t.segment, t.p_value) for t in from_log.tests]
     eu = _test(from_store, "format_valid", "geo=eu")
