@@ -17,7 +17,18 @@ from typing import TYPE_CHECKING
 
 from harness.report.mdtext import md_text
 from harness.report.monitor import num, plural, pval
-from harness.report.replay import STATUS_WORD, dumps, gate_verdict, headline, md_table, render, say, table
+from harness.report.replay import (
+    STATUS_WORD,
+    dumps,
+    first_reason,
+    gate_verdict,
+    headline,
+    md_table,
+    reason_lines,
+    render,
+    say,
+    table,
+)
 from harness.report.xmltext import visible
 
 if TYPE_CHECKING:
@@ -30,7 +41,7 @@ __all__ = ["canary_json", "canary_md", "canary_reason", "canary_text", "rolled_b
 
 def canary_reason(report: CanaryReport) -> str:
     if report.reasons:
-        return "; ".join(report.reasons)
+        return first_reason(report.reasons)
     overall = next((s for s in report.scores if s.segment == "all"), None)
     score = "" if overall is None or overall.score is None else f"score {overall.score:.1f} "
     failed = sum(1 for t in report.tests if t.failed)
@@ -84,10 +95,12 @@ def _test_rows(tests: Sequence[CanaryTest]) -> list[list[str]]:
     rows = []
     for t in tests:
         mark = t.classification.upper() if t.failed else t.classification
+        if t.message and t.classification == "nodata":  # the row's numbers say the rest; why no data, they do not
+            mark += f": {t.message}"
         rel = "n/a" if t.relative is None else f"{t.relative:+.1%}"
         rows.append([t.signal + (" (critical)" if t.critical else ""), t.segment, t.test, t.bad,
                      f"{t.baseline_n:,}/{t.canary_n:,}", num(t.baseline_value), num(t.canary_value), _effect(t), rel,
-                     pval(t.p_adjusted), mark + (f": {t.message}" if t.message and t.failed else "")])
+                     pval(t.p_adjusted), mark])
     return rows
 
 
@@ -124,6 +137,8 @@ def canary_text(report: CanaryReport, color: bool = False) -> str:
 
     def body(con: Console) -> None:
         headline(con, "canary", report.status, canary_reason(report))
+        for line in reason_lines(report.reasons, md=False):
+            say(con, line)
         for side in (report.baseline, report.canary):
             say(con, visible(side_text(side)))
         say(con, visible(windows_text(report)))
@@ -153,7 +168,8 @@ def canary_md(report: CanaryReport) -> str:
     from harness.report.text import verdict_markdown
 
     word = STATUS_WORD[report.status]
-    lines = [f"## harness canary: {word}", "", f"**{word}**: {md_text(canary_reason(report))}", ""]
+    lines = [f"## harness canary: {word}", "", f"**{word}**: {md_text(canary_reason(report))}",
+             *reason_lines(report.reasons, md=True), "", "**Compared**", ""]
     lines += [f"- {md_text(side_text(s))}" for s in (report.baseline, report.canary)]
     lines += [f"- {md_text(windows_text(report))}", ""]
     if report.scores:

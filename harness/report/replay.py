@@ -138,6 +138,21 @@ def dumps(data: Any) -> str:
     return json.dumps(clean(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+def first_reason(reasons: Sequence[str]) -> str:
+    """The headline's reason: the first, and how many more the report lists (:func:`reason_lines`)."""
+    more = len(reasons) - 1
+    return reasons[0] + (f" (and {plural(more, 'more reason')}, listed below)" if more > 0 else "")
+
+
+def reason_lines(reasons: Sequence[str], md: bool) -> list[str]:
+    """Every reason, one bullet each, when the headline could show only the first."""
+    if len(reasons) < 2:
+        return []
+    if md:
+        return ["", "**Why**", "", *(f"- {md_text(r)}" for r in reasons)]
+    return ["why:", *(f"  - {visible(r)}" for r in reasons)]
+
+
 def gate_verdict(results: Sequence[GateResult], base_run: str | None, head_run: str) -> Verdict:
     """The report's gate results as the :class:`~harness.gates.Verdict` :mod:`harness.report.text` lays out
     (passed: no rule failed; the report's status says whether everything could be judged)."""
@@ -153,7 +168,7 @@ def gate_verdict(results: Sequence[GateResult], base_run: str | None, head_run: 
 def replay_reason(report: ReplayReport) -> str:
     """Why the status is what it is, in one sentence (every face's headline)."""
     if report.reasons:
-        return "; ".join(report.reasons)
+        return first_reason(report.reasons)
     failed = sum(1 for r in report.results if r.status == "fail")
     skipped = sum(1 for r in report.results if r.status == "skip")
     if report.status == "pass":
@@ -225,6 +240,8 @@ def replay_text(report: ReplayReport, color: bool = False) -> str:
 
     def body(con: Console) -> None:
         headline(con, "replay", report.status, replay_reason(report))
+        for line in reason_lines(report.reasons, md=False):
+            say(con, line)
         say(con, visible(selection_text(report)))
         table(con, "sides", SIDE_HEAD, [_side_row(report.baseline), _side_row(report.candidate)], SIDE_RIGHT)
         latency = _latency_rows(report)
@@ -263,8 +280,8 @@ def replay_md(report: ReplayReport) -> str:
     from harness.report.text import diff_markdown, verdict_markdown
 
     word = STATUS_WORD[report.status]
-    lines = [f"## harness replay: {word}", "", f"**{word}**: {md_text(replay_reason(report))}", "",
-             md_text(selection_text(report)) + ".", ""]
+    lines = [f"## harness replay: {word}", "", f"**{word}**: {md_text(replay_reason(report))}",
+             *reason_lines(report.reasons, md=True), "", md_text(selection_text(report)) + ".", ""]
     lines += md_table(SIDE_HEAD, [_side_row(report.baseline), _side_row(report.candidate)],
                       code=["manifest", "id", "run"], right=SIDE_RIGHT)
     latency = _latency_rows(report)

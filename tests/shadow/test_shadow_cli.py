@@ -24,6 +24,10 @@ from harness.testing.fake_openai import FakeOpenAIServer
 from harness.testing.shadow import ShadowProject, logged_traffic, shadow_responder, write_shadow_project
 
 SPEC = StreamSpec(days=2, records_per_day=50)
+CANARY_SPEC = StreamSpec(days=2, records_per_day=500)  # a canary reads the log only: it may be larger
+# the output contract is critical: a canary breaking it fails whatever its score (default: its weight only)
+CANARY_TABLE = '\n[canary]\nmin_records = 30\nsignals = [{ name = "format_valid", critical = true }]\n'
+
 # The commands through harness.cli.main, registered here if the CLI does not list them yet.
 DRIVER = ("import sys; from harness import cli; "
           "cli._COMMANDS.setdefault('replay', ('harness.commands.shadow', 'replay_cmd')); "
@@ -226,17 +230,83 @@ def _canary_project(shadow: Shadow, dest: Path, *, broken: bool) -> Canary:
     the baseline it replaced kept as prod.toml, beside it), with a log where 30% of the traffic was served by
     the canary (its answers no longer JSON when ``broken``)."""
     root = _copy(shadow, dest)
-    original = (root / "harness.toml").read_text()
+    original = (root / "harness.toml").read_text() + CANARY_TABLE  # [canary] is not part of the manifest id
     (root / "prod.toml").write_text(original)
     (root / "harness.toml").write_text(original.replace('version = "answer"', 'version = "answer-plain"')
                                        .replace("prompts/answer.toml", "prompts/answer-plain.toml"))
     lock(root / "harness.toml")
     base_id, cand_id = load_manifest(root / "prod.toml").id, load_manifest(root / "harness.toml").id
     assert base_id == shadow.baseline_id != cand_id
-    logged_traffic(SPEC, root / "logs" / "prod.jsonl", manifest_id=base_id, canary_id=cand_id, canary_share=0.3,
-                   edit=_not_json if broken else None)
+    logged_traffic(CANARY_SPEC, root / "logs" / "prod.jsonl", manifest_id=base_id, canary_id=cand_id,
+                   canary_share=0.3, edit=_not_json if broken else None)
     return Canary(root, base_id, cand_id)
 
 
 def _canary(c: Canary, *more: str, baseline: str = "prod.toml") -> subprocess.CompletedProcess[str]:
     return harness("canary", "--baseline", baseline, "--log", "logs/prod.jsonl", *more, cwd=c.root)
+
+
+def test_a_broken_canary_fails_and_rollback_puts_the_baseline_back(shadow: Shadow, tmp_path: Path) -> None:
+    c = _canary_project(shadow, tmp_path / "proj", broken=True)
+    manifest = c.root / "harness.toml"
+    before = manifest.read_text()
+
+    # a baseline given only by its id, with no stored run of it: its pins are unknown, nothing changes
+    out = _canary(c, "--rollback", baseline=f"id:{c.baseline_id}")
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "no stored run" in out.stderr and "nothing was changed" in out.stderr
+    assert manifest.read_text() == before
+
+    out = _canary(c)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert out.stdout.startswith("canary: FAIL: "), out.stdout[:400]
+    evidence = [line for line in out.stdout.splitlines() if "format_valid" in line and "LOW" in line]
+    assert evidence, out.stdout[-3000:]
+    assert manifest.read_text() == before  # no --rollback: nothing changes
+
+    out = _canary(c, "--rollback", "--format", "json")
+    assert out.returncode == 1, out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    assert report["status"] == "fail"
+    rolled = {r["role"]: r for r in report["rolled_back"]}
+    assert set(rolled) == {"prompt"}
+    assert (rolled["prompt"]["before_version"], rolled["prompt"]["after_version"]) == ("answer-plain", "answer")
+    assert "rolled back harness.toml to the baseline" in out.stderr and "answer-plain -> answer" in out.stderr
+    assert load_manifest(manifest).id == c.baseline_id
+    assert manifest.read_text() == (c.root / "prod.toml").read_text()  # the pins back, the file as it was
+    verify = harness("verify", cwd=c.root)
+    assert verify.returncode == 0 and c.baseline_id in verify.stdout
+
+
+def test_canary_rollback_never_writes_outside_the_project(shadow: Shadow, tmp_path: Path) -> None:
+    c = _canary_project(shadow, tmp_path / "proj", broken=True)
+    shared = tmp_path / "shared" / "answer.toml"
+    shared.parent.mkdir()
+    shared.write_text((c.root / "prompts" / "answer.toml").read_text())
+    outside = c.root / "prod-outside.toml"
+    outside.write_text((c.root / "prod.toml").read_text().replace(
+        'path = "prompts/answer.toml"', 'path = "../shared/answer.toml"\nallow_outside = true'))
+    lock(outside)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and ".harness" not in p.parts}
+    out = _canary(c, "--rollback", baseline="prod-outside.toml")
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "lies outside the project" in out.stderr and "nothing was changed" in out.stderr
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and ".harness" not in p.parts} == before
+
+
+def test_an_aa_canary_passes_and_rollback_changes_nothing(shadow: Shadow, tmp_path: Path) -> None:
+    c = _canary_project(shadow, tmp_path / "proj", broken=False)
+    before = (c.root / "harness.toml").read_text()
+    out = _canary(c, "--rollback", "--format", "md")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert out.stdout.startswith("## harness canary: PASS\n")
+    assert "the canary passed; nothing was rolled back" in out.stderr
+    assert (c.root / "harness.toml").read_text() == before
+
+
+def test_canary_bad_input_is_one_line(shadow: Shadow, tmp_path: Path) -> None:
+    c = _canary_project(shadow, tmp_path / "proj", broken=False)
+    out = _canary(c, baseline="variants/missing.toml")
+    assert out.returncode == 2 and "neither a manifest file nor a manifest id" in one_error_line(out)
+    out = _canary(c, "--until", "2026-11-01", "--since", "2026-11-03")
+    assert out.returncode == 2 and "is not before --until" in one_error_line(out)

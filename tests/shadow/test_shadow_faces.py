@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 from html.parser import HTMLParser
 
 import numpy as np
@@ -328,3 +329,16 @@ def test_rollback_lines_say_what_changed_per_role() -> None:
                          "prompts/answer.toml"]
     assert "nothing (the project already pins" in canary_text(_canary("pass", (), (), rolled_back=()))
     assert CanaryReport.model_validate_json(canary_json(report)) == report
+
+
+def test_many_reasons_the_headline_shows_the_first_and_every_face_lists_them_all() -> None:
+    reasons = (f"format_valid in {HOSTILE}: 0 vs 1", "format_valid in all: 0 vs 1", "score in all: 0.0 < 75")
+    report = _canary("fail", (BROKEN,), (), reasons=reasons)
+    lines = canary_text(report).splitlines()
+    assert lines[0] == f"canary: FAIL: {reasons[0]} (and 2 more reasons, listed below)"
+    assert lines[1:5] == ["why:", *(f"  - {r}" for r in reasons)]
+    md = canary_md(report)
+    items = [unescape(i) for i in re.findall(r"<li>(.*?)</li>", MD.render(md))]  # tight lists: no <p> in them
+    assert items[:3] == list(reasons)  # HOSTILE's stars are text, not emphasis
+    assert items[3].startswith("baseline: manifest")
+    assert MD.render(md).count("<ul>") == 2  # the reasons, then the sides: two lists, not one
