@@ -23,6 +23,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from harness.baseline import rollback_to
     from harness.diff import Diff, DiffSettings, MetricDelta, compare
     from harness.errors import HarnessError, InputError, IntegrityError, ManifestError, MissingDependencyError
     from harness.evaluate import evaluate_outputs
@@ -41,10 +42,19 @@ if TYPE_CHECKING:
     from harness.golden import load_corpus, load_golden
     from harness.instructions.registry import INSTRUCTIONS
     from harness.manifest import LoadedManifest, load_manifest
+    from harness.monitor.ingest import ingest
+    from harness.monitor.model import MonitorReport
+    from harness.monitor.project import monitor_inputs
+    from harness.monitor.run import run_monitor
     from harness.pipeline import RunReport, execute
     from harness.pipeline import run_manifest as run
     from harness.runs import load_run
     from harness.scorers import SCORERS
+    from harness.shadow.canary import CanaryRequest, canary
+    from harness.shadow.incident import IncidentSnapshot, incident_snapshot
+    from harness.shadow.logs import LogQuery
+    from harness.shadow.model import CanaryReport, ReplayReport
+    from harness.shadow.replay import ReplayRequest, replay
     from harness.types import (
         Aggregates,
         Artifact,
@@ -93,6 +103,21 @@ _HOMES: dict[str, tuple[str, str]] = {
     "SCORERS": ("harness.scorers", "SCORERS"),
     "GENERATORS": ("harness.generate.base", "GENERATORS"),
     "INSTRUCTIONS": ("harness.instructions.registry", "INSTRUCTIONS"),
+    # production: logs in, drift watched, changes shipped (replay, canary, rollback, incident)
+    "ingest": ("harness.monitor.ingest", "ingest"),
+    "monitor_inputs": ("harness.monitor.project", "monitor_inputs"),
+    "run_monitor": ("harness.monitor.run", "run_monitor"),
+    "MonitorReport": ("harness.monitor.model", "MonitorReport"),
+    "ReplayRequest": ("harness.shadow.replay", "ReplayRequest"),
+    "replay": ("harness.shadow.replay", "replay"),
+    "ReplayReport": ("harness.shadow.model", "ReplayReport"),
+    "CanaryRequest": ("harness.shadow.canary", "CanaryRequest"),
+    "canary": ("harness.shadow.canary", "canary"),
+    "CanaryReport": ("harness.shadow.model", "CanaryReport"),
+    "incident_snapshot": ("harness.shadow.incident", "incident_snapshot"),
+    "IncidentSnapshot": ("harness.shadow.incident", "IncidentSnapshot"),
+    "rollback_to": ("harness.baseline", "rollback_to"),
+    "LogQuery": ("harness.shadow.logs", "LogQuery"),
 }
 
 
@@ -115,6 +140,8 @@ __all__ = [
     "SCORERS",
     "Aggregates",
     "Artifact",
+    "CanaryReport",
+    "CanaryRequest",
     "CaseError",
     "CaseOutput",
     "CorpusDoc",
@@ -124,21 +151,27 @@ __all__ = [
     "GateRule",
     "GoldenCase",
     "HarnessError",
+    "IncidentSnapshot",
     "InputError",
     "IntegrityError",
     "LoadedManifest",
+    "LogQuery",
     "Manifest",
     "ManifestError",
     "MetricDelta",
     "MetricSummary",
     "MissingDependencyError",
+    "MonitorReport",
     "RankedDoc",
+    "ReplayReport",
+    "ReplayRequest",
     "RunReport",
     "RunResult",
     "Score",
     "ScorerSpec",
     "Verdict",
     "__version__",
+    "canary",
     "cases_frame",
     "cases_table",
     "check_gate_config",
@@ -150,11 +183,17 @@ __all__ = [
     "flips_frame",
     "flips_table",
     "gate",
+    "incident_snapshot",
+    "ingest",
     "load_corpus",
     "load_golden",
     "load_manifest",
     "load_run",
     "metrics_frame",
     "metrics_table",
+    "monitor_inputs",
+    "replay",
+    "rollback_to",
     "run",
+    "run_monitor",
 ]
