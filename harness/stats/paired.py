@@ -411,6 +411,21 @@ def _sign_flip_null(d: FloatArray, total: int, exact: bool, rng: np.random.Gener
         yield (total_sum - 2.0 * flipped) / n
 
 
+def _equal_magnitude_test(d: FloatArray, observed: float, alternative: Alternative) -> PairedTestResult:
+    """The sign-flip test when every nonzero difference has the same size (a 0/1 metric: the discordant
+    pairs): the null's sum is ``|d| (2K - m)`` with ``K ~ Binomial(m, 1/2)`` over the ``m`` nonzero
+    differences, so the enumeration of all ``2**n`` sign vectors is the binomial law, computed exactly at
+    any ``n``. This is the exact McNemar test (``scipy.stats.binomtest(k_pos, m)``)."""
+    from scipy.stats import binom
+
+    m = int(np.count_nonzero(d))
+    k = int(np.count_nonzero(d > 0))
+    p_le = float(binom.cdf(k, m, 0.5))
+    p_ge = float(binom.sf(k - 1, m, 0.5))
+    p = {"less": p_le, "greater": p_ge, "two-sided": 2 * min(p_le, p_ge)}[alternative]
+    return PairedTestResult(observed, float(min(max(p, 0.0), 1.0)), alternative, "permutation-exact", int(d.size), 0)
+
+
 def paired_permutation_test(
     base: npt.ArrayLike,
     head: npt.ArrayLike,
@@ -432,7 +447,9 @@ def paired_permutation_test(
     * "two-sided" is ``min(1, 2 * min(p_less, p_greater))``; comparisons use scipy's relative
       tolerance ``100 * eps * |observed|`` so numerically equal statistics count as ties.
 
-    All-zero differences give p = 1. No pairs gives ``p_value=None``.
+    All-zero differences give p = 1. No pairs gives ``p_value=None``. When every nonzero difference has the
+    same size (0/1 metrics) the exact null is binomial and is used at any ``n`` (:func:`_equal_magnitude_test`:
+    the exact McNemar test), never resampled.
     """
     b, h = as_paired(base, head)
     _check_resamples(n_resamples)
@@ -442,6 +459,9 @@ def paired_permutation_test(
     if n == 0:
         return PairedTestResult(None, None, alternative, "permutation", 0, 0)
     observed = float(d.mean())
+    magnitudes = np.abs(d[d != 0])
+    if magnitudes.size and np.allclose(magnitudes, magnitudes[0], rtol=1e-12, atol=0.0):
+        return _equal_magnitude_test(d, observed, alternative)
     gamma = abs(_REL_TOL * observed)
     exact = n < 63 and 2**n <= n_resamples
     total = 2**n if exact else int(n_resamples)
