@@ -221,7 +221,10 @@ def rollback_cmd(manifest: Path | None, to: str | None) -> None:
 
     loaded, layout = project(manifest)
     target_file = Path(to) if to is not None else None
-    if target_file is not None and target_file.suffix in (".toml", ".yaml", ".yml") and target_file.is_file():
+    if target_file is not None and target_file.suffix in (".toml", ".yaml", ".yml"):
+        if not target_file.is_file():
+            raise HarnessError(f"--to: {to}: no such manifest file",
+                               hint="give a manifest file, a run id or a run file")
         from harness.manifest import load_manifest
 
         target = load_manifest(target_file)

@@ -92,34 +92,32 @@ def _replay(shadow: Shadow, candidate: Path, *more: str) -> subprocess.Completed
 
 
 def test_replay_of_the_format_broken_variant_fails_naming_format_pass_and_a_segment(shadow: Shadow) -> None:
-    out = _replay(shadow, shadow.project.format_broken, "--format", "json")
+    out = _replay(shadow, shadow.project.format_broken)  # the text face, in a pipe
     assert out.returncode == 1, out.stderr[-3000:]
-    report = json.loads(out.stdout)  # stdout is the JSON and nothing else
+    assert out.stdout.startswith("replay: FAIL: "), out.stdout[:500]
+    rows = [line for line in out.stdout.splitlines() if "FAIL" in line and "format_pass" in line]
+    assert rows and any(re.search(r"(geo|device)=\w+", row) for row in rows), out.stdout[-4000:]
+    assert "\x1b[" not in out.stdout  # no colour in a pipe
+    stored = re.search(r"^report stored: (.+)$", out.stderr, re.M)
+    assert stored and Path(stored.group(1)).is_file(), out.stderr
+    report = json.loads(Path(stored.group(1)).read_text())
     assert report["status"] == "fail"
     failed = [r for r in report["results"] if r["status"] == "fail"]
     assert any(r["metric"] == "format_pass" and r["segment"] for r in failed), failed
     assert {r["segment"].split("=")[0] for r in failed if r["segment"]} <= {"geo", "device"}
     assert report["candidate"]["manifest_id"] == load_manifest(shadow.project.format_broken).id
-    stored = re.search(r"^report stored: (.+)$", out.stderr, re.M)
-    assert stored and Path(stored.group(1)).is_file(), out.stderr
-    assert json.loads(Path(stored.group(1)).read_text())["status"] == "fail"
     for side in ("baseline", "candidate"):
         assert Path(report[side]["run_path"]).is_file()
         assert f"{side} run: {report[side]['run_path']}" in out.stderr
 
-    again = _replay(shadow, shadow.project.format_broken)  # cached: the text face, in a pipe
-    assert again.returncode == 1, again.stderr[-3000:]
-    assert again.stdout.startswith("replay: FAIL: "), again.stdout[:500]
-    rows = [line for line in again.stdout.splitlines() if "FAIL" in line and "format_pass" in line]
-    assert rows and any(re.search(r"(geo|device)=\w+", row) for row in rows), again.stdout[-4000:]
-    assert "\x1b[" not in again.stdout  # no colour in a pipe
-
 
 def test_replay_of_a_neutral_change_passes(shadow: Shadow) -> None:
-    out = _replay(shadow, shadow.project.neutral, "--format", "md")
+    out = _replay(shadow, shadow.project.neutral, "--format", "json")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert out.stdout.startswith("## harness replay: PASS\n")
-    assert "| prompt |" not in out.stdout or "answer-neutral" in out.stdout
+    report = json.loads(out.stdout)  # stdout is the JSON and nothing else
+    assert report["status"] == "pass" and report["selection"]["replayed"] == report["selection"]["matched"] > 60
+    assert not [r for r in report["results"] if r["status"] == "fail"]
+    assert {a["role"] for a in report["artifacts"]} == {"prompt"}
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -185,6 +183,8 @@ def test_rollback_to_a_manifest_file_restores_it_and_says_what_changed(shadow: S
     assert harness("verify", cwd=root).returncode == 0
     again = harness("rollback", "--to", "variants/neutral.toml", cwd=root)
     assert again.returncode == 0 and again.stdout.startswith("rolled back nothing (already at the baseline)")
+    missing = harness("rollback", "--to", "variants/missing.toml", cwd=root)
+    assert missing.returncode == 2 and "variants/missing.toml: no such manifest file" in one_error_line(missing)
 
 
 def test_rollback_to_a_manifest_whose_file_lies_outside_the_project_changes_nothing(
