@@ -212,6 +212,8 @@ def _latency_rows(report: ReplayReport) -> list[list[str]]:
     for side in (report.baseline, report.candidate):
         q: Quantiles
         for stage, q in side.latency.items():
+            if q.n == 0:  # every answer came from the cache: nothing was timed (the report's notes say so)
+                continue
             rows.append([side.label, stage, f"{q.n:,}", millis(q.p50), millis(q.p95), millis(q.p99)])
     return rows
 

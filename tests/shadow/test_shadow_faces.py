@@ -109,7 +109,7 @@ def unjudged_replay() -> ReplayReport:
     return ReplayReport(status="cannot_judge", reasons=("no logged record matched the window",),
                         selection=SELECTION.model_copy(update={"matched": 0, "replayed": 0, "sample": None}),
                         baseline=_side("baseline", "a" * 64, "20261201T100000Z-aaaaaa").model_copy(
-                            update={"cases": 0, "generated": 0, "latency": {}}),
+                            update={"cases": 0, "generated": 0, "latency": {"generate": Quantiles(n=0)}}),
                         candidate=_side("candidate", "b" * 64, "20261201T100500Z-bbbbbb").model_copy(
                             update={"cases": 0, "generated": 0, "latency": {}}),
                         rules="manifest", results=(), diff=empty)
@@ -236,7 +236,7 @@ def test_replay_faces_of_a_report_that_cannot_judge(unjudged_replay: ReplayRepor
     md = replay_md(unjudged_replay)
     assert "**CANNOT JUDGE**: no logged record matched the window" in md
     assert "No rule was evaluated." in md
-    assert "latency" not in md.lower()  # no fresh call: no latency table
+    assert "latency" not in md.lower()  # no fresh call timed: no latency table
 
 
 # ---- canary -------------------------------------------------------------------------------------------
