@@ -44,6 +44,8 @@ _COMMANDS = {
     "coverage": ("harness.commands.coverage", "coverage_cmd"),
     "golden": ("harness.commands.coverage", "golden_group"),
     "incident": ("harness.commands.incident", "incident_cmd"),
+    "replay": ("harness.commands.shadow", "replay_cmd"),
+    "canary": ("harness.commands.shadow", "canary_cmd"),
 }
 
 

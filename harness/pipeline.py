@@ -84,13 +84,16 @@ def _environment(base_dir: Path) -> dict[str, Any]:
 
 def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layout: Layout | None = None,
             cases: Sequence[GoldenCase] | None = None, scorers: Sequence[ScorerSpec] | None = None,
-            concurrency: int | None = None, runs: RunStore | None = None) -> RunReport:
+            concurrency: int | None = None, runs: RunStore | None = None,
+            score_contracts: ContractSet | None = None) -> RunReport:
     """Run the manifest's stages over its golden set and store the run.
 
     The release checks run the same pipeline over other cases: ``cases`` replaces the golden set (logged
     production queries for ``harness replay``; the golden artifact is still verified), ``scorers`` replaces
-    the planned scorer list, ``concurrency`` the generator's calls in flight, and ``runs`` the store the run
-    is saved in (default: the project's run store)."""
+    the planned scorer list, ``concurrency`` the generator's calls in flight, ``runs`` the store the run
+    is saved in (default: the project's run store), and ``score_contracts`` the output contracts answers are
+    judged by (default: the manifest's own; a replay judges both sides by the baseline's, the contracts
+    production records name, while each side's prompt still shows its own)."""
     t_start = time.perf_counter()
     layout = layout or Layout.for_manifest(loaded.path)
     stage_s: dict[str, float] = {}
@@ -143,7 +146,8 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
 
         t0 = time.perf_counter()
         specs = list(scorers) if scorers is not None else planned_scorer_specs(m, supplied)
-        ctx = ScoringContext(docs=docs, contracts=inputs.contracts, cache=cache, progress=progress, embed=embed)
+        judged_by = score_contracts if score_contracts is not None else inputs.contracts
+        ctx = ScoringContext(docs=docs, contracts=judged_by, cache=cache, progress=progress, embed=embed)
         scores: list[Score] = []
         infos: dict[str, MetricInfo] = {}
         with progress.task("scoring", len(specs)) as advance:

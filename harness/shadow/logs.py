@@ -107,6 +107,11 @@ def read_log_file(path: Path, mapping: LogFieldMap, *, fmt: str = "auto", assume
     return _first_of_each_id(table.sort_by([("ts", "ascending"), ("record_id", "ascending")]))
 
 
+DUPLICATES_KEY = b"harness.duplicate_ids"
+"""Schema metadata of a table read from a log file: how many records repeated an earlier record's id and
+were left out (as ``harness ingest`` leaves them out of the store). :func:`duplicates_dropped` reads it."""
+
+
 def _first_of_each_id(table: pa.Table) -> pa.Table:
     ids = table["record_id"].to_pylist()
     seen: set[str] = set()
@@ -115,7 +120,15 @@ def _first_of_each_id(table: pa.Table) -> pa.Table:
         if rid not in seen:
             seen.add(rid)
             keep.append(i)
-    return table if len(keep) == len(ids) else table.take(pa.array(keep, pa.int64()))
+    out = table if len(keep) == len(ids) else table.take(pa.array(keep, pa.int64()))
+    return out.replace_schema_metadata({DUPLICATES_KEY: str(len(ids) - len(keep)).encode()})
+
+
+def duplicates_dropped(table: pa.Table) -> int:
+    """How many records of the log file behind ``table`` repeated an id and were dropped (0 for the store,
+    which never stores an id twice)."""
+    meta = table.schema.metadata or {}
+    return int(meta.get(DUPLICATES_KEY, b"0"))
 
 
 def _filter(table: pa.Table, query: LogQuery) -> pa.Table:
@@ -141,8 +154,9 @@ def _filter(table: pa.Table, query: LogQuery) -> pa.Table:
 def attribute(table: pa.Table, key: str) -> pa.Array:
     """One attribute's value per record (null where the record lacks it)."""
     arr = table["attrs"].combine_chunks()
-    values = [None if m is None else dict(m).get(key) for m in arr.to_pylist()]
-    return pa.array(values, pa.string())
+    if len(arr) == 0:
+        return pa.array([], pa.string())
+    return pc.map_lookup(arr, pa.scalar(key, pa.string()), "first")
 
 
 def read_records(layout: Layout, mapping: LogFieldMap, query: LogQuery, *, log: Path | None = None,

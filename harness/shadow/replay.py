@@ -45,7 +45,7 @@ from harness.errors import HarnessError, InputError, InstructionSpecError
 from harness.gates import IMPLICIT_ERROR_RULE, STAGES, GateResult, evaluate_gates
 from harness.manifest import LoadedManifest
 from harness.progress import NULL_PROGRESS, Progress
-from harness.shadow.logs import LogQuery, read_records
+from harness.shadow.logs import LogQuery, duplicates_dropped, read_records
 from harness.shadow.model import (
     Agreement,
     Quantiles,
@@ -206,6 +206,8 @@ def _select(req: ReplayRequest, monitor: MonitorConfig, sample: int | None, seed
     table = read_records(req.layout, monitor.mapping, req.query, log=req.log, columns=columns)
     rows = table.to_pylist()
     skipped: dict[str, int] = {}
+    if dropped := duplicates_dropped(table):
+        skipped[_DUPLICATE] = dropped
     seen: set[str] = set()
     eligible: list[dict[str, Any]] = []
     for row in rows:
@@ -249,6 +251,29 @@ def _check_contracts(cases: Sequence[tuple[GoldenCase, str]], sides: Sequence[tu
                 raise HarnessError(f"{source}: the record names contract {name!r}, which the {label} manifest's "
                                    f"validators ({loaded.resolve('validators')}) do not define",
                                    hint=_did_you_mean(name, contracts.contracts))
+
+
+def _check_segment_key(req: ReplayRequest, monitor: MonitorConfig) -> None:
+    """A --segment key that is no [monitor] segment and that no record in the window carries is bad input."""
+    from harness.shadow.logs import LogQuery
+
+    assert req.query.segment is not None
+    key = req.query.segment[0]
+    window = LogQuery(since=req.query.since, until=req.query.until)
+    attrs = read_records(req.layout, monitor.mapping, window, log=req.log, columns=["attrs"])["attrs"]
+    seen = sorted({k for m in attrs.to_pylist() if m for k, _ in m})
+    if key not in seen:
+        raise HarnessError(f"--segment {key}={req.query.segment[1]}: no logged record has the attribute {key!r}",
+                           hint=_did_you_mean(key, [*monitor.segments, *seen]) or
+                           f"the attributes are: {', '.join(seen[:20]) or 'none'}")
+
+
+def _redefined(cases: Sequence[GoldenCase], base: Any, head: Any) -> list[str]:
+    """The logged contracts the candidate's validators define differently from the baseline's."""
+    names = sorted({c.contract for c in cases if c.contract is not None})
+    if base is None or head is None:
+        return []
+    return [n for n in names if base.get(n) != head.get(n)]
 
 
 def _scorer_specs(candidate: LoadedManifest, cases: Sequence[GoldenCase] | None, generates: bool,
@@ -370,6 +395,13 @@ def plan_replay(req: ReplayRequest) -> ReplayPlan:
         _check_rules(req.candidate, cfg.gates, possible, monitor, generates)
 
     selected, selection = _select(req, monitor, sample, seed)
+    if req.query.segment is not None and req.query.segment[0] not in monitor.segments and not selected:
+        _check_segment_key(req, monitor)
+    if selection.replayed < 2:
+        where = "the ingested store" if req.log is None else str(req.log)
+        raise HarnessError(f"nothing to replay: {selection.matched} logged record(s) matched in {where} "
+                           f"({selection.window}), {selection.replayed} replayable; a paired comparison needs at "
+                           "least 2", hint="widen --since/--until or --segment, or ingest the logs first")
     _check_contracts(selected, [(label, loaded, contracts[label]) for label, loaded in sides])
     cases = tuple(c for c, _ in selected)
     specs = _scorer_specs(req.candidate, cases, generates, validators)
@@ -385,13 +417,17 @@ def plan_replay(req: ReplayRequest) -> ReplayPlan:
         absent = [k for k in monitor.segments if k not in keys]
         if absent and cases:
             notes.append(f"no replayed record carries segment key(s) {', '.join(absent)}: not judged per segment")
+    if changed := _redefined(cases, contracts["baseline"], contracts["candidate"]):
+        notes.append(f"the candidate's validators define contract(s) {', '.join(changed)} differently; both sides "
+                     "are judged by the baseline's definitions (the contracts production records name), each "
+                     "side's prompt shows its own")
     for _, loaded in sides:
         load_inputs(loaded, list(cases))  # the prompt template over every case, contracts, index recipe
     settings = DiffSettings(alpha=cfg.alpha, correction=cfg.correction, test="permutation", seed=seed)
     concurrency = req.concurrency if req.concurrency is not None else cfg.concurrency
     return ReplayPlan(request=req, config=cfg, monitor=monitor, cases=cases, scorers=tuple(specs), rules=rules,
                       rules_from=rules_from, settings=settings, selection=selection, concurrency=concurrency,
-                      contracts=contracts["candidate"], notes=tuple(notes))
+                      contracts=contracts["baseline"], notes=tuple(notes))
 
 
 # --- running -------------------------------------------------------------------------------------------
@@ -556,7 +592,7 @@ def run_replay(plan: ReplayPlan, progress: Progress = NULL_PROGRESS) -> ReplayRe
     for loaded in (req.baseline, req.candidate):
         t0 = time.perf_counter()
         rep = execute(loaded, progress=progress, layout=layout, cases=list(plan.cases), scorers=list(plan.scorers),
-                      concurrency=plan.concurrency, runs=store)
+                      concurrency=plan.concurrency, runs=store, score_contracts=plan.contracts)
         runs.append((rep.run, rep.path, time.perf_counter() - t0))
     (base, base_path, base_s), (head, head_path, head_s) = runs
     diff: Diff = compare(base, head, plan.settings, layout)
@@ -566,6 +602,15 @@ def run_replay(plan: ReplayPlan, progress: Progress = NULL_PROGRESS) -> ReplayRe
     status, reasons = _status(plan, results)
     if base_errors := sum(1 for o in base.outputs if o.error is not None):
         notes.append(f"the baseline errored on {base_errors} of {len(base.outputs)} replayed records")
+        if status == "pass":  # the candidate was compared with no reference on those records
+            status = "cannot_judge"
+            reasons.append(f"the baseline errored on {base_errors} of {len(base.outputs)} replayed records, so the "
+                           "candidate was not compared there; re-run the replay (answers already given are cached)")
+    floor = plan.config.min_segment_size
+    if status == "pass" and len(plan.cases) < floor:
+        status = "cannot_judge"
+        reasons.append(f"{len(plan.cases)} records replayed, fewer than min_segment_size = {floor}: too few to tell "
+                       "a worse candidate from noise (replay more, or lower [replay] min_segment_size)")
     skipped = [r for r in results if r.status == "skip"]
     if skipped:
         notes.append(f"{len(skipped)} rule result(s) skipped (segments smaller than their min_segment_size, or "

@@ -357,13 +357,74 @@ def test_store_window_segment_and_nested_seeded_samples(world: World, tmp_path: 
     assert case.tags == {"geo": src["geo"], "device": src["device"]}  # [monitor].segments only
 
 
-def test_nothing_matched_or_one_record_cannot_judge(world: World) -> None:
+def test_nothing_to_replay_is_bad_input_and_writes_nothing(world: World) -> None:
+    from harness.shadow.replay import replays_dir
+
+    before = sorted(replays_dir(world.layout).glob("*")) if replays_dir(world.layout).is_dir() else []
     future = parse_time("2030-01-01", "--since")
-    rep = replay(world.request("neutral", query=LogQuery(since=future)))
-    assert rep.status == "cannot_judge" and rep.selection.matched == 0
-    assert any("no logged record matched" in r for r in rep.reasons)
-    one = replay(world.request("neutral", sample=1))
-    assert one.status == "cannot_judge" and any("at least 2" in r for r in one.reasons)
+    with pytest.raises(HarnessError, match="nothing to replay: 0 logged record"):
+        replay(world.request("neutral", query=LogQuery(since=future)))
+    with pytest.raises(HarnessError, match="1 replayable; a paired comparison needs at least 2"):
+        replay(world.request("neutral", sample=1))
+    with pytest.raises(HarnessError, match="no logged record has the attribute 'nokey'"):
+        replay(world.request("neutral", query=LogQuery(segment=("nokey", "x"))))
+    after = sorted(replays_dir(world.layout).glob("*")) if replays_dir(world.layout).is_dir() else []
+    assert after == before  # nothing was written
+
+
+def test_a_replay_below_the_floor_cannot_judge_even_a_worse_candidate(world: World) -> None:
+    """Six records of the coarse index: nothing significant can come out of them, which is not a pass."""
+    rep = replay(world.request("coarse_ivf", sample=6))
+    assert rep.status == "cannot_judge"
+    same = replay(world.request("neutral", sample=6))  # nothing differs: every rule passes, still not a pass
+    assert same.status == "cannot_judge"
+    assert any("fewer than min_segment_size = 30" in r for r in same.reasons), same.reasons
+
+
+def test_duplicate_ids_in_a_log_file_are_counted_not_dropped_silently(world: World, tmp_path: Path) -> None:
+    lines = world.log.read_text().splitlines()
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text("\n".join(lines[:40] + lines[:10]) + "\n")
+    rep = replay(world.request("neutral", log=dup))
+    assert rep.selection.skipped.get("duplicate record id") == 10
+    assert rep.selection.replayed == 40
+
+
+def test_a_candidate_cannot_pass_by_loosening_its_own_contract(world: World, tmp_path: Path) -> None:
+    """The format-broken prompt with validators whose json_cited checks nothing: judged by the baseline's
+    definition of the contract the records name, it still fails on format_pass."""
+    import shutil
+
+    from harness.manifest import lock
+
+    root = world.project.root
+    loose = root / "validators-loose"
+    shutil.rmtree(loose, ignore_errors=True)
+    loose.mkdir()
+    text = (root / "validators" / "contracts.toml").read_text()
+    loose_text = text.split("checks = [")[0] + "checks = []\n"
+    (loose / "contracts.toml").write_text(loose_text)
+    cand = root / "variants" / "loose.toml"
+    cand.write_text(world.project.format_broken.read_text().replace('path = "../validators"',
+                                                                      'path = "../validators-loose"'))
+    lock(cand)
+    rep = replay(world.request(cand))
+    assert rep.status == "fail"
+    assert ("format_pass", None) in _failed(rep)
+    assert any("define contract(s) json_cited differently" in n for n in rep.notes)
+
+
+def test_baseline_errors_make_the_replay_cannot_judge(world: World, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cold-cache"))
+    world.srv.push(Fault.bad_request("no (fake)"), match=SYSTEM, times=20)
+    try:
+        rep = replay(world.request("neutral", sample=60))
+    finally:
+        world.srv.clear_faults()
+    assert rep.baseline.errors > 0 and rep.candidate.errors == 0
+    assert rep.status == "cannot_judge"
+    assert any("the baseline errored on" in r for r in rep.reasons)
 
 
 def test_candidate_errors_fail_the_replay(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
