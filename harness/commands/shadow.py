@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -167,19 +168,24 @@ def replay_cmd(ctx: click.Context, baseline: Path, candidate: Path | None, manif
         report = replay(request, progress)
     from harness.report.replay import replay_json, replay_md, replay_text
 
-    if fmt == "json":
-        text = replay_json(report)
-    elif fmt == "md":
-        text = replay_md(report)
-    else:
-        text = replay_text(report, color=out is None and sys.stdout.isatty())
-    _emit(text, out, report.status)
+    _emit(_face(fmt, out, lambda: replay_json(report), lambda: replay_md(report),
+                lambda color: replay_text(report, color=color)), out, report.status)
     stored = report_path(report, layout)
     click.echo(f"report stored: {stored}", err=True)
     for side in (report.baseline, report.candidate):
         click.echo(f"{side.label} run: {side.run_path}", err=True)
     if report.status != "pass":
         ctx.exit(1)
+
+
+def _face(fmt: str, out: Path | None, as_json: Callable[[], str], as_md: Callable[[], str],
+          as_text: Callable[[bool], str]) -> str:
+    """The report in the asked format (text is coloured only on a terminal and never into a file)."""
+    if fmt == "json":
+        return as_json()
+    if fmt == "md":
+        return as_md()
+    return as_text(out is None and sys.stdout.isatty())
 
 
 # ---- harness canary -------------------------------------------------------------------------------------
@@ -305,13 +311,8 @@ def canary_cmd(ctx: click.Context, baseline: str, candidate: str | None, manifes
                     click.echo(f"  {line}", err=True)
     from harness.report.canary import canary_json, canary_md, canary_text
 
-    if fmt == "json":
-        text = canary_json(report)
-    elif fmt == "md":
-        text = canary_md(report)
-    else:
-        text = canary_text(report, color=out is None and sys.stdout.isatty())
-    _emit(text, out, report.status)
+    _emit(_face(fmt, out, lambda: canary_json(report), lambda: canary_md(report),
+                lambda color: canary_text(report, color=color)), out, report.status)
     if refused is not None:
         click.echo(f"error: --rollback: {refused}", err=True)
     if report.status != "pass":
