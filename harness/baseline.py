@@ -376,6 +376,10 @@ def rollback_to(loaded: LoadedManifest, layout: Layout, target: Manifest, target
         changes.append(RolledBack(role=role, kind=art.kind, before_version=now.version if now else None,
                                   after_version=art.version, before_sha256=now.sha256 if now else None,
                                   after_sha256=art.sha256, restored_file=restored_file))
+    for role, now in current.items():
+        if role not in base_arts:  # the baseline had no such artifact: the rollback removes it from the manifest
+            changes.append(RolledBack(role=role, kind=now.kind, before_version=now.version,
+                                      before_sha256=now.sha256, removed=True))
     if not _inside(current_manifest, root):
         raise HarnessError(f"cannot roll back: the manifest {current_manifest} lies outside the project {root}")
     for src, dst in plans:

@@ -111,7 +111,8 @@ def _version(before: str | None, after: str | None) -> str:
 def _rollback_rows(records: Sequence[RolledBack]) -> list[list[str]]:
     return [[r.role, r.kind, _version(r.before_version, r.after_version),
              _version((r.before_sha256 or "")[:12] or None, (r.after_sha256 or "")[:12] or None),
-             r.restored_file or "- (pin only)"] for r in records]
+             "- (removed: the baseline had no such artifact)" if r.removed else r.restored_file or "- (pin only)"]
+            for r in records]
 
 
 def rolled_back_lines(records: Sequence[RolledBack]) -> list[str]:
@@ -119,7 +120,8 @@ def rolled_back_lines(records: Sequence[RolledBack]) -> list[str]:
     restored prompts/answer.toml`` (user values made visible)."""
     out = []
     for role, kind, version, sha, restored in _rollback_rows(records):
-        restored_text = "pin only" if restored.startswith("-") else f"restored {restored}"
+        restored_text = restored.removeprefix("- (").removesuffix(")") if restored.startswith("-") else \
+            f"restored {restored}"
         out.append(visible(f"{role} ({kind}): {version}, sha256 {sha}, {restored_text}"))
     return out
 

@@ -181,6 +181,7 @@ class RolledBack(Frozen):
     before_sha256: str | None = None
     after_sha256: str | None = None
     restored_file: str | None = None  # the project file rewritten from the snapshot store; None: pin only
+    removed: bool = False  # the baseline had no such artifact: it was removed from the manifest
 
 
 class CanaryReport(Frozen):
