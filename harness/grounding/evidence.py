@@ -209,34 +209,79 @@ class Context:
         return " ".join(self.sentences[span[0] : span[1]])
 
 
-def build_context(passages: list[str]) -> Context:
-    """Split passages into sentences (windows never cross a passage boundary) and index them."""
-    sentences: list[str] = []
-    passage_of: list[int] = []
-    spans: list[tuple[int, int]] = []
-    for p, passage in enumerate(passages):
-        sents = split_sentences(passage)
-        offset = len(sentences)
-        sentences.extend(sents)
-        passage_of.extend([p] * len(sents))
-        spans.extend((offset + a, offset + b) for a, b in windows(sents))
-    sentence_stems: list[set[str]] = []
+@dataclass(frozen=True)
+class _PassageIndex:
+    """One passage's sentences and their lexical indexes, shared by every context that shows it."""
+
+    sentences: tuple[str, ...]
+    spans: tuple[tuple[int, int], ...]  # windows, relative to the passage's first sentence
+    sentence_stems: tuple[set[str], ...]  # never mutated by a context
+    negated: tuple[bool, ...]
+    stem_set: frozenset[str]
+    token_set: frozenset[str]
+    bigrams: frozenset[tuple[str, str]]
+    numbers: frozenset[str]
+    doc_freq: tuple[tuple[str, int], ...]
+
+
+@functools.lru_cache(maxsize=16_384)
+def _passage_index(passage: str) -> _PassageIndex:
+    """The per-passage half of :func:`build_context`, memoized: a run shows the same corpus passages to many
+    answers, and splitting and stemming them once per answer was most of the groundedness scorer's time."""
+    sents = split_sentences(passage)
+    stems_of: list[set[str]] = []
     negated: list[bool] = []
     stem_set: set[str] = set()
     token_set: set[str] = set()
     bigrams: set[tuple[str, str]] = set()
     doc_freq: dict[str, int] = {}
-    for sentence in sentences:
+    for sentence in sents:
         toks = tokens(sentence)
         stems = content_stems(toks)
         unique = set(stems)
-        sentence_stems.append(unique)
+        stems_of.append(unique)
         negated.append(any(t in NEGATIONS for t in toks))
         stem_set |= unique
         token_set.update(toks)
         bigrams.update(itertools.pairwise(stems))
         for s in unique:
             doc_freq[s] = doc_freq.get(s, 0) + 1
+    return _PassageIndex(sentences=tuple(sents), spans=tuple(windows(sents)), sentence_stems=tuple(stems_of),
+                         negated=tuple(negated), stem_set=frozenset(stem_set), token_set=frozenset(token_set),
+                         bigrams=frozenset(bigrams), numbers=frozenset(numbers_in(passage)),
+                         doc_freq=tuple(doc_freq.items()))
+
+
+def build_context(passages: list[str]) -> Context:
+    """Split passages into sentences (windows never cross a passage boundary) and index them.
+
+    Each passage is indexed once (:func:`_passage_index`) and the context is the union of its passages'
+    indexes: no token, number or sentence spans the line break that joins two passages, so the union is
+    what indexing the joined text gives."""
+    sentences: list[str] = []
+    passage_of: list[int] = []
+    spans: list[tuple[int, int]] = []
+    sentence_stems: list[set[str]] = []
+    negated: list[bool] = []
+    stem_set: set[str] = set()
+    token_set: set[str] = set()
+    bigrams: set[tuple[str, str]] = set()
+    numbers: set[str] = set()
+    doc_freq: dict[str, int] = {}
+    for p, passage in enumerate(passages):
+        idx = _passage_index(passage)
+        offset = len(sentences)
+        sentences.extend(idx.sentences)
+        passage_of.extend([p] * len(idx.sentences))
+        spans.extend((offset + a, offset + b) for a, b in idx.spans)
+        sentence_stems.extend(idx.sentence_stems)
+        negated.extend(idx.negated)
+        stem_set |= idx.stem_set
+        token_set |= idx.token_set
+        bigrams |= idx.bigrams
+        numbers |= idx.numbers
+        for s, n in idx.doc_freq:
+            doc_freq[s] = doc_freq.get(s, 0) + n
     full = "\n".join(passages)
     return Context(
         passages=passages,
@@ -248,7 +293,7 @@ def build_context(passages: list[str]) -> Context:
         stem_set=stem_set,
         token_set=token_set,
         bigrams=bigrams,
-        numbers=numbers_in(full),
+        numbers=numbers,
         normalized=_normalize_text(full),
         doc_freq=doc_freq,
     )
