@@ -34,10 +34,11 @@ from typing import Any
 
 from harness.errors import CacheError
 
-NAMESPACES = ("embeddings", "rankings", "generations", "judgments", "hashes", "lm_pmi", "signals")
+NAMESPACES = ("embeddings", "rankings", "generations", "judgments", "hashes", "lm_pmi", "signals", "groundedness")
 _VALID_NS = frozenset(NAMESPACES)
 JSON_NAMESPACES = frozenset(NAMESPACES) - {"embeddings"}
-SCHEMA_VERSION = 2  # 1: a checksum column ``c`` in every table; 2: the monitor's ``signals`` table
+SCHEMA_VERSION = 3  # 1: a checksum column ``c`` in every table; 2: the monitor's ``signals`` table;
+# 3: the groundedness scorer's verdicts (``groundedness``)
 _BATCH = 900  # below SQLite's default host-parameter limit
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -99,10 +100,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_verdict(value: Any) -> bool:
+    """A groundedness verdict: ``{"score": number, "supported": bool, "claims": [[text, support, supported,
+    evidence, [reason, ...]], ...]}``."""
+    if not (isinstance(value, dict) and _is_number(value.get("score")) and isinstance(value.get("supported"), bool)
+            and isinstance(value.get("claims"), list)):
+        return False
+    return all(isinstance(c, list) and len(c) == 5 and isinstance(c[0], str) and _is_number(c[1])
+               and isinstance(c[2], bool) and isinstance(c[3], str) and isinstance(c[4], list)
+               and all(isinstance(r, str) for r in c[4]) for c in value["claims"])
+
+
 JSON_SHAPES: dict[str, Callable[[Any], bool]] = {
     "rankings": _is_ranking,  # [[doc id, score], ...]
     "lm_pmi": _is_number,
     "signals": _is_number,  # a production record's expensive signal (its groundedness), keyed by its content
+    "groundedness": _is_verdict,  # an answer's verdict, keyed by the checker's identity, the answer and passages
     "hashes": lambda v: isinstance(v, dict) and isinstance(v.get("sha256"), str),
 }
 

@@ -14,11 +14,20 @@ directory) adds the language-model feature
 (:mod:`harness.grounding.lm`: how much more likely each claim is once the passages are read) with
 the weights fit for it; its values are cached in the run cache by (model, passages, claim). Needs
 the ``lm`` extra for the bundled model.
+
+Verdicts are cached in the project cache (namespace ``groundedness``) under the checker's identity (the
+grounding code's own source, the frozen model, the checker's settings, the embedding model's pin, the
+stemmer's and numpy's versions), the answer text checked and its passages in order: a second run over the
+same answers (a warm ``harness run``, a replay's candidate that answers as the baseline did) checks nothing
+again. A row that fails its checksum or its shape is recomputed. Without an embedding identity in the
+scoring context (``extras["embed_identity"]``), or with a language model, nothing is cached.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from harness.contracts import ParsedAnswer
@@ -85,7 +94,7 @@ class GroundednessScorer:
                 scores += self._nothing_to_check(c.id, empty)
                 continue
             todo.append((c.id, text, passages))
-        results = self._check(checker, todo, ctx)
+        results = self._cached_check(checker, todo, ctx)
         for (cid, _, _), res in zip(todo, results, strict=True):
             if not res.claims:
                 scores += self._nothing_to_check(cid, "no claims in the answer (nothing it says can be checked)")
@@ -108,6 +117,30 @@ class GroundednessScorer:
         return [Score(case_id=case_id, metric="groundedness", value=0.0, explanation=why),
                 Score(case_id=case_id, metric="grounded", value=0.0, explanation=why),
                 Score(case_id=case_id, metric="unsupported_claims", value=None, explanation=why)]
+
+    def _cached_check(self, checker: Any, todo: list[tuple[str, str, list[str]]], ctx: ScoringContext
+                      ) -> list[Any]:
+        """:meth:`_check` behind the project cache: verdicts found are reused, the others computed and stored."""
+        identity = ctx.extras.get("embed_identity")
+        if ctx.cache is None or self.lm is not None or not isinstance(identity, str) or not todo:
+            return self._check(checker, todo, ctx)
+        from harness.hashing import sha256_parts
+
+        who = checker_identity(checker, identity)
+        keys = [sha256_parts("groundedness-v1", who, text, *passages) for _, text, passages in todo]
+        found = ctx.cache.get_many_json("groundedness", keys)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        fresh = self._check(checker, [todo[i] for i in missing], ctx)
+        results: list[Any] = [None] * len(todo)
+        for i, res in zip(missing, fresh, strict=True):
+            results[i] = res
+        if fresh:
+            ctx.cache.put_many_json("groundedness", {keys[i]: _verdict_json(res) for i, res in zip(missing, fresh,
+                                                                                                    strict=True)})
+        for i, k in enumerate(keys):
+            if results[i] is None:
+                results[i] = _verdict_from_json(found[k])
+        return results
 
     def _check(self, checker: Any, todo: list[tuple[str, str, list[str]]], ctx: ScoringContext) -> list[Any]:
         """Check the answers; with a language model (about a second per claim) in small steps with progress."""
@@ -133,6 +166,48 @@ class GroundednessScorer:
             self._likelihood = likelihood_from_spec(self.lm)
         store = _CacheStore(ctx.cache) if ctx.cache is not None else None
         return CachedLikelihood(self._likelihood, store)
+
+
+@functools.cache
+def _code_hash() -> str:
+    """The grounding code's own identity: the source of the modules that split, featurize and judge."""
+    import harness.grounding.claims as claims
+    import harness.grounding.evidence as evidence
+    import harness.grounding.scorer as scorer
+    from harness.hashing import sha256_parts
+
+    return sha256_parts(*(Path(str(m.__file__)).read_text("utf-8") for m in (claims, evidence, scorer)),
+                        Path(__file__).read_text("utf-8"))
+
+
+def checker_identity(checker: Any, embed_identity: str) -> str:
+    """Everything a verdict depends on besides the answer and the passages (see the module docstring)."""
+    from importlib.metadata import version
+
+    import numpy as np
+
+    from harness.grounding.scorer import DEFAULT_MODEL
+    from harness.hashing import sha256_json
+
+    return sha256_json({"code": _code_hash(), "model": DEFAULT_MODEL.model_dump(), "w": checker._w.tolist(),
+                        "b": checker._b, "threshold": checker.threshold, "aggregate": checker.aggregate,
+                        "max_units": checker.max_units, "top_sentences": checker.top_sentences,
+                        "batch_size": checker.batch_size, "window_mode": checker.window_mode,
+                        "features": list(checker.feature_names), "embed": embed_identity,
+                        "nltk": version("nltk"), "numpy": np.__version__})
+
+
+def _verdict_json(res: Any) -> dict[str, Any]:
+    return {"score": res.score, "supported": bool(res.supported),
+            "claims": [[c.text, c.support, bool(c.supported), c.evidence, list(c.reasons)] for c in res.claims]}
+
+
+def _verdict_from_json(value: dict[str, Any]) -> Any:
+    from harness.grounding.scorer import ClaimSupport, GroundednessResult
+
+    claims = [ClaimSupport(text, float(support), supported, evidence, list(reasons))
+              for text, support, supported, evidence, reasons in value["claims"]]
+    return GroundednessResult(score=float(value["score"]), supported=value["supported"], claims=claims)
 
 
 class _CacheStore:
