@@ -85,7 +85,7 @@ def _environment(base_dir: Path) -> dict[str, Any]:
 def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layout: Layout | None = None,
             cases: Sequence[GoldenCase] | None = None, scorers: Sequence[ScorerSpec] | None = None,
             concurrency: int | None = None, runs: RunStore | None = None,
-            score_contracts: ContractSet | None = None) -> RunReport:
+            score_contracts: ContractSet | None = None, validated: bool = False) -> RunReport:
     """Run the manifest's stages over its golden set and store the run.
 
     The release checks run the same pipeline over other cases: ``cases`` replaces the golden set (logged
@@ -93,72 +93,63 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
     the planned scorer list, ``concurrency`` the generator's calls in flight, ``runs`` the store the run
     is saved in (default: the project's run store), and ``score_contracts`` the output contracts answers are
     judged by (default: the manifest's own; a replay judges both sides by the baseline's, the contracts
-    production records name, while each side's prompt still shows its own)."""
-    t_start = time.perf_counter()
-    layout = layout or Layout.for_manifest(loaded.path)
-    stage_s: dict[str, float] = {}
-    # Every input is read and validated before anything is written: bad input is exit 2 and leaves
-    # no cache, snapshot or run behind. Then the pins; only then the cache (on a first run the pins
-    # are hashed without the memo, so a mismatch creates no .harness either) and the snapshots.
-    t0 = time.perf_counter()
-    corpus, cases, inputs = load_inputs(loaded, cases)
-    if concurrency is not None and inputs.generation is not None:
-        engine = inputs.generation.engine.model_copy(update={"concurrency": concurrency})
-        inputs = replace(inputs, generation=replace(inputs.generation, engine=engine))
-    stage_s["load"] = time.perf_counter() - t0
-    cache = Cache(layout.cache_db) if layout.cache_db.exists() else None
-    try:
-        t0 = time.perf_counter()
-        require_verified(loaded, HashMemo(cache))
-        if cache is None:
-            cache = Cache(layout.cache_db)
-        snapshot_artifacts(inputs.snapshots, layout)
-        stage_s["verify"] = time.perf_counter() - t0
+    production records name, while each side's prompt still shows its own). ``validated``: the caller has
+    already checked these ``cases`` with :func:`load_inputs` (the prompt rendered once per case), so the
+    render check is not repeated."""
+    return execute_unscored(loaded, progress=progress, layout=layout, cases=cases, scorers=scorers,
+                            concurrency=concurrency, runs=runs, score_contracts=score_contracts,
+                            validated=validated).finish()
 
-        t0 = time.perf_counter()
-        supplied = inputs.supplied
-        embed = None
-        if supplied is not None:
-            retrieval = supplied_retrieval(cases, supplied)
-            if inputs.embedding is not None:
-                embedder = make_embedder(inputs.embedding[0], inputs.embedding[1], cache, progress)
-                embed = lambda texts: embedder.embed(texts, "", "embedding answers")  # noqa: E731
-        else:
-            assert inputs.retrieval is not None, "a manifest without outputs has a retriever (checked on load)"
-            retrieval_stage = RetrievalStage(inputs.retrieval, cache, IndexStore(layout.index_store), progress)
-            retrieval = retrieval_stage.run(cases, corpus)
-            embed = lambda texts: retrieval_stage.embedder.embed(texts, "", "embedding answers")  # noqa: E731
-        stage_s["retrieve"] = time.perf_counter() - t0
 
-        docs = {d.id: d for d in corpus}
-        m = loaded.manifest
-        generation = None
-        if inputs.generation is not None:
-            t0 = time.perf_counter()
-            stage = GenerationStage(inputs.generation, cache, progress)
-            retrieved = [c for c in cases if c.id not in retrieval.errors]  # no ranking, nothing to answer from
-            generation = stage.run(retrieved, retrieval.rankings, docs)
-            stage_s["generate"] = time.perf_counter() - t0
-        if supplied is not None and supplied.has_answers:
-            outputs = [supplied_case_output(c.id, supplied, retrieval) for c in cases]
-        else:
-            outputs = [_case_output(c.id, retrieval, generation, supplied) for c in cases]
+@dataclass
+class PendingRun:
+    """A run retrieved and generated but not yet scored nor stored (:func:`execute_unscored`): it holds the
+    open cache until :meth:`finish` (which scores, stores and closes it) or :meth:`close`. ``finish`` may run
+    in another thread than the one that made it (a replay scores its baseline while the candidate generates);
+    the cache connection allows it and nothing else is shared."""
 
+    loaded: LoadedManifest
+    layout: Layout
+    cache: Cache
+    progress: Progress
+    cases: list[GoldenCase]
+    outputs: list[CaseOutput]
+    specs: list[ScorerSpec]
+    ctx: ScoringContext
+    retrieval: RetrievalOutcome
+    generation: GenerationOutcome | None
+    supplied: SuppliedOutputs | None
+    stage_s: dict[str, float]
+    runs: RunStore | None
+    _closed: bool = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.cache.close()
+
+    def finish(self) -> RunReport:
+        """Score the outputs, aggregate, store the run; close the cache whatever happens."""
+        try:
+            return self._finish()
+        finally:
+            self.close()
+
+    def _finish(self) -> RunReport:
+        cases, outputs, stage_s, cache = self.cases, self.outputs, self.stage_s, self.cache
+        retrieval, generation, supplied = self.retrieval, self.generation, self.supplied
         t0 = time.perf_counter()
-        specs = list(scorers) if scorers is not None else planned_scorer_specs(m, supplied)
-        judged_by = score_contracts if score_contracts is not None else inputs.contracts
-        ctx = ScoringContext(docs=docs, contracts=judged_by, cache=cache, progress=progress, embed=embed)
         scores: list[Score] = []
         infos: dict[str, MetricInfo] = {}
-        with progress.task("scoring", len(specs)) as advance:
-            for spec in specs:
+        with self.progress.task("scoring", len(self.specs)) as advance:
+            for spec in self.specs:
                 scorer = SCORERS.build(spec.name, spec.args)
-                scores.extend(scorer.score(cases, outputs, ctx))
+                scores.extend(scorer.score(cases, outputs, self.ctx))
                 infos |= {info.name: info for info in scorer.metrics()}
                 advance(1)
         aggregates = aggregate(cases, scores, infos)
         stage_s["score"] = time.perf_counter() - t0
-        stage_s["total"] = time.perf_counter() - t_start
+        stage_s["total"] = stage_s.pop("_before_score") + stage_s["score"]
 
         counts = {
             "cases": len(cases),
@@ -178,14 +169,15 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             counts["outputs_missing"] = sum(1 for o in outputs if o.error is not None and o.error.stage == "outputs")
             counts["outputs_unmatched"] = supplied.unmatched
             counts["outputs_unranked"] = supplied.unranked([c.id for c in cases])
+        loaded = self.loaded
         run = RunResult(
             run_id=new_run_id(),
             created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             manifest_id=loaded.id,
-            manifest=m,
+            manifest=loaded.manifest,
             manifest_path=str(loaded.path),
             environment=_environment(loaded.base_dir),
-            scorers=tuple(specs),
+            scorers=tuple(self.specs),
             cases=tuple(cases),
             outputs=tuple(outputs),
             scores=tuple(scores),
@@ -193,11 +185,90 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             stage_seconds=stage_s,
             counts=counts,
         )
-        path = (runs or RunStore(layout.runs)).save(run)
+        path = (self.runs or RunStore(self.layout.runs)).save(run)
         return RunReport(run=run, path=path)
-    finally:
+
+
+def _embed_identity(embedder: Any) -> str:
+    """What the vectors ``embedder.embed(texts, "")`` returns depend on (the key of its per-text cache minus
+    the text): the scorers that cache values computed from vectors key them by it."""
+    from harness.hashing import sha256_parts
+
+    return sha256_parts("embed", str(embedder.backend), str(embedder.model_pin), str(embedder.max_seq_length), "")
+
+
+def execute_unscored(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layout: Layout | None = None,
+                     cases: Sequence[GoldenCase] | None = None, scorers: Sequence[ScorerSpec] | None = None,
+                     concurrency: int | None = None, runs: RunStore | None = None,
+                     score_contracts: ContractSet | None = None, validated: bool = False) -> PendingRun:
+    """:func:`execute` up to the scoring: inputs checked, pins verified, retrieval and generation done (every
+    answer in the cache); :meth:`PendingRun.finish` scores and stores the run. Same arguments as
+    :func:`execute`."""
+    t_start = time.perf_counter()
+    layout = layout or Layout.for_manifest(loaded.path)
+    stage_s: dict[str, float] = {}
+    # Every input is read and validated before anything is written: bad input is exit 2 and leaves
+    # no cache, snapshot or run behind. Then the pins; only then the cache (on a first run the pins
+    # are hashed without the memo, so a mismatch creates no .harness either) and the snapshots.
+    t0 = time.perf_counter()
+    corpus, cases, inputs = load_inputs(loaded, cases, render_check=not (validated and cases is not None))
+    if concurrency is not None and inputs.generation is not None:
+        engine = inputs.generation.engine.model_copy(update={"concurrency": concurrency})
+        inputs = replace(inputs, generation=replace(inputs.generation, engine=engine))
+    stage_s["load"] = time.perf_counter() - t0
+    cache = Cache(layout.cache_db) if layout.cache_db.exists() else None
+    try:
+        t0 = time.perf_counter()
+        require_verified(loaded, HashMemo(cache))
+        if cache is None:
+            cache = Cache(layout.cache_db)
+        snapshot_artifacts(inputs.snapshots, layout)
+        stage_s["verify"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        supplied = inputs.supplied
+        embed = None
+        extras: dict[str, Any] = {}
+        if supplied is not None:
+            retrieval = supplied_retrieval(cases, supplied)
+            if inputs.embedding is not None:
+                embedder = make_embedder(inputs.embedding[0], inputs.embedding[1], cache, progress)
+                embed = lambda texts: embedder.embed(texts, "", "embedding answers")  # noqa: E731
+                extras["embed_identity"] = _embed_identity(embedder)
+        else:
+            assert inputs.retrieval is not None, "a manifest without outputs has a retriever (checked on load)"
+            retrieval_stage = RetrievalStage(inputs.retrieval, cache, IndexStore(layout.index_store), progress)
+            retrieval = retrieval_stage.run(cases, corpus)
+            embed = lambda texts: retrieval_stage.embedder.embed(texts, "", "embedding answers")  # noqa: E731
+            extras["embed_identity"] = _embed_identity(retrieval_stage.embedder)
+        stage_s["retrieve"] = time.perf_counter() - t0
+
+        docs = {d.id: d for d in corpus}
+        m = loaded.manifest
+        generation = None
+        if inputs.generation is not None:
+            t0 = time.perf_counter()
+            stage = GenerationStage(inputs.generation, cache, progress)
+            retrieved = [c for c in cases if c.id not in retrieval.errors]  # no ranking, nothing to answer from
+            generation = stage.run(retrieved, retrieval.rankings, docs)
+            stage_s["generate"] = time.perf_counter() - t0
+        if supplied is not None and supplied.has_answers:
+            outputs = [supplied_case_output(c.id, supplied, retrieval) for c in cases]
+        else:
+            outputs = [_case_output(c.id, retrieval, generation, supplied) for c in cases]
+
+        specs = list(scorers) if scorers is not None else planned_scorer_specs(m, supplied)
+        judged_by = score_contracts if score_contracts is not None else inputs.contracts
+        ctx = ScoringContext(docs=docs, contracts=judged_by, cache=cache, progress=progress, embed=embed,
+                             extras=extras)
+        stage_s["_before_score"] = time.perf_counter() - t_start
+        return PendingRun(loaded=loaded, layout=layout, cache=cache, progress=progress, cases=cases,
+                          outputs=outputs, specs=specs, ctx=ctx, retrieval=retrieval, generation=generation,
+                          supplied=supplied, stage_s=stage_s, runs=runs)
+    except BaseException:
         if cache is not None:
             cache.close()
+        raise
 
 
 @dataclass(frozen=True)
@@ -273,13 +344,14 @@ def _generation_inputs(loaded: LoadedManifest, contracts: ContractSet | None) ->
     )
 
 
-def load_inputs(loaded: LoadedManifest, given: Sequence[GoldenCase] | None = None
+def load_inputs(loaded: LoadedManifest, given: Sequence[GoldenCase] | None = None, *, render_check: bool = True
                 ) -> tuple[list[CorpusDoc], list[GoldenCase], StageInputs]:
     """Read and validate every input a run needs, writing nothing: corpus, the stages' inputs, golden set
     (relevance against the corpus), supplied outputs (against the golden set and the corpus), and the prompt
     template rendered once per case (a passage of the corpus standing in for the retrieved ones), so any of
     them is bad input before a run starts. ``given`` cases replace the golden set (a manifest with supplied
-    outputs answers its own golden set only, so it cannot take them)."""
+    outputs answers its own golden set only, so it cannot take them). ``render_check=False`` skips the
+    per-case render (for cases a caller has already checked against this manifest's template)."""
     m = loaded.manifest
     corpus = load_corpus(loaded.resolve("corpus")) if "corpus" in m.artifacts else []
     inputs = stage_inputs(loaded)
@@ -308,7 +380,7 @@ def load_inputs(loaded: LoadedManifest, given: Sequence[GoldenCase] | None = Non
             raise InputError(golden_path if given is None else loaded.path,
                              f"case {case.id!r} names contract {case.contract!r}, which {where} does not define",
                              field="contract")
-    if generation is not None:
+    if generation is not None and render_check:
         d = corpus[0]
         sample = [{"id": d.id, "title": d.title, "text": d.text, "score": 1.0, "rank": 1}]
         generation.template.check(cases, sample, contracts)
