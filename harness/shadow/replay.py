@@ -576,10 +576,57 @@ def _status(plan: ReplayPlan, results: Sequence[GateResult]) -> tuple[Literal["p
     return ("cannot_judge", reasons) if reasons else ("pass", [])
 
 
+def _run_sides(plan: ReplayPlan, store: Any, progress: Progress) -> list[tuple[RunResult, Path, float]]:
+    """Both sides' runs, (run, path, seconds) each. The baseline is retrieved and generated first; it is then
+    scored in a worker thread while the candidate retrieves and generates (generation waits on the network,
+    scoring needs the CPU), and the candidate is scored once the baseline's scores are in the cache (the
+    verdicts of answers both sides gave are computed once). Generation is never concurrent with generation:
+    the calls in flight stay within the concurrency. A side's seconds are its own work (load to stored
+    run), not the time it waited; an error in either side is raised once both have stopped."""
+    import threading
+
+    from harness.pipeline import execute_unscored
+
+    req = plan.request
+    kwargs: dict[str, Any] = {"progress": progress, "layout": req.layout, "scorers": list(plan.scorers),
+                              "concurrency": plan.concurrency, "runs": store, "score_contracts": plan.contracts,
+                              "validated": True}  # plan_replay rendered both templates over every case
+    t0 = time.perf_counter()
+    pending = execute_unscored(req.baseline, cases=list(plan.cases), **kwargs)
+    base_prepare = time.perf_counter() - t0
+    box: dict[str, Any] = {}
+
+    def score_baseline() -> None:
+        t1 = time.perf_counter()
+        try:
+            box["report"] = pending.finish()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+        box["seconds"] = time.perf_counter() - t1
+
+    worker = threading.Thread(target=score_baseline, name="replay-score-baseline", daemon=True)
+    worker.start()
+    try:
+        t0 = time.perf_counter()
+        head_pending = execute_unscored(req.candidate, cases=list(plan.cases), **kwargs)
+        head_prepare = time.perf_counter() - t0
+    finally:
+        worker.join()
+    try:
+        if "error" in box:
+            raise box["error"]
+        t0 = time.perf_counter()
+        head = head_pending.finish()
+        head_s = head_prepare + time.perf_counter() - t0
+    finally:
+        head_pending.close()
+    base = box["report"]
+    return [(base.run, base.path, base_prepare + box["seconds"]), (head.run, head.path, head_s)]
+
+
 def run_replay(plan: ReplayPlan, progress: Progress = NULL_PROGRESS) -> ReplayReport:
     """Run the planned replay: the baseline's run, then the candidate's, in ``<home>/replays/<replay id>/``;
     compare, judge, write ``report.json`` (atomically) and return the report."""
-    from harness.pipeline import execute
     from harness.runs import RunStore, new_run_id
     from harness.storage import atomic_write_text
 
@@ -588,13 +635,7 @@ def run_replay(plan: ReplayPlan, progress: Progress = NULL_PROGRESS) -> ReplayRe
     root = replays_dir(layout) / new_run_id()
     store = RunStore(root, project=layout.project)
     notes = list(plan.notes)
-    runs: list[tuple[RunResult, Path, float]] = []
-    for loaded in (req.baseline, req.candidate):
-        t0 = time.perf_counter()
-        rep = execute(loaded, progress=progress, layout=layout, cases=list(plan.cases), scorers=list(plan.scorers),
-                      concurrency=plan.concurrency, runs=store, score_contracts=plan.contracts)
-        runs.append((rep.run, rep.path, time.perf_counter() - t0))
-    (base, base_path, base_s), (head, head_path, head_s) = runs
+    (base, base_path, base_s), (head, head_path, head_s) = _run_sides(plan, store, progress)
     diff: Diff = compare(base, head, plan.settings, layout)
     results = evaluate_gates(plan.rules, head, diff, base=base).results
     if plan.rules_from == "default":
