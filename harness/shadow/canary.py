@@ -8,18 +8,35 @@ in the same hours and segments, judged Kayenta-style.
    them counted in a note. No shared hour: ``cannot_judge``.
 2. Signals: the monitor's cheap signals (:func:`harness.monitor.signals.cheap_signals`, computed in memory on
    the compared records: nothing is written or cached) that have a better side — numeric ones
-   (``top1_score``, ``topk_mean_score``, ``latency:<stage>``) by Mann-Whitney, 0/1 ones (``format_valid``,
-   ``instructions_followed``, ``answer_empty``, ``abstained``, ``timeout``, ``error_rate``) by Fisher's exact
-   test — and ``groundedness`` on one seeded sample of up to :data:`GROUNDEDNESS_SAMPLE` records per side
-   (the monitor's checker and cache: :func:`harness.monitor.project._groundedness`), reused by the segments.
-   ``[[canary.signals]]`` selects and configures them (none: every directional signal with data).
-3. Segments: ``all`` and each value of each ``[monitor].segments`` key. A side with fewer than
-   ``min_records`` values in a segment makes that test ``nodata`` (never a pass).
-4. One family of p-values over signals x segments, corrected by ``[canary].correction``; each test classified
-   (:func:`harness.stats.unpaired.classify`), each segment scored (:func:`harness.stats.unpaired.score`).
-   Status: ``fail`` if a segment scores below ``marginal_score``, a critical signal failed anywhere or a
-   ``[[canary.gates]]`` rule failed; else ``marginal`` if one scores below ``pass_score``; else
-   ``cannot_judge`` if the ``all`` segment has a test without data (or no score); else ``pass``.
+   (``top1_score``, ``topk_mean_score``, ``latency:<stage>``) and 0/1 ones (``format_valid``,
+   ``instructions_followed``, ``answer_empty``, ``abstained``, ``timeout``, ``error_rate``) — and
+   ``groundedness`` on one seeded sample of up to :data:`GROUNDEDNESS_SAMPLE` records per side (the
+   monitor's checker and cache: :func:`harness.monitor.project._groundedness`), reused by the segments.
+   ``[[canary.signals]]`` selects and configures them (none: every directional signal with data, with
+   :data:`DEFAULT_TOLERANCE` and :data:`DEFAULT_CRITICAL`).
+3. Every test is stratified by the UTC hour a record was served in. A canary's share changes by the hour
+   (every ramp) and signals follow the time of day (every service), so pooling the hours compares a
+   canary-heavy afternoon with a baseline-heavy morning (Simpson's paradox: the same system "fails"). Numeric
+   signals: van Elteren's stratified rank-sum test (:func:`harness.stats.unpaired.van_elteren`), its effect
+   the stratified Hodges-Lehmann shift with the interval from inverting the test; rates: Cochran-Mantel-
+   Haenszel (:func:`harness.stats.unpaired.stratified_proportions`), its effect the canary's rate minus the
+   baseline's rate re-weighted to the canary's hourly mix. The baseline's value shown is re-weighted the
+   same way (each baseline record weighted by the canary's share of its hour over the baseline's share: a
+   weighted median, a standardised rate), as is the baseline's mean in ``[[canary.gates]]`` drop rules.
+   Hours are not merged (:data:`~harness.stats.unpaired.MIN_STRATUM`: pooling two hours brings the bias
+   back); an hour in which a segment's signal has values on one side only carries no weight in that test
+   (its records stay counted in the sides' sizes; the most such hours per segment are listed in a note).
+4. Segments: ``all`` and each value of each ``[monitor].segments`` key. A side with fewer than
+   ``min_records`` values in a segment makes that test ``nodata`` (never a pass). A segment where the
+   baseline has ``min_records`` records and the canary fewer (a segment the canary stopped serving) makes
+   the canary ``cannot_judge`` with a reason naming it and both counts; small on both sides, it is a note.
+5. One family of p-values over signals x segments, corrected by ``[canary].correction``; each test classified
+   (:func:`harness.stats.unpaired.classify`: significant *and* beyond the signal's tolerance), each segment
+   scored (:func:`harness.stats.unpaired.score`). Status: ``fail`` if a segment scores below
+   ``marginal_score``, a critical signal failed anywhere or a ``[[canary.gates]]`` rule failed; else
+   ``cannot_judge`` if a segment vanished from the canary; else ``marginal`` if one scores below
+   ``pass_score``; else ``cannot_judge`` if the ``all`` segment has a test without data (or no score); else
+   ``pass``.
 
 Everything that can be checked from the inputs (signal and rule names, segment keys, latency stages) is a
 :class:`~harness.errors.HarnessError` from :func:`plan_canary`, before anything is computed or written.
@@ -49,13 +66,16 @@ from harness.shadow.model import CanaryReport, CanaryScore, CanarySide, CanaryTe
 from harness.stats.intervals import wilson_interval
 from harness.stats.multiple import benjamini_hochberg, holm
 from harness.stats.unpaired import (
+    MIN_STRATUM,
     Classified,
     UnpairedResult,
     classify,
-    mann_whitney,
+    merge_strata,
     score,
     score_status,
-    two_proportions,
+    standardizing_weights,
+    stratified_proportions,
+    van_elteren,
 )
 from harness.storage import Layout
 from harness.types import CanaryConfig, CanaryDirection, GateRule, MonitorConfig
@@ -97,6 +117,17 @@ request that errors, is unusable whatever the other signals say, so failing eith
 Kayenta config marks such metrics critical)."""
 
 
+DEFAULT_TOLERANCE: dict[str, float] = {"numeric": 0.02, "rate": 0.005}
+"""How large a significant move of a default signal (no ``[[canary.signals]]``) may be and still pass: a
+numeric signal's shift up to 2% of the baseline's value (``CanarySignal.tolerance = 0.02``), a rate's move up
+to half a percentage point (0.005, absolute: a relative tolerance means nothing near a rate of 0 and too much
+near 1). At large sizes every real difference is significant — with 50,000 records a side a 0.5% shift of
+``top1_score`` has p ~ 1e-12 — and a verdict that fails a canary for it is noise to the person reading it; a
+10% shift still fails (``tests/shadow/test_canary.py::test_default_tolerance``). Listed signals keep their own
+``tolerance`` (default 0: every significant move counts) and no absolute one. Tighten them for signals where
+half a point matters, e.g. ``error_rate`` (or use a ``[[canary.gates]]`` ``max_rate`` rule)."""
+
+
 @dataclass(frozen=True)
 class SignalPlan:
     name: str
@@ -106,6 +137,19 @@ class SignalPlan:
     weight: float = 1.0
     critical: bool = False
     explicit: bool = False
+    abs_tolerance: float = 0.0  # a move no larger than this (in the signal's units) passes
+
+    def describe_tolerance(self) -> str:
+        parts = [f"±{self.tolerance:.0%}"] if self.tolerance else []
+        if self.abs_tolerance:
+            parts.append(f"±{self.abs_tolerance:g} absolute")
+        return " and ".join(parts) or "none"
+
+
+def _default_plan(name: str, kind: Literal["numeric", "rate"], bad: CanaryDirection) -> SignalPlan:
+    if kind == "numeric":
+        return SignalPlan(name, kind, bad, tolerance=DEFAULT_TOLERANCE["numeric"], critical=name in DEFAULT_CRITICAL)
+    return SignalPlan(name, kind, bad, abs_tolerance=DEFAULT_TOLERANCE["rate"], critical=name in DEFAULT_CRITICAL)
 
 
 @dataclass(frozen=True, eq=False)
@@ -342,9 +386,9 @@ def _signal_plans(req: CanaryRequest, t: pa.Table, grounded: bool, notes: list[s
         if t.num_rows and not _has_values(t, name):
             unmeasured.append(name)
             continue
-        plans.append(SignalPlan(name, _signal_kind(name), _default_bad(name), critical=name in DEFAULT_CRITICAL))
+        plans.append(_default_plan(name, _signal_kind(name), _default_bad(name)))
     if grounded and req.monitor.groundedness_sample > 0:
-        plans.append(SignalPlan(GROUNDEDNESS, "numeric", "decrease"))
+        plans.append(_default_plan(GROUNDEDNESS, "numeric", "decrease"))
     elif grounded:
         notes.append("groundedness not judged: [monitor] groundedness_sample = 0 (list it in [[canary.signals]] to "
                      "judge it anyway)")
@@ -427,7 +471,9 @@ def _fmt(x: float | None) -> str:
 def _pct(x: float | None) -> str:
     if x is None:
         return "n/a"
-    return ("+inf" if x > 0 else "-inf") if math.isinf(x) else f"{x:+.0%}"
+    if math.isinf(x):
+        return "+inf" if x > 0 else "-inf"
+    return f"{x:+.1%}" if abs(x) < 0.1 else f"{x:+.0%}"
 
 
 @dataclass
@@ -451,14 +497,36 @@ def _segment_masks(plan: CanaryPlan) -> dict[str, np.ndarray]:
     return masks
 
 
-def _compare(sp: SignalPlan, values: np.ndarray, base: np.ndarray, can: np.ndarray, confidence: float
-             ) -> UnpairedResult:
+def _compare(sp: SignalPlan, values: np.ndarray, base: np.ndarray, can: np.ndarray, hours: np.ndarray,
+             confidence: float) -> UnpairedResult:
+    """One signal in one segment, stratified by the hour each record was served in."""
     ok = ~np.isnan(values)
-    b = values[base & ok]
-    c = values[can & ok]
+    b, c = base & ok, can & ok
     if sp.kind == "rate":
-        return two_proportions(int(b.sum()), int(b.size), int(c.sum()), int(c.size), confidence=confidence)
-    return mann_whitney(b, c, confidence=confidence)
+        return stratified_proportions(values[b], values[c], hours[b], hours[c], confidence=confidence)
+    return van_elteren(values[b], values[c], hours[b], hours[c], confidence=confidence)
+
+
+def _hours(t: pa.Table) -> np.ndarray:
+    if not t.num_rows:
+        return np.zeros(0, np.int64)
+    return np.asarray(pc.cast(t["ts"], pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64) // _HOUR_US
+
+
+def _merge_note(cells: Sequence[_Cell]) -> str | None:
+    """Hours in which a segment's signal had values on one side only: they carry no weight in its test."""
+    worst: dict[str, tuple[int, int, str]] = {}
+    for c in cells:
+        r = c.result
+        if r.merged and r.labels and (c.segment not in worst or r.merged > worst[c.segment][0]):
+            worst[c.segment] = (r.merged, r.labels, c.plan.name)
+    if not worst:
+        return None
+    parts = [f"{seg} {k} of {n} ({name})" for seg, (k, n, name) in worst.items()]
+    what = ("had values on one side only and carry no weight (their records are counted, not compared with "
+            "another hour's)" if MIN_STRATUM <= 1 else
+            f"had fewer than {MIN_STRATUM} values on a side and were merged into a neighbouring hour")
+    return f"hours that {what}; the most per segment: {'; '.join(parts)}"
 
 
 def run_canary(plan: CanaryPlan, progress: Progress = NULL_PROGRESS) -> CanaryReport:
@@ -480,19 +548,26 @@ def run_canary(plan: CanaryPlan, progress: Progress = NULL_PROGRESS) -> CanaryRe
             columns[sp.name] = _as_float(t, sp.name)
     masks = _segment_masks(plan)
     confidence = 1.0 - cfg.alpha
+    hours = _hours(t)
 
     cells: list[_Cell] = []
     if plan.problem is None:
         for seg in plan.segments:
             m = masks[seg]
             for sp in plan.signals:
-                cells.append(_Cell(sp, seg, _compare(sp, columns[sp.name], base & m, canary & m, confidence)))
+                cells.append(_Cell(sp, seg, _compare(sp, columns[sp.name], base & m, canary & m, hours, confidence)))
+        notes.append(f"compared hour by hour ({np.unique(hours).size} hours both served): van Elteren's stratified "
+                     "rank test for numeric signals, Cochran-Mantel-Haenszel for rates; the baseline's values are "
+                     "re-weighted to the canary's hourly mix")
+        merge_note = _merge_note(cells)
+        if merge_note:
+            notes.append(merge_note)
     judged = [c.result.n_baseline >= cfg.min_records and c.result.n_canary >= cfg.min_records
               and c.result.p_value is not None for c in cells]
     # A rate test whose two sides share one constant value (no error on either side) has p = 1 at any size and
     # cannot reject: it stays out of the family (Tarone's rule, harness.stats.multiple.tarone_family, at its
     # degenerate end) and keeps p_adjusted = 1, so it does not dilute the tests that can.
-    constant = [c.result.test == "fisher" and c.result.baseline_value == c.result.canary_value
+    constant = [c.result.test == "cmh" and c.result.baseline_value == c.result.canary_value
                 and c.result.baseline_value in (0.0, 1.0) for c in cells]
     family = [c.result.p_value if j and not k else None for c, j, k in zip(cells, judged, constant, strict=True)]
     adjusted = list((holm if cfg.correction == "holm" else benjamini_hochberg)(family))
@@ -507,7 +582,7 @@ def run_canary(plan: CanaryPlan, progress: Progress = NULL_PROGRESS) -> CanaryRe
     for cell, p_adj in zip(cells, adjusted, strict=True):
         sp, r = cell.plan, cell.result
         cl = classify(r, alpha_adjusted_p=p_adj, baseline_value=r.baseline_value, tolerance=sp.tolerance, bad=sp.bad,
-                      alpha=cfg.alpha, min_records=cfg.min_records)
+                      alpha=cfg.alpha, min_records=cfg.min_records, abs_tolerance=sp.abs_tolerance)
         classes.append(cl)
         base_v = r.baseline_value
         can_v = r.canary_value
@@ -520,6 +595,8 @@ def run_canary(plan: CanaryPlan, progress: Progress = NULL_PROGRESS) -> CanaryRe
         else:
             msg = (f"{sp.name} in {cell.segment}: {_fmt(can_v)} vs {_fmt(base_v)} ({_pct(shown_rel)}), p_adj "
                    f"{p_adj:.2g} ({cl.label}; bad: {sp.bad})")
+            if cl.label == "pass" and p_adj is not None and p_adj < cfg.alpha:
+                msg += f"; significant but within the tolerance {sp.describe_tolerance()}"
         if cl.failed and cl.label != "nodata":
             reasons.append(msg)
         tests.append(CanaryTest(
@@ -530,6 +607,7 @@ def run_canary(plan: CanaryPlan, progress: Progress = NULL_PROGRESS) -> CanaryRe
             p_value=r.p_value, p_adjusted=p_adj, classification=cl.label, failed=cl.failed, message=msg))
 
     scores: list[CanaryScore] = []
+    vanished: list[str] = []  # segments the baseline serves and the canary (almost) does not
     for seg in plan.segments if plan.problem is None else ():
         idx = [i for i, c in enumerate(cells) if c.segment == seg]
         sr = score([classes[i] for i in idx], [cells[i].plan.weight for i in idx],
@@ -538,7 +616,13 @@ def run_canary(plan: CanaryPlan, progress: Progress = NULL_PROGRESS) -> CanaryRe
         seg_status = score_status(sr.score, bool(crit), pass_score=cfg.pass_score, marginal_score=cfg.marginal_score)
         scores.append(CanaryScore(segment=seg, score=sr.score, passed=sr.passed, judged=sr.judged, nodata=sr.nodata,
                                   critical_failed=crit, status=seg_status))
-        if seg_status == "cannot_judge" and seg != "all":
+        if seg == "all":
+            continue
+        n_base, n_can = int((masks[seg] & base).sum()), int((masks[seg] & canary).sum())
+        if n_base >= cfg.min_records and n_can < cfg.min_records:
+            vanished.append(f"cannot judge: segment {seg} has {n_base} baseline but {n_can} canary records "
+                            f"(min_records {cfg.min_records}): did the canary stop serving it?")
+        elif seg_status == "cannot_judge":
             notes.append(f"segment {seg} not judged: every signal had fewer than {cfg.min_records} values on a side")
 
     results = tuple(_gate_results(plan, columns, masks, tests)) if plan.problem is None else ()
@@ -555,11 +639,14 @@ def run_canary(plan: CanaryPlan, progress: Progress = NULL_PROGRESS) -> CanaryRe
         elif cs.score is not None and cs.score < cfg.pass_score:
             reasons.append(f"score in {cs.segment}: {cs.score:.1f} < pass_score {cfg.pass_score} (marginal)")
     reasons.extend(f"gate {r.rule}{f' [{r.segment}]' if r.segment else ''}: {r.message}" for r in failed_gates)
+    reasons.extend(vanished)
     if plan.problem is not None:
         status = "cannot_judge"
         reasons.insert(0, f"cannot judge: {plan.problem}")
     elif any(cs.status == "fail" for cs in scores) or failed_gates:
         status = "fail"
+    elif vanished:
+        status = "cannot_judge"
     elif any(cs.status == "marginal" for cs in scores):
         status = "marginal"
     elif all_score is None or all_score.status == "cannot_judge" or all_nodata:
@@ -619,6 +706,7 @@ def _gate_results(plan: CanaryPlan, columns: dict[str, np.ndarray], masks: dict[
     cfg = plan.request.config
     t = plan.table
     canary = t["is_canary"].to_numpy(zero_copy_only=False).astype(bool)
+    hours = _hours(t)
     by_test = {(x.signal, x.segment): x for x in tests}
     out: list[GateResult] = []
     for rule in cfg.gates:
@@ -640,7 +728,7 @@ def _gate_results(plan: CanaryPlan, columns: dict[str, np.ndarray], masks: dict[
             if seg is not None and n_can < rule.min_segment_size:
                 res("skip", f"segment has {n_can} canary records, fewer than min_segment_size={rule.min_segment_size}")
                 continue
-            _rule(rule, seg, mask, canary, columns, t, by_test, cfg.alpha, res)
+            _rule(rule, seg, mask, canary, columns, t, by_test, cfg.alpha, res, hours)
         out.extend(rule_out)
         small = [r for r in rule_out if r.status == "skip"]
         if rule.max_skipped is not None and len(small) > rule.max_skipped:
@@ -653,7 +741,8 @@ def _gate_results(plan: CanaryPlan, columns: dict[str, np.ndarray], masks: dict[
 
 
 def _rule(rule: GateRule, seg: str | None, mask: np.ndarray, canary: np.ndarray, columns: dict[str, np.ndarray],
-          t: pa.Table, by_test: dict[tuple[str, str], CanaryTest], alpha: float, res: Any) -> None:
+          t: pa.Table, by_test: dict[tuple[str, str], CanaryTest], alpha: float, res: Any, hours: np.ndarray
+          ) -> None:
     if rule.metric == "latency":
         values = _as_float(t, LATENCY_PREFIX + str(rule.stage))[mask & canary]
         values = values[~np.isnan(values)]
@@ -668,8 +757,8 @@ def _rule(rule: GateRule, seg: str | None, mask: np.ndarray, canary: np.ndarray,
     col = columns.get(rule.metric)
     if col is None:
         col = _as_float(t, rule.metric)
-    vals = col[mask & canary]
-    vals = vals[~np.isnan(vals)]
+    measured = ~np.isnan(col)
+    vals = col[mask & canary & measured]
     if not vals.size:
         res("fail", f"cannot judge: no canary record measures {rule.metric} here")
         return
@@ -694,12 +783,15 @@ def _rule(rule: GateRule, seg: str | None, mask: np.ndarray, canary: np.ndarray,
             f"{'floor' if floor else 'ceiling'} {limit}", mean, limit)
     if rule.max_drop is None and rule.max_abs_drop is None:
         return
-    bvals = col[mask & ~canary]
-    bvals = bvals[~np.isnan(bvals)]
+    on_base = mask & ~canary & measured
+    bvals = col[on_base]
     if not bvals.size:
         res("fail", f"cannot judge: no baseline record measures {rule.metric} here")
         return
-    base_mean = float(bvals.mean())
+    # the baseline's mean over the canary's hourly mix (as the tests compare), not over its own hours
+    st = merge_strata(hours[on_base], hours[mask & canary & measured])
+    weights = standardizing_weights(st.baseline, st.canary, st.strata)
+    base_mean = float(np.dot(weights, bvals) / weights.sum()) if weights.sum() > 0 else float(bvals.mean())
     worse = base_mean - mean if _better(rule.metric) == "higher" else mean - base_mean
     rel = worse / abs(base_mean) if base_mean else (math.inf if worse > 0 else 0.0)
     test = by_test.get((rule.metric, seg or "all"))

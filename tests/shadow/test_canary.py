@@ -19,6 +19,7 @@ from harness.errors import HarnessError
 from harness.manifest import LoadedManifest, load_manifest
 from harness.monitor.synthetic import StreamSpec
 from harness.shadow.canary import (
+    DEFAULT_TOLERANCE,
     CanaryRequest,
     canary,
     canary_signals,
@@ -109,8 +110,7 @@ def test_format_breaking_canary_fails_in_its_segment(project: LoadedManifest, tm
     eu = _test(report, "format_valid", "geo=eu")
     assert eu.classification == "low" and eu.failed and eu.canary_value == 0.0 and eu.baseline_value == 1.0
     assert eu.p_adjusted is not None and eu.p_adjusted < 1e-9
-    k_base = round(eu.baseline_value * eu.baseline_n)
-    assert eu.p_value == pytest.approx(sps.fisher_exact([[0, eu.canary_n], [k_base, eu.baseline_n - k_base]]).pvalue)
+    assert eu.test == "cmh"  # Cochran-Mantel-Haenszel over the hours (checked against R in test_unpaired.py)
     assert any(r.startswith("format_valid in geo=eu: 0 vs 1 (-100%)") for r in report.reasons), report.reasons
     for seg in ("geo=us", "geo=apac"):
         t = _test(report, "format_valid", seg)
@@ -276,3 +276,134 @@ def test_unmeasured_or_missing_side_cannot_judge(project: LoadedManifest, tmp_pa
     # no canary record at all
     none = _run(project, tmp_path, share=0.0)
     assert none.status == "cannot_judge" and "no records of the candidate" in none.reasons[0]
+
+
+def _hour(rec: dict[str, Any]) -> int:
+    return int(str(rec["timestamp"])[11:13])
+
+
+def test_ramp_and_daily_cycle_aa_passes(project: LoadedManifest, tmp_path: Path):
+    # one system on both sides; retrieval scores follow the time of day and the canary's share ramps from 5%
+    # before noon to 50% after: pooling the hours would fail it (Simpson's paradox), the hourly strata do not
+    def morning_scores(rec: dict[str, Any], _: bool) -> dict[str, Any]:
+        if _hour(rec) < 12:
+            rec["retrieved"] = [{**d, "score": round(d["score"] + 0.15, 4)} for d in rec.get("retrieved") or ()]
+        return rec
+
+    log = logged_traffic(SPEC, tmp_path / "cycle.jsonl", manifest_id=BASE, edit=morning_scores)
+    table = read_log_file(log, (project.manifest.monitor or MonitorConfig()).mapping)
+    hours = np.array([t.hour for t in table["ts"].to_pylist()])
+    req = _request(project)
+    seeds = 10
+    statuses = []
+    for seed in range(seeds):
+        rng = np.random.default_rng(2000 + seed)
+        ids = np.where(rng.random(table.num_rows) < np.where(hours < 12, 0.05, 0.5), CAN, BASE)
+        split = table.set_column(table.schema.get_field_index("manifest_id"), "manifest_id", pa.array(ids))
+        report = run_canary(plan_canary_records(req, split))
+        statuses.append(report.status)
+        if report.status != "pass":
+            print("ramp A/A alarm:", seed, report.reasons)
+        if seed == 0:
+            assert report.status == "pass", report.reasons
+            top1 = _test(report, "top1_score", "all")
+            # the scenario bites: pooled, the canary's scores look far lower
+            plan = plan_canary_records(req, split)
+            vals = np.array(plan.table["top1_score"].to_pylist(), dtype=float)
+            is_can = np.array(plan.table["is_canary"].to_pylist())
+            pooled = sps.mannwhitneyu(vals[is_can], vals[~is_can])
+            assert pooled.pvalue < 1e-10
+            # the values shown compare the same hours: the baseline re-weighted to the canary's hourly mix
+            assert top1.baseline_value == pytest.approx(top1.canary_value, rel=0.03)
+            assert abs(np.median(vals[~is_can]) - np.median(vals[is_can])) > 0.05
+            assert top1.test == "van-elteren"
+            assert any("compared hour by hour" in n for n in report.notes)
+            # a drop rule compares the canary's mean with the baseline's over the canary's hours too
+            rule = GateRule(metric="top1_score", max_drop=0.03, require_significant=False)
+            gated = run_canary(plan_canary_records(_request(project, config=CanaryConfig(gates=(rule,))), split))
+            (res,) = gated.results
+            assert res.status == "pass" and res.observed is not None and abs(res.observed) < 0.03, res.message
+            pooled_drop = (np.mean(vals[~is_can]) - np.mean(vals[is_can])) / np.mean(vals[~is_can])
+            assert pooled_drop > 0.05
+    alarms = sum(s != "pass" for s in statuses)
+    assert alarms <= int(sps.binom.ppf(0.97, seeds, 0.05)), statuses
+    print(f"ramp + daily cycle A/A: {alarms} alarms over {seeds} seeds")
+
+
+def test_segment_vanished_from_the_canary_cannot_judge(project: LoadedManifest, tmp_path: Path):
+    # the canary serves no geo=eu request (say they crash before logging); a rare device is small on both sides
+    def no_eu(rec: dict[str, Any], is_canary: bool) -> dict[str, Any]:
+        if is_canary and rec.get("geo") == "eu":
+            rec["manifest_id"] = BASE
+        if str(rec["id"]).endswith("17"):
+            rec["device"] = "tv"
+        return rec
+
+    report = _run(project, tmp_path, no_eu)
+    assert report.status == "cannot_judge", report.reasons
+    (line,) = [r for r in report.reasons if "geo=eu" in r]
+    eu_base = _test(report, "top1_score", "geo=eu").baseline_n
+    assert line.startswith("cannot judge: segment geo=eu has ") and " but 0 canary records" in line
+    assert str(eu_base) in line or eu_base >= 50
+    # a segment small on both sides stays a note
+    assert not any("device=tv" in r for r in report.reasons)
+    assert any("device=tv not judged" in n for n in report.notes), report.notes
+    # without the vanished segment the same traffic passes
+    def rare_only(rec: dict[str, Any], _: bool) -> dict[str, Any]:
+        if str(rec["id"]).endswith("17"):
+            rec["device"] = "tv"
+        return rec
+
+    assert _run(project, tmp_path, rare_only).status == "pass"
+
+
+def _synthetic(project: LoadedManifest, tmp_path: Path, signal: str, base: np.ndarray, can: np.ndarray,
+               tolerance: float | None = None) -> CanaryReport:
+    """A plan whose records are synthetic values of one default signal over 24 hours (the signal's plan as the
+    default signal list makes it, unless ``tolerance`` replaces its tolerance)."""
+    import dataclasses
+
+    log = logged_traffic(SPEC, tmp_path / "small.jsonl", manifest_id=BASE, canary_id=CAN, canary_share=0.3,
+                         limit=400)
+    plan = plan_canary_records(_request(project), read_log_file(log, (project.manifest.monitor or
+                                                                      MonitorConfig()).mapping))
+    (sp,) = [p for p in plan.signals if p.name == signal]
+    if tolerance is not None:
+        sp = dataclasses.replace(sp, tolerance=tolerance, abs_tolerance=0.0, explicit=True)
+    rng = np.random.default_rng(5)
+    n = base.size + can.size
+    start = 1_790_000_000 * 1_000_000
+    ts = start + rng.integers(0, 24 * 3_600_000_000, n)
+    table = pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+                      "is_canary": pa.array(np.r_[np.zeros(base.size, bool), np.ones(can.size, bool)]),
+                      signal: pa.array(np.r_[base, can])})
+    synthetic = dataclasses.replace(plan, signals=(sp,), table=table, segments=("all",), records=None)
+    return run_canary(synthetic)
+
+
+def test_default_tolerance(project: LoadedManifest, tmp_path: Path):
+    # with 50,000 records a side every real move is significant; the defaults let a trivial one pass
+    rng = np.random.default_rng(3)
+    n = 50_000
+    base = np.round(rng.beta(30, 38, n), 4)  # top1_score-like: mean 0.44, sd 0.06
+    fresh = np.round(rng.beta(30, 38, n), 4)
+    assert DEFAULT_TOLERANCE == {"numeric": 0.02, "rate": 0.005}
+    small = _synthetic(project, tmp_path, "top1_score", base, fresh * 0.995)
+    (t,) = small.tests
+    assert t.p_adjusted is not None and t.p_adjusted < 1e-3  # significant...
+    assert t.classification == "pass" and small.status == "pass", small.reasons  # ... but within 2%
+    assert t.tolerance == DEFAULT_TOLERANCE["numeric"] and "within the tolerance" in t.message
+    big = _synthetic(project, tmp_path, "top1_score", base, fresh * 0.90)
+    assert big.tests[0].classification == "low" and big.status == "fail"
+    # a listed signal keeps its own tolerance (0: every significant move counts)
+    strict = _synthetic(project, tmp_path, "top1_score", base, fresh * 0.995, tolerance=0.0)
+    assert strict.tests[0].classification == "low" and strict.status == "fail"
+    # rates: an absolute half point; format_valid 0.95 -> 0.9453 (-0.5%) passes, -> 0.855 (-10%) fails
+    ok_b = rng.permutation(np.repeat([1.0, 0.0], [47_500, n - 47_500]))
+    for scale, label in ((0.995, "pass"), (0.90, "low")):
+        k = round(n * 0.95 * scale)
+        ok_c = rng.permutation(np.repeat([1.0, 0.0], [k, n - k]))
+        r = _synthetic(project, tmp_path, "format_valid", ok_b, ok_c)
+        assert r.tests[0].classification == label, r.tests[0].message
+        print(f"format_valid x{scale}:", r.tests[0].message)
+    print("top1 -0.5%:", t.message, "| -10%:", big.tests[0].message)
