@@ -102,8 +102,10 @@ def _check_confidence(confidence: float) -> None:
 
 
 def _count_le(x: FloatArray, y: FloatArray, t: float) -> int:
-    """How many differences ``y_j - x_i`` are ``<= t`` (x, y sorted)."""
-    return int(np.searchsorted(y, x + t, side="right").sum())
+    """How many differences ``y_j - x_i`` are ``<= t`` (x, y sorted), querying the smaller side."""
+    if x.size <= y.size:
+        return int(np.searchsorted(y, x + t, side="right").sum())
+    return int(x.size * y.size - np.searchsorted(x, y - t, side="left").sum())  # n - #{x_i < y_j - t} per j
 
 
 def _kth_by_selection(x: FloatArray, y: FloatArray, k: int) -> float:

@@ -99,6 +99,12 @@ def test_selection_matches_brute_force():
     a = mann_whitney(x, y)
     b = mann_whitney(x, y, max_pairs=1000)
     assert (a.effect, a.ci_low, a.ci_high) == pytest.approx((b.effect, b.ci_low, b.ci_high), abs=1e-12)
+    # lopsided sides (the count queries the smaller one), both ways round
+    for xs_, ys_ in ((x, y[:60]), (x[:60], y)):
+        d = np.sort((ys_[None, :] - xs_[:, None]).ravel())
+        ks_ = [1, 5, d.size // 3, d.size // 2, d.size]
+        assert np.allclose(pairwise_order_statistics(xs_, ys_, ks_, max_pairs=100), [d[k - 1] for k in ks_],
+                           rtol=0, atol=1e-12)
 
 
 def test_mann_whitney_degenerate_inputs():
