@@ -116,15 +116,18 @@ Classification = Literal["pass", "high", "low", "nodata"]
 
 
 class CanaryTest(Frozen):
-    """One signal in one segment: baseline records against canary records in the same windows.
+    """One signal in one segment: baseline records against canary records in the same windows, stratified by
+    the hour they were served in (a canary's share that changes by hour over a daily cycle is no difference).
 
-    ``kind`` picks the test: ``numeric`` signals get Mann-Whitney U (``effect`` is the Hodges-Lehmann shift
-    canary - baseline, ``ci_*`` its interval); ``rate`` signals (booleans, errors, timeouts) a two-proportion
-    test (Fisher's exact; ``effect`` is the difference of rates, ``ci_*`` Newcombe's interval).
-    ``relative`` is the effect over the baseline's value. The classification is ``high`` / ``low`` when the
-    adjusted p-value is below alpha and the relative move exceeds the signal's tolerance, else ``pass``;
-    ``nodata`` when either side has fewer than ``min_records``. ``failed`` when the classification is the
-    signal's bad direction (or nodata: a signal that cannot be judged is not a pass)."""
+    ``kind`` picks the test: ``numeric`` signals get van Elteren's stratified rank-sum test (``effect`` is the
+    stratified Hodges-Lehmann shift canary - baseline, ``ci_*`` the shifts the test does not reject); ``rate``
+    signals (booleans, errors, timeouts) the Cochran-Mantel-Haenszel test (``effect`` is the canary's rate
+    minus the baseline's standardised to the canary's hourly mix). ``baseline_value`` is re-weighted to the
+    canary's hourly mix too. ``relative`` is the effect over the baseline's value. The classification is
+    ``high`` / ``low`` when the adjusted p-value is below alpha and the move exceeds the signal's tolerance
+    (relative; for the default rate signals an absolute one), else ``pass``; ``nodata`` when either side has
+    fewer than ``min_records``. ``failed`` when the classification is the signal's bad direction (or nodata:
+    a signal that cannot be judged is not a pass)."""
 
     signal: str
     segment: str
