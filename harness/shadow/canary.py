@@ -111,10 +111,11 @@ class CanaryRequest:
     query: LogQuery = field(default_factory=LogQuery)
 
 
-DEFAULT_CRITICAL = ("format_valid", ERROR_RATE)
-"""Signals critical by default (no ``[[canary.signals]]``): an answer that breaks its output contract, or a
-request that errors, is unusable whatever the other signals say, so failing either fails the canary (as a
-Kayenta config marks such metrics critical)."""
+DEFAULT_CRITICAL = ("format_valid", ERROR_RATE, GROUNDEDNESS)
+"""Signals critical by default (no ``[[canary.signals]]``): an answer that breaks its output contract, one
+not supported by the passages it was shown, or a request that errors, is unusable whatever the other signals
+say, so failing any of them fails the canary (as a Kayenta config marks such metrics critical; one failed
+signal of a dozen would otherwise score marginal)."""
 
 
 DEFAULT_TOLERANCE: dict[str, float] = {"numeric": 0.02, "rate": 0.005}
