@@ -36,7 +36,10 @@ def incident_cmd(ctx: click.Context, manifest: Path | None, log: Path | None, si
     the same clock time of day), the segments hit, and the artifact diff between the manifest live before
     and the one(s) live after.
 
-    Every window x signal x segment test is one Benjamini-Hochberg family at [monitor] alpha.
+    The traffic volume is a signal: a window's records under half or over twice those expected from the
+    reference at that time of day is a move. Every window x signal x segment test is one Benjamini-Hochberg
+    family at [monitor] alpha. A window too thin to test that should not be is a move or "cannot judge",
+    never "nothing moved".
 
     \b
     Example:

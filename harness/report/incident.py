@@ -22,7 +22,7 @@ from typing import Any, Literal
 from harness.report.mdtext import md_code, md_text
 from harness.report.monitor import num, pval
 from harness.report.xmltext import visible
-from harness.shadow.incident import IncidentSnapshot, Move, VersionDiff
+from harness.shadow.incident import IncidentSnapshot, Move, VersionDiff, blind_text, untestable_text
 
 __all__ = ["STATUS_WORD", "incident_json", "incident_text", "short_id"]
 
@@ -69,10 +69,16 @@ def scope_text(s: IncidentSnapshot) -> str:
 def value_text(m: Move, v: float | None) -> str:
     if v is None:
         return "n/a"
+    if m.statistic == "count":
+        return f"{v:,.0f}" if v == int(v) else f"{v:,.1f}"
     return f"{v:.1%}" if m.statistic == "rate" else num(v)
 
 
 def move_value(m: Move) -> str:
+    if m.statistic == "count":
+        share = (f", {m.window_value / m.reference_value:.0%} of expected" if m.reference_value and
+                 m.window_value is not None else "")
+        return f"{value_text(m, m.reference_value)} → {value_text(m, m.window_value)} (records{share})"
     return f"{value_text(m, m.reference_value)} → {value_text(m, m.window_value)} ({m.statistic})"
 
 
@@ -96,10 +102,20 @@ def version_label(s: IncidentSnapshot, mid: str) -> str:
 
 def tested_text(s: IncidentSnapshot) -> str:
     t = s.tested
-    return (f"tested {t.n_buckets} windows x {len(t.signals)} signals x {len(t.segments)} segments: {t.n_tests:,} "
-            f"tests in one Benjamini-Hochberg family (alpha {t.alpha}), {t.untestable:,} untestable (fewer than "
-            f"{t.min_window} values a side); {s.better:,} significant move{'s' * (s.better != 1)} for the better; "
-            f"windows of {t.bucket_sizes[0]:,}-{t.bucket_sizes[1]:,} records")
+    text = (f"tested {t.n_buckets} windows x {len(t.signals)} signals (the volume included) x {len(t.segments)} "
+            f"segments: {t.n_tests:,} tests in one Benjamini-Hochberg family (alpha {t.alpha}: {t.n_volume_tests:,} "
+            f"of the volume, {t.n_exact_tests:,} rates by Fisher's exact test), {untestable_text(t)}; "
+            f"{t.constant:,} with one value on both sides (nothing could move); {s.better:,} significant "
+            f"move{'s' * (s.better != 1)} for the better; windows of {t.bucket_sizes[0]:,}-{t.bucket_sizes[1]:,} "
+            "records")
+    if t.blind_buckets:
+        text += f"; {blind_text(s)}"
+    if t.volume_only:
+        text += (f"; {len(t.volume_only)} of {t.n_buckets} windows judged on the volume only (too little traffic at "
+                 "that time of day, in the reference too)")
+    if t.vanished:
+        text += f"; gone since the judged time began: {', '.join(t.vanished)}"
+    return text
 
 
 def _rows_deployments(s: IncidentSnapshot) -> tuple[Row, list[Row]]:
@@ -211,7 +227,8 @@ def incident_text(s: IncidentSnapshot, *, fmt: Format = "text") -> str:
         heading(f"Moved signals in the first moved window ({s.buckets[s.first_moved].label})")
         table(*_rows_moves(first), code=(1,))
         if later:
-            heading(f"Later moves ({len(later):,}; the strongest {min(len(later), MAX_MOVES)})")
+            word = "Other" if s.early_moves else "Later"
+            heading(f"{word} moves ({len(later):,}; the strongest {min(len(later), MAX_MOVES)})")
             shown = sorted(later, key=lambda m: -abs(m.effect))[:MAX_MOVES]
             table(*_rows_moves(sorted(shown, key=lambda m: (m.bucket, m.signal, m.segment))), code=(1,))
         heading("Segments hit")

@@ -42,7 +42,7 @@ from harness.report.monitor_html import (
     _short,
     _ticks_between,
 )
-from harness.shadow.incident import IncidentSnapshot, Move, SeriesPoint
+from harness.shadow.incident import VOLUME, IncidentSnapshot, Move, SeriesPoint
 
 __all__ = ["IncidentPage", "build_incident_page", "incident_html"]
 
@@ -65,6 +65,7 @@ class IncidentFigure(Figure):
     vlines: list[VLine] = field(default_factory=list)
     ref_y: float | None = None
     ref_label: str = ""
+    ref_lines: list[str] = field(default_factory=list)  # the volume's expected records per window (dashed)
 
 
 @dataclass
@@ -176,7 +177,10 @@ def series_chart(snap: IncidentSnapshot, signal: str, segment: str, points: Sequ
     band, x = _x_of(n, left, right)
     by = {p.bucket: p for p in points}
     ref = by.get(-1)
-    vals = [p.value for p in points if p.value is not None and math.isfinite(p.value)]
+    volume = signal == VOLUME
+    vals = [v for p in points for v in (p.value, p.expected) if v is not None and math.isfinite(v)]
+    if volume:
+        vals.append(0.0)  # records per window: from zero
     lo, hi, step = _nice_range(min(vals), max(vals)) if vals else (0.0, 1.0, 0.25)
 
     def y(v: float) -> float:
@@ -200,22 +204,38 @@ def series_chart(snap: IncidentSnapshot, signal: str, segment: str, points: Sequ
             continue
         run.append(f"{x(b.index)},{y(p.value)}")
         m = moved.get(b.index)
-        label = f"{b.label}: {num(p.value)} (n={p.n:,})"
+        label = (f"{b.label}: {p.n:,} records" + (f", {p.expected:,.1f} expected" if p.expected is not None else "")
+                 if volume else f"{b.label}: {num(p.value)} (n={p.n:,})")
         if m is not None:
             label += f"; moved, p adj {pval(m.p_adjusted)}"
         dots.append(Dot(x(b.index), y(p.value), label, "alarm" if m is not None else ""))
     if run:
         lines.append(" ".join(run))
-    names = ["value", "moved", "reference"]
-    legend = [("line", "value"), ("alarm", "moved"), ("refline", "reference")]
-    stat = moves[0].statistic if moves else "value"
+    ref_lines: list[str] = []
+    if volume:  # the expected records per window (the reference's same slot, scaled), broken where unknown
+        run = []
+        for b in snap.buckets:
+            p = by.get(b.index)
+            if p is None or p.expected is None:
+                if run:
+                    ref_lines.append(" ".join(run))
+                run = []
+                continue
+            run.append(f"{x(b.index)},{y(p.expected)}")
+        if run:
+            ref_lines.append(" ".join(run))
+    names = ["records", "moved", "expected"] if volume else ["value", "moved", "reference"]
+    legend = [("line", names[0]), ("alarm", "moved"), ("refline", names[2])]
+    stat = "records" if volume else moves[0].statistic if moves else "value"
     caption = (f"{signal} in {segment} per window ({stat}); {len(moved)} moved window{'s' * (len(moved) != 1)}")
+    ref_y = y(ref.value) if ref is not None and ref.value is not None and not volume else None
+    ref_label = ("expected: the reference's records at the same time of day, scaled to the window" if volume
+                 else f"reference {num(ref.value) if ref else 'n/a'} (n={ref.n if ref else 0:,})")
     return IncidentFigure(SERIES_W, SERIES_H, SERIES_PLOT, bars, _xticks(snap, x, left, right),
                           _ticks_between(lo, hi, step, bottom, top), "window start", _short(f"{signal} ({stat})", 26),
                           legend, caption, lines=lines, dots=dots, legend_at=_legend_at(left, names),
-                          edge_xticks=True, vlines=_vlines(snap, x, band),
-                          ref_y=y(ref.value) if ref is not None and ref.value is not None else None,
-                          ref_label=f"reference {num(ref.value) if ref else 'n/a'} (n={ref.n if ref else 0:,})")
+                          edge_xticks=True, vlines=_vlines(snap, x, band), ref_y=ref_y, ref_label=ref_label,
+                          ref_lines=ref_lines)
 
 
 def traffic_chart(snap: IncidentSnapshot, classes: dict[str, str]) -> IncidentFigure | None:
@@ -285,6 +305,7 @@ def build_incident_page(snap: IncidentSnapshot) -> IncidentPage:
         (f"{len([d for d in snap.deployments if d.event in ('canary', 'rollout')]):,}", "deployments", False),
         (f"{t.n_tests:,}", "tests in the family", False),
         (f"{t.untestable:,}", "untestable", t.untestable > 0),
+        (f"{len(t.blind_buckets):,}", "windows too thin to test", bool(t.blind_buckets)),
         (f"{sum(b.n for b in snap.buckets):,}", "records read", False),
     ]
     return IncidentPage(snap=snap, title=f"harness incident — {snap.project}", status_word=STATUS_WORD[snap.status],

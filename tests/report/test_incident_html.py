@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from harness.report.incident_html import incident_html
+from harness.shadow.incident import IncidentSnapshot
 from tests.report.browser import OVERFLOW, Page
-from tests.shadow.test_incident import World, world  # noqa: F401  (the module-scoped fixture)
+from tests.shadow.test_incident import World, outage, world  # noqa: F401  (the module-scoped fixtures)
 
 CHARTS = """[...document.querySelectorAll("svg.chart")].filter(s => s.checkVisibility()).map(s => ({
   fig: s.closest("figure").id, seg: s.closest("figure").getAttribute("data-segment"),
@@ -22,16 +23,18 @@ CHARTS = """[...document.querySelectorAll("svg.chart")].filter(s => s.checkVisib
   band: [...s.querySelectorAll("rect.alarm:not(.key)")].map(r => r.getBoundingClientRect().width),
   deploys: s.querySelectorAll("line.deploy").length, ref: s.querySelectorAll("line.refline title").length,
   moved: s.querySelectorAll("circle.dot.alarm").length, lines: s.querySelectorAll("polyline.series").length,
+  expected: s.querySelectorAll("polyline.refline").length,
   width: s.getBoundingClientRect().width}))"""
 
 SHOTS = Path("/tmp") / "incident-report-shots"
 
 
 @pytest.fixture(scope="module")
-def pages(world: World, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:  # noqa: F811
+def pages(world: World, outage: tuple[Path, IncidentSnapshot],  # noqa: F811
+          tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("incident-html")
     out = {}
-    for name, snap in (("incident", world.incident), ("quiet", world.quiet)):
+    for name, snap in (("incident", world.incident), ("quiet", world.quiet), ("outage", outage[1])):
         out[name] = folder / f"{name}.html"
         out[name].write_text(incident_html(snap), "utf-8")
     return out
@@ -92,3 +95,23 @@ def test_the_quiet_page(pages: dict[str, Path], page: Page, width: int, tmp_path
     assert page.eval("document.querySelectorAll('figure.series').length") == 0
     assert m["height"] < 4000
     _shot(page, tmp_path, f"quiet-{width}")
+
+
+@pytest.mark.parametrize("width", [1400, 400])
+def test_the_outage_page_charts_the_volume_against_the_expected(outage: tuple[Path, IncidentSnapshot],  # noqa: F811
+                                                                pages: dict[str, Path], page: Page, width: int,
+                                                                tmp_path: Path) -> None:
+    snap = outage[1]
+    page.open(pages["outage"].as_uri(), width, scripts=False)
+    m = page.eval(OVERFLOW)
+    assert m["scroll_width"] <= width and m["overflowing"] == [], m
+    assert page.eval("document.querySelector('.verdict').dataset.status") == "moved"
+    assert "volume down to" in page.eval("document.querySelector('.verdict .headline').textContent")
+    charts = {(c["signal"], c["seg"]): c for c in page.eval(CHARTS) if c["fig"].startswith("series-")}
+    vol = charts[("volume", "all")]
+    assert vol["titles"] == ["window start", "volume (records)"] and vol["legend"] == ["records", "moved", "expected"]
+    assert vol["expected"] >= 1 and vol["ref"] == 0 and vol["lines"] >= 1 and vol["ticks"] >= 6
+    moved = {x.bucket for x in snap.moves if x.signal == "volume" and x.segment == "all"}
+    assert vol["moved"] == len(moved) >= 12 and len(vol["band"]) == 1 and vol["width"] <= width - 20
+    assert ("error_kind", "all") in charts and charts[("error_kind", "all")]["ref"] == 1
+    _shot(page, tmp_path, f"outage-{width}")
