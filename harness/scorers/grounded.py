@@ -26,6 +26,7 @@ scoring context (``extras["embed_identity"]``), or with a language model, nothin
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,18 @@ class GroundednessScorer:
         """Check the answers; with a language model (about a second per claim) in small steps with progress."""
         if not todo:
             return []
+        pause = ctx.extras.get("pause")
+        if self.lm is None and callable(pause):
+            # in the checker's own batches (the same batches check_many makes), with the caller's pause after
+            # each: a replay scores its baseline beside the candidate's calls and leaves their thread the GIL
+            out: list[Any] = []
+            step = checker.batch_size
+            for start in range(0, len(todo), step):
+                chunk = todo[start : start + step]
+                t0 = time.perf_counter()
+                out.extend(checker.check_many([t[1] for t in chunk], [t[2] for t in chunk]))
+                pause(time.perf_counter() - t0)
+            return out
         if self.lm is None or ctx.progress is None:
             return list(checker.check_many([t[1] for t in todo], [t[2] for t in todo]))
         results: list[Any] = []

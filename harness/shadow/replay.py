@@ -85,6 +85,7 @@ DEFAULT_METRICS = ("format_pass", "instructions_strict", "instruction_frac_stric
 
 _REPLAY_RUN_METRICS = ("error_rate", "latency")  # the run-level metrics a [[replay.gates]] rule may name
 _NO_QUERY = "no query"
+_OVERLAP_PAUSE = 3.0  # the baseline's groundedness checker sleeps this many times each batch's compute time
 _OVERLAP_SWITCH_S = 0.001  # the GIL switch interval while the baseline is scored beside the candidate's calls
 _DUPLICATE = "duplicate record id"
 
@@ -601,6 +602,10 @@ def _run_sides(plan: ReplayPlan, store: Any, progress: Progress) -> list[tuple[R
     pending = execute_unscored(req.baseline, cases=list(plan.cases), **kwargs)
     base_prepare = time.perf_counter() - t0
     box: dict[str, Any] = {}
+    # the groundedness checker pauses after each batch for three times the batch's compute: the baseline's
+    # scoring takes ~4x its CPU time (still far less than the candidate's generation) and the event loop
+    # sending and reading the candidate's calls has the GIL to itself most of the time
+    pending.ctx.extras["pause"] = lambda busy_s: time.sleep(min(_OVERLAP_PAUSE * busy_s, 0.25))
 
     def score_baseline() -> None:
         t1 = time.perf_counter()

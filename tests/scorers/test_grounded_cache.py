@@ -112,3 +112,12 @@ def test_no_identity_no_cache(tmp_path: Path) -> None:
         assert cache.count("groundedness") == 0
     finally:
         cache.close()
+
+
+def test_a_pause_between_batches_changes_no_score() -> None:
+    cases, outputs = _inputs()
+    plain = SCORERS.build("groundedness", {}).score(cases, outputs, ScoringContext(docs=DOCS, embed=CountingEmbed()))
+    paused: list[float] = []
+    ctx = ScoringContext(docs=DOCS, embed=CountingEmbed(), extras={"pause": paused.append})
+    assert _dump(SCORERS.build("groundedness", {}).score(cases, outputs, ctx)) == _dump(plain)
+    assert len(paused) == 1 and paused[0] >= 0  # one batch of 4 answers (the checker's batches are 64)
