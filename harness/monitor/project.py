@@ -66,25 +66,31 @@ def monitor_inputs(loaded: LoadedManifest, layout: Layout, *, progress: Progress
     def read_raw(w: Window, columns: Sequence[str]) -> pa.Table:
         return read_window(w, tuple(columns))
 
-    grounded = _groundedness(store, embed, cache) if embed is not None and cfg.groundedness_sample else None
+    grounded = _groundedness(store, embedder, cache) if embed is not None and cfg.groundedness_sample else None
     sampled = SampledSignals(embed=embed, golden_queries=[c.query for c in golden], groundedness=grounded)
     return MonitorInputs(project=str(layout.project or loaded.base_dir), config=cfg, parts_by_day=dict(by_day),
                          cache_root=signals_dir(layout), contracts=inputs.contracts, sampled=sampled,
                          read_raw=read_raw), cache
 
 
-def _groundedness(store: LogStore, embed: Any, cache: Cache) -> Any:
-    """Groundedness of sampled records' answers in their logged contexts, cached per record content."""
+def _groundedness(store: LogStore, embedder: Any, cache: Cache) -> Any:
+    """Groundedness of sampled records' answers in their logged contexts, cached per record content under the
+    checker's identity (its code, model and settings, and the embedding model's: a changed one is checked
+    again, never served an old verdict)."""
     from harness.grounding import GroundednessChecker
+    from harness.pipeline import _embed_identity
+    from harness.scorers.grounded import checker_identity
 
-    checker = GroundednessChecker(embed=embed)
+    checker = GroundednessChecker(embed=embedder.embed)
+    identity = checker_identity(checker, _embed_identity(embedder))
 
     def score(ids: list[str]) -> dict[str, float | None]:
         rows = store.read(columns=["record_id", "answer", "contexts"],
                           where=f"record_id IN ({_sql_list(ids)})").to_pylist()
         out: dict[str, float | None] = {i: None for i in ids}
         todo = [r for r in rows if r["answer"] and r["answer"].strip() and r["contexts"]]
-        keys = {r["record_id"]: sha256_parts("monitor-groundedness-1", r["answer"], *r["contexts"]) for r in todo}
+        keys = {r["record_id"]: sha256_parts("monitor-groundedness-2", identity, r["answer"], *r["contexts"])
+                for r in todo}
         found = cache.get_many_json("signals", keys.values())
         missing = [r for r in todo if keys[r["record_id"]] not in found]
         if missing:

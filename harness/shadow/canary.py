@@ -443,7 +443,7 @@ def _groundedness_column(plan: CanaryPlan, progress: Progress) -> tuple[np.ndarr
     rows = plan.records.take(pa.array(chosen, pa.int64()))
     with progress.task("groundedness sample", len(chosen)) as advance:
         # the monitor's checker reads answers and contexts through a store's read(); the sample's rows stand in
-        scored = _groundedness(_Rows(rows), embedder.embed, cache)(  # type: ignore[arg-type]
+        scored = _groundedness(_Rows(rows), embedder, cache)(  # type: ignore[arg-type]
             rows["record_id"].to_pylist())
         advance(len(chosen))
     ids = t["record_id"].to_pylist()
