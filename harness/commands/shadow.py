@@ -259,9 +259,10 @@ def canary_cmd(ctx: click.Context, baseline: str, candidate: str | None, manifes
     """Judge canary traffic: records served by the candidate's manifest id against records served by the
     baseline's in the same time windows and segments.
 
-    Unpaired tests per signal and segment (Mann-Whitney for numeric signals, Fisher's exact for rates),
-    corrected across signals x segments; each signal is classified pass / high / low under the project's
-    [canary] table and the segment scored (Kayenta's score), then [[canary.gates]] apply. With --rollback,
+    Unpaired tests per signal and segment, stratified by the hour (van Elteren's rank-sum test for numeric
+    signals, Cochran-Mantel-Haenszel for rates), corrected across signals x segments; each signal is
+    classified pass / high / low under the project's [canary] table and the segment scored (Kayenta's
+    score), then [[canary.gates]] apply. With --rollback,
     a canary that does not pass puts the baseline's pins (and snapshotted files) back into the project's
     manifest, inside the project only, and the report says what changed.
 
