@@ -26,6 +26,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.measure import OFFLINE, run_measured
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,17 +38,7 @@ def _harness() -> Path:
 
 def _run(argv: list[str], cwd: Path, log: Path) -> dict[str, Any]:
     """Run ``argv`` to completion; its exit code, wall time and peak RSS (MB), stdout/stderr in ``log``.*"""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    out, err = log.with_suffix(".stdout"), log.with_suffix(".stderr")
-    with out.open("wb") as fo, err.open("wb") as fe:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=fo, stderr=fe, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen so it does not wait
-    tail = err.read_text("utf-8", "replace").strip().splitlines()[-3:]
-    return {"exit": proc.returncode, "wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "stderr_tail": tail, "stdout": str(out)}
+    return run_measured(argv, cwd, log, {**os.environ, **OFFLINE})
 
 
 def _available(harness: Path, command: str, cwd: Path) -> tuple[bool, str]:

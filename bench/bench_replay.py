@@ -34,12 +34,13 @@ import json
 import os
 import re
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.measure import OFFLINE, run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.2
@@ -51,18 +52,8 @@ DRIVER = ("import sys; from harness import cli; "
 def _run(argv: list[str], cwd: Path, log: Path, cache: Path) -> dict[str, Any]:
     """Run ``argv`` to completion; exit code, wall time and peak RSS (MB); stdout/stderr in ``log``.*"""
     env = {k: v for k, v in os.environ.items() if k not in {"HARNESS_HOME", "CI"}}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OPENAI_API_KEY="test",
-               HARNESS_CACHE_DIR=str(cache))
-    out, err = log.with_suffix(".stdout"), log.with_suffix(".stderr")
-    with out.open("wb") as fo, err.open("wb") as fe:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=fo, stderr=fe, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen so it does not wait
-    tail = err.read_text("utf-8", "replace").strip().splitlines()[-3:]
-    return {"exit": proc.returncode, "wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "stderr_tail": tail, "stdout": str(out)}
+    env.update(OFFLINE, OPENAI_API_KEY="test", HARNESS_CACHE_DIR=str(cache))
+    return run_measured(argv, cwd, log, env)
 
 
 def _without_generator(manifest: Path, dest: Path) -> Path:

@@ -747,6 +747,21 @@ class _StratifiedShift:
         return self.snap(a, b)
 
 
+def _stratified_inputs(baseline: Sequence[float] | FloatArray, canary: Sequence[float] | FloatArray,
+                       baseline_strata: npt.ArrayLike,
+                       canary_strata: npt.ArrayLike, confidence: float
+                       ) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The two samples (finite floats) and their stratum labels (one int per value), checked."""
+    _check_confidence(confidence)
+    x = _finite(baseline, "baseline")
+    y = _finite(canary, "canary")
+    sx = np.asarray(baseline_strata, dtype=np.int64).ravel()
+    sy = np.asarray(canary_strata, dtype=np.int64).ravel()
+    if sx.size != x.size or sy.size != y.size:
+        raise ValueError("each value needs one stratum label")
+    return x, y, sx, sy
+
+
 def van_elteren(baseline: Sequence[float] | FloatArray, canary: Sequence[float] | FloatArray,
                 baseline_strata: npt.ArrayLike, canary_strata: npt.ArrayLike, *, confidence: float = 0.95,
                 min_stratum: int = MIN_STRATUM) -> UnpairedResult:
@@ -772,13 +787,7 @@ def van_elteren(baseline: Sequence[float] | FloatArray, canary: Sequence[float] 
 
     ``canary_value`` is the canary's median; ``baseline_value`` the baseline's median re-weighted to the
     canary's mix over strata (:func:`standardizing_weights`), so the two describe the same hours."""
-    _check_confidence(confidence)
-    x = _finite(baseline, "baseline")
-    y = _finite(canary, "canary")
-    sx = np.asarray(baseline_strata, dtype=np.int64).ravel()
-    sy = np.asarray(canary_strata, dtype=np.int64).ravel()
-    if sx.size != x.size or sy.size != y.size:
-        raise ValueError("each value needs one stratum label")
+    x, y, sx, sy = _stratified_inputs(baseline, canary, baseline_strata, canary_strata, confidence)
     n, m = x.size, y.size
     if n == 0 or m == 0:
         return UnpairedResult("van-elteren", n, m, None, None, None, None, None,
@@ -896,15 +905,9 @@ def stratified_proportions(baseline: Sequence[float] | FloatArray, canary: Seque
     hybrid score interval (method 10) from the canary's Wilson interval and the standardised rate's Wilson
     interval at its effective (Kish) size ``1 / sum_k (m_k / M)^2 / n_bk`` — with one stratum exactly
     :func:`newcombe_interval`. ``statistic`` is the chi-square."""
-    _check_confidence(confidence)
-    x = _finite(baseline, "baseline")
-    y = _finite(canary, "canary")
+    x, y, sx, sy = _stratified_inputs(baseline, canary, baseline_strata, canary_strata, confidence)
     if np.any((x != 0) & (x != 1)) or np.any((y != 0) & (y != 1)):
         raise ValueError("rates need 0/1 values")
-    sx = np.asarray(baseline_strata, dtype=np.int64).ravel()
-    sy = np.asarray(canary_strata, dtype=np.int64).ravel()
-    if sx.size != x.size or sy.size != y.size:
-        raise ValueError("each value needs one stratum label")
     n, m = x.size, y.size
     if n == 0 or m == 0:
         return UnpairedResult("cmh", n, m, None, None, None, None, None, float(x.mean()) if n else None,
