@@ -149,7 +149,8 @@ def test_pytest_gate_item_reports_the_same_values(compared: dict) -> None:
         hit = re.search(r"FAIL (.+?)(?: \[(\S+)\])?: .*p_adj=(\S+?)(?:[;,)]|\s|$)", line)
         if hit is None:
             continue
-        metric = "ndcg@10" if hit.group(1).startswith("ndcg@10") else "recall@5"
+        rule = hit.group(1)
+        metric = "ndcg@10" if rule.startswith("ndcg@10") else {"per topic": "recall@5", "stable cases": "mrr@10"}[rule]
         assert hit.group(3) == fmt(diff[(metric, hit.group(2) or "all")]["p_adjusted"]), line
 
 

@@ -40,9 +40,19 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: ^C does what it does in a user's terminal. A test run started in the
+    background by a non-interactive shell (``cmd &``, a CI wrapper) inherits SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler: ^C would do nothing, and the test would measure the launcher."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _spawn(*args: str, cwd: Path, timeout: float = 60) -> pexpect.spawn:
     return pexpect.spawn(sys.executable, ["-m", "harness.cli", *args], cwd=str(cwd), env=_env(),
-                         dimensions=(ROWS, COLS), encoding="utf-8", codec_errors="replace", timeout=timeout)
+                         dimensions=(ROWS, COLS), encoding="utf-8", codec_errors="replace", timeout=timeout,
+                         preexec_fn=_default_sigint)
 
 
 def _finish(child: pexpect.spawn) -> tuple[int | None, str]:

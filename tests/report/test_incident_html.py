@@ -56,7 +56,9 @@ def test_the_incident_page_fits_and_marks_the_deployments(world: World, pages: d
     page.open(pages["incident"].as_uri(), width, scripts=False)
     m = page.eval(OVERFLOW)
     assert m["width"] == width and m["scroll_width"] <= width and m["overflowing"] == [], m
-    assert page.eval("document.querySelector('.verdict').getBoundingClientRect().top") < 260
+    # the verdict comes right after the header (whose height depends on how long the project's path is)
+    header_bottom = page.eval("document.querySelector('header.top').getBoundingClientRect().bottom")
+    assert page.eval("document.querySelector('.verdict').getBoundingClientRect().top") < header_bottom + 90
     assert page.eval("document.querySelector('.verdict').dataset.status") == "moved"
     assert "first moved" in page.eval("document.querySelector('.verdict .headline').textContent")
     charts = page.eval(CHARTS)
