@@ -170,6 +170,20 @@ def _vlines(snap: IncidentSnapshot, x: Callable[[float], float], band: float) ->
     return out
 
 
+def _polylines(points: list[tuple[float, float] | None]) -> list[str]:
+    """SVG polyline point lists of consecutive known points: a None (no value in that window) breaks the line."""
+    lines: list[str] = []
+    run: list[str] = []
+    for pt in [*points, None]:
+        if pt is None:
+            if run:
+                lines.append(" ".join(run))
+            run = []
+        else:
+            run.append(f"{pt[0]},{pt[1]}")
+    return lines
+
+
 def series_chart(snap: IncidentSnapshot, signal: str, segment: str, points: Sequence[SeriesPoint],
                  moves: Sequence[Move]) -> IncidentFigure:
     left, top, right, bottom = SERIES_PLOT
@@ -192,38 +206,23 @@ def series_chart(snap: IncidentSnapshot, signal: str, segment: str, points: Sequ
         i = snap.first_moved
         bars.append(Bar(round(x(i) - band / 2, 2), top, round(max(band, 3.0), 2), bottom - top,
                         f"first moved window {snap.buckets[i].label}", "alarm"))
-    lines: list[str] = []
-    run: list[str] = []
+    lines = _polylines([(x(b.index), y(v)) if (v := getattr(by.get(b.index), "value", None)) is not None else None
+                        for b in snap.buckets])
     dots: list[Dot] = []
     for b in snap.buckets:
         p = by.get(b.index)
         if p is None or p.value is None:
-            if run:
-                lines.append(" ".join(run))
-            run = []
             continue
-        run.append(f"{x(b.index)},{y(p.value)}")
         m = moved.get(b.index)
         label = (f"{b.label}: {p.n:,} records" + (f", {p.expected:,.1f} expected" if p.expected is not None else "")
                  if volume else f"{b.label}: {num(p.value)} (n={p.n:,})")
         if m is not None:
             label += f"; moved, p adj {pval(m.p_adjusted)}"
         dots.append(Dot(x(b.index), y(p.value), label, "alarm" if m is not None else ""))
-    if run:
-        lines.append(" ".join(run))
     ref_lines: list[str] = []
     if volume:  # the expected records per window (the reference's same slot, scaled), broken where unknown
-        run = []
-        for b in snap.buckets:
-            p = by.get(b.index)
-            if p is None or p.expected is None:
-                if run:
-                    ref_lines.append(" ".join(run))
-                run = []
-                continue
-            run.append(f"{x(b.index)},{y(p.expected)}")
-        if run:
-            ref_lines.append(" ".join(run))
+        ref_lines = _polylines([(x(b.index), y(e)) if (e := getattr(by.get(b.index), "expected", None)) is not None
+                                else None for b in snap.buckets])
     names = ["records", "moved", "expected"] if volume else ["value", "moved", "reference"]
     legend = [("line", names[0]), ("alarm", "moved"), ("refline", names[2])]
     stat = "records" if volume else moves[0].statistic if moves else "value"
