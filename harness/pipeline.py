@@ -46,6 +46,7 @@ from harness.storage import Layout
 from harness.types import (
     CaseError,
     CaseOutput,
+    ComputeEngine,
     CorpusDoc,
     GenerationRecord,
     GoldenCase,
@@ -85,7 +86,8 @@ def _environment(base_dir: Path) -> dict[str, Any]:
 def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layout: Layout | None = None,
             cases: Sequence[GoldenCase] | None = None, scorers: Sequence[ScorerSpec] | None = None,
             concurrency: int | None = None, runs: RunStore | None = None,
-            score_contracts: ContractSet | None = None, validated: bool = False) -> RunReport:
+            score_contracts: ContractSet | None = None, validated: bool = False,
+            engine: ComputeEngine | None = None) -> RunReport:
     """Run the manifest's stages over its golden set and store the run.
 
     The release checks run the same pipeline over other cases: ``cases`` replaces the golden set (logged
@@ -95,10 +97,10 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
     judged by (default: the manifest's own; a replay judges both sides by the baseline's, the contracts
     production records name, while each side's prompt still shows its own). ``validated``: the caller has
     already checked these ``cases`` with :func:`load_inputs` (the prompt rendered once per case), so the
-    render check is not repeated."""
+    render check is not repeated. ``engine`` replaces the manifest's ``[engine]`` (``harness run --engine``)."""
     return execute_unscored(loaded, progress=progress, layout=layout, cases=cases, scorers=scorers,
                             concurrency=concurrency, runs=runs, score_contracts=score_contracts,
-                            validated=validated).finish()
+                            validated=validated, engine=engine).finish()
 
 
 @dataclass
@@ -176,7 +178,7 @@ class PendingRun:
             manifest_id=loaded.id,
             manifest=loaded.manifest,
             manifest_path=str(loaded.path),
-            environment=_environment(loaded.base_dir),
+            environment=_environment(loaded.base_dir) | _index_quality(retrieval),
             scorers=tuple(self.specs),
             cases=tuple(cases),
             outputs=tuple(outputs),
@@ -187,6 +189,13 @@ class PendingRun:
         )
         path = (self.runs or RunStore(self.layout.runs)).save(run)
         return RunReport(run=run, path=path)
+
+
+def _index_quality(retrieval: RetrievalOutcome) -> dict[str, Any]:
+    """What an approximate index costs, when the retrieval stage measured it (``stats["index_quality"]``:
+    recall@k of the recipe's index against exact search on the same corpus, over a seeded query sample)."""
+    quality = retrieval.stats.get("index_quality")
+    return {"index_quality": quality} if quality else {}
 
 
 def _embed_identity(embedder: Any) -> str:
@@ -200,7 +209,8 @@ def _embed_identity(embedder: Any) -> str:
 def execute_unscored(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layout: Layout | None = None,
                      cases: Sequence[GoldenCase] | None = None, scorers: Sequence[ScorerSpec] | None = None,
                      concurrency: int | None = None, runs: RunStore | None = None,
-                     score_contracts: ContractSet | None = None, validated: bool = False) -> PendingRun:
+                     score_contracts: ContractSet | None = None, validated: bool = False,
+                     engine: ComputeEngine | None = None) -> PendingRun:
     """:func:`execute` up to the scoring: inputs checked, pins verified, retrieval and generation done (every
     answer in the cache); :meth:`PendingRun.finish` scores and stores the run. Same arguments as
     :func:`execute`."""
@@ -213,8 +223,10 @@ def execute_unscored(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRE
     t0 = time.perf_counter()
     corpus, cases, inputs = load_inputs(loaded, cases, render_check=not (validated and cases is not None))
     if concurrency is not None and inputs.generation is not None:
-        engine = inputs.generation.engine.model_copy(update={"concurrency": concurrency})
-        inputs = replace(inputs, generation=replace(inputs.generation, engine=engine))
+        gen_engine = inputs.generation.engine.model_copy(update={"concurrency": concurrency})
+        inputs = replace(inputs, generation=replace(inputs.generation, engine=gen_engine))
+    if engine is not None and inputs.retrieval is not None:
+        inputs = replace(inputs, retrieval=replace(inputs.retrieval, engine=engine))
     stage_s["load"] = time.perf_counter() - t0
     cache = Cache(layout.cache_db) if layout.cache_db.exists() else None
     try:
@@ -325,6 +337,7 @@ def _retrieval_inputs(loaded: LoadedManifest, embedding: tuple[EmbeddingConfig, 
         source=RecipeSource.read(loaded.path, recipe_path, frozenset(index.params)),
         model_dir=embedding[1],
         corpus_pin=m.artifact("corpus").sha256 or "",
+        engine=m.engine or ComputeEngine(),
     )
 
 
@@ -491,8 +504,15 @@ def _case_output(case_id: str, retrieval: RetrievalOutcome, generation: Generati
     )
 
 
-def run_manifest(manifest_path: str | Path | None = None, *, progress: Progress = NULL_PROGRESS) -> RunReport:
-    return execute(load_manifest(manifest_path), progress=progress)
+def run_manifest(manifest_path: str | Path | None = None, *, progress: Progress = NULL_PROGRESS,
+                 engine_kind: str | None = None) -> RunReport:
+    """Load the manifest and :func:`execute` it; ``engine_kind`` ("local" | "ray") overrides its ``[engine]``
+    kind, keeping the table's other settings."""
+    loaded = load_manifest(manifest_path)
+    engine = None
+    if engine_kind is not None:
+        engine = (loaded.manifest.engine or ComputeEngine()).model_copy(update={"kind": engine_kind})
+    return execute(loaded, progress=progress, engine=engine)
 
 
 def summary(report: RunReport) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from harness.index import (
 from harness.manifest import HashMemo
 from harness.progress import NULL_PROGRESS, Progress
 from harness.redact import redact
-from harness.types import CaseError, CorpusDoc, Frozen, GoldenCase, RankedDoc
+from harness.types import CaseError, ComputeEngine, CorpusDoc, Frozen, GoldenCase, RankedDoc
 
 MAX_K = 100_000
 """Deepest ranking a case may ask for (FAISS allocates k results per query)."""
@@ -128,6 +128,7 @@ class RetrievalInputs:
     source: RecipeSource
     model_dir: Path | None
     corpus_pin: str
+    engine: ComputeEngine = field(default_factory=ComputeEngine)  # where embedding and indexing run; no identity
 
 
 def recipe_input_error(source: RecipeSource, exc: RecipeError) -> InputError:

@@ -248,6 +248,25 @@ class MonitorConfig(Frozen):
     seed: int = 0
 
 
+# --- where the heavy stages run (issue 15) ----------------------------------------------------------------
+
+
+class ComputeEngine(Frozen):
+    """The ``[engine]`` table: where the heavy stages (corpus embedding, index building, retrieving and
+    scoring large golden sets) run. ``local`` is this process; ``ray`` is a Ray cluster through Ray Data
+    (``RAY_ADDRESS`` or ``address``; none: a local cluster with this machine's cores). The content identity
+    does not depend on it: a flat recipe gives the same doc ids and scores on either, and both share the
+    cache and the index store, so it is kept out of the manifest id. ``harness run --engine`` overrides
+    ``kind``."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(default=None, description="a Ray cluster's address (default: RAY_ADDRESS, "
+                                "else a local cluster)")
+    workers: int | None = Field(default=None, ge=1, le=1024,
+                                description="embedding actors (each loads the model once; default: the cluster's CPUs)")
+    batch_size: int = Field(default=256, ge=1, le=65_536, description="texts per embedding batch")
+
+
 # --- shipping changes (harness replay / canary) --------------------------------------------------------
 
 
@@ -324,11 +343,12 @@ class Manifest(Frozen):
     monitor: MonitorConfig | None = None
     replay: ReplayConfig | None = None
     canary: CanaryConfig | None = None
+    engine: ComputeEngine | None = None
 
     def canonical(self) -> dict[str, Any]:
-        """What determines the system's outputs (the id's input): not its gates, baseline, monitoring, replay
-        or canary settings."""
-        return self.model_dump(mode="json", exclude={"baseline", "gates", "monitor", "replay", "canary"})
+        """What determines the system's outputs (the id's input): not its gates, baseline, monitoring, replay,
+        canary or engine settings."""
+        return self.model_dump(mode="json", exclude={"baseline", "gates", "monitor", "replay", "canary", "engine"})
 
     @property
     def id(self) -> str:

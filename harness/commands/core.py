@@ -51,8 +51,12 @@ def check_output(out: Path | None, loaded: LoadedManifest, allow_outside: bool) 
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--allow-errors", is_flag=True,
               help="Exit 0 even when cases errored (they are still counted, summarised and stored).")
+@click.option("--engine", "engine_kind", type=click.Choice(["local", "ray"]), default=None,
+              help="Where corpus embedding, index building and large golden sets run (default: the manifest's "
+              "[engine], else local). ray: a Ray cluster (RAY_ADDRESS) or a local one; needs rag-harness[ray].")
 @click.pass_context
-def run_cmd(ctx: click.Context, manifest: Path | None, as_json: bool, allow_errors: bool) -> None:
+def run_cmd(ctx: click.Context, manifest: Path | None, as_json: bool, allow_errors: bool,
+            engine_kind: str | None) -> None:
     """Run every golden case through retrieval and generation, score it, and store the run under the
     manifest id.
 
@@ -70,7 +74,7 @@ def run_cmd(ctx: click.Context, manifest: Path | None, as_json: bool, allow_erro
     from harness.report.console import error_summary, print_error_summary
 
     with _progress(ctx) as progress:
-        report = run_manifest(manifest, progress=progress)
+        report = run_manifest(manifest, progress=progress, engine_kind=engine_kind)
     data = summary(report)
     errors = error_summary(report.run.outputs)
     data["errors"] = errors
