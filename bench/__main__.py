@@ -18,6 +18,8 @@ BENCHES = {
     "grounding": ("bench.bench_grounding", "bench_grounding"),
     "monitor": ("bench.bench_monitor", "bench_monitor"),
     "replay": ("bench.bench_replay", "bench_replay"),
+    "runs": ("bench.bench_runs", "bench_runs"),
+    "scaling": ("bench.bench_scaling", "bench_scaling"),
 }
 
 
