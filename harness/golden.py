@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.config import MAX_DEPTH, json_problem
 from harness.errors import InputError
 from harness.types import CorpusDoc, GoldenCase, drop_none
 
+_T = TypeVar("_T")
 _JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 ID_PATTERN = "^(?=.*\\S)[^\\u0000-\\u001f\\u007f-\\u009f]+$"
 """Case and document ids: not blank, no control characters (ids are printed, used in XML and file names)."""
@@ -190,7 +191,7 @@ def iter_records(path: Path, schema: str | None = None) -> Iterator[tuple[int, A
         return
     if path.is_file() and path.suffix in (".csv", ".tsv"):
         json_fields = _json_fields(schema) if schema is not None else frozenset()
-        for row, rec in read_csv_text(path):
+        for row, rec in iter_csv_text(path):
             yield row, {k: _json_cell(path, row, k, v) if k in json_fields else v for k, v in rec.items()}
         return
     for row, rec in _iter_datasets(path):
@@ -204,18 +205,27 @@ def iter_records(path: Path, schema: str | None = None) -> Iterator[tuple[int, A
 def read_csv_text(path: Path) -> list[tuple[int, dict[str, str]]]:
     """(row, {column: text}) for every row of a CSV/TSV file, each cell the text as written (no type guessing:
     pyarrow would turn ``001`` into 1 and ``1.10`` into 1.1); empty cells are left out."""
+    return list(iter_csv_text(path))
+
+
+def iter_csv_text(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """:func:`read_csv_text` a block at a time (pyarrow's streaming CSV reader): memory bounded by a block."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     parse = pacsv.ParseOptions(delimiter="\t" if path.suffix == ".tsv" else ",")
+    row = 0
     try:
         with pacsv.open_csv(path, parse_options=parse) as reader:
             names = reader.schema.names
         convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False)
-        rows = pacsv.read_csv(path, parse_options=parse, convert_options=convert).to_pylist()
+        with pacsv.open_csv(path, parse_options=parse, convert_options=convert) as reader:
+            for batch in reader:
+                for rec in batch.to_pylist():
+                    row += 1
+                    yield row, {k: v for k, v in rec.items() if v not in (None, "")}
     except (pa.ArrowException, OSError) as exc:
         raise InputError(path, f"could not be read: {type(exc).__name__}: {_one_line(exc)}") from None
-    return [(i, {k: v for k, v in row.items() if v not in (None, "")}) for i, row in enumerate(rows, 1)]
 
 
 @cache
@@ -247,16 +257,29 @@ def _read_table(path: Path) -> Any:
     """An Arrow table from a Parquet or Arrow IPC file, read directly (no dataset cache written)."""
     import pyarrow as pa
 
+    return pa.Table.from_batches(list(_table_batches(path)))
+
+
+def _table_batches(path: Path) -> Iterator[Any]:
+    """The record batches of a Parquet (one row group at a time) or Arrow IPC (file or stream) file."""
+    import pyarrow as pa
+
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path)
+        with pq.ParquetFile(path) as pf:
+            for i in range(pf.num_row_groups):
+                yield from pf.read_row_group(i).to_batches()
+        return
     with pa.memory_map(str(path)) as source:
         try:
-            return pa.ipc.open_file(source).read_all()
+            reader: Any = pa.ipc.open_file(source)
         except pa.ArrowInvalid:
             source.seek(0)
-            return pa.ipc.open_stream(source).read_all()
+            yield from pa.ipc.open_stream(source)
+            return
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
 
 
 def _iter_datasets(path: Path) -> Iterator[tuple[int, Any]]:
@@ -277,7 +300,7 @@ def _iter_datasets(path: Path) -> Iterator[tuple[int, Any]]:
                 ds = ds[next(iter(ds))]
             rows: Any = iter(ds)
         else:
-            rows = iter(_read_table(path).to_pylist())
+            rows = (row for batch in _table_batches(path) for row in batch.to_pylist())
         for i, row in enumerate(rows, 1):
             yield i, drop_none(row)
     except InputError:
@@ -302,20 +325,107 @@ def validate_record(path: str | Path, lineno: int | None, rec: Any, schema: str,
                          line=lineno, field="id")
 
 
-def _load(path: str | Path, schema: str, what: str) -> list[tuple[int, dict[str, Any]]]:
+GOLDEN_BATCH = 4096
+"""Golden cases per batch :func:`iter_golden` yields by default."""
+
+
+class _IdLedger:
+    """The ids a streaming read has seen, as 64-bit hashes beside their line numbers (16 bytes an id, not a
+    Python set of strings): a duplicate is found from the hashes and confirmed by the ids themselves, read
+    again from the file (two ids that only share a hash are not duplicates)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._hashes: list[Any] = []
+        self._lines: list[Any] = []
+        self._pending_h: list[int] = []
+        self._pending_l: list[int] = []
+
+    def add(self, rid: str, lineno: int) -> None:
+        self._pending_h.append(hash(rid))
+        self._pending_l.append(lineno)
+        if len(self._pending_h) >= 65536:
+            self._flush()
+
+    def _flush(self) -> None:
+        import numpy as np
+
+        if self._pending_h:
+            self._hashes.append(np.array(self._pending_h, dtype=np.int64))
+            self._lines.append(np.array(self._pending_l, dtype=np.int64))
+            self._pending_h, self._pending_l = [], []
+
+    def first_duplicate(self) -> tuple[str, int, int] | None:
+        """(id, line repeating it, line first giving it) of the earliest repeat in the file, or None."""
+        import numpy as np
+
+        self._flush()
+        if not self._hashes:
+            return None
+        hashes, lines = np.concatenate(self._hashes), np.concatenate(self._lines)
+        order = np.argsort(hashes, kind="stable")
+        sorted_h = hashes[order]
+        same = sorted_h[1:] == sorted_h[:-1]
+        if not same.any():
+            return None
+        suspect = set(np.unique(sorted_h[1:][same]).tolist())
+        wanted = {int(line) for h, line in zip(hashes.tolist(), lines.tolist(), strict=True) if h in suspect}
+        last = max(wanted)
+        first_at: dict[str, int] = {}
+        best: tuple[str, int, int] | None = None
+        for lineno, rec in iter_records(self.path):
+            if lineno > last:
+                break
+            if lineno in wanted:
+                rid = rec["id"]
+                if rid in first_at:
+                    if best is None or lineno < best[1]:
+                        best = (rid, lineno, first_at[rid])
+                else:
+                    first_at[rid] = lineno
+        return best
+
+
+def iter_valid(path: str | Path, schema: str, what: str, batch: int = GOLDEN_BATCH,
+               convert: Callable[[Path, int, dict[str, Any]], _T] | None = None) -> Iterator[list[_T]]:
+    """``convert(path, line, record)`` (default: the (line, record) pair) of each record of ``path`` valid
+    against ``schema``, ``batch`` at a time, the file read as it goes (``convert`` may raise InputError too).
+    Ids must be unique across the file: the first error in file order is raised (a repeated id, named with
+    the line that first gave it, or an invalid record), and a file of no records is an error, once the end is
+    reached; so a caller that must not act on a half-checked file reads it through once first."""
     path = Path(path)
-    records: list[tuple[int, dict[str, Any]]] = []
-    seen: dict[str, int] = {}
-    for lineno, rec in iter_records(path, schema):
-        validate_record(path, lineno, rec, schema, what)
-        rid = rec["id"]
-        if rid in seen:
-            raise InputError(path, f"duplicate id {rid!r} (first at line {seen[rid]})", line=lineno, field="id")
-        seen[rid] = lineno
-        records.append((lineno, rec))
-    if not records:
+    ledger = _IdLedger(path)
+    out: list[Any] = []
+    n = 0
+    try:
+        for lineno, rec in iter_records(path, schema):
+            validate_record(path, lineno, rec, schema, what)
+            ledger.add(rec["id"], lineno)
+            out.append((lineno, rec) if convert is None else convert(path, lineno, rec))
+            n += 1
+            if len(out) >= batch:
+                yield out
+                out = []
+    except InputError:
+        _raise_duplicate(ledger)
+        raise
+    _raise_duplicate(ledger)
+    if out:
+        yield out
+    if not n:
         raise InputError(path, f"no {what} records found")
-    return records
+
+
+def _raise_duplicate(ledger: _IdLedger) -> None:
+    dup = ledger.first_duplicate()
+    if dup is not None:
+        rid, lineno, first = dup
+        raise InputError(ledger.path, f"duplicate id {rid!r} (first at line {first})", line=lineno, field="id")
+
+
+def _load(path: str | Path, schema: str, what: str) -> list[tuple[int, dict[str, Any]]]:
+    chunks: Iterator[list[tuple[int, dict[str, Any]]]] = iter_valid(path, schema, what)
+    return [pair for chunk in chunks for pair in chunk]
 
 
 def load_corpus(path: str | Path) -> list[CorpusDoc]:
@@ -342,31 +452,46 @@ def _check_instructions(path: str | Path, lineno: int, rec: dict[str, Any]) -> N
 
 def load_golden(path: str | Path, doc_ids: set[str] | frozenset[str] | None = None) -> list[GoldenCase]:
     """Golden set JSONL validated against the schema; relevance ids checked against ``doc_ids``."""
-    cases: list[GoldenCase] = []
-    for lineno, rec in _load(path, "golden_case.schema.json", "golden case"):
-        for i, fact in enumerate(rec.get("facts", ())):
-            if "regex" in fact:
-                try:
-                    re.compile(fact["regex"])
-                except (re.error, RecursionError, OverflowError) as exc:
-                    raise InputError(path, f"invalid regex {fact['regex']!r}: {exc}", line=lineno,
-                                     field=f"facts.{i}.regex") from None
-        _check_instructions(path, lineno, rec)
-        if doc_ids is not None:
-            for doc_id in rec.get("relevance", {}):
-                if doc_id not in doc_ids:
-                    raise InputError(
-                        path,
-                        f"relevance names doc id {doc_id!r}, which is not in the corpus",
-                        line=lineno,
-                        field=f"relevance.{doc_id}",
-                    )
-        if "output" in rec:  # another system's output for the case, in the outputs file's own shape
-            from harness.outputs import parse_output
+    return [case for chunk in iter_golden(path, doc_ids) for case in chunk]
 
-            rec = {**rec, "output": parse_output(path, lineno, rec["output"], field="output.")}
-        cases.append(GoldenCase.model_validate(rec))
-    return cases
+
+def iter_golden(path: str | Path, doc_ids: set[str] | frozenset[str] | None = None, *, batch: int = GOLDEN_BATCH
+                ) -> Iterator[list[GoldenCase]]:
+    """:func:`load_golden` ``batch`` cases at a time (JSONL line by line, Parquet by row group, CSV by block,
+    Arrow by record batch, a saved dataset by row), each record checked as :func:`load_golden` checks it and
+    errors naming file:line the same way. Memory is one batch plus 16 bytes an id (the duplicate check).
+    A duplicate id or an invalid record is raised where it is met, so a batch may have been yielded before
+    an error: read the whole set once before acting on any of it."""
+    def convert(where: Path, lineno: int, rec: dict[str, Any]) -> GoldenCase:
+        return _golden_case(where, lineno, rec, doc_ids)
+
+    yield from iter_valid(path, "golden_case.schema.json", "golden case", batch, convert)
+
+
+def _golden_case(path: str | Path, lineno: int, rec: dict[str, Any], doc_ids: set[str] | frozenset[str] | None
+                 ) -> GoldenCase:
+    for i, fact in enumerate(rec.get("facts", ())):
+        if "regex" in fact:
+            try:
+                re.compile(fact["regex"])
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise InputError(path, f"invalid regex {fact['regex']!r}: {exc}", line=lineno,
+                                 field=f"facts.{i}.regex") from None
+    _check_instructions(path, lineno, rec)
+    if doc_ids is not None:
+        for doc_id in rec.get("relevance", {}):
+            if doc_id not in doc_ids:
+                raise InputError(
+                    path,
+                    f"relevance names doc id {doc_id!r}, which is not in the corpus",
+                    line=lineno,
+                    field=f"relevance.{doc_id}",
+                )
+    if "output" in rec:  # another system's output for the case, in the outputs file's own shape
+        from harness.outputs import parse_output
+
+        rec = {**rec, "output": parse_output(path, lineno, rec["output"], field="output.")}
+    return GoldenCase.model_validate(rec)
 
 
 def write_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
