@@ -14,9 +14,7 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.command("metrics", cls=HarnessCommand)
-@click.option(
-    "-q", "per_query", is_flag=True, help="Also print each query's values (before the 'all' lines)."
-)
+@click.option("-q", "per_query", is_flag=True, help="Also print each query's values (before the 'all' lines).")
 @click.option(
     "-c",
     "average_complete",
@@ -41,12 +39,22 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     help="Evaluate only the top DEPTH documents of each ranking.",
 )
 @click.option(
+    "-N",
+    "num_docs_in_coll",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="DOCS",
+    help="Number of documents in the collection (utility's fourth coefficient uses it).",
+)
+@click.option(
     "-m",
     "measures",
     multiple=True,
     metavar="MEASURE",
-    help="trec_eval measure, e.g. all_trec, official (default), map, P.5,10, ndcg_cut.10, recall.100, "
-    "success, recip_rank, Rprec, ndcg.1=3,2=9 (custom gains). Repeatable.",
+    help="trec_eval measure, e.g. all_trec, official (default), set, map, bpref, P.5,10, ndcg_cut.10, "
+    "iprec_at_recall..1,.5, Rprec_mult.0.5, utility.1,-1,0,0, ndcg.1=3,2=9 (custom gains), rbp.p=0.8, "
+    "relstring.20. Every trec_eval measure but the prefs and qrels_jg ones; repeatable.",
 )
 @click.option(
     "--json",
@@ -62,6 +70,7 @@ def metrics(
     average_complete: bool,
     relevance_level: int,
     max_depth: int | None,
+    num_docs_in_coll: int,
     measures: tuple[str, ...],
     as_json: bool,
     qrels: Path,
@@ -73,8 +82,8 @@ def metrics(
     QRELS lines: query_id iteration doc_id grade
     RUN lines:   query_id Q0 doc_id rank score run_id   (rank is ignored)
 
-    Documents are ranked by score, ties by doc id descending (trec_eval's rule). Measures of
-    all_trec that harness does not implement (bpref, iprec_at_recall, ...) are left out.
+    Documents are ranked by score, ties by doc id descending (trec_eval's rule). The output is
+    trec_eval 10's, line for line; an unknown measure or a malformed parameter is an error.
 
     \b
     Example:
@@ -85,6 +94,6 @@ def metrics(
         requested = parse_measures(measures)
     except MeasureError as exc:
         raise click.BadParameter(str(exc), param_hint="'-m'") from None
-    result = evaluate_files(qrels, run, requested, relevance_level, average_complete, max_depth)
+    result = evaluate_files(qrels, run, requested, relevance_level, average_complete, max_depth, num_docs_in_coll)
     text = trec_json(result, per_query) if as_json else format_trec(result, per_query)
     click.echo(text, nl=as_json)

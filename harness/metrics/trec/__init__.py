@@ -1,17 +1,18 @@
 """TREC files and trec_eval compatibility: qrels/run parsing (:mod:`.files`), the measure grammar and its
 computation (:mod:`.measures`), trec_eval's text output (:mod:`.output`).
 
-Measure names follow trec_eval (``-m P.5,10``, ``ndcg_cut.10``, ``ndcg.1=3,2=9``, ``all_trec``...);
-each maps onto a harness metric of :mod:`harness.metrics.ir`, and the text output is trec_eval's,
-line for line. Deliberate differences, all stricter or clearer than trec_eval:
+Every measure of trec_eval 10 that reads standard qrels is implemented (:mod:`.engine`), with its
+names, parameters, nicknames (``official``, ``all_trec``, ``set``) and text output, line for line;
+the prefs and qrels_jg measures (other input formats) and ndcg_p are rejected by name. Deliberate
+differences, all stricter than trec_eval:
 
-* trec_eval measures harness does not implement (bpref, iprec_at_recall, gm_map...) are left out of
-  the ``official``/``all_trec``/``set`` nicknames and rejected when named explicitly;
-* a measure requested twice with different parameters is an error (trec_eval keeps the first);
+* an unknown measure, a malformed parameter (trec_eval's ``atof`` reads ``x`` as 0 and its gain
+  parser skips a non-integer level) or a measure requested twice with different parameters is an
+  error (trec_eval keeps the first);
 * blank qrels lines are skipped (trec_eval rejects them); a grade must be an integer (trec_eval's
-  ``atol`` reads ``1.5`` as 1); bytes up to 0x20 all separate fields;
-* custom ndcg gains are sorted exactly for the ideal ranking (trec_eval's comparator truncates
-  gain differences to int) and may only be set for grades >= 0.
+  ``atol`` reads ``1.5`` as 1); bytes up to 0x20 all separate fields; ``-l`` must be >= 0;
+* rbp's gain normalization reads uninitialized variables in trec_eval; harness starts its
+  min/max at 0, which is what the expected outputs show.
 """
 
 from harness.metrics.trec.files import TrecQrels, TrecRun, read_qrels, read_run, to_mappings
