@@ -362,12 +362,13 @@ class Engine:
         return out
 
     # --- set measures
-    def utility(self, p: Sequence[float]) -> np.ndarray:
+    def utility(self, p: Sequence[float], blank_bogus: bool = True) -> np.ndarray:
         nrr = self.num_rel_ret.astype(np.float64)
         nret = self.r.num_ret.astype(np.float64)
         r = self.num_rel.astype(np.float64)
         v = p[0] * nrr + p[1] * (nret - nrr) + p[2] * (r - nrr) + p[3] * (self.num_docs_in_coll + nrr - nret - r)
-        v[self.r.bogus] = 0.0
+        if blank_bogus:
+            v[self.r.bogus] = 0.0
         return v
 
     def set_p(self) -> np.ndarray:
@@ -397,7 +398,7 @@ class Engine:
     def num_nonrel_judged_ret(self) -> np.ndarray:
         return self.r.num_ret - self.count_codes(NONPOOL) - self.count_codes(POOL_UNJUDGED) - self.num_rel_ret
 
-    def relstring(self, length: float) -> list[str]:
+    def relstring(self, length: float, blank_bogus: bool = True) -> list[str]:
         n = int(length)
         codes = self.r.ranked[:, : max(n, 0)]
         chars = np.full(codes.shape, ord("<"), dtype=np.uint8)
@@ -409,7 +410,7 @@ class Engine:
         for row, nr, bog in zip(
             chars, np.minimum(self.r.num_ret, max(n, 0)).tolist(), self.r.bogus.tolist(), strict=True
         ):
-            out.append("" if bog else row[:nr].tobytes().decode("ascii"))
+            out.append("" if bog and blank_bogus else row[:nr].tobytes().decode("ascii"))
         return out
 
     # --- gain-based measures (ndcg, dcg, ideal_dcg, ndcg_rel, Rndcg, G, rbp)
@@ -607,14 +608,15 @@ class Engine:
 
         return self._memo(("cur_p", p), f)
 
-    def rbp_resid(self, p: float) -> np.ndarray:
+    def rbp_resid(self, p: float, blank_bogus: bool = True) -> np.ndarray:
         codes = self.r.ranked
         neg = (codes < 0) & (codes != PAD)
         cur = self._cur_p(p)
         s = np.cumsum(np.where(neg, cur[None, : self.width], 0.0), axis=1)[:, -1]
         v = cur[self.r.num_ret] + (1 - p) * s
         v = np.where(neg.any(axis=1), v, 0.0)
-        v[self.r.bogus] = 0.0
+        if blank_bogus:
+            v[self.r.bogus] = 0.0
         return v
 
 

@@ -337,12 +337,14 @@ def _outputs(eng: Engine, m: TrecMeasure) -> list[TrecValues]:
             TrecValues(f"{name}_{v:3.2f}", False, arr, _mean(arr, n)) for v, arr in zip(m.values, arrs, strict=True)
         ]
     label = name if m.param_text is None else f"{name}_{m.param_text}"
+    # trec_eval blanks a -c query's utility, relstring and rbp_resid by exact output name only
+    blank = m.param_text is None
     if d.kind == "dparams":
         if name == "relstring":
-            text = tuple(eng.relstring(m.values[0]))
+            text = tuple(eng.relstring(m.values[0], blank))
             return [TrecValues(label, False, np.zeros(n), 0.0, text=text, show_summary=False)]
         arr = {
-            "utility": lambda: eng.utility(m.values),
+            "utility": lambda: eng.utility(m.values, blank),
             "11pt_avg": lambda: eng.pt11_avg(m.values),
             "set_F": lambda: eng.set_f(m.values[0]),
         }[name]()
@@ -358,7 +360,7 @@ def _outputs(eng: Engine, m: TrecMeasure) -> list[TrecValues]:
         "ndcg_rel": lambda: eng.ndcg_rel(gains),
         "Rndcg": lambda: eng.rndcg(gains),
         "rbp": lambda: eng.rbp(gains, p),
-        "rbp_resid": lambda: eng.rbp_resid(p),
+        "rbp_resid": lambda: eng.rbp_resid(p, blank),
     }[name]()
     return [TrecValues(label, False, arr, _mean(arr, n))]
 
