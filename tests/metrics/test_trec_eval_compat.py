@@ -1,7 +1,7 @@
 """Oracle tests: trec_eval's own expected outputs and pytrec_eval on random runs.
 
-* Every line ``harness metrics`` prints equals trec_eval's expected line (test suite files in
-  ../shared/data/trec_eval; measures harness does not implement are absent, never different).
+* ``harness metrics`` prints exactly trec_eval's expected output, every line, nothing missing or
+  extra (trec_eval's own test suite files in ../shared/data/trec_eval).
 * compute_metrics and the file path agree with pytrec_eval within 1e-9 on random graded qrels and
   runs with tied scores, missing queries and unjudged documents.
 """
@@ -46,33 +46,46 @@ ORACLES = {
     "out.test.aq": ("qrels.test", "results.test", ["-m", "all_trec", "-q"]),
     "out.test.aqc": ("qrels.test", "results.trunc", ["-m", "all_trec", "-q", "-c"]),
     "out.test.aqcM": ("qrels.test", "results.trunc", ["-m", "all_trec", "-q", "-c", "-M100"]),
-    "out.test.aql": ("qrels.rel_level", "results.test", ["-m", "all_trec", "-q", "-l2"]),
+    "out.test.aql": ("qrels.rel_level", "results.test", ["-m", "all_trec", "-mrelstring.20", "-q", "-l2"]),
     "out.test.meas_params": (
         "qrels.test",
         "results.test",
         [
             "-q",
+            "-miprec_at_recall..10,.20,.25,.75,.50",
             "-m",
             "P.5,7,3",
             "-m",
             "recall.20,2000",
+            "-m",
+            "Rprec_mult.5.0,0.2,0.35",
+            "-mutility.2,-1,0,0",
+            "-m",
+            "11pt_avg..25,.5,.75",
             "-mndcg.1=3,2=9,4=4.5",
             "-mndcg_cut.10,20,23.4",
             "-msuccess.2,5,20",
         ],
     ),
 }
-IMPLEMENTED = {"runid", "num_q", "num_ret", "num_rel", "num_rel_ret", "map", "Rprec", "recip_rank", "P",
-               "recall", "ndcg", "ndcg_cut", "map_cut", "success"}  # fmt: skip
+# trec_eval 10's all_trec measures (measures.c), as the expected -q outputs name them.
+ALL_TREC = {"runid", "num_q", "num_ret", "num_rel", "num_rel_ret", "map", "gm_map", "Rprec", "bpref",
+            "recip_rank", "iprec_at_recall", "P", "relstring", "recall", "unj", "rbp", "rbp_resid", "infAP",
+            "gm_bpref", "utility", "11pt_avg", "ndcg", "relative_P", "Rprec_mult", "success", "map_cut",
+            "ndcg_cut", "ndcg_rel", "Rndcg", "binG", "G", "set_P", "set_recall", "set_relative_P", "set_map",
+            "set_F", "num_nonrel_judged_ret"}  # fmt: skip
 
 
 def _base(name: str) -> str:
-    """trec_eval measure of an output name: P_10 -> P, ndcg_1=3,2=9 -> ndcg, ndcg_rel -> ndcg_rel."""
+    """trec_eval measure of an output name: P_10 -> P, iprec_at_recall_0.10 -> iprec_at_recall."""
     name = name.strip()
-    m = re.match(r"^(ndcg_cut|map_cut|P|recall|success)_\d+$", name)
+    m = re.match(
+        r"^(ndcg_cut|map_cut|P|recall|success|relative_P|unj|iprec_at_recall|Rprec_mult|relstring)_[\d.]+$", name
+    )
     if m:
         return m.group(1)
-    return "ndcg" if re.match(r"^ndcg_\d+=", name) else name
+    m = re.match(r"^(ndcg|utility|11pt_avg)_.*[=,]", name)
+    return m.group(1) if m else name
 
 
 def _key(line: str) -> tuple[str, str]:
@@ -88,23 +101,24 @@ def test_cli_output_equals_trec_eval_line_by_line(expected_name: str) -> None:
     assert result.exit_code == 0, result.output
     got = result.output.splitlines()
     expected = (TREC_DIR / expected_name).read_text().splitlines()
-    implemented_expected = [line for line in expected if _base(line.split("\t")[0]) in IMPLEMENTED]
-    # Same lines, same order: exactly trec_eval's output minus the measures harness leaves out.
-    assert got == implemented_expected
-    assert len(got) >= 17
-    names = {_base(line.split("\t")[0]) for line in got}
+    # Every line, in order: nothing missing, nothing extra, byte for byte.
+    missing = [line for line in expected if line not in got]
+    extra = [line for line in got if line not in expected]
+    assert not missing and not extra, (missing[:5], extra[:5])
+    assert got == expected
+    assert result.output == (TREC_DIR / expected_name).read_text()
     if "all_trec" in flags:
-        assert names == IMPLEMENTED
+        # relstring is printed per query only
+        assert {_base(line.split("\t")[0]) for line in got} | {"relstring"} == ALL_TREC
         if "-q" in flags:
             assert {line.split("\t")[1] for line in got} == {"301", "302", "303", "all"}
 
 
 @needs_data
-def test_expected_files_cover_every_implemented_measure() -> None:
+def test_expected_files_name_every_all_trec_measure() -> None:
     expected = (TREC_DIR / "out.test.aq").read_text().splitlines()
-    names_in_expected = {_base(line.split("\t")[0]) for line in expected}
-    assert IMPLEMENTED.issubset(names_in_expected)
-
+    assert {_base(line.split("\t")[0]) for line in expected} == ALL_TREC
+    assert {m.name for m in parse_measures(["all_trec"])} == ALL_TREC
 
 @needs_data
 def test_missing_query_lines_with_c_and_depth_limit() -> None:
@@ -351,7 +365,8 @@ def test_duplicates_are_found_in_interleaved_runs_of_uneven_depth(tmp_path: Path
 
 def test_measure_requests() -> None:
     names = [m.name for m in parse_measures([])]
-    assert names == ["runid", "num_q", "num_ret", "num_rel", "num_rel_ret", "map", "Rprec", "recip_rank", "P"]
+    assert names == ["runid", "num_q", "num_ret", "num_rel", "num_rel_ret", "map", "gm_map", "Rprec", "bpref",
+                     "recip_rank", "iprec_at_recall", "P"]  # fmt: skip
     ms = parse_measures(["success", "P.10,5", "all_trec", "ndcg_cut.23.4,20"])
     by = {m.name: m for m in ms}
     assert (
@@ -362,9 +377,12 @@ def test_measure_requests() -> None:
     assert by["map_cut"].cutoffs == (5, 10, 15, 20, 30, 100, 200, 500, 1000)
     assert [m.name for m in ms][:3] == ["runid", "num_q", "num_ret"]
     assert parse_measures(["P.5", "P.5"])[0].cutoffs == (5,)
-    for bad, fragment in [("bpref", "not implemented"), ("nope", "unknown"), ("P.0", "positive"),
+    for bad, fragment in [("P_avgjg", "not implemented"), ("prefs", "not implemented"), ("nope", "unknown"), ("P.0", "positive"),
                           ("P.5,5", "duplicate"), ("map.3", "no parameters"), ("ndcg.x=1", "pairs"),
-                          ("all_trec.5", "nickname"), ("P.", "empty")]:  # fmt: skip
+                          ("all_trec.5", "nickname"), ("P.", "empty"),
+                          ("utility.1,2", "takes 4"), ("iprec_at_recall.x", "numbers"), ("Rprec_mult.1,1.0", "duplicate"),
+                          ("rbp.q=1", "pairs"), ("ndcg.p=0.5", "pairs"), ("relstring.-1", ">= 0"),
+                          ("11pt_avg.inf", "numbers")]:  # fmt: skip
         with pytest.raises(MeasureError, match=fragment):
             parse_measures([bad])
     with pytest.raises(MeasureError, match="two parameter lists"):
@@ -376,7 +394,7 @@ def test_command_object_and_usage_errors(tmp_path: Path) -> None:
     (tmp_path / "qrels").write_text("q 0 d1 1\n")
     (tmp_path / "run").write_text("other Q0 d1 1 1.0 r\n")
     runner = CliRunner()
-    bad_measure = runner.invoke(metrics_cmd, ["-m", "bpref", str(tmp_path / "qrels"), str(tmp_path / "run")])
+    bad_measure = runner.invoke(metrics_cmd, ["-m", "P_avgjg", str(tmp_path / "qrels"), str(tmp_path / "run")])
     assert bad_measure.exit_code == 2 and "not implemented" in bad_measure.output
     no_overlap = runner.invoke(metrics_cmd, [str(tmp_path / "qrels"), str(tmp_path / "run")])
     assert no_overlap.exit_code == 2 and "no query has both" in no_overlap.output
