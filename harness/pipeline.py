@@ -10,18 +10,18 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from harness.aggregate import aggregate
+from harness.aggregate import AggregateAccumulator, aggregate
 from harness.cache import Cache
 from harness.contracts import ContractSet, load_contracts
 from harness.errors import InputError, ManifestError
 from harness.generate.stage import ENGINE_KEYS, EngineConfig, GenerationInputs, GenerationOutcome, GenerationStage
-from harness.golden import load_corpus, load_golden
+from harness.golden import iter_golden, load_corpus, load_golden
 from harness.hashing import project_root
 from harness.index import IndexStore, load_recipe_file, normalize_recipe
 from harness.manifest import HashMemo, LoadedManifest, generator_args, load_manifest, require_verified
@@ -39,7 +39,7 @@ from harness.retrieve import (
     check_inputs,
     make_embedder,
 )
-from harness.runs import RunStore, new_run_id
+from harness.runs import RunHeader, RunStore, RunWriter, new_run_id
 from harness.scorers import SCORERS, ScoringContext
 from harness.snapshots import SnapshotSource, snapshot_artifacts
 from harness.storage import Layout
@@ -58,12 +58,55 @@ from harness.types import (
 )
 
 DEFAULT_ANSWER_SCORERS = ("correctness", "facts", "instructions", "groundedness", "truncation")
+CHUNK_CASES = 4096
+"""Cases a run takes through its stages at a time (retrieve, generate, score, write one row group): what a
+run holds in memory whatever its size. A run smaller than this is one chunk."""
 
 
-@dataclass
 class RunReport:
-    run: RunResult
-    path: Path
+    """A stored run: ``path`` (its header file) and ``header`` (ids, counts, stage seconds, aggregates,
+    manifest) at once; ``run``, the whole :class:`RunResult`, only when asked for (read from ``path`` on
+    first access, then kept: a 1,000,000-case run is gigabytes in memory). ``errors`` is
+    :func:`harness.report.console.error_summary` of its outputs, kept while the run streamed."""
+
+    def __init__(self, run: RunResult | None = None, path: Path | None = None, *, header: RunHeader | None = None,
+                 errors: dict[str, Any] | None = None) -> None:
+        if path is None:
+            raise TypeError("RunReport needs the run's path")
+        if header is None:
+            if run is None:
+                raise TypeError("RunReport needs the run or its header")
+            header = RunHeader(format_version=run.format_version, run_id=run.run_id, created_at=run.created_at,
+                               manifest_id=run.manifest_id, manifest_path=run.manifest_path, counts=run.counts,
+                               stage_seconds=run.stage_seconds, aggregates=run.aggregates, manifest=run.manifest)
+        self.path = path
+        self._run = run
+        self.header: RunHeader = header
+        self._errors = errors
+
+    @property
+    def run(self) -> RunResult:
+        if self._run is None:
+            from harness.runs import load_run
+
+            self._run = load_run(self.path)
+        return self._run
+
+    @property
+    def loaded(self) -> bool:
+        """Whether :attr:`run` is in memory."""
+        return self._run is not None
+
+    @property
+    def errors(self) -> dict[str, Any]:
+        if self._errors is None:
+            from harness.report.console import error_summary
+
+            self._errors = error_summary(self.run.outputs)
+        return self._errors
+
+    def __repr__(self) -> str:
+        return f"RunReport(run_id={self.header.run_id!r}, path={str(self.path)!r})"
 
 
 def _environment(base_dir: Path) -> dict[str, Any]:
@@ -90,6 +133,12 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
             engine: ComputeEngine | None = None) -> RunReport:
     """Run the manifest's stages over its golden set and store the run.
 
+    The cases go through the stages :data:`CHUNK_CASES` at a time (retrieve, generate, score, append to the
+    run's table), so memory stays flat however many there are; the golden set is read twice, in batches: once
+    to check all of it before anything is written, once to run it. Aggregates are accumulated exactly
+    (:class:`~harness.aggregate.AggregateAccumulator`). A run that raises leaves nothing stored. The report's
+    ``run`` is read back only when asked for.
+
     The release checks run the same pipeline over other cases: ``cases`` replaces the golden set (logged
     production queries for ``harness replay``; the golden artifact is still verified), ``scorers`` replaces
     the planned scorer list, ``concurrency`` the generator's calls in flight, ``runs`` the store the run
@@ -98,9 +147,69 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
     production records name, while each side's prompt still shows its own). ``validated``: the caller has
     already checked these ``cases`` with :func:`load_inputs` (the prompt rendered once per case), so the
     render check is not repeated. ``engine`` replaces the manifest's ``[engine]`` (``harness run --engine``)."""
-    return execute_unscored(loaded, progress=progress, layout=layout, cases=cases, scorers=scorers,
-                            concurrency=concurrency, runs=runs, score_contracts=score_contracts,
-                            validated=validated, engine=engine).finish()
+    prep = _prepare(loaded, progress=progress, layout=layout, cases=cases, scorers=scorers, concurrency=concurrency,
+                    score_contracts=score_contracts, validated=validated, engine=engine, stream=True)
+    try:
+        return _stream(prep, runs)
+    finally:
+        prep.cache.close()
+
+
+def _stream(prep: _Prepared, runs: RunStore | None) -> RunReport:
+    from harness.report.console import ErrorTally
+
+    loaded, stage_s = prep.loaded, prep.stage_s
+    store = runs or RunStore(prep.layout.runs)
+    built = [SCORERS.build(spec.name, spec.args) for spec in prep.specs]
+    acc = AggregateAccumulator()
+    tally = ErrorTally()
+    infos: dict[str, MetricInfo] = {}
+    writer: RunWriter | None = None
+    stage_s["score"] = 0.0
+    try:
+        with prep.progress.task("cases", prep.source.count) as advance:
+            for chunk in prep.source.chunks(CHUNK_CASES):
+                outputs = prep.run_stages(chunk)
+                t0 = time.perf_counter()
+                scores: list[Score] = []
+                for scorer in built:
+                    scores.extend(scorer.score(chunk, outputs, prep.ctx))
+                    infos |= {info.name: info for info in scorer.metrics()}
+                acc.add(chunk, scores)
+                stage_s["score"] += time.perf_counter() - t0
+                prep.count_scores(scores)
+                tally.add(outputs)
+                if writer is None:  # the columns: what the scorers declare once they have scored (format's checks)
+                    writer = _open_writer(store, prep, infos, scores)
+                writer.append(chunk, outputs, scores)
+                advance(len(chunk))
+        for scorer in built:
+            infos |= {info.name: info for info in scorer.metrics()}
+        if writer is None:  # no cases at all
+            writer = _open_writer(store, prep, infos, [])
+        aggregates = acc.result(infos)
+        stage_s["total"] = time.perf_counter() - prep.t_start
+        counts = prep.counts()
+        created_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        environment = _environment(loaded.base_dir) | prep.index_quality
+        path = writer.commit(created_at=created_at, manifest=loaded.manifest, manifest_path=str(loaded.path),
+                             environment=environment, scorers=prep.specs, aggregates=aggregates,
+                             stage_seconds=stage_s, counts=counts)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    header = RunHeader(format_version=4, run_id=writer.run_id, created_at=created_at, manifest_id=loaded.id,
+                       manifest_path=str(loaded.path), counts=counts, stage_seconds=stage_s, aggregates=aggregates,
+                       manifest=loaded.manifest)
+    return RunReport(path=path, header=header, errors=tally.summary())
+
+
+def _open_writer(store: RunStore, prep: _Prepared, infos: Mapping[str, MetricInfo],
+                 scores: Sequence[Score]) -> RunWriter:
+    metrics = list(infos) + sorted({s.metric for s in scores} - set(infos))
+    return store.writer(prep.loaded.id, metrics=metrics, tag_keys=prep.source.tag_keys,
+                        latency_stages=prep.latency_stages())
 
 
 @dataclass
@@ -108,27 +217,27 @@ class PendingRun:
     """A run retrieved and generated but not yet scored nor stored (:func:`execute_unscored`): it holds the
     open cache until :meth:`finish` (which scores, stores and closes it) or :meth:`close`. ``finish`` may run
     in another thread than the one that made it (a replay scores its baseline while the candidate generates);
-    the cache connection allows it and nothing else is shared."""
+    the cache connection allows it and nothing else is shared. Its cases are held in memory (a replay's few
+    thousand records); the run is stored through the same writer as :func:`execute`'s."""
 
-    loaded: LoadedManifest
-    layout: Layout
-    cache: Cache
-    progress: Progress
+    prep: _Prepared
     cases: list[GoldenCase]
     outputs: list[CaseOutput]
-    specs: list[ScorerSpec]
-    ctx: ScoringContext
-    retrieval: RetrievalOutcome
-    generation: GenerationOutcome | None
-    supplied: SuppliedOutputs | None
-    stage_s: dict[str, float]
     runs: RunStore | None
     _closed: bool = False
+
+    @property
+    def ctx(self) -> ScoringContext:
+        return self.prep.ctx
+
+    @property
+    def specs(self) -> list[ScorerSpec]:
+        return self.prep.specs
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.cache.close()
+            self.prep.cache.close()
 
     def finish(self) -> RunReport:
         """Score the outputs, aggregate, store the run; close the cache whatever happens."""
@@ -138,56 +247,38 @@ class PendingRun:
             self.close()
 
     def _finish(self) -> RunReport:
-        cases, outputs, stage_s, cache = self.cases, self.outputs, self.stage_s, self.cache
-        retrieval, generation, supplied = self.retrieval, self.generation, self.supplied
+        prep, cases, outputs = self.prep, self.cases, self.outputs
+        stage_s = prep.stage_s
         t0 = time.perf_counter()
         scores: list[Score] = []
         infos: dict[str, MetricInfo] = {}
-        with self.progress.task("scoring", len(self.specs)) as advance:
-            for spec in self.specs:
+        with prep.progress.task("scoring", len(prep.specs)) as advance:
+            for spec in prep.specs:
                 scorer = SCORERS.build(spec.name, spec.args)
-                scores.extend(scorer.score(cases, outputs, self.ctx))
+                scores.extend(scorer.score(cases, outputs, prep.ctx))
                 infos |= {info.name: info for info in scorer.metrics()}
                 advance(1)
         aggregates = aggregate(cases, scores, infos)
         stage_s["score"] = time.perf_counter() - t0
         stage_s["total"] = stage_s.pop("_before_score") + stage_s["score"]
-
-        counts = {
-            "cases": len(cases),
-            "errors": sum(1 for o in outputs if o.error),
-            "unscored": sum(1 for s in scores if s.value is None),
-            "retrieved": int(retrieval.stats.get("cases_retrieved", 0)),
-            "retrieval_errors": sum(1 for e in retrieval.errors.values() if e.stage == "retrieve"),
-            "embedded_texts": int(retrieval.stats.get("embedded_texts", 0)),
-            "index_built": int(retrieval.stats.get("index_built", 0)),
-            "generated": int(generation.stats["generated"]) if generation else 0,
-            "generation_errors": int(generation.stats["errors"]) if generation else 0,
-            "truncated": int(generation.stats.get("truncated", 0)) if generation else 0,
-            # cache rows that failed their checksum or did not decode: recomputed, never trusted
-            "cache_damaged": cache.damaged_total,
-        }
-        if supplied is not None:
-            counts["outputs_missing"] = sum(1 for o in outputs if o.error is not None and o.error.stage == "outputs")
-            counts["outputs_unmatched"] = supplied.unmatched
-            counts["outputs_unranked"] = supplied.unranked([c.id for c in cases])
-        loaded = self.loaded
+        prep.count_scores(scores)
+        loaded = prep.loaded
         run = RunResult(
             run_id=new_run_id(),
             created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             manifest_id=loaded.id,
             manifest=loaded.manifest,
             manifest_path=str(loaded.path),
-            environment=_environment(loaded.base_dir) | _index_quality(retrieval),
-            scorers=tuple(self.specs),
+            environment=_environment(loaded.base_dir) | prep.index_quality,
+            scorers=tuple(prep.specs),
             cases=tuple(cases),
             outputs=tuple(outputs),
             scores=tuple(scores),
             aggregates=aggregates,
             stage_seconds=stage_s,
-            counts=counts,
+            counts=prep.counts(),
         )
-        path = (self.runs or RunStore(self.layout.runs)).save(run)
+        path = (self.runs or RunStore(prep.layout.runs)).save(run)
         return RunReport(run=run, path=path)
 
 
@@ -206,14 +297,141 @@ def _embed_identity(embedder: Any) -> str:
     return sha256_parts("embed", str(embedder.backend), str(embedder.model_pin), str(embedder.max_seq_length), "")
 
 
-def execute_unscored(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layout: Layout | None = None,
-                     cases: Sequence[GoldenCase] | None = None, scorers: Sequence[ScorerSpec] | None = None,
-                     concurrency: int | None = None, runs: RunStore | None = None,
-                     score_contracts: ContractSet | None = None, validated: bool = False,
-                     engine: ComputeEngine | None = None) -> PendingRun:
-    """:func:`execute` up to the scoring: inputs checked, pins verified, retrieval and generation done (every
-    answer in the cache); :meth:`PendingRun.finish` scores and stores the run. Same arguments as
-    :func:`execute`."""
+@dataclass(frozen=True)
+class CaseSource:
+    """A run's cases: held in memory (given cases, or a golden set supplied outputs answer), or the golden
+    file, checked whole once and read again in batches by :meth:`chunks`. ``count`` and ``tag_keys`` (sorted)
+    are the checking pass's."""
+
+    count: int
+    tag_keys: tuple[str, ...]
+    cases: list[GoldenCase] | None = None
+    path: Path | None = None
+    doc_ids: frozenset[str] | None = None
+
+    def chunks(self, size: int) -> Iterator[list[GoldenCase]]:
+        if self.cases is not None:
+            for start in range(0, len(self.cases), size):
+                yield self.cases[start:start + size]
+            return
+        assert self.path is not None
+        seen = 0
+        for chunk in iter_golden(self.path, self.doc_ids, batch=size):
+            seen += len(chunk)
+            yield chunk
+        if seen != self.count:
+            raise InputError(self.path, f"changed while the run read it: {seen} cases, {self.count} when checked")
+
+
+@dataclass
+class _Prepared:
+    """Everything a run's chunks share, set up once: inputs checked, pins verified, the cache open, the
+    stages built; and the counts the chunks add to."""
+
+    loaded: LoadedManifest
+    layout: Layout
+    cache: Cache
+    progress: Progress
+    source: CaseSource
+    docs: dict[str, CorpusDoc]
+    corpus: list[CorpusDoc]
+    specs: list[ScorerSpec]
+    ctx: ScoringContext
+    retrieval: RetrievalStage | None
+    generation: GenerationStage | None
+    supplied: SuppliedOutputs | None
+    stage_s: dict[str, float]
+    t_start: float
+    index_quality: dict[str, Any] = field(default_factory=dict)
+    tally: dict[str, int] = field(default_factory=dict)
+    _embedded: int = 0
+
+    def run_stages(self, cases: list[GoldenCase]) -> list[CaseOutput]:
+        """Retrieve and generate ``cases``: their outputs, in their order; the counts and seconds added."""
+        stage_s, tally = self.stage_s, self.tally
+        t0 = time.perf_counter()
+        if self.supplied is not None:
+            retrieval = supplied_retrieval(cases, self.supplied)
+        else:
+            assert self.retrieval is not None
+            retrieval = self.retrieval.run(cases, self.corpus)
+        stage_s["retrieve"] = stage_s.get("retrieve", 0.0) + time.perf_counter() - t0
+        stats = retrieval.stats
+        _add(tally, "retrieved", int(stats.get("cases_retrieved", 0)))
+        _add(tally, "index_built", int(stats.get("index_built", 0)))
+        _add(tally, "retrieval_errors", sum(1 for e in retrieval.errors.values() if e.stage == "retrieve"))
+        # the embedder counts what it encoded since it was made, over every chunk so far
+        self._embedded = max(self._embedded, int(stats.get("embedded_texts", 0)))
+        if not self.index_quality:
+            self.index_quality = _index_quality(retrieval)
+        generation = None
+        if self.generation is not None:
+            t0 = time.perf_counter()
+            retrieved = [c for c in cases if c.id not in retrieval.errors]  # no ranking, nothing to answer from
+            generation = self.generation.run(retrieved, retrieval.rankings, self.docs)
+            stage_s["generate"] = stage_s.get("generate", 0.0) + time.perf_counter() - t0
+            _add(tally, "generated", int(generation.stats["generated"]))
+            _add(tally, "generation_errors", int(generation.stats["errors"]))
+            _add(tally, "truncated", int(generation.stats.get("truncated", 0)))
+        supplied = self.supplied
+        if supplied is not None and supplied.has_answers:
+            outputs = [supplied_case_output(c.id, supplied, retrieval) for c in cases]
+        else:
+            outputs = [_case_output(c.id, retrieval, generation, supplied) for c in cases]
+        _add(tally, "cases", len(cases))
+        _add(tally, "errors", sum(1 for o in outputs if o.error))
+        if supplied is not None:
+            _add(tally, "outputs_missing",
+                 sum(1 for o in outputs if o.error is not None and o.error.stage == "outputs"))
+            _add(tally, "outputs_unranked", supplied.unranked([c.id for c in cases]))
+        return outputs
+
+    def count_scores(self, scores: Sequence[Score]) -> None:
+        _add(self.tally, "unscored", sum(1 for s in scores if s.value is None))
+
+    def counts(self) -> dict[str, int]:
+        t = self.tally
+        counts = {
+            "cases": t.get("cases", 0),
+            "errors": t.get("errors", 0),
+            "unscored": t.get("unscored", 0),
+            "retrieved": t.get("retrieved", 0),
+            "retrieval_errors": t.get("retrieval_errors", 0),
+            "embedded_texts": self._embedded,
+            "index_built": t.get("index_built", 0),
+            "generated": t.get("generated", 0),
+            "generation_errors": t.get("generation_errors", 0),
+            "truncated": t.get("truncated", 0),
+            # cache rows that failed their checksum or did not decode: recomputed, never trusted
+            "cache_damaged": self.cache.damaged_total,
+        }
+        if self.supplied is not None:
+            counts["outputs_missing"] = t.get("outputs_missing", 0)
+            counts["outputs_unmatched"] = self.supplied.unmatched
+            counts["outputs_unranked"] = t.get("outputs_unranked", 0)
+        return counts
+
+    def latency_stages(self) -> list[str]:
+        """The latency columns of the run's table: the stages that run here, and what supplied outputs record."""
+        stages = ["retrieve"] if self.retrieval is not None else []
+        if self.generation is not None:
+            stages.append("generate")
+        if self.supplied is not None:
+            given = {k for out in self.supplied.by_case.values() for k in out.latency_s}
+            stages += sorted(given - set(stages))
+            if "retrieve" not in stages and self.supplied.has_rankings and self.generation is not None:
+                stages.insert(0, "retrieve")
+        return stages
+
+
+def _add(tally: dict[str, int], key: str, n: int) -> None:
+    tally[key] = tally.get(key, 0) + n
+
+
+def _prepare(loaded: LoadedManifest, *, progress: Progress, layout: Layout | None,
+             cases: Sequence[GoldenCase] | None, scorers: Sequence[ScorerSpec] | None, concurrency: int | None,
+             score_contracts: ContractSet | None, validated: bool, engine: ComputeEngine | None,
+             stream: bool) -> _Prepared:
     t_start = time.perf_counter()
     layout = layout or Layout.for_manifest(loaded.path)
     stage_s: dict[str, float] = {}
@@ -221,7 +439,8 @@ def execute_unscored(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRE
     # no cache, snapshot or run behind. Then the pins; only then the cache (on a first run the pins
     # are hashed without the memo, so a mismatch creates no .harness either) and the snapshots.
     t0 = time.perf_counter()
-    corpus, cases, inputs = load_inputs(loaded, cases, render_check=not (validated and cases is not None))
+    corpus, source, inputs = _checked_inputs(loaded, cases, render_check=not (validated and cases is not None),
+                                             stream=stream)
     if concurrency is not None and inputs.generation is not None:
         gen_engine = inputs.generation.engine.model_copy(update={"concurrency": concurrency})
         inputs = replace(inputs, generation=replace(inputs.generation, engine=gen_engine))
@@ -237,49 +456,54 @@ def execute_unscored(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRE
         snapshot_artifacts(inputs.snapshots, layout)
         stage_s["verify"] = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
         supplied = inputs.supplied
         embed = None
         extras: dict[str, Any] = {}
+        retrieval_stage = None
         if supplied is not None:
-            retrieval = supplied_retrieval(cases, supplied)
             if inputs.embedding is not None:
                 embedder = make_embedder(inputs.embedding[0], inputs.embedding[1], cache, progress)
                 embed = lambda texts: embedder.embed(texts, "", "embedding answers")  # noqa: E731
                 extras["embed_identity"] = _embed_identity(embedder)
         else:
             assert inputs.retrieval is not None, "a manifest without outputs has a retriever (checked on load)"
-            retrieval_stage = RetrievalStage(inputs.retrieval, cache, IndexStore(layout.index_store), progress)
-            retrieval = retrieval_stage.run(cases, corpus)
-            embed = lambda texts: retrieval_stage.embedder.embed(texts, "", "embedding answers")  # noqa: E731
-            extras["embed_identity"] = _embed_identity(retrieval_stage.embedder)
-        stage_s["retrieve"] = time.perf_counter() - t0
-
+            stage = RetrievalStage(inputs.retrieval, cache, IndexStore(layout.index_store), progress)
+            retrieval_stage = stage
+            embed = lambda texts: stage.embedder.embed(texts, "", "embedding answers")  # noqa: E731
+            extras["embed_identity"] = _embed_identity(stage.embedder)
         docs = {d.id: d for d in corpus}
-        m = loaded.manifest
-        generation = None
-        if inputs.generation is not None:
-            t0 = time.perf_counter()
-            stage = GenerationStage(inputs.generation, cache, progress)
-            retrieved = [c for c in cases if c.id not in retrieval.errors]  # no ranking, nothing to answer from
-            generation = stage.run(retrieved, retrieval.rankings, docs)
-            stage_s["generate"] = time.perf_counter() - t0
-        if supplied is not None and supplied.has_answers:
-            outputs = [supplied_case_output(c.id, supplied, retrieval) for c in cases]
-        else:
-            outputs = [_case_output(c.id, retrieval, generation, supplied) for c in cases]
-
-        specs = list(scorers) if scorers is not None else planned_scorer_specs(m, supplied)
+        generation = GenerationStage(inputs.generation, cache, progress) if inputs.generation is not None else None
+        specs = list(scorers) if scorers is not None else planned_scorer_specs(loaded.manifest, supplied)
         judged_by = score_contracts if score_contracts is not None else inputs.contracts
         ctx = ScoringContext(docs=docs, contracts=judged_by, cache=cache, progress=progress, embed=embed,
                              extras=extras)
-        stage_s["_before_score"] = time.perf_counter() - t_start
-        return PendingRun(loaded=loaded, layout=layout, cache=cache, progress=progress, cases=cases,
-                          outputs=outputs, specs=specs, ctx=ctx, retrieval=retrieval, generation=generation,
-                          supplied=supplied, stage_s=stage_s, runs=runs)
+        return _Prepared(loaded=loaded, layout=layout, cache=cache, progress=progress, source=source, docs=docs,
+                         corpus=corpus, specs=specs, ctx=ctx, retrieval=retrieval_stage, generation=generation,
+                         supplied=supplied, stage_s=stage_s, t_start=t_start)
     except BaseException:
         if cache is not None:
             cache.close()
+        raise
+
+
+def execute_unscored(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layout: Layout | None = None,
+                     cases: Sequence[GoldenCase] | None = None, scorers: Sequence[ScorerSpec] | None = None,
+                     concurrency: int | None = None, runs: RunStore | None = None,
+                     score_contracts: ContractSet | None = None, validated: bool = False,
+                     engine: ComputeEngine | None = None) -> PendingRun:
+    """:func:`execute` up to the scoring, over every case at once and held in memory: inputs checked, pins
+    verified, retrieval and generation done (every answer in the cache); :meth:`PendingRun.finish` scores and
+    stores the run. Same arguments as :func:`execute`."""
+    prep = _prepare(loaded, progress=progress, layout=layout, cases=cases, scorers=scorers, concurrency=concurrency,
+                    score_contracts=score_contracts, validated=validated, engine=engine, stream=False)
+    try:
+        assert prep.source.cases is not None
+        all_cases = prep.source.cases
+        outputs = prep.run_stages(all_cases)
+        prep.stage_s["_before_score"] = time.perf_counter() - prep.t_start
+        return PendingRun(prep=prep, cases=all_cases, outputs=outputs, runs=runs)
+    except BaseException:
+        prep.cache.close()
         raise
 
 
@@ -365,6 +589,16 @@ def load_inputs(loaded: LoadedManifest, given: Sequence[GoldenCase] | None = Non
     them is bad input before a run starts. ``given`` cases replace the golden set (a manifest with supplied
     outputs answers its own golden set only, so it cannot take them). ``render_check=False`` skips the
     per-case render (for cases a caller has already checked against this manifest's template)."""
+    corpus, source, inputs = _checked_inputs(loaded, given, render_check=render_check, stream=False)
+    assert source.cases is not None
+    return corpus, source.cases, inputs
+
+
+def _checked_inputs(loaded: LoadedManifest, given: Sequence[GoldenCase] | None, *, render_check: bool,
+                    stream: bool) -> tuple[list[CorpusDoc], CaseSource, StageInputs]:
+    """:func:`load_inputs`; with ``stream``, a golden file (without supplied outputs, which need its cases
+    whole) is checked in batches and comes back as a :class:`CaseSource` to read again, keeping only its
+    count and tag keys."""
     m = loaded.manifest
     corpus = load_corpus(loaded.resolve("corpus")) if "corpus" in m.artifacts else []
     inputs = stage_inputs(loaded)
@@ -372,32 +606,52 @@ def load_inputs(loaded: LoadedManifest, given: Sequence[GoldenCase] | None = Non
         check_inputs(inputs.retrieval, corpus)
     doc_ids = frozenset(d.id for d in corpus) if "corpus" in m.artifacts else None
     golden_path = loaded.resolve("golden")
+    cases: list[GoldenCase] | None
     if given is not None:
         if inputs.outputs is not None:
             raise ManifestError(f"{loaded.path}: its outputs artifact answers its own golden set; it cannot "
                                 "answer other queries (replay needs a manifest that retrieves and generates)")
         cases = list(given)
+    elif stream and inputs.outputs is None:
+        cases = None
     else:
         cases = load_golden(golden_path, doc_ids)
     if inputs.outputs is not None:
+        assert cases is not None
         config, outputs_path = inputs.outputs
         supplied = load_outputs(outputs_path, config, golden_path, cases, doc_ids)
         _check_supplied(loaded, supplied, inputs, corpus)
         inputs = replace(inputs, supplied=supplied)
     contracts, generation = inputs.contracts, inputs.generation
-    if generation is None and (inputs.supplied is None or not inputs.supplied.has_answers):
-        return corpus, cases, inputs
-    for case in cases:
-        if case.contract is not None and (contracts is None or contracts.get(case.contract) is None):
-            where = "the validators artifact" if contracts is not None else "the manifest (it has no validators)"
-            raise InputError(golden_path if given is None else loaded.path,
-                             f"case {case.id!r} names contract {case.contract!r}, which {where} does not define",
-                             field="contract")
-    if generation is not None and render_check:
-        d = corpus[0]
-        sample = [{"id": d.id, "title": d.title, "text": d.text, "score": 1.0, "rank": 1}]
-        generation.template.check(cases, sample, contracts)
-    return corpus, cases, inputs
+    answered = generation is not None or (inputs.supplied is not None and inputs.supplied.has_answers)
+    where = golden_path if given is None else loaded.path
+    tag_keys: set[str] = set()
+    count = 0
+
+    def check(batch: Sequence[GoldenCase]) -> None:
+        nonlocal count
+        count += len(batch)
+        for case in batch:
+            tag_keys.update(case.tags)
+        if not answered:
+            return
+        for case in batch:
+            if case.contract is not None and (contracts is None or contracts.get(case.contract) is None):
+                what = "the validators artifact" if contracts is not None else "the manifest (it has no validators)"
+                raise InputError(where, f"case {case.id!r} names contract {case.contract!r}, which {what} does not "
+                                        "define", field="contract")
+        if generation is not None and render_check:
+            d = corpus[0]
+            sample = [{"id": d.id, "title": d.title, "text": d.text, "score": 1.0, "rank": 1}]
+            generation.template.check(batch, sample, contracts)
+
+    if cases is not None:
+        check(cases)
+        return corpus, CaseSource(count=count, tag_keys=tuple(sorted(tag_keys)), cases=cases), inputs
+    for batch in iter_golden(golden_path, doc_ids, batch=CHUNK_CASES):
+        check(batch)
+    return corpus, CaseSource(count=count, tag_keys=tuple(sorted(tag_keys)), path=golden_path,
+                              doc_ids=doc_ids), inputs
 
 
 def _check_supplied(loaded: LoadedManifest, supplied: SuppliedOutputs, inputs: StageInputs,
@@ -516,14 +770,15 @@ def run_manifest(manifest_path: str | Path | None = None, *, progress: Progress 
 
 
 def summary(report: RunReport) -> dict[str, Any]:
-    """The `--json` summary: aggregates as {metric: mean}, plus counts and where the run is."""
-    run = report.run
+    """The `--json` summary: aggregates as {metric: mean}, plus counts and where the run is (from the run's
+    header: the run itself is not read)."""
+    head = report.header
     return {
-        "run_id": run.run_id,
-        "manifest_id": run.manifest_id,
+        "run_id": head.run_id,
+        "manifest_id": head.manifest_id,
         "path": str(report.path),
-        "aggregates": {k: v.mean for k, v in run.aggregates.overall.items()},
-        "segments": {seg: {k: v.mean for k, v in ms.items()} for seg, ms in run.aggregates.segments.items()},
-        "counts": run.counts,
-        "stage_seconds": run.stage_seconds,
+        "aggregates": {k: v.mean for k, v in head.aggregates.overall.items()},
+        "segments": {seg: {k: v.mean for k, v in ms.items()} for seg, ms in head.aggregates.segments.items()},
+        "counts": head.counts,
+        "stage_seconds": head.stage_seconds,
     }

@@ -71,12 +71,12 @@ def run_cmd(ctx: click.Context, manifest: Path | None, as_json: bool, allow_erro
       harness run --manifest harness.toml --json
     """
     from harness.pipeline import run_manifest, summary
-    from harness.report.console import error_summary, print_error_summary
+    from harness.report.console import print_error_summary
 
     with _progress(ctx) as progress:
         report = run_manifest(manifest, progress=progress, engine_kind=engine_kind)
-    data = summary(report)
-    errors = error_summary(report.run.outputs)
+    data = summary(report)  # from the run's header and what was tallied while it streamed: the run is not read
+    errors = report.errors
     data["errors"] = errors
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -84,7 +84,7 @@ def run_cmd(ctx: click.Context, manifest: Path | None, as_json: bool, allow_erro
         from harness.report.console import print_run_summary
 
         print_run_summary(data)
-    print_error_summary(errors, len(report.run.outputs), allowed=allow_errors)
+    print_error_summary(errors, report.header.counts["cases"], allowed=allow_errors)
     if errors["total"] and not allow_errors:
         raise SystemExit(1)
 

@@ -3,6 +3,7 @@ its errors by kind; diffs and verdicts are in :mod:`harness.report.text`)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -60,20 +61,37 @@ def error_summary(outputs: Iterable[CaseOutput]) -> dict[str, Any]:
     The kind is the :class:`~harness.types.CaseError`'s (``server_error``, ``auth``, ...);
     ``cases`` and ``messages`` hold the first few, in golden-set order.
     """
-    by_kind: dict[str, dict[str, Any]] = {}
-    total = 0
-    for o in outputs:
-        if not o.error:
-            continue
-        total += 1
-        entry = by_kind.setdefault(o.error.kind, {"count": 0, "stage": o.error.stage, "cases": [], "messages": []})
-        entry["count"] += 1
-        if len(entry["cases"]) < SHOWN_CASES:
-            entry["cases"].append(o.case_id)
-        if len(entry["messages"]) < SHOWN_MESSAGES:
-            entry["messages"].append({"case_id": o.case_id, "message": _one_line(o.error.message)})
-    ordered = dict(sorted(by_kind.items(), key=lambda kv: (-kv[1]["count"], kv[0])))
-    return {"total": total, "by_kind": ordered}
+    tally = ErrorTally()
+    tally.add(outputs)
+    return tally.summary()
+
+
+class ErrorTally:
+    """:func:`error_summary` kept while a run streams: :meth:`add` each part's outputs in the run's order,
+    :meth:`summary` gives what ``error_summary`` of all of them gives. Memory: a count and the first few ids
+    and messages per kind."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._by_kind: dict[str, dict[str, Any]] = {}
+
+    def add(self, outputs: Iterable[CaseOutput]) -> None:
+        by_kind = self._by_kind
+        for o in outputs:
+            if not o.error:
+                continue
+            self.total += 1
+            entry = by_kind.setdefault(o.error.kind, {"count": 0, "stage": o.error.stage, "cases": [],
+                                                      "messages": []})
+            entry["count"] += 1
+            if len(entry["cases"]) < SHOWN_CASES:
+                entry["cases"].append(o.case_id)
+            if len(entry["messages"]) < SHOWN_MESSAGES:
+                entry["messages"].append({"case_id": o.case_id, "message": _one_line(o.error.message)})
+
+    def summary(self) -> dict[str, Any]:
+        ordered = dict(sorted(self._by_kind.items(), key=lambda kv: (-kv[1]["count"], kv[0])))
+        return {"total": self.total, "by_kind": copy.deepcopy(ordered)}
 
 
 def _one_line(message: str) -> str:
