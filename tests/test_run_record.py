@@ -49,13 +49,16 @@ def test_a_version_1_run_loads_typed_with_every_number_kept() -> None:
     assert run.counts == raw["counts"]
 
 
-def test_a_migrated_run_is_stored_as_version_3_and_loads_the_same(tmp_path: Path) -> None:
+def test_a_migrated_run_is_stored_as_version_4_and_loads_the_same(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
     for fixture in (V1_ERRORS, V1_INIT):
         run = load_run(fixture)
         path = RunStore(tmp_path / "runs").save(run)
         stored = _raw(path)
-        assert stored["format_version"] == 3
-        assert all("extra" not in o and "error_stage" not in o for o in stored["outputs"])
+        assert stored["format_version"] == 4  # the header; the cases, outputs and scores are in its table
+        outputs = [json.loads(o) for o in pq.read_table(path.with_suffix(".parquet"))["output"].to_pylist()]
+        assert all("extra" not in o and "error_stage" not in o for o in outputs)
         again = load_run(path)
         assert again.model_dump(exclude={"manifest_path"}) == run.model_dump(exclude={"manifest_path"})
 
@@ -96,7 +99,7 @@ def test_a_version_2_run_loads_as_version_3(tmp_path: Path) -> None:
     assert loaded.model_dump(exclude={"manifest_path"}) == run.model_dump(exclude={"manifest_path"})
 
 
-@pytest.mark.parametrize("version", [0, 4, "2", None])
+@pytest.mark.parametrize("version", [0, 5, "2", None])  # 4 is the columnar header (tests/test_run_store_columnar.py)
 def test_an_unknown_format_version_is_one_error_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str], version: object) -> None:
     path = _run_file(tmp_path, {**_raw(V1_ERRORS), "format_version": version})

@@ -51,6 +51,12 @@ def _files(manifest: Path) -> dict[str, Path]:
     return {p.stem: p for p in _store(manifest).glob("*/*.json")}
 
 
+def _size(header: Path) -> int:
+    """A run's bytes: its header and its table (format 4)."""
+    table = header.with_suffix(".parquet")
+    return header.stat().st_size + (table.stat().st_size if table.exists() else 0)
+
+
 def _list_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
     code, out, err = cli_in_process(capsys, "runs", "list", "--json", *args)
     assert code == 0, err
@@ -65,7 +71,7 @@ def test_a_run_file_begins_with_its_header_and_the_header_matches_the_run(proj: 
     keys = list(json.loads(report.path.read_text()))
     assert keys[:9] == ["format_version", "run_id", "created_at", "manifest_id", "manifest_path", "counts",
                         "stage_seconds", "aggregates", "manifest"]
-    assert set(keys[9:]) == {"environment", "scorers", "cases", "outputs", "scores"}
+    assert set(keys[9:]) == {"environment", "scorers", "rows", "table", "table_sha256"}  # the rest: its table
     header, run = read_header(report.path), load_run(report.path)
     assert header.aggregates == run.aggregates and header.manifest == run.manifest
     assert (header.run_id, header.manifest_id, header.counts) == (run.run_id, run.manifest_id, run.counts)
@@ -83,7 +89,7 @@ def test_the_header_is_read_without_the_rest_of_the_file(proj: Path) -> None:
         load_run(path)
 
 
-@pytest.mark.parametrize("where", ["header", "body"])
+@pytest.mark.parametrize("where", ["header"])  # the table: tests/test_run_store_columnar.py
 def test_a_number_that_is_not_finite_is_refused_naming_its_field(proj: Path, where: str) -> None:
     path = run_manifest(proj).path
     text = path.read_text()
@@ -134,11 +140,11 @@ def test_list_shows_runs_newest_first_with_metrics_baseline_and_size(proj: Path,
     files = _files(proj)
     run = load_run(files[ids[0]])
     for row in rows:
-        assert row["size_bytes"] == files[row["run_id"]].stat().st_size
+        assert row["size_bytes"] == _size(files[row["run_id"]])
         assert row["manifest_name"] == "tiny" and row["cases"] == 4 and row["errors"] == 0
         assert row["metrics"] == {m: run.aggregates.overall[m].mean for m in run.aggregates.metrics("quality")}
         assert row["baseline"] == ("the promoted baseline" if row["run_id"] == ids[0] else None)
-    assert data["total_bytes"] == sum(p.stat().st_size for p in files.values())
+    assert data["total_bytes"] == sum(_size(p) for p in files.values())
     assert [r["run_id"] for r in _list_json(capsys, "--limit", "1")["runs"]] == [ids[-1]]
     # in a pipe: tab-separated, a header line first, the metrics named by the run
     code, out, _ = cli_in_process(capsys, "runs", "list", "-m", "ndcg@10", "-m", "nope")
@@ -189,7 +195,7 @@ def test_list_scopes_to_the_manifest_file_across_its_versions_or_all(proj: Path,
     (lambda t: t[:-100], "cut off"),
     (lambda t: "\udcff" + t, "not UTF-8"),
     (lambda t: "[1, 2]", "Expecting an object"),
-    (lambda t: t.replace('"format_version": 3', '"format_version": 9', 1), "format version 9"),
+    (lambda t: t.replace('"format_version": 4', '"format_version": 9', 1), "format version 9"),
     (lambda t: t.replace('"cases": 4', '"cases": "four"', 1), "field 'counts.cases'"),
 ])
 def test_a_damaged_run_file_is_listed_with_the_reason(proj: Path, capsys: pytest.CaptureFixture[str], damage,
@@ -254,7 +260,7 @@ def test_prune_keeps_the_newest_n_per_manifest_id_and_the_baseline(proj: Path,
     new = _runs(proj, 3)
     assert cli_in_process(capsys, "baseline", "promote", old[0], "--force")[0] == 0
     files = _files(proj)
-    before = {k: p.stat().st_size for k, p in files.items()}
+    before = {k: _size(p) for k, p in files.items()}
     dry = _prune(capsys, "--keep", "2", "--dry-run")
     assert set(_files(proj)) == set(files)  # nothing deleted
     report = _prune(capsys, "--keep", "2")
@@ -301,7 +307,7 @@ def test_prune_keep_versions_drops_old_versions_their_folder_and_their_snapshots
     blobs = proj.parent / ".harness" / "store" / "blobs"
     assert (blobs / str(old_pin)).is_dir()
     size = sum(p.stat().st_size for p in (blobs / str(old_pin)).rglob("*") if p.is_file())
-    sizes = {k: p.stat().st_size for k, p in _files(proj).items()}
+    sizes = {k: _size(p) for k, p in _files(proj).items()}
     report = _prune(capsys, "--keep", "1", "--keep-versions", "1")
     assert set(_files(proj)) == {new[1]}
     assert not (_store(proj) / old_id).exists()  # emptied: its LATEST and folder go
@@ -352,4 +358,4 @@ def test_the_run_store_scan_is_the_layout_of_the_project(proj: Path) -> None:
     ids = _runs(proj, 2)
     scanned = RunStore(Layout.for_manifest(proj).runs).scan()
     assert [r.run_id for r in scanned] == ids[::-1]
-    assert all(r.header is not None and r.size == r.path.stat().st_size for r in scanned)
+    assert all(r.header is not None and r.size == _size(r.path) for r in scanned)
