@@ -10,17 +10,21 @@ case's full record (a flipped case's answer, its explanation) asks for those few
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from harness.types import Aggregates, CaseOutput, GoldenCase, Manifest, Score, ScorerSpec
+from harness.types import Aggregates, CaseOutput, GoldenCase, Manifest, RunResult, Score, ScorerSpec
 
 Fetch = Callable[[Sequence[str]], tuple[list[GoldenCase], list[CaseOutput], list[Score]]]
 """Given case ids, their golden cases, outputs and scores (in the order asked; an unknown id is left out)."""
+
+Batches = Callable[[], Iterator[tuple[list[GoldenCase], list[CaseOutput], list[Score]]]]
+"""One pass over a run's records in row order, batch by batch (``RunTable.iter_batches``)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,11 @@ class RunColumns:
     - ``error_stage``: ``pa.string()`` array, null where the case did not error, else ``CaseError.stage``;
       ``error_kind``: the same for ``CaseError.kind``.
     - ``latency[stage]``: float64 array of ``CaseOutput.latency_s[stage]`` (NaN where not recorded).
+    - ``fetch`` reads a few cases' records by id; ``batches`` (None: not available) one pass over all the
+      records in row order (:meth:`records` picks one); the diff reads records only for flipped cases and,
+      streamed, for the rankings behind the score shift and the calibration.
+    - ``extra``: ``cache_hits`` (stage -> bool array of ``CaseOutput.cache_hits``; absent: read from the
+      records when a latency rule needs it), ``no_case`` (bool array: the row has no golden case).
     """
 
     run_id: str
@@ -53,6 +62,137 @@ class RunColumns:
     latency: dict[str, np.ndarray] = field(default_factory=dict)
     fetch: Fetch | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    batches: Batches | None = None
 
     def __len__(self) -> int:
         return len(self.case_ids)
+
+    # --- made from an in-memory run -------------------------------------------------------------------
+
+    @classmethod
+    def from_result(cls, run: RunResult, *, batch_rows: int = 10_000) -> RunColumns:
+        """The columns of an in-memory run: one row per output, in the run's output order; a case's tags
+        come from its golden case (the run's ``cases``), its values from its scores (the last score of a
+        case and metric wins, as :meth:`RunResult.case_scores`). ``fetch`` and ``batches`` serve the
+        run's own records. ``extra`` holds ``cache_hits`` (stage -> bool array, from
+        ``CaseOutput.cache_hits``) and, when some output has no golden case, ``no_case`` (bool array)."""
+        outputs = run.outputs
+        n = len(outputs)
+        ids = [o.case_id for o in outputs]
+        row = {cid: i for i, cid in enumerate(ids)}
+        cases = {c.id: c for c in run.cases}
+        metrics: dict[str, None] = {}
+        for s in run.scores:
+            metrics.setdefault(s.metric, None)
+        values = {m: np.full(n, np.nan) for m in metrics}
+        unscored = {m: np.zeros(n, dtype=bool) for m in metrics}
+        for s in run.scores:
+            i = row.get(s.case_id)
+            if i is None:
+                continue
+            values[s.metric][i] = np.nan if s.value is None else s.value
+            unscored[s.metric][i] = s.value is None
+        keys = sorted({k for c in run.cases for k in c.tags})
+        tags = {k: pa.array([(cases[cid].tags.get(k) if cid in cases else None) for cid in ids], pa.string())
+                for k in keys}
+        stages = sorted({st for o in outputs for st in o.latency_s})
+        latency = {st: np.array([o.latency_s.get(st, np.nan) for o in outputs], dtype=np.float64) for st in stages}
+        hit_stages = sorted({st for o in outputs for st in o.cache_hits} | set(stages))
+        extra: dict[str, Any] = {
+            "cache_hits": {st: np.array([bool(o.cache_hits.get(st, False)) for o in outputs], dtype=bool)
+                           for st in hit_stages}}
+        if any(cid not in cases for cid in ids):
+            extra["no_case"] = np.array([cid not in cases for cid in ids], dtype=bool)
+        by_id = {o.case_id: o for o in outputs}
+        scores_of: dict[str, list[Score]] = {}
+        for s in run.scores:
+            scores_of.setdefault(s.case_id, []).append(s)
+
+        def fetch(wanted: Sequence[str]) -> tuple[list[GoldenCase], list[CaseOutput], list[Score]]:
+            got = [c for c in wanted if c in by_id]
+            return ([cases[c] for c in got if c in cases], [by_id[c] for c in got],
+                    [s for c in got for s in scores_of.get(c, [])])
+
+        def batches() -> Iterator[tuple[list[GoldenCase], list[CaseOutput], list[Score]]]:
+            for start in range(0, n, batch_rows):
+                yield fetch(ids[start:start + batch_rows])
+
+        return cls(
+            run_id=run.run_id, manifest_id=run.manifest_id, manifest=run.manifest, aggregates=run.aggregates,
+            counts=dict(run.counts), scorers=tuple(run.scorers), case_ids=pa.array(ids, pa.string()), values=values,
+            unscored=unscored, tags=tags,
+            error_stage=pa.array([o.error.stage if o.error else None for o in outputs], pa.string()),
+            error_kind=pa.array([o.error.kind if o.error else None for o in outputs], pa.string()),
+            latency=latency, fetch=fetch, extra=extra, batches=batches,
+        )
+
+    # --- reading ----------------------------------------------------------------------------------------
+
+    def errored(self) -> np.ndarray:
+        """Bool per row: the case errored."""
+        return _valid(self.error_stage)
+
+    def has_case(self) -> np.ndarray | None:
+        """Bool per row: the row has a golden case (None: every row has)."""
+        no_case = self.extra.get("no_case")
+        return None if no_case is None else ~np.asarray(no_case, dtype=bool)
+
+    def tag_values(self, key: str) -> set[str]:
+        """The values tag ``key`` takes in this run."""
+        arr = self.tags.get(key)
+        if arr is None:
+            return set()
+        return {v for v in pc.unique(arr.drop_null()).to_pylist() if v is not None}
+
+    def segment_mask(self, segment: str) -> np.ndarray:
+        """Bool per row: the case belongs to ``segment`` (``tag=value``)."""
+        key, _, value = segment.partition("=")
+        arr = self.tags.get(key)
+        if arr is None:
+            return np.zeros(len(self), dtype=bool)
+        return _filled(pc.equal(arr, pa.scalar(value, pa.string())))
+
+    def records(self, rows: np.ndarray | None = None, *, chunk: int = 10_000
+                ) -> Iterator[tuple[np.ndarray, list[GoldenCase], list[CaseOutput], list[Score]]]:
+        """The full records of ``rows`` (row indices, ascending; None: every row), streamed in chunks as
+        (row indices, cases, outputs, scores), in row order: one pass over ``batches`` when set and the
+        rows are many (more than an eighth of the run), else through ``fetch`` in chunks of ``chunk``.
+        Memory is bounded by one chunk or batch."""
+        if self.batches is not None and (rows is None or len(rows) * 8 > len(self)):
+            wanted = None if rows is None else np.zeros(len(self), dtype=bool)
+            if wanted is not None:
+                wanted[np.asarray(rows, dtype=np.int64)] = True
+            start = 0
+            for cases, outputs, scores in self.batches():
+                idx = np.arange(start, start + len(outputs))
+                start += len(outputs)
+                if wanted is None:
+                    yield idx, cases, outputs, scores
+                    continue
+                keep = wanted[idx]
+                if not keep.any():
+                    continue
+                ids = {o.case_id for o, k in zip(outputs, keep.tolist(), strict=True) if k}
+                yield (idx[keep], [c for c in cases if c.id in ids], [o for o in outputs if o.case_id in ids],
+                       [s for s in scores if s.case_id in ids])
+            return
+        if self.fetch is None:
+            raise ValueError(f"run {self.run_id}: its columns have no fetch for the cases' records")
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)
+        for start in range(0, len(rows), chunk):
+            part = rows[start:start + chunk]
+            ids = self.case_ids.take(pa.array(part)).to_pylist()
+            cases, outputs, scores = self.fetch(ids)
+            pos = {cid: i for i, cid in enumerate(ids)}
+            order = sorted(range(len(outputs)), key=lambda i: pos[outputs[i].case_id])
+            outputs = [outputs[i] for i in order]
+            yield np.array([part[pos[o.case_id]] for o in outputs], dtype=np.int64), cases, outputs, scores
+
+
+def _filled(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow array as numpy, null read as False."""
+    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _valid(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return _filled(pc.is_valid(arr))

@@ -16,14 +16,18 @@ of a small sample. Errored cases fail the gate unless an ``error_rate`` rule say
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field
 
-from harness.aggregate import scored_mean
+from harness.columns import RunColumns
 from harness.diff import Diff, DiffSettings, MetricDelta, compare
+from harness.diff.compute import as_columns
 from harness.types import Frozen, GateRule, RunResult
 
 if TYPE_CHECKING:
@@ -169,7 +173,7 @@ def check_gate_config(loaded: LoadedManifest, cases: Sequence[GoldenCase] | None
 # --- evaluation -----------------------------------------------------------------------------------------
 
 
-def _segments(rule: GateRule, head: RunResult, base: RunResult | None = None) -> list[str | None]:
+def _segments(rule: GateRule, head: RunColumns, base: RunColumns | None = None) -> list[str | None]:
     """The segments a rule judges: for ``tag=*`` each value of the tag in the head run and in the base
     run (a segment whose cases all went from the head fails, it does not vanish)."""
     if rule.segment is None:
@@ -177,20 +181,42 @@ def _segments(rule: GateRule, head: RunResult, base: RunResult | None = None) ->
     if rule.segment.endswith("=*"):
         tag = rule.segment[:-2]
         runs = (head,) if base is None else (head, base)
-        found: list[str | None] = [*sorted({f"{tag}={c.tags[tag]}" for r in runs for c in r.cases if tag in c.tags})]
+        found: list[str | None] = [*sorted({f"{tag}={v}" for r in runs for v in _case_tag_values(r, tag)})]
         return found or [rule.segment]
     return [rule.segment]
 
 
-def _segment_ids(head: RunResult, segment: str | None) -> list[str]:
+def _case_tag_values(run: RunColumns, tag: str) -> set[str]:
+    """The values of ``tag`` over the run's golden cases."""
+    has = run.has_case()
+    if has is None or tag not in run.tags:
+        return run.tag_values(tag)
+    return {v for v in run.tags[tag].filter(pa.array(has)).drop_null().unique().to_pylist() if v is not None}
+
+
+def _segment_rows(head: RunColumns, segment: str | None) -> np.ndarray:
+    """Bool per row of ``head``: the case is in ``segment`` (None: every case)."""
     if segment is None:
-        return [o.case_id for o in head.outputs]
-    return [c.id for c in head.cases if segment in c.segments()]
+        return np.ones(len(head), dtype=bool)
+    mask = head.segment_mask(segment)
+    has = head.has_case()
+    return mask if has is None else mask & has
 
 
-def _values(head: RunResult, metric: str, ids: Sequence[str]) -> list[float | None]:
-    vals = head.metric_values(metric)
-    return [vals.get(i) for i in ids]
+def _values(head: RunColumns, metric: str, rows: np.ndarray) -> np.ndarray:
+    """The metric's values of the rows (NaN: no value)."""
+    col = head.values.get(metric)
+    return np.full(int(rows.sum()), np.nan) if col is None else np.asarray(col, dtype=np.float64)[rows]
+
+
+def _mean(values: np.ndarray) -> float | None:
+    """:func:`harness.aggregate.scored_mean` of the scored values: ``math.fsum`` (exactly rounded) over
+    the size; a 0/1 flag array's is its count over the size."""
+    if not values.size:
+        return None
+    if values.dtype == np.bool_:
+        return int(np.count_nonzero(values)) / values.size
+    return math.fsum(values) / values.size
 
 
 def _fmt(x: float | None) -> str:
@@ -208,8 +234,8 @@ def _significance(md: MetricDelta, alpha: float) -> tuple[bool, str]:
     return sig, f"p_adj={_fmt(md.p_adjusted)}" + ("" if sig else f" (not significant at alpha {alpha})")
 
 
-def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: str | None,
-                  allow_no_baseline: bool, base: RunResult | None = None) -> list[GateResult]:
+def _rule_results(rule: GateRule, head: RunColumns, diff: Diff | None, segment: str | None,
+                  allow_no_baseline: bool, base: RunColumns | None = None) -> list[GateResult]:
     from harness.stats import wilson_interval
 
     label = rule.label
@@ -222,62 +248,67 @@ def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: s
         out.append(GateResult(rule=label, metric=rule.metric, segment=segment, status=status, observed=observed,
                               limit=limit, message=msg, unjudged=unjudged))
 
-    ids = _segment_ids(head, segment)
-    if not ids:
-        in_base = "" if base is None or segment is None else f" ({len(_segment_ids(base, segment))} in base)"
+    rows = _segment_rows(head, segment)
+    size = int(rows.sum())
+    if not size:
+        in_base = "" if base is None or segment is None else f" ({int(_segment_rows(base, segment).sum())} in base)"
         where = "the head run has no cases here" if segment is None else f"segment {segment} has no cases in head"
         res("fail", f"cannot judge: {where}{in_base}")
         return out
-    if segment is not None and len(ids) < rule.min_segment_size:
-        res("skip", f"segment has {len(ids)} cases, fewer than min_segment_size={rule.min_segment_size}")
+    if segment is not None and size < rule.min_segment_size:
+        res("skip", f"segment has {size} cases, fewer than min_segment_size={rule.min_segment_size}")
         return out
 
     if rule.metric == "latency":
         if rule.stage is None or rule.max_seconds is None:  # GateRule's validator rejects this at load
             res("fail", "cannot judge: a latency rule needs stage and max_seconds")
             return out
-        idset = set(ids)
-        recorded = [o for o in head.outputs if o.case_id in idset and rule.stage in o.latency_s]
-        if not recorded:
+        lat_col = head.latency.get(rule.stage)
+        recorded = np.zeros(len(head), dtype=bool) if lat_col is None else rows & ~np.isnan(lat_col)
+        n_recorded = int(recorded.sum())
+        if not n_recorded or lat_col is None:
             res("fail", f"cannot judge: no latency recorded for stage {rule.stage!r}")
             return out
-        lat = [o.latency_s[rule.stage] for o in recorded if not o.cache_hits.get(rule.stage, False)]
-        if not lat:
-            res("skip", f"{SKIP_UNMEASURED}: all {len(recorded)} served from cache (stage {rule.stage}); "
+        measured = recorded & ~_cache_hits(head, rule.stage, recorded)
+        lat = np.asarray(lat_col, dtype=np.float64)[measured]
+        if not lat.size:
+            res("skip", f"{SKIP_UNMEASURED}: all {n_recorded} served from cache (stage {rule.stage}); "
                 "run with a cold cache to measure latency")
             return out
         q = float(np.quantile(lat, rule.quantile))
         ok = q <= rule.max_seconds
-        cached = len(recorded) - len(lat)
+        cached = n_recorded - int(lat.size)
         res("pass" if ok else "fail", f"p{round(rule.quantile * 100)} {rule.stage} latency {q:.3f}s over "
-            f"{len(lat)} measured cases (limit {rule.max_seconds}s; {cached} served from cache not counted)",
+            f"{lat.size} measured cases (limit {rule.max_seconds}s; {cached} served from cache not counted)",
             q, rule.max_seconds)
         return out
 
     if rule.metric == "error_rate":
-        idset = set(ids)
-        flags: list[float | None] = [float(bool(o.error)) for o in head.outputs if o.case_id in idset]
+        scored = head.errored()[rows]
     elif rule.metric == "unscored_rate":
-        idset = set(ids)
-        flags = [float(s.value is None) for s in head.scores if s.case_id in idset]
+        # one flag per score row (every metric's): a row exists where the case has a value or is unscored
+        unscored = [np.asarray(u, dtype=bool)[rows] for u in head.unscored.values()]
+        present = sum(int((~np.isnan(np.asarray(v, dtype=np.float64)[rows])).sum()) for v in head.values.values())
+        k_unscored = sum(int(u.sum()) for u in unscored)
+        scored = np.concatenate([np.zeros(present, dtype=bool), np.ones(k_unscored, dtype=bool)])
     else:
-        flags = _values(head, rule.metric, ids)
+        flags = _values(head, rule.metric, rows)
         if rule.metric not in head.aggregates.overall:
             res("fail", f"cannot judge: metric {rule.metric!r} is not in the head run")
             return out
-        if all(v is None for v in flags):
+        scored = flags[~np.isnan(flags)]
+        if not scored.size:
             res("fail", f"cannot judge: {rule.metric} is unscored for every case here")
             return out
-    scored = [v for v in flags if v is not None]
-    mean = scored_mean(scored)
+    mean = _mean(scored)
 
     if rule.max_rate is not None:
-        if not scored:
+        if not scored.size:
             res("fail", "cannot judge: no scored cases")
-        elif any(v not in (0.0, 1.0) for v in scored):
+        elif not np.isin(scored, (0.0, 1.0)).all():
             res("fail", f"cannot judge: max_rate needs a 0/1 per-case metric; {rule.metric} is not")
         else:
-            k, n = int(sum(scored)), len(scored)
+            k, n = int(np.count_nonzero(scored)), int(scored.size)
             upper = wilson_interval(k, n, rule.confidence)[1] if rule.wilson else k / n  # type: ignore[index]
             ok = upper <= rule.max_rate
             how = f"Wilson {round(rule.confidence * 100)}% upper bound" if rule.wilson else "rate"
@@ -338,31 +369,60 @@ def _drop_results(rule: GateRule, diff: Diff | None, segment: str | None, allow_
         emit(status, msg, observed, limit, "untestable" if unjudgeable else None)
 
 
-def _implicit_error_rule(head: RunResult) -> GateResult:
+def _implicit_error_rule(head: RunColumns) -> GateResult:
     """Errored cases fail the gate unless an ``error_rate`` rule says how many may error."""
-    errored = [(o.case_id, o.error) for o in head.outputs if o.error is not None]
-    n = len(head.outputs)
-    if not errored:
+    errored = head.errored()
+    n = len(head)
+    count = int(errored.sum())
+    if not count:
         return GateResult(rule=IMPLICIT_ERROR_RULE, metric="error_rate", status="pass", observed=0.0, limit=0.0,
                           message=f"0/{n} cases errored")
-    kinds: dict[str, list[str]] = {}
-    for case_id, error in errored:
-        kinds.setdefault(error.kind, []).append(case_id)
-    parts = [f"{k}: {len(v)} ({', '.join(v[:3])}{', ...' if len(v) > 3 else ''})" for k, v in sorted(kinds.items())]
-    first_id, first = errored[0]
-    return GateResult(rule=IMPLICIT_ERROR_RULE, metric="error_rate", status="fail", observed=len(errored) / n,
-                      limit=0.0, message=f"{len(errored)}/{n} cases errored; {'; '.join(parts)}; first: "
-                      f"{first_id}: {first.message}; add an error_rate rule to allow some")
+    rows = np.flatnonzero(errored)
+    ids = head.case_ids.take(pa.array(rows))
+    kinds_col = head.error_kind.take(pa.array(rows))
+    parts = []
+    for kind in sorted(k for k in kinds_col.unique().to_pylist() if k is not None):
+        of_kind = ids.filter(pc.equal(kinds_col, kind))
+        first3 = of_kind.slice(0, 3).to_pylist()
+        parts.append(f"{kind}: {len(of_kind)} ({', '.join(first3)}{', ...' if len(of_kind) > 3 else ''})")
+    first_id = str(ids[0].as_py())
+    first = _first_error(head, int(rows[0]))
+    return GateResult(rule=IMPLICIT_ERROR_RULE, metric="error_rate", status="fail", observed=count / n,
+                      limit=0.0, message=f"{count}/{n} cases errored; {'; '.join(parts)}; first: "
+                      f"{first_id}: {first}; add an error_rate rule to allow some")
 
 
-def evaluate_gates(rules: Sequence[GateRule], head: RunResult, diff: Diff | None, *,
-                   allow_no_baseline: bool = False, base: RunResult | None = None) -> Verdict:
+def _first_error(head: RunColumns, row: int) -> str:
+    """The message of the error of ``row`` (its record is fetched)."""
+    for _, _, outputs, _ in head.records(np.array([row]), chunk=1):
+        for o in outputs:
+            if o.error is not None:
+                return o.error.message
+    raise ValueError(f"run {head.run_id}: row {row} errored but its record has no error")
+
+
+def _cache_hits(head: RunColumns, stage: str, rows: np.ndarray) -> np.ndarray:
+    """Bool per row: the stage was served from cache (read from ``extra["cache_hits"]``, else from the
+    records of ``rows``, streamed)."""
+    known = head.extra.get("cache_hits", {})
+    if stage in known:
+        return np.asarray(known[stage], dtype=bool)
+    hits = np.zeros(len(head), dtype=bool)
+    for idx, _, outputs, _ in head.records(np.flatnonzero(rows)):
+        hits[idx] = [bool(o.cache_hits.get(stage, False)) for o in outputs]
+    return hits
+
+
+def evaluate_gates(rules: Sequence[GateRule], head: RunResult | RunColumns, diff: Diff | None, *,
+                   allow_no_baseline: bool = False, base: RunResult | RunColumns | None = None) -> Verdict:
     """Apply ``rules`` to ``head`` and its ``diff`` against the baseline (None: there is no baseline).
 
     Significance comes from the diff as computed (its one family); a drop rule without a baseline
     fails unless ``allow_no_baseline``. ``base`` (the baseline run) adds its segments to ``tag=*``
     rules, so a segment missing from the head fails. Each rule's skipped segments (too small, or a
     latency nothing measured) count against its ``max_skipped``."""
+    head = as_columns(head)
+    base = None if base is None else as_columns(base)
     results: list[GateResult] = []
     for rule in rules:
         rule_results: list[GateResult] = []
@@ -383,15 +443,20 @@ def evaluate_gates(rules: Sequence[GateRule], head: RunResult, diff: Diff | None
                    base_run=None if diff is None else diff.base_run, head_run=head.run_id, diff=diff)
 
 
-def gate(rules: Sequence[GateRule], head: RunResult, base: RunResult | None, *, settings: DiffSettings | None = None,
-         layout: Layout | None = None, allow_no_baseline: bool = False) -> Verdict:
+def gate(rules: Sequence[GateRule], head: RunResult | RunColumns, base: RunResult | RunColumns | None, *,
+         settings: DiffSettings | None = None, layout: Layout | None = None, allow_no_baseline: bool = False,
+         max_flips: int | None = None) -> Verdict:
     """The release gate every front end runs (``harness gate``, ``harness baseline promote``, the pytest
     plugin): compare ``head`` with ``base`` (:func:`harness.diff.compare`; no diff when ``base`` is None)
     and apply ``rules`` (:func:`evaluate_gates`). With no baseline a drop rule fails as unjudgeable
     unless ``allow_no_baseline``; the other rules judge the head run alone. The caller resolves the
     base (:func:`harness.baseline.resolve_base`) and checks the rules (:func:`check_gate_config`) before
-    anything runs. ``verdict.diff`` is the comparison judged."""
-    diff = None if base is None else compare(base, head, settings, layout)
+    anything runs. ``verdict.diff`` is the comparison judged. Either run may be a
+    :class:`~harness.columns.RunColumns` (a stored run's columns: nothing per case is materialized) or
+    an in-memory :class:`~harness.types.RunResult`; ``max_flips`` is :func:`harness.diff.compare`'s."""
+    head = as_columns(head)
+    base = None if base is None else as_columns(base)
+    diff = None if base is None else compare(base, head, settings, layout, max_flips=max_flips)
     return evaluate_gates(rules, head, diff, allow_no_baseline=allow_no_baseline, base=base)
 
 

@@ -15,17 +15,18 @@ from dataclasses import replace
 
 import numpy as np
 
+from harness.columns import RunColumns
 from harness.diff.align import Alignment
 from harness.diff.records import DiffSettings, MetricDelta
-from harness.types import MetricRole, RunResult
+from harness.types import MetricRole
 
 
-def directions(base: RunResult, head: RunResult) -> dict[str, bool]:
+def directions(base: RunColumns, head: RunColumns) -> dict[str, bool]:
     """``greater_is_better`` of every metric either run aggregated (head's declaration wins)."""
     return {m: s.greater_is_better for run in (base, head) for m, s in run.aggregates.overall.items()}
 
 
-def roles(base: RunResult, head: RunResult) -> dict[str, MetricRole]:
+def roles(base: RunColumns, head: RunColumns) -> dict[str, MetricRole]:
     """The role of every metric either run aggregated (head's declaration wins)."""
     return {m: s.role for run in (base, head) for m, s in run.aggregates.overall.items()}
 
@@ -33,14 +34,10 @@ def roles(base: RunResult, head: RunResult) -> dict[str, MetricRole]:
 CHANGE_TOL = 1e-12  # the tolerance of win/tie/loss: a smaller difference is a tie
 
 
-def _changed(ids: Sequence[str], bv: dict[str, float | None], hv: dict[str, float | None]) -> int:
-    """How many aligned, scored cases differ between the runs (what a paired test can see)."""
-    n = 0
-    for c in ids:
-        b, h = bv.get(c), hv.get(c)
-        if b is not None and h is not None and abs(h - b) > CHANGE_TOL:
-            n += 1
-    return n
+def _changed(b: np.ndarray, h: np.ndarray) -> int:
+    """How many aligned, scored cases differ between the runs (what a paired test can see); NaN = not scored."""
+    with np.errstate(invalid="ignore"):
+        return int(np.count_nonzero(np.abs(h - b) > CHANGE_TOL))
 
 
 def _min_p(changed: int, test: str) -> float:
@@ -55,32 +52,33 @@ def _min_p(changed: int, test: str) -> float:
 def _compare(
     metric: str,
     segment: str,
-    ids: Sequence[str],
-    bv: dict[str, float | None],
-    hv: dict[str, float | None],
+    bv: np.ndarray,
+    hv: np.ndarray,
     gib: bool,
     settings: DiffSettings,
     p_resamples: int,
     changed: int,
     role: MetricRole,
 ) -> MetricDelta:
+    """One metric in one segment: ``bv``/``hv`` are the paired cases' values in base's order (NaN: not scored)."""
     from harness.stats import compare_paired, paired_permutation_test
 
-    pairs = [(bv[c], hv[c]) for c in ids if bv.get(c) is not None and hv.get(c) is not None]
-    b = np.array([p[0] for p in pairs], dtype=float)
-    h = np.array([p[1] for p in pairs], dtype=float)
+    bs, hs = ~np.isnan(bv), ~np.isnan(hv)
+    both = bs & hs
+    b = np.ascontiguousarray(bv[both], dtype=float)
+    h = np.ascontiguousarray(hv[both], dtype=float)
     cmp = compare_paired(
         b, h, greater_is_better=gib, seed=settings.seed, n_resamples=settings.n_resamples, test=settings.test
     )
-    if pairs and np.array_equal(b, h):
+    if b.size and np.array_equal(b, h):
         cmp = replace(cmp, p_value=1.0)
-    elif pairs and settings.test == "permutation" and p_resamples > settings.n_resamples:
+    elif b.size and settings.test == "permutation" and p_resamples > settings.n_resamples:
         cmp = replace(cmp, p_value=paired_permutation_test(b, h, n_resamples=p_resamples, seed=settings.seed).p_value)
     return MetricDelta(
         metric=metric,
         segment=segment,
-        n_base=sum(1 for c in ids if bv.get(c) is not None),
-        n_head=sum(1 for c in ids if hv.get(c) is not None),
+        n_base=int(bs.sum()),
+        n_head=int(hs.sum()),
         comparison=cmp,
         changed=changed,
         role=role,
@@ -88,7 +86,7 @@ def _compare(
 
 
 def metric_deltas(
-    base: RunResult, head: RunResult, alignment: Alignment, dirs: dict[str, bool], settings: DiffSettings
+    base: RunColumns, head: RunColumns, alignment: Alignment, dirs: dict[str, bool], settings: DiffSettings
 ) -> tuple[list[MetricDelta], list[MetricDelta], int]:
     """(overall deltas, segment deltas, family size) of the metrics both runs aggregated.
 
@@ -101,19 +99,26 @@ def metric_deltas(
     from harness.stats import benjamini_hochberg, holm
     from harness.stats.multiple import tarone_family
 
-    bcs, hcs = base.case_scores(), head.case_scores()
-    common = alignment.common
+    n = len(alignment)
     metrics = [m for m in dirs if m in base.aggregates.overall and m in head.aggregates.overall]
-    per_metric = {
-        m: ({c: bcs.get(c, {}).get(m) for c in common}, {c: hcs.get(c, {}).get(m) for c in common}) for m in metrics
-    }
+
+    def paired(run: RunColumns, rows: np.ndarray, m: str) -> np.ndarray:
+        col = run.values.get(m)
+        return np.full(n, np.nan) if col is None else np.asarray(col, dtype=np.float64)[rows]
+
+    per_metric = {m: (paired(base, alignment.base_rows, m), paired(head, alignment.head_rows, m)) for m in metrics}
     # One family for every front end (diff, gate, report, pytest): each metric x segment test that can
     # reach significance with the cases that changed (Tarone 1990). A test where nothing changed cannot
     # vary and stays out, so constant metrics and tiny segments do not dilute the real comparisons.
-    keys: list[tuple[str, str, tuple[str, ...]]] = [(m, "all", common) for m in metrics] + [
-        (m, seg, ids) for seg, ids in alignment.segments.items() for m in metrics
+    keys: list[tuple[str, str, np.ndarray | None]] = [(m, "all", None) for m in metrics] + [
+        (m, seg, mask) for seg, mask in alignment.segments.items() for m in metrics
     ]
-    changed = [_changed(ids, *per_metric[m]) for m, _, ids in keys]
+
+    def values(m: str, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        b, h = per_metric[m]
+        return (b, h) if mask is None else (b[mask], h[mask])
+
+    changed = [_changed(*values(m, mask)) for m, _, mask in keys]
     in_family = tarone_family([_min_p(c, settings.test) for c in changed], settings.alpha)
     family = sum(in_family)
     # A permutation p-value cannot be smaller than 1/(R+1); with m tests Holm needs p < alpha/m, so the
@@ -121,9 +126,9 @@ def metric_deltas(
     p_resamples = max(settings.n_resamples, math.ceil(20 * family / settings.alpha))
     role = roles(base, head)
     tested = [
-        _compare(m, seg, ids, *per_metric[m], dirs.get(m, True), settings,
+        _compare(m, seg, *values(m, mask), dirs.get(m, True), settings,
                  p_resamples if fam else settings.n_resamples, c, role.get(m, "quality"))
-        for (m, seg, ids), c, fam in zip(keys, changed, in_family, strict=True)
+        for (m, seg, mask), c, fam in zip(keys, changed, in_family, strict=True)
     ]
     raw = [t.p_value if fam else None for t, fam in zip(tested, in_family, strict=True)]
     adjusted: Sequence[float | None]

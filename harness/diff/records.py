@@ -209,6 +209,9 @@ class Diff(Frozen):
     segment_sizes: dict[str, int] = Field(default_factory=dict)
     family_size: int = 0
     flips: tuple[CaseFlip, ...]
+    flips_total: int | None = Field(default=None, exclude=True, repr=False)
+    """How many paired cases flipped (``flips`` may keep only the largest, ``compare(max_flips=...)``);
+    None: ``len(flips)``. Left out of dumps, so the published layout is unchanged."""
     only_in_base: tuple[str, ...]
     only_in_head: tuple[str, ...]
     score_shift: tuple[ScoreShift, ...] = ()

@@ -1,38 +1,41 @@
 """Distribution shift: how the retrieval score distributions moved (PSI, KS over the top-1 and top-k
 scores of paired cases) and the calibration of top-k scores as relevance probabilities (ECE, Brier;
-Platt map fitted on base)."""
+Platt map fitted on base).
+
+The rankings are read once per run, streamed from its records (:func:`rankings`), into flat arrays."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
-from harness.diff.align import Alignment, relevant
+from harness.columns import RunColumns
+from harness.diff.align import relevant
 from harness.diff.records import CalibrationShift, DiffSettings, ScoreShift
-from harness.types import RunResult
 
 
-def _score_shift(which: str, b: list[float], h: list[float]) -> ScoreShift:
+def _score_shift(which: str, b: np.ndarray, h: np.ndarray) -> ScoreShift:
     from harness.stats import ks_2samp, psi
 
-    if not b or not h:
+    if not b.size or not h.size:
         return ScoreShift(
             which=which,
-            n_base=len(b),
-            n_head=len(h),
+            n_base=int(b.size),
+            n_head=int(h.size),
             base_mean=None,
             head_mean=None,
             psi=None,
             ks_statistic=None,
             ks_p_value=None,
         )
-    p = psi(np.array(b), np.array(h))
-    ks = ks_2samp(np.array(b), np.array(h))
+    p = psi(b, h)
+    ks = ks_2samp(b, h)
     return ScoreShift(
         which=which,
-        n_base=len(b),
-        n_head=len(h),
+        n_base=int(b.size),
+        n_head=int(h.size),
         base_mean=float(np.mean(b)),
         head_mean=float(np.mean(h)),
         psi=p.psi,
@@ -41,70 +44,121 @@ def _score_shift(which: str, b: list[float], h: list[float]) -> ScoreShift:
     )
 
 
-def _pairs(run: RunResult, ids: Sequence[str], k: int, level: int) -> tuple[list[float], list[float], int]:
-    """(score, relevant?) for every top-k passage of the judged cases, with its real score, and the
-    number of judged-relevant passages the run did not retrieve in its top k. Those have no score and
-    get none: a stand-in score would make any threshold below it look like it kept them."""
-    cases = {c.id: c for c in run.cases}
-    outs = {o.case_id: o for o in run.outputs}
-    scores: list[float] = []
-    labels: list[float] = []
-    missing = 0
-    for cid in ids:
-        case = cases.get(cid)
-        if case is None or not case.relevance:
-            continue
-        if not outs[cid].ranking_scored:  # ranks standing in for scores have no calibration
-            continue
-        rel = relevant(case, level)
-        top = outs[cid].ranking[:k]
-        for d in top:
-            scores.append(d.score)
-            labels.append(float(d.doc_id in rel))
-        missing += len(rel - {d.doc_id for d in top})
-    return scores, labels, missing
+@dataclass(frozen=True)
+class Rankings:
+    """What the score shift and the calibration read of one run's rankings, one entry per paired case (in
+    the alignment's order): ``scored`` (the ranking's scores are the retriever's), ``top1`` (NaN: empty
+    ranking), ``judged`` (the run's golden case has judgments), the top-``k`` scores and whether each is
+    relevant at ``level`` (ragged), and ``missing``: the judged-relevant ids not in the top ``k``."""
+
+    scored: np.ndarray
+    has_top: np.ndarray
+    top1: np.ndarray
+    judged: np.ndarray
+    top_scores: pa.ListArray
+    top_relevant: pa.ListArray
+    missing: np.ndarray
 
 
-def score_shifts(base: RunResult, head: RunResult, alignment: Alignment, settings: DiffSettings) -> list[ScoreShift]:
+def rankings(run: RunColumns, rows: np.ndarray, k: int, level: int) -> Rankings:
+    """The :class:`Rankings` of ``rows`` of ``run`` (in that order), streamed from the run's records
+    (one pass over ``batches``, or the rows' records through ``fetch``), one chunk at a time."""
+    n = len(rows)
+    order = np.argsort(rows, kind="stable")
+    slot = np.full(len(run), -1, dtype=np.int64)
+    slot[rows[order]] = np.arange(n)
+    scored = np.zeros(n, dtype=bool)
+    has_top = np.zeros(n, dtype=bool)
+    top1 = np.full(n, np.nan)
+    judged = np.zeros(n, dtype=bool)
+    missing = np.zeros(n, dtype=np.int64)
+    lengths = np.zeros(n, dtype=np.int64)
+    score_parts: list[np.ndarray] = []
+    rel_parts: list[np.ndarray] = []
+    expected = 0
+    source = run.records(None) if run.batches is not None else run.records(np.sort(rows))
+    for idx, cases, outputs, _ in source:
+        by_id = {c.id: c for c in cases}
+        sc: list[float] = []
+        rl: list[bool] = []
+        for r, o in zip(idx.tolist(), outputs, strict=True):
+            s = int(slot[r])
+            if s < 0:
+                continue
+            if s != expected:
+                raise ValueError(f"run {run.run_id}: records out of row order at row {r}")
+            expected += 1
+            case = by_id.get(o.case_id)
+            top = o.ranking[:k]
+            scored[s] = o.ranking_scored
+            if o.ranking:
+                has_top[s] = True
+                top1[s] = o.ranking[0].score
+            rel = relevant(case, level)
+            judged[s] = case is not None and bool(case.relevance)
+            lengths[s] = len(top)
+            sc.extend(d.score for d in top)
+            rl.extend(d.doc_id in rel for d in top)
+            missing[s] = len(rel - {d.doc_id for d in top})
+        score_parts.append(np.array(sc, dtype=np.float64))
+        rel_parts.append(np.array(rl, dtype=bool))
+    if expected != n:
+        raise ValueError(f"run {run.run_id}: {n - expected} paired cases have no record")
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    flat_scores = pa.array(np.concatenate(score_parts) if score_parts else np.empty(0), pa.float64())
+    flat_rel = pa.array(np.concatenate(rel_parts) if rel_parts else np.empty(0, dtype=bool), pa.bool_())
+    back = np.argsort(order, kind="stable")  # slot of each entry of rows
+    take = pa.array(back)
+    return Rankings(
+        scored=scored[back], has_top=has_top[back], top1=top1[back], judged=judged[back],
+        top_scores=pa.ListArray.from_arrays(offsets, flat_scores).take(take),
+        top_relevant=pa.ListArray.from_arrays(offsets, flat_rel).take(take),
+        missing=missing[back],
+    )
+
+
+def _flat(lists: pa.ListArray, mask: np.ndarray) -> np.ndarray:
+    return np.asarray(lists.filter(pa.array(mask)).flatten().to_numpy(zero_copy_only=False))
+
+
+def score_shifts(base: Rankings, head: Rankings, settings: DiffSettings) -> list[ScoreShift]:
     """The shift of the top-1 and the top-k retrieval scores of the paired cases (those ranked with real
     scores: ranks standing in for supplied outputs' missing scores are no distribution)."""
-    bo = {o.case_id: o for o in base.outputs}
-    ho = {o.case_id: o for o in head.outputs}
-    common = [c for c in alignment.common if bo[c].ranking_scored and ho[c].ranking_scored]
+    both = base.scored & head.scored
     return [
-        _score_shift(
-            "top1",
-            [bo[c].ranking[0].score for c in common if bo[c].ranking],
-            [ho[c].ranking[0].score for c in common if ho[c].ranking],
-        ),
-        _score_shift(
-            f"top{settings.k}",
-            [d.score for c in common for d in bo[c].ranking[: settings.k]],
-            [d.score for c in common for d in ho[c].ranking[: settings.k]],
-        ),
+        _score_shift("top1", base.top1[both & base.has_top], head.top1[both & head.has_top]),
+        _score_shift(f"top{settings.k}", _flat(base.top_scores, both).astype(np.float64),
+                     _flat(head.top_scores, both).astype(np.float64)),
     ]
 
 
-def calibration_shift(
-    base: RunResult, head: RunResult, alignment: Alignment, settings: DiffSettings, level: int
-) -> CalibrationShift | None:
+def _pairs(r: Rankings) -> tuple[np.ndarray, np.ndarray, int]:
+    """(score, relevant?) for every top-k passage of the judged cases, with its real score, and the
+    number of judged-relevant passages the run did not retrieve in its top k. Those have no score and
+    get none: a stand-in score would make any threshold below it look like it kept them."""
+    use = r.judged & r.scored  # ranks standing in for scores have no calibration
+    return (_flat(r.top_scores, use).astype(np.float64), _flat(r.top_relevant, use).astype(np.float64),
+            int(r.missing[use].sum()))
+
+
+def calibration_shift(base: Rankings, head: Rankings, settings: DiffSettings) -> CalibrationShift | None:
     """Calibration of the paired judged cases' top-k scores in both runs; None when base's top k holds
     no scored passage, no relevant one or only relevant ones (nothing to fit a Platt map on)."""
     from harness.stats import calibration_drift
 
-    bs, bl, bmiss = _pairs(base, alignment.common, settings.k, level)
-    hs, hl, hmiss = _pairs(head, alignment.common, settings.k, level)
-    if not (bs and hs and 0 < sum(bl) < len(bl)):
+    bs, bl, bmiss = _pairs(base)
+    hs, hl, hmiss = _pairs(head)
+    if not (bs.size and hs.size and 0 < bl.sum() < bl.size):
         return None
     cd = calibration_drift(bs, bl, hs, hl, base_unretrieved=bmiss, head_unretrieved=hmiss)
     return CalibrationShift(
         k=settings.k,
-        n_base=len(bs),
-        n_head=len(hs),
+        n_base=int(bs.size),
+        n_head=int(hs.size),
         relevant_base=cd.base_relevant,
         relevant_head=cd.head_relevant,
-        relevant_in_top_k_base=int(sum(bl)),
-        relevant_in_top_k_head=int(sum(hl)),
+        relevant_in_top_k_base=int(bl.sum()),
+        relevant_in_top_k_head=int(hl.sum()),
         in_top_k_share_base=cd.base_retrieved_share,
         in_top_k_share_head=cd.head_retrieved_share,
         ece_base=cd.platt_base.ece,
