@@ -4,12 +4,18 @@ An index's key is the hash of (corpus pin, model pin, recipe, document-text sett
 determines its content. It is stored under that key with its doc-id map and build metadata; the
 metadata records the sha256 of both files and is written last, so a half-built index is never
 found, and a corrupted or truncated file is reported before FAISS reads it.
+
+Building is split so that an engine can spread it: :func:`empty_index` (the recipe's FAISS layout),
+:func:`train_index` (on :func:`train_sample`, a seeded sample fixed by the corpus size and the recipe,
+the same whichever engine trains), then adding vectors in document order, here or by shards merged in
+order (:func:`merge_shards`): the index, and so its key, does not depend on where it was built.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,39 +142,116 @@ def build_params(recipe: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in recipe.items() if k not in SEARCH_PARAMS}
 
 
+TRAIN_SEED = 0
+"""Seed of the training sample of trained layouts (IVF lists, PQ codebooks)."""
+TRAIN_POINTS_PER_LIST = 256
+"""Training vectors per inverted list (FAISS's own k-means cap, max_points_per_centroid)."""
+TRAIN_MIN_POINTS = 65_536
+"""At least this many training vectors when the corpus has them (256 x 256: a PQ codebook's k-means cap)."""
+TRAIN_RULE = "seeded-sample-v1"
+"""Names the training rule in the keys of trained layouts: a changed rule builds anew, never reuses."""
+
+
+def trained_layout(recipe: dict[str, Any]) -> bool:
+    """Whether the recipe's index is trained (IVF, PQ, ...) before vectors are added."""
+    return recipe["type"] in ("ivf", "factory")
+
+
 def index_key(corpus_pin: str, model_pin: str, recipe: dict[str, Any], doc_text: dict[str, Any]) -> str:
     """Hash of what the stored index's content depends on: changing nprobe or ef_search re-searches
-    (rankings are keyed by the whole recipe) but never rebuilds."""
-    return sha256_json({"v": 1, "corpus": corpus_pin, "model": model_pin, "recipe": build_params(recipe),
-                        "doc_text": doc_text})
+    (rankings are keyed by the whole recipe) but never rebuilds. Never the engine that builds it."""
+    spec: dict[str, Any] = {"v": 1, "corpus": corpus_pin, "model": model_pin, "recipe": build_params(recipe),
+                            "doc_text": doc_text}
+    if trained_layout(recipe):
+        spec["train"] = TRAIN_RULE
+    return sha256_json(spec)
+
+
+def _ivf_lists(index: Any) -> int:
+    import faiss
+
+    try:
+        return int(faiss.extract_index_ivf(index).nlist)
+    except Exception:  # not an IVF index
+        return 0
+
+
+def empty_index(dim: int, n: int, recipe: dict[str, Any]) -> Any:
+    """The recipe's FAISS index for ``n`` vectors of width ``dim``, untrained and empty."""
+    import faiss
+
+    kind = recipe["type"]
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, recipe["M"], faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = recipe["ef_construction"]
+        return index
+    if kind == "ivf":
+        nlist = max(1, min(recipe["nlist"], n // 39 or 1))
+        return faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    return faiss.index_factory(dim, recipe["factory"], faiss.METRIC_INNER_PRODUCT)
+
+
+def train_sample(n: int, recipe: dict[str, Any], index: Any) -> np.ndarray | None:
+    """Row numbers (ascending) of the vectors ``index`` is trained on: all ``n`` when they are few enough,
+    else a sample of ``max(256 x lists, 65,536)`` drawn with :data:`TRAIN_SEED`; None: nothing to train."""
+    if index.is_trained:
+        return None
+    cap = max(TRAIN_POINTS_PER_LIST * _ivf_lists(index), TRAIN_MIN_POINTS)
+    if n <= cap:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng(TRAIN_SEED)
+    return np.sort(rng.choice(n, size=cap, replace=False)).astype(np.int64)
+
+
+def train_index(index: Any, vectors: np.ndarray, recipe: dict[str, Any]) -> Any:
+    """``index`` trained on :func:`train_sample` of ``vectors`` (a no-op for untrained layouts)."""
+    rows = train_sample(len(vectors), recipe, index)
+    if rows is None:
+        return index
+    sample = vectors if len(rows) == len(vectors) else np.ascontiguousarray(vectors[rows])
+    try:
+        index.train(sample)
+    except RuntimeError as exc:  # e.g. fewer training vectors than a quantizer's centroids
+        if recipe["type"] != "factory":
+            raise
+        raise RecipeError(f"factory {recipe['factory']!r} cannot be trained on this corpus ({len(vectors)} "
+                          f"documents): {faiss_reason(exc)}", "factory") from None
+    return index
+
+
+def mergeable(index: Any) -> bool:
+    """Whether shards of ``index`` (filled apart from copies of it once trained) merge, in order, into the very
+    index one add builds (checked byte for byte in the tests): flat, IVF-Flat, IVF-PQ and IVF-SQ; others (graphs,
+    fast-scan's packed blocks, pre-transforms) are filled in one place."""
+    import faiss
+
+    exact = (faiss.IndexFlat, faiss.IndexIVFFlat, faiss.IndexIVFPQ, faiss.IndexIVFScalarQuantizer)
+    return isinstance(index, exact) and not isinstance(index, faiss.IndexIVFFastScan)
+
+
+def merge_shards(trained: Any, shards: Sequence[Any]) -> Any:
+    """``trained`` (empty) filled with ``shards`` (copies of it, each filled with the next rows in order)."""
+    import faiss
+
+    for shard in shards:
+        if isinstance(trained, faiss.IndexFlat):
+            trained.merge_from(shard)
+        else:
+            trained.merge_from(shard, trained.ntotal)
+    return trained
 
 
 def _build_faiss(vectors: np.ndarray, recipe: dict[str, Any]) -> Any:
-    import faiss
-
     n, dim = vectors.shape
-    kind = recipe["type"]
-    index: Any
-    if kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, recipe["M"], faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = recipe["ef_construction"]
-    elif kind == "ivf":
-        quantizer = faiss.IndexFlatIP(dim)
-        nlist = max(1, min(recipe["nlist"], n // 39 or 1))
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-    else:
-        index = faiss.index_factory(dim, recipe["factory"], faiss.METRIC_INNER_PRODUCT)
-        if not index.is_trained:
-            try:
-                index.train(vectors)
-            except RuntimeError as exc:  # e.g. fewer training vectors than a quantizer's centroids
-                raise RecipeError(f"factory {recipe['factory']!r} cannot be trained on this corpus ({n} "
-                                  f"documents): {faiss_reason(exc)}", "factory") from None
+    index = train_index(empty_index(dim, n, recipe), vectors, recipe)
     index.add(vectors)
     return index
+
+
+Builder = Callable[[np.ndarray, dict[str, Any]], Any]
+"""(vectors, recipe) -> the filled FAISS index; the default builds here, an engine may spread the adds."""
 
 
 def _apply_search_params(index: Any, recipe: dict[str, Any]) -> None:
@@ -224,11 +307,11 @@ class IndexStore:
         return (self.folder(key) / "meta.json").is_file()
 
     def save(self, key: str, vectors: np.ndarray, doc_ids: list[str], recipe: dict[str, Any],
-             info: dict[str, Any]) -> StoredIndex:
+             info: dict[str, Any], *, builder: Builder | None = None) -> StoredIndex:
         import faiss
 
         t0 = time.perf_counter()
-        index = _build_faiss(vectors, recipe)
+        index = (builder or _build_faiss)(vectors, recipe)
         build_s = time.perf_counter() - t0
         folder = self.folder(key)
         folder.mkdir(parents=True, exist_ok=True)
@@ -297,6 +380,17 @@ class IndexStore:
         if not isinstance(meta, dict) or not isinstance(meta.get("recipe"), dict):
             raise _damaged(folder, f"index {folder}: damaged metadata (no recipe)")
         return meta
+
+    def quality(self, key: str, quality_key: str) -> dict[str, Any] | None:
+        """The recall of index ``key`` measured for ``quality_key`` (search settings, query sample, k), if stored."""
+        try:
+            value = json.loads((self.folder(key) / f"quality-{quality_key}.json").read_bytes().decode("utf-8"))
+        except (OSError, ValueError, RecursionError):
+            return None
+        return value if isinstance(value, dict) and isinstance(value.get("recall@k"), float) else None
+
+    def save_quality(self, key: str, quality_key: str, value: dict[str, Any]) -> None:
+        atomic_write_json(self.folder(key) / f"quality-{quality_key}.json", value, indent=2)
 
     def check(self, key: str) -> str | None:
         """None if the stored index ``key`` loads and verifies, else what is wrong."""

@@ -9,6 +9,14 @@ A query whose embedding or search raises is an error of its case (:class:`~harne
 stage ``retrieve``), never a crash of the run nor a silently empty ranking: the batch is retried case by
 case so the other cases keep their rankings, and the failed case is not cached (the next run tries it
 again). Bad input and setup problems (:class:`~harness.errors.HarnessError`) still stop the run.
+
+``RetrievalInputs.engine`` says where the heavy work runs: here, or a Ray cluster (:mod:`harness.engine`)
+that embeds the corpus (and golden sets of :data:`QUERY_REMOTE_MIN` queries or more) and fills the index in
+shards. It is no part of any key: the same vectors land in the same cache, the same index in the same store.
+
+An approximate recipe (IVF, IVF-PQ, HNSW, any factory layout) reports what it costs: recall@k of its index
+against exact search over the same vectors, on a seeded sample of the run's queries
+(``stats["index_quality"]``, kept beside the index so a warm run reports it without searching again).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -38,10 +46,22 @@ from harness.progress import NULL_PROGRESS, Progress
 from harness.redact import redact
 from harness.types import CaseError, ComputeEngine, CorpusDoc, Frozen, GoldenCase, RankedDoc
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from harness.engine.ray_engine import RayEngine
+
 MAX_K = 100_000
 """Deepest ranking a case may ask for (FAISS allocates k results per query)."""
 MAX_DIM = 65_536
 """Widest hashing-encoder vector (a corpus is embedded into n x dim floats)."""
+QUERY_REMOTE_MIN = 10_000
+"""On the Ray engine, queries to embed from this many on go to the cluster (fewer: here, cheaper than a job)."""
+QUALITY_SAMPLE = 200
+"""Queries (a seeded sample of the run's) an approximate index's recall is measured on."""
+QUALITY_MAX_K = 100
+"""Deepest cutoff of that recall (the retriever's k, capped)."""
+QUALITY_SEED = 0
 
 
 class RetrieverConfig(Frozen):
@@ -175,7 +195,7 @@ class RetrievalOutcome:
     rankings: dict[str, list[RankedDoc]]
     latency_s: dict[str, float]
     cache_hit: dict[str, bool]
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)  # counts and seconds; "index_quality": a JSON-able dict
     errors: dict[str, CaseError] = field(default_factory=dict)  # case id -> why it has no ranking
 
 
@@ -196,13 +216,25 @@ class RetrievalStage:
         self.index_key = index_key(self.corpus_pin, self.model_pin, self.recipe, doc_settings)
         self.search_key = sha256_json({k: v for k, v in self.recipe.items() if k in SEARCH_PARAMS})
         self._embedder: Embedder | None = None
+        self.engine: RayEngine | None = None
+        if inputs.engine.kind != "local":
+            from harness.engine import remote_engine
+
+            self.engine = remote_engine(inputs.engine)  # Ray missing: exit 2 here, before anything runs
+        self._vectors: np.ndarray | None = None  # the corpus's, when this run built the index
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = make_embedder(self.emb_config, self.inputs.model_dir, self.cache, self.progress,
                                            pin=self.model_pin)
+            self._embedder.remote = self.engine
         return self._embedder
+
+    @property
+    def _remote_all(self) -> int | None:
+        """``remote_min`` for the corpus: all of it on the cluster when there is one."""
+        return 0 if self.engine is not None else None
 
     def case_key(self, case: GoldenCase) -> str:
         return sha256_parts("ranking-v2", self.index_key, self.search_key, self.config.query_prefix, case.query,
@@ -213,16 +245,22 @@ class RetrievalStage:
             return self.store.load(self.index_key, self.recipe), False
         if self.recipe["type"] == "factory" and self.emb_config.backend != "hashing":
             self._check_factory(int(self.embedder._load().get_sentence_embedding_dimension()))
-        texts = [doc_text(d, self.config) for d in corpus]
-        vectors = self.embedder.embed(texts, self.config.doc_prefix, "embedding corpus")
+        vectors = self._corpus_vectors(corpus)
+        self._vectors = vectors
         info = {"corpus_sha256": self.corpus_pin, "model_sha256": self.model_pin, "n_docs": len(corpus)}
+        builder = self.engine.build_index if self.engine is not None else None
         with self.progress.task(f"building {self.recipe['type']} index", 1) as advance:
             try:
-                stored = self.store.save(self.index_key, vectors, [d.id for d in corpus], self.recipe, info)
+                stored = self.store.save(self.index_key, vectors, [d.id for d in corpus], self.recipe, info,
+                                         builder=builder)
             except RecipeError as exc:
                 raise recipe_input_error(self.inputs.source, exc) from None
             advance(1)
         return stored, True
+
+    def _corpus_vectors(self, corpus: Sequence[CorpusDoc]) -> np.ndarray:
+        texts = [doc_text(d, self.config) for d in corpus]
+        return self.embedder.embed(texts, self.config.doc_prefix, "embedding corpus", remote_min=self._remote_all)
 
     def _check_factory(self, dim: int) -> None:
         """A factory string FAISS cannot build for the model's dimension is bad input naming the recipe
@@ -233,12 +271,23 @@ class RetrievalStage:
             raise recipe_input_error(self.inputs.source, exc) from None
 
     def run(self, cases: Sequence[GoldenCase], corpus: Sequence[CorpusDoc]) -> RetrievalOutcome:
+        try:
+            return self._run(cases, corpus)
+        finally:
+            if self.engine is not None:
+                self.engine.close()  # only a cluster it started; answers are embedded here afterwards
+            if self._embedder is not None:
+                self._embedder.remote = None
+            self._vectors = None
+
+    def _run(self, cases: Sequence[GoldenCase], corpus: Sequence[CorpusDoc]) -> RetrievalOutcome:
         keys = {c.id: self.case_key(c) for c in cases}
         cached = self.cache.get_many_json("rankings", keys.values())
         todo = [c for c in cases if keys[c.id] not in cached]
-        stats: dict[str, float] = {"cases_retrieved": float(len(todo)), "index_built": 0.0}
+        stats: dict[str, Any] = {"cases_retrieved": float(len(todo)), "index_built": 0.0}
         latency: dict[str, float] = {}
         errors: dict[str, CaseError] = {}
+        index: StoredIndex | None = None
         if todo:
             t0 = time.perf_counter()
             index, built = self._index(corpus)
@@ -251,7 +300,11 @@ class RetrievalStage:
             self.cache.put_many_json("rankings", fresh)
             cached.update(fresh)
             latency = {c.id: per_case for c in todo}
-            stats["embedded_texts"] = float(self.embedder.encoded)
+        if self.recipe["type"] != "flat" and cases and corpus:
+            stats["index_quality"] = self._quality(cases, corpus, index)
+        if self._embedder is not None:
+            stats["embedded_texts"] = float(self._embedder.encoded)
+            stats["embedded_remote"] = float(self._embedder.encoded_remote)
         thr = self.config.score_threshold
         rankings = {
             c.id: [RankedDoc(doc_id=d, score=s) for d, s in cached.get(keys[c.id], ()) if thr is None or s >= thr]
@@ -265,13 +318,38 @@ class RetrievalStage:
             errors=errors,
         )
 
+    def _quality(self, cases: Sequence[GoldenCase], corpus: Sequence[CorpusDoc],
+                 index: StoredIndex | None) -> dict[str, Any]:
+        """Recall@k of the recipe's index against exact inner-product search over the same vectors, on
+        :func:`quality_sample` of the run's queries, k = the retriever's k capped at :data:`QUALITY_MAX_K`;
+        stored beside the index under what it depends on (search settings, the sampled queries, k)."""
+        sample = [cases[i].query for i in quality_sample(len(cases))]
+        k = min(self.config.k, QUALITY_MAX_K, len(corpus))
+        qkey = sha256_json({"v": 1, "search": self.search_key, "prefix": self.config.query_prefix,
+                            "queries": sample, "k": k})
+        known = self.store.quality(self.index_key, qkey)
+        if known is not None:
+            return known
+        if index is None:
+            index, _ = self._index(corpus)
+        vectors = self._vectors if self._vectors is not None else self._corpus_vectors(corpus)
+        queries = self.embedder.embed(sample, self.config.query_prefix, "embedding queries",
+                                      remote_min=QUERY_REMOTE_MIN)
+        value = {"recall@k": index_recall(index, vectors, queries, k), "k": k, "sample": len(sample),
+                 "factory": index_layout(index, self.recipe),
+                 "search": {p: self.recipe[p] for p in SEARCH_PARAMS if p in self.recipe}}
+        self.store.save_quality(self.index_key, qkey, value)
+        return value
+
     def _search(self, index: StoredIndex, cases: Sequence[GoldenCase]
                 ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, CaseError]]:
         """(case id -> hits, case id -> error): all queries in one batch; if the batch raises, case by case,
         so a query that cannot be embedded or searched errors alone."""
         prefix, k = self.config.query_prefix, self.config.k
         try:
-            hits = index.search(self.embedder.embed([c.query for c in cases], prefix, "embedding queries"), k)
+            vectors = self.embedder.embed([c.query for c in cases], prefix, "embedding queries",
+                                          remote_min=QUERY_REMOTE_MIN)
+            hits = index.search(vectors, k)
             return {c.id: h for c, h in zip(cases, hits, strict=True)}, {}
         except HarnessError:
             raise
@@ -308,3 +386,39 @@ class RetrievalStage:
             message = redact(f"{type(exc).__name__}: {exc}")
             return {}, {case.id: CaseError(stage="retrieve", kind=type(exc).__name__, message=message)}
         return {case.id: hits}, {}
+
+
+def quality_sample(n: int) -> list[int]:
+    """Positions (ascending) of the queries an index's recall is measured on: all of at most
+    :data:`QUALITY_SAMPLE`, else that many drawn with :data:`QUALITY_SEED`."""
+    import numpy as np
+
+    if n <= QUALITY_SAMPLE:
+        return list(range(n))
+    rng = np.random.default_rng(QUALITY_SEED)
+    return sorted(int(i) for i in rng.choice(n, size=QUALITY_SAMPLE, replace=False))
+
+
+def index_recall(index: StoredIndex, vectors: np.ndarray, queries: np.ndarray, k: int) -> float:
+    """Mean over ``queries`` of |top-k of ``index`` & exact top-k| / |exact top-k|, exact top-k from a flat
+    inner-product index over ``vectors`` (the ones ``index`` holds, in its doc order); the same tie rule
+    (:meth:`StoredIndex.search`) decides both cutoffs."""
+    import faiss
+
+    exact_index = faiss.IndexFlatIP(int(vectors.shape[1]))
+    exact_index.add(vectors)
+    exact = StoredIndex(exact_index, index.doc_ids, {}).search(queries, k)
+    approx = index.search(queries, k)
+    shares = [len({d for d, _ in a} & {d for d, _ in e}) / len(e) for a, e in zip(approx, exact, strict=True) if e]
+    return float(sum(shares) / len(shares)) if shares else 1.0
+
+
+def index_layout(index: StoredIndex, recipe: dict[str, Any]) -> str:
+    """The index's layout as a FAISS factory string (the recipe's, or what an ``ivf``/``hnsw`` recipe built)."""
+    if recipe["type"] == "factory":
+        return str(recipe["factory"])
+    if recipe["type"] == "ivf":
+        return f"IVF{int(index.index.nlist)},Flat"
+    if recipe["type"] == "hnsw":
+        return f"HNSW{recipe['M']},Flat"
+    return "Flat"
