@@ -377,12 +377,12 @@ def test_measure_requests() -> None:
     assert by["map_cut"].cutoffs == (5, 10, 15, 20, 30, 100, 200, 500, 1000)
     assert [m.name for m in ms][:3] == ["runid", "num_q", "num_ret"]
     assert parse_measures(["P.5", "P.5"])[0].cutoffs == (5,)
-    for bad, fragment in [("P_avgjg", "not implemented"), ("prefs", "not implemented"), ("nope", "unknown"), ("P.0", "positive"),
-                          ("P.5,5", "duplicate"), ("map.3", "no parameters"), ("ndcg.x=1", "pairs"),
-                          ("all_trec.5", "nickname"), ("P.", "empty"),
-                          ("utility.1,2", "takes 4"), ("iprec_at_recall.x", "numbers"), ("Rprec_mult.1,1.0", "duplicate"),
-                          ("rbp.q=1", "pairs"), ("ndcg.p=0.5", "pairs"), ("relstring.-1", ">= 0"),
-                          ("11pt_avg.inf", "numbers")]:  # fmt: skip
+    for bad, fragment in [("P_avgjg", "not implemented"), ("prefs", "not implemented"), ("nope", "unknown"),
+                          ("P.0", "positive"), ("P.5,5", "duplicate"), ("map.3", "no parameters"),
+                          ("ndcg.x=1", "pairs"), ("all_trec.5", "nickname"), ("P.", "empty"),
+                          ("utility.1,2", "takes 4"), ("iprec_at_recall.x", "numbers"),
+                          ("Rprec_mult.1,1.0", "duplicate"), ("rbp.q=1", "pairs"), ("ndcg.p=0.5", "pairs"),
+                          ("relstring.-1", ">= 0"), ("11pt_avg.inf", "numbers")]:  # fmt: skip
         with pytest.raises(MeasureError, match=fragment):
             parse_measures([bad])
     with pytest.raises(MeasureError, match="two parameter lists"):
