@@ -2,7 +2,9 @@
 
 Layout (format 4): ``<home>/runs/<manifest id>/<run id>.json`` (the header: small JSON) beside
 ``<run id>.parquet`` (the table: one row per case, in the run's case order, one row group per appended
-batch), and ``<home>/runs/<manifest id>/LATEST``. :class:`RunWriter` streams a run's cases into the table as
+batch; besides the columns of the contract, ``score_seq`` holds each of a row's scores' place in the order
+the run's scores were written, so a run materializes exactly as it was saved), and
+``<home>/runs/<manifest id>/LATEST``. :class:`RunWriter` streams a run's cases into the table as
 they complete (memory: one batch), under a temporary name, then renames it and writes the header last,
 atomically: a run exists once its header does. The header records the table's sha256 and row count; a
 header whose table is missing or does not match them is a damaged run (one error naming it, exit 2), and a
@@ -854,13 +856,20 @@ class RunWriter:
         except OSError as exc:
             check_writable(self.header_path)
             raise HarnessError(f"cannot write {self.table_path}: {exc.strerror or exc}") from None
-        self._lock_fd = os.open(self._tmp, os.O_RDONLY)
-        _lock(self._lock_fd, wait=True)
-        self._sink = _HashingSink(self._fh)
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            self._sink, self._schema, compression="zstd",
-            use_dictionary=["case_id", "error_stage", "error_kind", *(f"tag:{k}" for k in self._tag_keys)],
-            write_statistics=["case_id", "case"])  # case: its null count (a run saved without cases)
+        try:
+            self._lock_fd = os.open(self._tmp, os.O_RDONLY)
+            _lock(self._lock_fd, wait=True)
+            self._sink = _HashingSink(self._fh)
+            self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
+                self._sink, self._schema, compression="zstd",
+                use_dictionary=["case_id", "error_stage", "error_kind", *(f"tag:{k}" for k in self._tag_keys)],
+                write_statistics=["case_id", "case"])  # case: its null count (a run saved without cases)
+        except BaseException:
+            self._fh.close()
+            if hasattr(self, "_lock_fd"):
+                os.close(self._lock_fd)
+            self._tmp.unlink(missing_ok=True)
+            raise
 
     @property
     def run_id(self) -> str:
@@ -992,7 +1001,7 @@ class RunWriter:
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._fh.close()
-            ids = pq.read_table(self._tmp, columns=["case_id"])["case_id"]
+            ids = pq.ParquetFile(self._tmp).read(columns=["case_id"])["case_id"]
             if pc.count_distinct(ids).as_py() != self._rows:
                 counted = pc.value_counts(ids)
                 dup = next(v["values"] for v in counted.to_pylist() if v["counts"] > 1)
@@ -1204,13 +1213,22 @@ def _unique_list(names: Sequence[str]) -> list[str]:
 
 
 def _float_column(path: Path, column: pa.ChunkedArray, name: str) -> np.ndarray:
-    """A float64 column as numpy, null as NaN; a NaN or infinite stored value is a damaged run."""
-    finite = pc.is_finite(column)
-    if pc.any(pc.invert(finite)).as_py():  # nulls are skipped: only a stored NaN or inf is not finite
-        row = int(pc.index(finite, False).as_py())
-        raise _damaged(path, "a number that is not finite in its table", f"{name}[{row}]")
-    out: np.ndarray = pc.fill_null(column, math.nan).to_numpy()
-    return out.astype(np.float64, copy=False)
+    """A float64 column as numpy, null as NaN; a NaN or infinite stored value is a damaged run. (numpy,
+    not ``pc.fill_null``, which imports pandas on its first call: seconds.)"""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    out: np.ndarray = np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64)
+    bad = ~np.isfinite(out)
+    if array.null_count:
+        bad &= ~np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if bad.any():
+        raise _damaged(path, "a number that is not finite in its table", f"{name}[{int(np.argmax(bad))}]")
+    return out
+
+
+def _bool_column(column: pa.ChunkedArray) -> np.ndarray:
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    out = np.asarray(array.to_numpy(zero_copy_only=False), dtype=object if array.null_count else bool)
+    return out.astype(bool) if array.null_count == 0 else np.array([bool(v) for v in out], dtype=bool)
 
 
 class _ParquetRun(RunTable):
@@ -1236,7 +1254,7 @@ class _ParquetRun(RunTable):
         read += [f"value:{m}" for m in ms if m in self._metrics] + [f"unscored:{m}" for m in ms if m in self._metrics]
         read += [f"tag:{k}" for k in ts if k in self._tags] + [f"latency:{s}" for s in ss if s in self._stages]
         try:
-            t = pq.read_table(self.table_path, columns=read)
+            t = self._pf.read(columns=read)
         except (OSError, pa.ArrowException) as exc:
             raise _damaged(self.path, f"its table {self.table_path.name} cannot be read ({exc})", "table") from None
         n = t.num_rows
@@ -1247,7 +1265,7 @@ class _ParquetRun(RunTable):
         for m in ms:
             if m in self._metrics:
                 values[m] = _float_column(self.path, t[f"value:{m}"], f"value:{m}")
-                unscored[m] = pc.fill_null(t[f"unscored:{m}"], False).to_numpy(zero_copy_only=False).astype(bool)
+                unscored[m] = _bool_column(t[f"unscored:{m}"])
             else:
                 values[m] = np.full(n, np.nan)
                 unscored[m] = np.zeros(n, dtype=bool)
@@ -1272,13 +1290,13 @@ class _ParquetRun(RunTable):
             nulls += stats.null_count
         if nulls == 0:
             return None
-        column = pq.read_table(self.table_path, columns=["case"])["case"]
+        column = self._pf.read(columns=["case"])["case"]
         mask: np.ndarray = pc.is_null(column).to_numpy(zero_copy_only=False).astype(bool)
         return mask if mask.any() else None
 
     def _index(self) -> tuple[pa.Array, np.ndarray]:
         if self._ids is None or self._starts is None:
-            self._ids = pq.read_table(self.table_path, columns=["case_id"])["case_id"].combine_chunks()
+            self._ids = self._pf.read(columns=["case_id"])["case_id"].combine_chunks()
             md = self._pf.metadata
             sizes = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
             self._starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
@@ -1308,7 +1326,7 @@ class _ParquetRun(RunTable):
         cols = {name: batch.column(name) for name in _RECORD_COLUMNS}
         for name in _JSON_COLUMNS:  # a NaN or infinity in the JSON: found by the text, confirmed by parsing
             suspect = pc.match_substring_regex(cols[name], "NaN|Infinity")
-            for at in np.flatnonzero(pc.fill_null(suspect, False).to_numpy(zero_copy_only=False)).tolist():
+            for at in (i for i, hit in enumerate(suspect.to_pylist()) if hit) if pc.any(suspect).as_py() else ():
                 numbers = _Numbers()
                 parsed = json.loads(cols[name][at].as_py(), parse_float=numbers.number,
                                     parse_constant=numbers.constant)
