@@ -316,7 +316,7 @@ class CaseSource:
             return
         assert self.path is not None
         seen = 0
-        for chunk in iter_golden(self.path, self.doc_ids, batch=size):
+        for chunk in iter_golden(self.path, self.doc_ids, batch=size, checked=True):
             seen += len(chunk)
             yield chunk
         if seen != self.count:
@@ -344,7 +344,6 @@ class _Prepared:
     t_start: float
     index_quality: dict[str, Any] = field(default_factory=dict)
     tally: dict[str, int] = field(default_factory=dict)
-    _embedded: int = 0
 
     def run_stages(self, cases: list[GoldenCase]) -> list[CaseOutput]:
         """Retrieve and generate ``cases``: their outputs, in their order; the counts and seconds added."""
@@ -352,16 +351,18 @@ class _Prepared:
         t0 = time.perf_counter()
         if self.supplied is not None:
             retrieval = supplied_retrieval(cases, self.supplied)
+            encoded = 0
         else:
             assert self.retrieval is not None
+            encoded = self.retrieval.embedder.encoded  # what it had encoded before (answers in earlier chunks too)
             retrieval = self.retrieval.run(cases, self.corpus)
         stage_s["retrieve"] = stage_s.get("retrieve", 0.0) + time.perf_counter() - t0
         stats = retrieval.stats
         _add(tally, "retrieved", int(stats.get("cases_retrieved", 0)))
         _add(tally, "index_built", int(stats.get("index_built", 0)))
         _add(tally, "retrieval_errors", sum(1 for e in retrieval.errors.values() if e.stage == "retrieve"))
-        # the embedder counts what it encoded since it was made, over every chunk so far
-        self._embedded = max(self._embedded, int(stats.get("embedded_texts", 0)))
+        if "embedded_texts" in stats:  # the embedder's count since it was made: this chunk's retrieval is the rest
+            _add(tally, "embedded_texts", int(stats["embedded_texts"]) - encoded)
         if not self.index_quality:
             self.index_quality = _index_quality(retrieval)
         generation = None
@@ -397,7 +398,7 @@ class _Prepared:
             "unscored": t.get("unscored", 0),
             "retrieved": t.get("retrieved", 0),
             "retrieval_errors": t.get("retrieval_errors", 0),
-            "embedded_texts": self._embedded,
+            "embedded_texts": t.get("embedded_texts", 0),
             "index_built": t.get("index_built", 0),
             "generated": t.get("generated", 0),
             "generation_errors": t.get("generation_errors", 0),
