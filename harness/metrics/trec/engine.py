@@ -25,6 +25,7 @@ from harness.metrics.ir import JUDGED_NEGATIVE, PAD, UNJUDGED
 MIN_GEO_MEAN = 0.00001
 INFAP_EPSILON = 0.00001
 NONPOOL = UNJUDGED  # -1
+_FAR = 1 << 40  # the rank of a compressed matrix's padding: past any cutoff
 POOL_UNJUDGED = JUDGED_NEGATIVE  # -2
 
 
@@ -132,7 +133,45 @@ class Engine:
     r: Rankings
     level: int
     num_docs_in_coll: int = 0
+    #: compress each ranking to its judged documents (codes >= 0 or -2) with their ranks in ``col``:
+    #: every sum runs over the same nonzero terms in the same order, far fewer columns
+    compressed: bool = True
     _cache: dict[object, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ranked = self.r.ranked
+        if not self.compressed:
+            self.codes = ranked
+            self.col = np.arange(ranked.shape[1], dtype=np.int64)[None, :]
+            return
+        mask = (ranked >= 0) | (ranked == POOL_UNJUDGED)  # judged: a grade >= 0, or -2
+        rows, cols = np.nonzero(mask)
+        counts = np.bincount(rows, minlength=ranked.shape[0])
+        w = max(int(counts.max(initial=0)), 1)
+        pos = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        self.codes = np.full((ranked.shape[0], w), PAD, dtype=np.int32)
+        self.codes[rows, pos] = ranked[rows, cols]
+        self.col = np.full((ranked.shape[0], w), _FAR, dtype=np.int64)
+        self.col[rows, pos] = cols
+
+    def dense(self) -> Engine:
+        """The same evaluation over the full matrices (for the measures that need every rank)."""
+        if not self.compressed:
+            return self
+        return self._memo("dense", lambda: Engine(self.r, self.level, self.num_docs_in_coll, compressed=False))  # type: ignore[return-value]
+
+    def count_lt(self, k: int | np.ndarray) -> np.ndarray:
+        """Columns per row whose rank (0-based) is < k (k a scalar or one per row)."""
+        if not self.compressed:
+            return np.broadcast_to(np.minimum(k, self.width), (self.n,)).astype(np.int64)
+        if np.ndim(k) == 0:
+            return self._memo(("count_lt", int(k)), lambda: np.count_nonzero(self.col < k, axis=1))
+        return np.count_nonzero(self.col < np.asarray(k)[:, None], axis=1)
+
+    def upto(self, cum: np.ndarray, k: int | np.ndarray) -> np.ndarray:
+        """A cumulative row value over the ranks < k (0 when there is none)."""
+        c = self.count_lt(k)
+        return np.where(c > 0, _gather(cum, c - 1), 0)
 
     def _memo(self, key: object, fn: object) -> np.ndarray:
         if key not in self._cache:
@@ -146,11 +185,15 @@ class Engine:
 
     @property
     def width(self) -> int:
+        return int(self.codes.shape[1])
+
+    @property
+    def depth(self) -> int:
         return int(self.r.ranked.shape[1])
 
     @property
     def rel(self) -> np.ndarray:
-        return self._memo("rel", lambda: self.r.ranked >= self.level)
+        return self._memo("rel", lambda: self.codes >= self.level)
 
     @property
     def cum_rel(self) -> np.ndarray:
@@ -158,7 +201,7 @@ class Engine:
 
     @property
     def ranks(self) -> np.ndarray:
-        return self._memo("ranks", lambda: np.arange(1, self.width + 1, dtype=np.float64))
+        return self._memo("ranks", lambda: self.col + 1.0)
 
     @property
     def num_rel(self) -> np.ndarray:
@@ -177,7 +220,12 @@ class Engine:
         return self._memo("nrr", lambda: self.cum_rel[:, -1].astype(np.int64))
 
     def count_codes(self, code: int) -> np.ndarray:
-        return self._memo(("count", code), lambda: np.count_nonzero(self.r.ranked == code, axis=1))
+        return self._memo(("count", code), lambda: np.count_nonzero(self.codes == code, axis=1))
+
+    @property
+    def num_judged_ret(self) -> np.ndarray:
+        """Retrieved documents judged with a grade >= 0."""
+        return self._memo("judged_ret", lambda: np.count_nonzero(self.codes >= 0, axis=1))
 
     @property
     def n_levels(self) -> np.ndarray:
@@ -211,7 +259,7 @@ class Engine:
         return _div(self.cum_ap[:, -1], self.num_rel)
 
     def map_cut(self, k: int) -> np.ndarray:
-        return _div(_at(self.cum_ap, k), self.num_rel)
+        return _div(self.upto(self.cum_ap, k), self.num_rel)
 
     def gm_map(self) -> np.ndarray:
         return np.log(np.maximum(self.map(), MIN_GEO_MEAN))
@@ -223,34 +271,31 @@ class Engine:
 
     def rprec(self) -> np.ndarray:
         r = self.num_rel
-        hits = _gather(self.cum_rel, np.minimum(r, self.width) - 1)
-        return _div(np.where(r > 0, hits, 0), r)
+        return _div(self.upto(self.cum_rel, r), r)
 
     def recip_rank(self) -> np.ndarray:
         rel = self.rel
         has = rel.any(axis=1)
-        first = np.argmax(rel, axis=1)
+        first = _gather(self.col, np.argmax(rel, axis=1))
         return np.where(has, 1.0 / (first + 1.0), 0.0)
 
     def precision(self, k: int) -> np.ndarray:
-        return _at(self.cum_rel, k) / float(k)
+        return self.upto(self.cum_rel, k) / float(k)
 
     def recall(self, k: int) -> np.ndarray:
-        return _div(_at(self.cum_rel, k), self.num_rel)
+        return _div(self.upto(self.cum_rel, k), self.num_rel)
 
     def success(self, k: int) -> np.ndarray:
-        return (_at(self.cum_rel, k) > 0).astype(np.float64)
+        return (self.upto(self.cum_rel, k) > 0).astype(np.float64)
 
     def relative_p(self, k: int) -> np.ndarray:
         r = self.num_rel
-        return _div(_at(self.cum_rel, k), np.where(k > r, r, k))
+        return _div(self.upto(self.cum_rel, k), np.where(k > r, r, k))
 
     def unj(self, k: int) -> np.ndarray:
-        c = self._memo(
-            "cum_unj",
-            lambda: np.cumsum((self.r.ranked == NONPOOL) | (self.r.ranked == POOL_UNJUDGED), axis=1),
-        )
-        out = _at(c, k) / float(k)
+        # documents not judged >= 0 (not in the pool, or judged negative) in the top k, over k
+        judged = self._memo("cum_judged", lambda: np.cumsum(self.codes >= 0, axis=1))
+        out = (np.minimum(k, self.r.num_ret) - self.upto(judged, k)) / float(k)
         out[self.r.bogus] = 0.0
         return out
 
@@ -259,7 +304,7 @@ class Engine:
         before) for bpref and infAP."""
 
         def f() -> tuple[np.ndarray, ...]:
-            codes = self.r.ranked
+            codes = self.codes
             judged = codes >= 0
             nonrel = judged & (codes < self.level)
             relj = judged & ~nonrel
@@ -285,21 +330,21 @@ class Engine:
 
     def infap(self) -> np.ndarray:
         relj, rel_so_far, nonrel, unj = self._judged_walk()
-        fj = np.arange(self.width, dtype=np.float64)[None, :]
+        fj = self.col.astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             a = 1.0 / (fj + 1.0)
             b = fj / (fj + 1.0)
             c = (rel_so_far - 1 + nonrel + unj) / fj
             d = (rel_so_far - 1 + INFAP_EPSILON) / (rel_so_far - 1 + nonrel + 2 * INFAP_EPSILON)
             term = a + b * c * d
-        term[:, 0] = 1.0
+        term = np.where(fj == 0, 1.0, term)  # the document at rank 1 adds 1
         term = np.where(relj, term, 0.0)
         return _div(np.cumsum(term, axis=1)[:, -1], self.num_rel)
 
     def bin_g(self) -> np.ndarray:
         rel = self.rel
         cr = self.cum_rel
-        i = np.arange(self.width, dtype=np.int64)[None, :]
+        i = self.col
         with np.errstate(divide="ignore"):
             term = np.where(rel, 1.0 / np.log2((3 + i - cr).astype(np.float64)), 0.0)
         s = np.cumsum(term, axis=1)[:, -1]
@@ -356,7 +401,7 @@ class Engine:
         for p in percents:
             c = (np.float64(p) * r + 0.9).astype(np.int64)  # C's (long) truncation
             beyond = c > self.r.num_ret
-            inside = _gather(self.cum_rel, c - 1) / np.maximum(c, 1).astype(np.float64)
+            inside = self.upto(self.cum_rel, c) / np.maximum(c, 1).astype(np.float64)
             val = np.where(beyond, _div(nrr, c), np.where(c >= 1, inside, 0.0))
             out.append(val)
         return out
@@ -396,7 +441,7 @@ class Engine:
         return np.where(ok, v, 0.0)
 
     def num_nonrel_judged_ret(self) -> np.ndarray:
-        return self.r.num_ret - self.count_codes(NONPOOL) - self.count_codes(POOL_UNJUDGED) - self.num_rel_ret
+        return self.num_judged_ret - self.num_rel_ret
 
     def relstring(self, length: float, blank_bogus: bool = True) -> list[str]:
         n = int(length)
@@ -422,11 +467,15 @@ class Engine:
 
         return self._memo(("groups", pairs), f)  # type: ignore[return-value]
 
+    def _needs_dense(self, pairs: tuple[tuple[int, float], ...]) -> bool:
+        """Whether a document not in the pool (code -1, absent when compressed) can have a gain."""
+        return self.compressed and any(lvl == NONPOOL for lvl, _ in pairs)
+
     def _run_gains(self, pairs: tuple[tuple[int, float], ...], transform: object = None) -> np.ndarray:
-        """[n x depth] gain of each ranked document (0 for PAD)."""
+        """[n x width] gain of each ranked document (0 for PAD)."""
 
         def f() -> np.ndarray:
-            codes = self.r.ranked
+            codes = self.codes
             out = np.zeros(codes.shape, dtype=np.float64)
             valid = codes >= -2
             for rows, g in self._gain_groups(pairs):
@@ -475,8 +524,9 @@ class Engine:
 
         def f() -> tuple[np.ndarray, np.ndarray]:
             g = self._run_gains(pairs)
-            disc = np.log2(np.arange(2, self.width + 2, dtype=np.float64))
-            run = np.cumsum(g / disc, axis=1)
+            disc = np.log2(self.col + 2.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                run = np.cumsum(np.where(g != 0, g / disc, 0.0), axis=1)
             ideal = self._ideal(pairs)
             idisc = np.log2(np.arange(2, ideal.gains.shape[1] + 2, dtype=np.float64))
             return run, np.cumsum(ideal.gains / idisc, axis=1)
@@ -484,28 +534,35 @@ class Engine:
         return self._memo(("dcg", pairs), f)  # type: ignore[return-value]
 
     def dcg(self, pairs: tuple[tuple[int, float], ...]) -> np.ndarray:
+        if self._needs_dense(pairs):
+            return self.dense().dcg(pairs)
         return self._dcg_cum(pairs)[0][:, -1].copy()
 
     def ideal_dcg(self, pairs: tuple[tuple[int, float], ...]) -> np.ndarray:
+        if self._needs_dense(pairs):
+            return self.dense().ideal_dcg(pairs)
         return self._dcg_cum(pairs)[1][:, -1].copy()
 
     def ndcg(self, pairs: tuple[tuple[int, float], ...]) -> np.ndarray:
+        if self._needs_dense(pairs):
+            return self.dense().ndcg(pairs)
         run, ideal = self._dcg_cum(pairs)
         return _div(run[:, -1], np.where(ideal[:, -1] > 0, ideal[:, -1], 0.0))
 
     def ndcg_cut(self, k: int) -> np.ndarray:
         run, ideal = self._dcg_cum(())
-        num = _at(run, k)
+        num = self.upto(run, k)
         den = _at(ideal, k)
         return np.where(den > 0, _div(num, den), num)
 
     def ndcg_rel(self, pairs: tuple[tuple[int, float], ...]) -> np.ndarray:
+        if self._needs_dense(pairs):
+            return self.dense().ndcg_rel(pairs)
         run, ideal = self._dcg_cum(pairs)
         g = self._run_gains(pairs)
         L = self._ideal(pairs).length
         ideal0 = np.concatenate((np.zeros((self.n, 1)), ideal), axis=1)
-        i = np.arange(self.width)[None, :]
-        id_at = np.take_along_axis(ideal0, np.minimum(i + 1, L[:, None]), axis=1)
+        id_at = np.take_along_axis(ideal0, np.minimum(self.col + 1, L[:, None]), axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             term = np.where(g > 0, run / id_at, 0.0)
             s = np.cumsum(term, axis=1)[:, -1]
@@ -516,6 +573,8 @@ class Engine:
         return np.where(s > 0.0, val, 0.0)
 
     def rndcg(self, pairs: tuple[tuple[int, float], ...]) -> np.ndarray:
+        if self._needs_dense(pairs):
+            return self.dense().rndcg(pairs)
         run, ideal = self._dcg_cum(pairs)
         idl = self._ideal(pairs)
         nret = self.r.num_ret
@@ -539,7 +598,7 @@ class Engine:
                 g = idl.seq_gain[:, k]
                 boundary = e & (emitted_next_gain[:, k] != g)
                 b = pos  # the boundary is at ideal rank b (0-based), after b ideal documents
-                d = _gather(run, np.minimum(b - 1, last))
+                d = self.upto(run, np.minimum(b, last + 1))
                 idv = _gather(ideal, b - 1)
                 take = boundary & (idv > 0)
                 total = np.where(take, total + d / idv, total)
@@ -554,6 +613,10 @@ class Engine:
         return np.where(self.num_rel > 0, val, 0.0)
 
     def g_measure(self, pairs: tuple[tuple[int, float], ...]) -> np.ndarray:
+        if self._needs_dense(pairs):
+            return self.dense().g_measure(pairs)
+        if self.compressed:
+            return self._g_compressed(pairs)
         g = self._run_gains(pairs)
         idl = self._ideal(pairs)
         w = self.width
@@ -570,6 +633,29 @@ class Engine:
         sum_ideal = np.cumsum(idl.gains, axis=1)[:, -1]
         return _div(num, np.where(sum_ideal > 0, sum_ideal, 0.0))
 
+    def _g_compressed(self, pairs: tuple[tuple[int, float], ...]) -> np.ndarray:
+        """G over judged documents only: sum_cost at rank i is the ideal's cumulative cost, then +1
+        per rank past the ideal, added in one step, which equals trec_eval's one-by-one additions
+        when the ideal's cost is an integer (always with integer gains); otherwise dense."""
+        idl = self._ideal(pairs)
+        L = idl.length
+        pos = np.arange(idl.gains.shape[1])[None, :]
+        icost = np.cumsum(np.where(pos < L[:, None], np.maximum(idl.gains, 1.0), 0.0), axis=1)
+        ci_last = np.where(L > 0, _gather(icost, L - 1), 0.0)
+        if not np.all((ci_last == np.floor(ci_last)) & (ci_last < 2.0**52)):
+            return self.dense().g_measure(pairs)
+        g = self._run_gains(pairs)
+        col = self.col
+        in_ideal = col < L[:, None]
+        cost_ideal = np.take_along_axis(icost, np.minimum(col, icost.shape[1] - 1), axis=1)
+        sum_cost = np.where(in_ideal, cost_ideal, ci_last[:, None] + (col - L[:, None] + 1).astype(np.float64))
+        sum_results = np.cumsum(g, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            term = np.where(g != 0, g / np.log2(2 + sum_cost - sum_results), 0.0)
+        num = np.cumsum(term, axis=1)[:, -1]
+        sum_ideal = np.cumsum(idl.gains, axis=1)[:, -1]
+        return _div(num, np.where(sum_ideal > 0, sum_ideal, 0.0))
+
     def _rbp_p(self, params: tuple[tuple[str, float], ...]) -> float:
         p = 0.9
         for name, value in params:
@@ -578,6 +664,9 @@ class Engine:
         return p
 
     def rbp(self, pairs: tuple[tuple[int, float], ...], p: float) -> np.ndarray:
+        if self._needs_dense(pairs):
+            return self.dense().rbp(pairs, p)
+
         def normalized(g: Gains) -> np.ndarray:
             # trec_eval leaves min/max uninitialized; the expected outputs match min/max starting at 0
             gains = [e[1] for e in g.entries]
@@ -594,14 +683,15 @@ class Engine:
 
         gains = self._run_gains(pairs, _Normalizer(normalized))
         cur = self._cur_p(p)
-        s = np.cumsum(np.where(gains != 0, gains * cur[None, : self.width], 0.0), axis=1)[:, -1]
+        weight = cur[np.minimum(self.col, len(cur) - 1)]
+        s = np.cumsum(np.where(gains != 0, gains * weight, 0.0), axis=1)[:, -1]
         return (1.0 - p) * s
 
     def _cur_p(self, p: float) -> np.ndarray:
         def f() -> np.ndarray:
-            out = np.empty(self.width + 1)
+            out = np.empty(self.depth + 1)
             c = 1.0
-            for i in range(self.width + 1):  # repeated multiplication, as the C loop
+            for i in range(self.depth + 1):  # repeated multiplication, as the C loop
                 out[i] = c
                 c = c * p
             return out
@@ -609,10 +699,12 @@ class Engine:
         return self._memo(("cur_p", p), f)
 
     def rbp_resid(self, p: float, blank_bogus: bool = True) -> np.ndarray:
+        if self.compressed:
+            return self.dense().rbp_resid(p, blank_bogus)
         codes = self.r.ranked
         neg = (codes < 0) & (codes != PAD)
         cur = self._cur_p(p)
-        s = np.cumsum(np.where(neg, cur[None, : self.width], 0.0), axis=1)[:, -1]
+        s = np.cumsum(np.where(neg, cur[None, : self.depth], 0.0), axis=1)[:, -1]
         v = cur[self.r.num_ret] + (1 - p) * s
         v = np.where(neg.any(axis=1), v, 0.0)
         if blank_bogus:
