@@ -17,6 +17,7 @@ quirks, handled here:
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 from pathlib import Path
@@ -121,3 +122,32 @@ def test_every_pytrec_eval_measure_equals_harness(queries: list[dict], level: in
             assert v.summary == pytest.approx(math.exp(float(np.mean(vals))), rel=1e-12, abs=1e-300)
         else:
             assert v.summary == pytest.approx(float(np.mean(vals)), rel=1e-12, abs=1e-15)
+
+
+@settings(max_examples=40, deadline=None)
+@given(queries=st.lists(query, min_size=1, max_size=6), level=st.sampled_from([0, 1, 2]), extra=st.booleans())
+def test_judged_only_engine_equals_the_full_matrices(queries: list[dict], level: int, extra: bool) -> None:
+    """The compressed evaluation (judged documents only) is bit-identical to the dense one, for
+    every measure, including custom gains on unjudged documents and non-integer G costs."""
+    from harness.metrics.trec import measures as trec_measures
+
+    requests = ["all_trec", "dcg", "ideal_dcg", "yaap", "ndcg_rel.1=0.5,2=2.5", "G.1=0.3,3=1.7",
+                "Rndcg.-1=1,2=4", "rbp.p=0.6,-2=1", "11pt_avg.0.5,0.1", "relstring.4"]  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="m15-comp-") as d:
+        tmp = Path(d)
+        qrels, run = _write(tmp, queries, extra)
+        if not set(qrels) & set(run):
+            return
+        tq, tr = read_qrels(tmp / "qrels"), read_run(tmp / "run")
+        fast = evaluate_trec(tq, tr, parse_measures(requests), relevance_level=level, average_complete=extra)
+        original = trec_measures.Engine
+        try:
+            trec_measures.Engine = functools.partial(original, compressed=False)  # type: ignore[misc]
+            slow = evaluate_trec(tq, tr, parse_measures(requests), relevance_level=level, average_complete=extra)
+        finally:
+            trec_measures.Engine = original  # type: ignore[misc]
+    assert [v.name for v in fast.values] == [v.name for v in slow.values]
+    for a, b in zip(fast.values, slow.values, strict=True):
+        assert a.text == b.text
+        np.testing.assert_array_equal(a.per_query, b.per_query, err_msg=a.name)
+        assert a.summary == b.summary or (math.isnan(a.summary) and math.isnan(b.summary)), a.name
