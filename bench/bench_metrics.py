@@ -1,24 +1,43 @@
-"""Benchmark: ``harness metrics`` vs pytrec_eval on a synthetic 10,000-query x 1,000-doc TREC run.
+"""Benchmark: ``harness metrics`` vs pytrec_eval vs ranx on a synthetic 10,000-query x 1,000-doc TREC run.
 
-Both sides start from the files (parse + evaluate the same measures: trec_eval's all_trec measures
-that harness implements) in this process; the result is a ratio, never a timed assertion. The run
-has tied scores (broken by doc id) and graded qrels with unretrieved judged documents.
+All three start from the same files and stop at numbers (parse + evaluate); the results are
+ratios measured in one run, never timed assertions. The run has tied scores (broken by doc id)
+and graded qrels with unretrieved judged documents.
+
+* harness vs pytrec_eval: the same measures on both sides, every measure pytrec_eval supports
+  and harness computes (all but runid/num_q, which are not measures, and relstring, which
+  pytrec_eval cannot return as a number);
+* ranx, measured beside both, on the measures it shares with trec_eval (:data:`RANX_OVERLAP`),
+  read with ``Qrels.from_file``/``Run.from_file`` (kind "trec") from the same files: cold (the
+  first call in a fresh subprocess, numba compilation included) and warm (a second full call,
+  files included, in that subprocess); harness is timed on the same overlap for that ratio.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-PYTREC_MEASURES = {
-    "num_ret", "num_rel", "num_rel_ret", "map", "Rprec", "recip_rank", "P", "recall", "ndcg", "ndcg_cut",
-    "map_cut", "success",
-}  # fmt: skip
+#: trec_eval measures with their ranx names (same definitions on binary and graded qrels).
+RANX_OVERLAP = {"map": "map", "ndcg_cut_10": "ndcg@10", "P_10": "precision@10", "recall_100": "recall@100",
+                "recip_rank": "mrr"}  # fmt: skip
+_HARNESS_OVERLAP = ["map", "ndcg_cut.10", "P.10", "recall.100", "recip_rank"]
+
+
+def pytrec_measures() -> list[str]:
+    """Every measure pytrec_eval supports that harness computes (see the module docstring)."""
+    import pytrec_eval
+
+    return sorted(set(pytrec_eval.supported_measures) - {"runid", "num_q", "relstring"})
+
+
 _CORPUS = 10_000_000
 _STRIDE = 9_973
 
@@ -88,17 +107,17 @@ def write_synthetic(directory: Path, n_queries: int, depth: int, seed: int = 0) 
     return qrels_path, run_path
 
 
-def _time_harness(qrels_path: Path, run_path: Path) -> tuple[float, dict[str, float]]:
+def _time_harness(qrels_path: Path, run_path: Path, measures: list[str]) -> tuple[float, dict[str, float]]:
     from harness.metrics.trec import evaluate_files, parse_measures
 
     gc.collect()
     t0 = time.perf_counter()
-    result = evaluate_files(qrels_path, run_path, parse_measures(["all_trec"]))
+    result = evaluate_files(qrels_path, run_path, parse_measures(measures))
     elapsed = time.perf_counter() - t0
     return elapsed, {tv.name: tv.summary for tv in result.values}
 
 
-def _time_pytrec(qrels_path: Path, run_path: Path) -> tuple[float, dict[str, float]]:
+def _time_pytrec(qrels_path: Path, run_path: Path, measures: list[str]) -> tuple[float, dict[str, float]]:
     import pytrec_eval
 
     gc.collect()
@@ -107,36 +126,91 @@ def _time_pytrec(qrels_path: Path, run_path: Path) -> tuple[float, dict[str, flo
         qrels = pytrec_eval.parse_qrel(f)
     with open(run_path) as f:
         run = pytrec_eval.parse_run(f)
-    per_query = pytrec_eval.RelevanceEvaluator(qrels, PYTREC_MEASURES).evaluate(run)
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, set(measures)).evaluate(run)
     elapsed = time.perf_counter() - t0
     names = next(iter(per_query.values())).keys()
-    means = {
-        name: float(np.mean([v[name] for v in per_query.values()]))
-        * (len(per_query) if name.startswith("num_") else 1)
-        for name in names
-    }
+    means = {}
+    for name in names:
+        values = [v[name] for v in per_query.values()]
+        if name.startswith("num_"):
+            means[name] = float(np.sum(values))
+        elif name.startswith("gm_"):
+            means[name] = float(np.exp(np.mean(values)))
+        else:
+            means[name] = float(np.mean(values))
     return elapsed, means
 
 
-def bench_metrics(n_queries: int = 10_000, depth: int = 1_000, seed: int = 0) -> dict[str, float]:
-    """Time parse + evaluate from files for harness and pytrec_eval; ``ratio`` = harness / pytrec_eval.
+_RANX_SCRIPT = """
+import json, sys, time
+t0 = time.perf_counter()
+from ranx import Qrels, Run, evaluate
+def once():
+    qrels = Qrels.from_file(sys.argv[1], kind="trec")
+    run = Run.from_file(sys.argv[2], kind="trec")
+    return evaluate(qrels, run, json.loads(sys.argv[3]))
+t1 = time.perf_counter()
+cold = once()
+t2 = time.perf_counter()
+warm = once()
+t3 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "cold_s": t2 - t1, "warm_s": t3 - t2, "values": warm}))
+"""
 
-    Also reports ``max_abs_diff``, the largest difference between the two tools' summary values
-    over the shared measures (a correctness check, expected below 1e-9).
+
+def _time_ranx(qrels_path: Path, run_path: Path) -> dict[str, object]:
+    """ranx in a fresh subprocess (so the first call compiles its numba kernels)."""
+    metrics = list(RANX_OVERLAP.values())
+    out = subprocess.run(
+        [sys.executable, "-c", _RANX_SCRIPT, str(qrels_path), str(run_path), json.dumps(metrics)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def bench_metrics(n_queries: int = 10_000, depth: int = 1_000, seed: int = 0) -> dict[str, object]:
+    """Time files-to-numbers for harness, pytrec_eval and ranx; ratios are other / harness.
+
+    ``max_abs_diff`` is the largest difference between harness's and pytrec_eval's summary values
+    over the shared measures (a correctness check, expected below 1e-9; iprec_at_recall and
+    11pt_avg are timed but not compared: pytrec_eval wraps trec_eval 9, whose recall-fraction
+    rounding trec_eval 10 changed), ``ranx_max_abs_diff`` the same against ranx on the overlap.
     """
+    measures = pytrec_measures()
     with tempfile.TemporaryDirectory(prefix="bench_metrics_") as tmp:
         qrels_path, run_path = write_synthetic(Path(tmp), n_queries, depth, seed)
-        harness_s, ours = _time_harness(qrels_path, run_path)
-        pytrec_s, theirs = _time_pytrec(qrels_path, run_path)
+        harness_s, ours = _time_harness(qrels_path, run_path, measures)
+        pytrec_s, theirs = _time_pytrec(qrels_path, run_path, measures)
+        harness_overlap_s, ours_overlap = _time_harness(qrels_path, run_path, _HARNESS_OVERLAP)
+        ranx = _time_ranx(qrels_path, run_path)
     shared = sorted(set(ours) & set(theirs))
-    max_diff = max((abs(ours[k] - theirs[k]) for k in shared), default=float("nan"))
+    # trec_eval 9 (inside pytrec_eval) turns recall fractions into counts differently from trec_eval 10
+    exact = [k for k in shared if not k.startswith(("iprec_at_recall", "11pt_avg"))]
+    max_diff = max((abs(ours[k] - theirs[k]) for k in exact), default=float("nan"))
+    ranx_values = ranx["values"]
+    assert isinstance(ranx_values, dict)
+    ranx_diff = max(abs(ours_overlap[t] - float(ranx_values[r])) for t, r in RANX_OVERLAP.items())
+    cold_s, warm_s = float(ranx["cold_s"]), float(ranx["warm_s"])  # type: ignore[arg-type]
     return {
+        "run_lines": n_queries * depth,
+        "measures": len(measures),
+        "measures_compared": len(exact),
+        "measures_timed_not_compared": sorted(set(shared) - set(exact)),
         "harness_s": round(harness_s, 3),
         "pytrec_eval_s": round(pytrec_s, 3),
-        "ratio": round(harness_s / pytrec_s, 3),
-        "run_lines": n_queries * depth,
-        "measures_compared": len(shared),
+        "speedup_vs_pytrec_eval": round(pytrec_s / harness_s, 2),
         "max_abs_diff": max_diff,
+        "ranx_overlap": RANX_OVERLAP,
+        "ranx_input": "Qrels.from_file / Run.from_file (kind trec), the same files",
+        "harness_overlap_s": round(harness_overlap_s, 3),
+        "ranx_cold_s": round(cold_s, 3),
+        "ranx_warm_s": round(warm_s, 3),
+        "speedup_vs_ranx_cold": round(cold_s / harness_overlap_s, 2),
+        "speedup_vs_ranx_warm": round(warm_s / harness_overlap_s, 2),
+        "ranx_max_abs_diff": ranx_diff,
     }
 
 
