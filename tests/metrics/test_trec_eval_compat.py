@@ -417,3 +417,29 @@ def test_json_output(tmp_path: Path) -> None:
     res = evaluate_files(tmp_path / "qrels", tmp_path / "run", parse_measures(["P.2"]))
     assert "q1" not in json.loads(trec_json(res))["measures"]["P_2"]
     assert format_trec(res) == "P_2                   \tall\t0.2500\n"
+
+
+def test_arrow_fast_path_equals_the_general_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(7)
+    lines = [
+        f"q{rng.integers(0, 40)} Q0 doc-{rng.integers(0, 500)}x{i} {i} {float(rng.integers(0, 30)) / 8!r} tag{i % 3}"
+        for i in range(5000)
+    ]
+    text = "\n".join(lines)
+    path = tmp_path / "run"
+    for variant in (text + "\n", text):  # with and without a final newline
+        path.write_text(variant)
+        fast = trec_files._read_run_arrow(path, path.read_bytes())
+        assert fast is not None
+        with monkeypatch.context() as m:
+            m.setattr(trec_files, "_read_run_arrow", lambda p, d: None)
+            slow = read_run(path)
+        assert fast.query_bytes == slow.query_bytes and fast.runid == slow.runid == "tag1"
+        np.testing.assert_array_equal(fast.qindex, slow.qindex)
+        np.testing.assert_array_equal(fast.docs, slow.docs)
+        np.testing.assert_array_equal(fast.scores, slow.scores)
+    # anything but six single-space-separated fields per line goes to the general reader
+    for bad in ["q Q0 d 1 2.0 r\tx\n", "q Q0 d 1 2.0  r\n", "# c\nq Q0 d 1 2.0 r\n", "q Q0 d 1 2.0 r \n",
+                "q Q0 d 1 2.0 r extra\n", "q Q0 d 1 nan r\n", " q Q0 d 1 2.0 r\n", "q Q0 d 1 2.0 r\n\nq Q0 e 1 1 r\n",
+                "q Q0 d 1 2.0 r\r\n", ""]:  # fmt: skip
+        assert trec_files._read_run_arrow(path, bad.encode()) is None, bad
