@@ -13,14 +13,16 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field, ValidationError
 
+from harness.columns import RunColumns
 from harness.errors import HarnessError, InputError
 from harness.manifest import LoadedManifest
-from harness.runs import RunStore, load_run
+from harness.runs import RunStore, load_run, open_run
 from harness.storage import Layout, atomic_write_json, project_root
 from harness.types import Frozen, Manifest, RunResult
 
@@ -28,17 +30,44 @@ if TYPE_CHECKING:
     from harness.shadow.model import RolledBack
 
 
+R = TypeVar("R", RunResult, "RunResult | RunColumns")
+Reader = Callable[[Path, "Path | None"], R]
+
+
+def _load(path: Path, project: Path | None) -> RunResult:
+    return load_run(path, project=project)
+
+
+def read_columns(path: Path, project: Path | None) -> RunResult | RunColumns:
+    """A stored run for diff and gate: a format-4 run as columns (:meth:`harness.runs.RunTable.columns`:
+    the per-case ids, values, tags, errors and latency, nothing per case materialized; its records are
+    read by id or streamed when asked for), a run file of an older format loaded whole as before."""
+    table = open_run(path, project=project)
+    if table.header.table is None:
+        return table.materialize()
+    return table.columns(metrics=None, tags=True, latency=True)
+
+
 def load_run_ref(ref: str, layout: Layout) -> RunResult:
     """A run by id (or id prefix) in this project's store, or by run file. A run file path that no longer
     exists (a moved or cloned project's record) is looked up by its run id; a path relative to the
     project's home (how baselines are recorded) resolves there."""
+    return _run_ref(ref, layout, _load)
+
+
+def run_ref_columns(ref: str, layout: Layout) -> RunResult | RunColumns:
+    """:func:`load_run_ref`, read by :func:`read_columns`."""
+    return _run_ref(ref, layout, read_columns)
+
+
+def _run_ref(ref: str, layout: Layout, read: Reader[R]) -> R:
     path = Path(ref)
     if path.suffix == ".json":
         for candidate in (path, layout.home / path):
             if candidate.is_file():
-                return load_run(candidate, project=_project_of(candidate, layout))
+                return read(candidate, _project_of(candidate, layout))
         ref = path.stem
-    return load_run(RunStore(layout.runs).find(ref), project=layout.project)
+    return read(RunStore(layout.runs).find(ref), layout.project)
 
 
 def _project_of(run_file: Path, layout: Layout) -> Path | None:
@@ -60,6 +89,10 @@ def _git(args: list[str], cwd: Path) -> str | None:
 
 def previous_commit_run(loaded: LoadedManifest, layout: Layout) -> RunResult | None:
     """Latest run of the manifest as committed earlier (newest commit first) whose id differs from now."""
+    return _previous_commit_run(loaded, layout, _load)
+
+
+def _previous_commit_run(loaded: LoadedManifest, layout: Layout, read: Reader[R]) -> R | None:
     import tomllib
 
     import yaml
@@ -82,9 +115,9 @@ def previous_commit_run(loaded: LoadedManifest, layout: Layout) -> RunResult | N
             continue
         if mid == loaded.id:
             continue
-        run = store.latest(mid)
-        if run is not None:
-            return run
+        run_id = store.latest_id(mid)
+        if run_id is not None:
+            return read(store.path_for(mid, run_id), store.project)
     return None
 
 
@@ -122,49 +155,80 @@ def load_promoted(record: BaselineRecord, layout: Layout) -> RunResult:
     """The run a baseline record names: by run id in this project's store first (a moved or cloned
     project's record may still name the old folder), else by the recorded path (relative to the home,
     or absolute in records from before)."""
+    return _promoted_run(record, layout, _load)
+
+
+def _promoted_run(record: BaselineRecord, layout: Layout, read: Reader[R]) -> R:
     try:
-        return load_run(RunStore(layout.runs).find(record.run_id), project=layout.project)
+        return read(RunStore(layout.runs).find(record.run_id), layout.project)
     except InputError:
         raise
     except HarnessError:
         pass
     if record.path:
-        return load_run_ref(record.path, layout)
+        return _run_ref(record.path, layout, read)
     raise HarnessError(f"the promoted baseline {record.run_id} is not in {layout.runs}",
                        hint="promote a run of this project with `harness baseline promote RUN`")
 
 
 def resolve_base(loaded: LoadedManifest, layout: Layout, explicit: str | None = None) -> tuple[RunResult | None, str]:
     """(base run or None, how it was found)."""
+    return _resolve_base(loaded, layout, explicit, _load)
+
+
+def resolve_base_columns(loaded: LoadedManifest, layout: Layout, explicit: str | None = None
+                         ) -> tuple[RunResult | RunColumns | None, str]:
+    """:func:`resolve_base`, the run read by :func:`read_columns` (what ``harness gate`` compares with)."""
+    return _resolve_base(loaded, layout, explicit, read_columns)
+
+
+def _resolve_base(loaded: LoadedManifest, layout: Layout, explicit: str | None, read: Reader[R]
+                  ) -> tuple[R | None, str]:
     if explicit:
-        return load_run_ref(explicit, layout), f"given: {explicit}"
+        return _run_ref(explicit, layout, read), f"given: {explicit}"
     if loaded.manifest.baseline:
-        return load_run_ref(loaded.manifest.baseline, layout), f"manifest baseline {loaded.manifest.baseline}"
+        return _run_ref(loaded.manifest.baseline, layout, read), f"manifest baseline {loaded.manifest.baseline}"
     record = promoted(layout)
     if record is not None:
-        return load_promoted(record, layout), f"promoted baseline {record.run_id}"
-    earlier = previous_commit_run(loaded, layout)
+        return _promoted_run(record, layout, read), f"promoted baseline {record.run_id}"
+    earlier = _previous_commit_run(loaded, layout, read)
     if earlier is not None:
         return earlier, f"run of the manifest at an earlier commit ({earlier.manifest_id[:12]})"
     return None, "no baseline (promote one with `harness baseline promote`)"
 
 
 def resolve_head(loaded: LoadedManifest, layout: Layout, explicit: str | None = None) -> RunResult:
+    return _resolve_head(loaded, layout, explicit, _load)
+
+
+def _resolve_head(loaded: LoadedManifest, layout: Layout, explicit: str | None, read: Reader[R]) -> R:
     if explicit:
-        return load_run_ref(explicit, layout)
-    run = RunStore(layout.runs, layout.project).latest(loaded.id)
-    if run is None:
+        return _run_ref(explicit, layout, read)
+    store = RunStore(layout.runs, layout.project)
+    run_id = store.latest_id(loaded.id)
+    if run_id is None:
         raise HarnessError(f"no run of the current manifest ({loaded.id[:12]}) yet", hint="run `harness run` first")
-    return run
+    return read(store.path_for(loaded.id, run_id), store.project)
 
 
 def resolve_pair(loaded: LoadedManifest, layout: Layout, base: str | None = None,
                  head: str | None = None) -> tuple[RunResult, RunResult, str]:
     """(base, head, how base was found) for commands that need both; no baseline is an error."""
-    base_run, how = resolve_base(loaded, layout, base)
+    return _resolve_pair(loaded, layout, base, head, _load)
+
+
+def resolve_pair_columns(loaded: LoadedManifest, layout: Layout, base: str | None = None, head: str | None = None
+                         ) -> tuple[RunResult | RunColumns, RunResult | RunColumns, str]:
+    """:func:`resolve_pair`, both runs read by :func:`read_columns` (what ``harness diff`` compares)."""
+    return _resolve_pair(loaded, layout, base, head, read_columns)
+
+
+def _resolve_pair(loaded: LoadedManifest, layout: Layout, base: str | None, head: str | None, read: Reader[R]
+                  ) -> tuple[R, R, str]:
+    base_run, how = _resolve_base(loaded, layout, base, read)
     if base_run is None:
         raise HarnessError(f"nothing to compare with: {how}")
-    return base_run, resolve_head(loaded, layout, head), how
+    return base_run, _resolve_head(loaded, layout, head, read), how
 
 
 def promote(run: RunResult, layout: Layout) -> Path:

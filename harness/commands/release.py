@@ -45,12 +45,13 @@ def diff_cmd(base: str | None, head: str | None, manifest: Path | None, as_json:
       harness diff                      # baseline vs latest run
       harness diff 20261126T0301 --json
     """
-    from harness.baseline import resolve_pair
+    from harness.baseline import resolve_pair_columns
     from harness.diff import compare, diff_json
     from harness.report.text import diff_markdown, print_diff
 
     loaded, layout = project(manifest)
-    base_run, head_run, how = resolve_pair(loaded, layout, base, head)
+    # format-4 runs are read as columns (nothing per case materialized); older run files load whole
+    base_run, head_run, how = resolve_pair_columns(loaded, layout, base, head)
     d = compare(base_run, head_run, _settings(alpha, correction, test_name, resamples, seed), layout)
     if as_json:
         click.echo(diff_json(d))
@@ -86,7 +87,7 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     Example:
       harness gate --format md -o "$GITHUB_STEP_SUMMARY" --junit gate.xml
     """
-    from harness.baseline import resolve_base
+    from harness.baseline import resolve_base_columns
     from harness.gates import check_gate_config, gate, junit_xml
     from harness.pipeline import execute
     from harness.report.text import diff_markdown, print_diff, print_verdict, verdict_markdown
@@ -98,7 +99,8 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     loaded, layout = project(manifest)
     check_gate_config(loaded)
     settings = _settings(alpha, correction, test_name, resamples, seed)
-    base_run, how = resolve_base(loaded, layout, base)  # validated before the head run is executed and stored
+    # validated before the head run is executed and stored; a format-4 baseline is read as columns
+    base_run, how = resolve_base_columns(loaded, layout, base)
     with _progress(ctx) as progress:
         head_run = execute(loaded, progress=progress, layout=layout).run
     verdict = gate(loaded.manifest.gates, head_run, base_run, settings=settings, layout=layout,
@@ -107,8 +109,13 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     attribution = None
     if do_attribute and d is not None and d.artifacts and base_run is not None:
         from harness.attribute import attribute
+        from harness.baseline import resolve_base
+        from harness.types import RunResult
 
-        attribution = attribute(base_run, head_run, layout)
+        # the ablations need the whole baseline run: load it (again) only here
+        base_full = base_run if isinstance(base_run, RunResult) else resolve_base(loaded, layout, base)[0]
+        if base_full is not None:
+            attribution = attribute(base_full, head_run, layout)
     if fmt == "json":
         text = json.dumps({"passed": verdict.passed, "base": how, "verdict": verdict.model_dump(mode="json"),
                            "diff": None if d is None else d.model_dump(mode="json"),

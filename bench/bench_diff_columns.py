@@ -1,0 +1,150 @@
+"""Peak RSS and time of ``harness.diff.compare`` + ``harness.gates.gate`` on two synthetic runs held as
+columns (:class:`harness.columns.RunColumns`, built directly with numpy / pyarrow: no record per case),
+at 100k and 1M cases, 10 metrics, 2 tags. Each size runs in its own process (peak RSS from getrusage).
+
+    .venv/bin/python -m bench.bench_diff_columns [--sizes 100000 1000000] [--resamples 50] [--test wilcoxon]
+
+Records exist only for the cases the diff asks for (flipped cases, through ``fetch``) and as a cheap
+stream for the rankings pass (``batches``: light stand-ins of outputs with a 3-doc ranking, built per
+batch and dropped). What a stored run adds on top is its own per-record decode (``RunTable.iter_batches``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+N_METRICS = 10
+TAGS = {"lang": ["en", "de"], "kind": ["fact", "howto", "list"]}
+
+
+@dataclass(frozen=True, slots=True)
+class _Doc:
+    doc_id: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Case:
+    id: str
+    query: str
+    relevance: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Out:
+    case_id: str
+    ranking: tuple[_Doc, ...]
+    ranking_scored: bool
+    answer: str | None
+    error: None
+    latency_s: dict[str, float]
+    cache_hits: dict[str, bool]
+
+
+def _columns(run_id: str, n: int, rng: np.random.Generator, base_values: dict[str, np.ndarray] | None) -> object:
+    from harness.columns import RunColumns
+    from harness.types import Aggregates, CaseOutput, GoldenCase, Manifest, MetricSummary, Score
+
+    metrics = [f"m{j}" for j in range(N_METRICS)]
+    values: dict[str, np.ndarray] = {}
+    for m in metrics:
+        if base_values is None:
+            values[m] = rng.random(n)
+        else:  # head: 90% of cases unchanged, the rest moved by noise and a small drop
+            v = base_values[m].copy()
+            moved = rng.random(n) < 0.1
+            v[moved] = np.clip(v[moved] + rng.normal(-0.02, 0.2, int(moved.sum())), 0, 1)
+            values[m] = v
+    unscored = {m: np.zeros(n, dtype=bool) for m in metrics}
+    ids = pa.array([f"c{i:07d}" for i in range(n)], pa.string())
+    tags = {k: pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, len(vs), n).astype(np.int32)),
+                                              pa.array(vs)).cast(pa.string()) for k, vs in TAGS.items()}
+    errored = rng.random(n) < 0.001
+    stage = pa.array(["generate" if e else None for e in errored.tolist()], pa.string())
+    kind = pa.array(["timeout" if e else None for e in errored.tolist()], pa.string())
+    latency = {"retrieve": rng.gamma(2.0, 0.05, n)}
+    overall = {m: MetricSummary(mean=float(values[m].mean()), n=n, n_unscored=0) for m in metrics}
+
+    def record(i: int) -> tuple[Any, Any, list[Score]]:
+        # light stand-ins with the fields the diff reads (a stored run pays its own decode per record)
+        cid = f"c{i:07d}"
+        ranking = tuple(_Doc(f"d{(i + j) % 5}", 1.0 - 0.1 * j) for j in range(3))
+        return _Case(cid, cid, {"d1": 1}), _Out(cid, ranking, True, None, None, {}, {}), []
+
+    def fetch(wanted: Sequence[str]) -> tuple[list[GoldenCase], list[CaseOutput], list[Score]]:
+        recs = [record(int(c[1:])) for c in wanted]
+        return [r[0] for r in recs], [r[1] for r in recs], []
+
+    def batches() -> Iterator[tuple[list[GoldenCase], list[CaseOutput], list[Score]]]:
+        for start in range(0, n, 10_000):
+            yield fetch([f"c{i:07d}" for i in range(start, min(n, start + 10_000))])
+
+    return RunColumns(run_id=run_id, manifest_id="m", manifest=Manifest(name="m", artifacts={}),
+                      aggregates=Aggregates(overall=overall), counts={}, scorers=(), case_ids=ids, values=values,
+                      unscored=unscored, tags=tags, error_stage=stage, error_kind=kind, latency=latency,
+                      fetch=fetch, extra={"cache_hits": {"retrieve": np.zeros(n, dtype=bool)}}, batches=batches)
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(n: int, resamples: int, test: str, max_flips: int | None) -> dict[str, object]:
+    from harness.diff import DiffSettings, compare
+    from harness.gates import gate
+    from harness.types import GateRule
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    base = _columns("base", n, rng, None)
+    head = _columns("head", n, rng, base.values)  # type: ignore[attr-defined]
+    built, rss_built = time.perf_counter() - t0, _rss_mb()
+    settings = DiffSettings(n_resamples=resamples, test=test)  # type: ignore[arg-type]
+    t1 = time.perf_counter()
+    diff = compare(base, head, settings, max_flips=max_flips)  # type: ignore[arg-type]
+    t_compare = time.perf_counter() - t1
+    rules = [GateRule(metric="m0", max_drop=0.01), GateRule(metric="m1", min=0.3, segment="lang=*"),
+             GateRule(metric="error_rate", max_rate=0.01),
+             GateRule(metric="latency", stage="retrieve", max_seconds=1.0)]
+    t2 = time.perf_counter()
+    verdict = gate(rules, head, base, settings=settings, max_flips=max_flips)  # type: ignore[arg-type]
+    t_gate = time.perf_counter() - t2
+    return {"cases": n, "metrics": N_METRICS, "tests": len(diff.metrics) + len(diff.segments),
+            "family": diff.family_size, "flips_total": diff.flips_total, "flips_kept": len(diff.flips),
+            "resamples": resamples, "test": test, "build_s": round(built, 2), "rss_after_build_mb": round(rss_built, 1),
+            "compare_s": round(t_compare, 2), "gate_s": round(t_gate, 2), "peak_rss_mb": round(_rss_mb(), 1),
+            "passed": verdict.passed}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    p.add_argument("--resamples", type=int, default=50)
+    p.add_argument("--test", default="wilcoxon", choices=["permutation", "wilcoxon", "bootstrap"])
+    p.add_argument("--max-flips", type=int, default=100)
+    p.add_argument("--child", type=int, default=None)
+    a = p.parse_args(argv)
+    flips = None if a.max_flips < 0 else a.max_flips
+    if a.child is not None:
+        print(json.dumps(child(a.child, a.resamples, a.test, flips)))
+        return
+    for n in a.sizes:
+        out = subprocess.run([sys.executable, "-m", "bench.bench_diff_columns", "--child", str(n), "--resamples",
+                              str(a.resamples), "--test", a.test, "--max-flips", str(a.max_flips)],
+                             capture_output=True, text=True, check=False)
+        print(out.stdout.strip() or out.stderr.strip()[-2000:], flush=True)
+
+
+if __name__ == "__main__":
+    main()
