@@ -145,7 +145,8 @@ def failing_query(monkeypatch: pytest.MonkeyPatch) -> str:
     needle = "TLS certificates"
     real = Embedder.embed
 
-    def embed(self: Embedder, texts: list[str], prefix: str = "", description: str = "embedding") -> object:
+    def embed(self: Embedder, texts: list[str], prefix: str = "", description: str = "embedding",
+              **_: object) -> object:
         if description == "embedding queries" and any(needle in t for t in texts):
             raise RuntimeError("injected: this query cannot be embedded")
         return real(self, texts, prefix, description)
@@ -204,7 +205,8 @@ def test_a_failed_retrieval_is_not_cached(tmp_path: Path, monkeypatch: pytest.Mo
 
         real = Embedder.embed
 
-        def embed(self: Embedder, texts: list[str], prefix: str = "", description: str = "embedding") -> object:
+        def embed(self: Embedder, texts: list[str], prefix: str = "", description: str = "embedding",
+                  **_: object) -> object:
             if description == "embedding queries" and any("TLS certificates" in t for t in texts):
                 raise RuntimeError("injected")
             return real(self, texts, prefix, description)
@@ -224,7 +226,8 @@ def test_a_setup_problem_while_retrieving_still_stops_the_run(tmp_path: Path, mo
 
     _generation_project(tmp_path, monkeypatch)
 
-    def embed(self: Embedder, texts: list[str], prefix: str = "", description: str = "embedding") -> object:
+    def embed(self: Embedder, texts: list[str], prefix: str = "", description: str = "embedding",
+              **_: object) -> object:
         raise MissingDependencyError("the embedding model needs a package", hint="pip install it")
 
     monkeypatch.setattr(Embedder, "embed", embed)
@@ -240,7 +243,8 @@ def test_a_retrieval_stage_that_fails_every_query_is_not_recorded_as_case_errors
     _generation_project(tmp_path, monkeypatch)
     real = Embedder.embed
 
-    def embed(self: Embedder, texts: list[str], prefix: str = "", description: str = "embedding") -> object:
+    def embed(self: Embedder, texts: list[str], prefix: str = "", description: str = "embedding",
+              **_: object) -> object:
         if description == "embedding queries":
             raise RuntimeError("injected: the query encoder is broken")
         return real(self, texts, prefix, description)

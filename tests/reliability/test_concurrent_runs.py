@@ -22,6 +22,7 @@ import pytest
 from harness.cache import Cache
 from harness.generate import GenerationRequest, generate_all
 from harness.inflight import LeaseStore, lease_path
+from harness.runs import load_run
 from harness.testing import FakeOpenAIServer
 from tests.conftest import add_generation, make_project
 
@@ -83,7 +84,7 @@ def test_two_runs_at_once_pay_once_per_case(tmp_path: Path) -> None:
     assert summaries[0]["aggregates"] == summaries[1]["aggregates"]
     answers = []
     for s in summaries:
-        run = json.loads(Path(s["path"]).read_text())
+        run = json.loads(load_run(s["path"]).model_dump_json())
         answers.append({o["case_id"]: o["answer"] for o in run["outputs"]})
         assert all(o["error"] is None for o in run["outputs"])
     assert answers[0] == answers[1] and len(answers[0]) == N_CASES

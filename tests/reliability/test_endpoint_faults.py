@@ -19,13 +19,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from harness.cache import Cache
 from harness.generate import GENERATORS, GenerationRequest, generate_all
 from harness.generate.engine import CACHE_NS
+from harness.runs import load_run
 from harness.testing import FakeOpenAIServer, Fault
 from tests.conftest import add_generation, make_project
+
+
+def _plain_bytes(path: Path) -> bytes:
+    """A stored file's content as a reader sees it: a run's Parquet table decoded (its pages are compressed, so
+    a secret inside would not show in the raw bytes), any other file as it is."""
+    if path.suffix == ".parquet":
+        return json.dumps(pq.read_table(path).to_pylist()).encode()
+    return path.read_bytes()
 
 FAST: dict[str, Any] = {"backoff_base_s": 0.01, "backoff_max_s": 0.02, "max_retries": 2, "timeout_s": 1.0}
 TARGET = "Question 1?"
@@ -219,16 +229,16 @@ def test_a_planted_key_echoed_by_the_endpoint_is_stored_and_printed_nowhere(tmp_
                               cwd=tmp_path, env=env, capture_output=True, timeout=120)
         assert srv.requests_received >= 2 and srv.requests[0].authorization == f"Bearer {PLANTED}"
     assert proc.returncode in (0, 1), proc.stderr.decode()[-2000:]  # errored cases; never a crash
-    runs = [p for p in (tmp_path / ".harness" / "runs").rglob("*.json") if '"outputs"' in p.read_text()]
+    runs = sorted((tmp_path / ".harness" / "runs").glob("*/*.json"))
     assert len(runs) == 1, proc.stderr.decode()[-2000:]
-    stored = json.loads(runs[0].read_text())
+    stored = json.loads(load_run(runs[0]).model_dump_json())
     kinds = {o["case_id"]: (o.get("error") or {}).get("kind") for o in stored["outputs"]}
     assert kinds["q1"] == "bad_request" and kinds["q3"] == "auth", kinds
     errors = " | ".join(str(o.get("error")) for o in stored["outputs"])
     assert "Bearer ***" in errors and "api_key=***" in errors, errors  # the message is kept, the secret is not
     files = [p for p in (tmp_path / ".harness").rglob("*") if p.is_file()]
     assert files
-    for blob, where in [(p.read_bytes(), str(p)) for p in files] + [(proc.stdout, "stdout"), (proc.stderr, "stderr")]:
+    for blob, where in [(_plain_bytes(p), str(p)) for p in files] + [(proc.stdout, "stdout"), (proc.stderr, "stderr")]:
         for fragment in FRAGMENTS:
             assert fragment.encode() not in blob, (fragment, where)
 
@@ -275,12 +285,12 @@ def test_a_middle_part_of_the_key_echoed_back_is_stored_and_printed_nowhere(
         code, out, err = cli_in_process(capsys, "run", "--manifest", str(manifest))
         assert srv.requests_received >= 1
     assert code in (0, 1), err
-    runs = [p for p in (tmp_path / ".harness" / "runs").rglob("*.json") if '"outputs"' in p.read_text()]
+    runs = sorted((tmp_path / ".harness" / "runs").glob("*/*.json"))
     assert len(runs) == 1
-    stored = {o["case_id"]: o for o in json.loads(runs[0].read_text())["outputs"]}
+    stored = {o["case_id"]: o for o in json.loads(load_run(runs[0]).model_dump_json())["outputs"]}
     assert stored["q1"]["error"]["kind"] == "bad_request"
     assert "key fragment *** is not allowed" in str(stored["q1"]["error"])  # the message is kept
-    for blob, where in [(p.read_bytes(), str(p)) for p in (tmp_path / ".harness").rglob("*") if p.is_file()] \
+    for blob, where in [(_plain_bytes(p), str(p)) for p in (tmp_path / ".harness").rglob("*") if p.is_file()] \
             + [(out.encode(), "stdout"), (err.encode(), "stderr")]:
         for fragment in (MIDDLE, MIDDLE[:8], MIDDLE[-8:], GROQ_KEY[10:20]):
             assert fragment.encode() not in blob, (fragment, where)

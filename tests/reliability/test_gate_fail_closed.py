@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.manifest import lock
+from harness.runs import load_run
 from tests.conftest import add_generation, make_project
 from tests.reliability.clirun import cli_in_process
 
@@ -164,7 +165,7 @@ def test_run_file_with_nan_is_exit_2_naming_file_and_field_and_gate_stores_nothi
     lock(proj / "harness.toml")
     assert cli(capsys, "run")[0] == 0
     [run_file] = _runs(proj)
-    data = json.loads(run_file.read_text())
+    data = json.loads(load_run(run_file).model_dump_json())
     data["scores"][0]["value"] = float("nan")
     bad = proj / "bad-run.json"
     bad.write_text(json.dumps(data))  # Python writes NaN, which json.loads accepts

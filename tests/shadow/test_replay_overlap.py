@@ -16,7 +16,7 @@ import pytest
 from harness.manifest import load_manifest
 from harness.monitor.synthetic import StreamSpec
 from harness.pipeline import PendingRun, execute
-from harness.runs import RunStore
+from harness.runs import RunStore, load_run
 from harness.shadow.replay import ReplayRequest, plan_replay, replay, replays_dir, run_replay
 from harness.storage import Layout
 from harness.testing import FakeOpenAIServer
@@ -48,7 +48,7 @@ def _request(tmp: Path, srv: FakeOpenAIServer, limit: int) -> ReplayRequest:
 
 
 def _content(path: str | Path) -> dict[str, Any]:
-    run = json.loads(Path(path).read_text("utf-8"))
+    run = json.loads(load_run(path).model_dump_json())
     for o in run["outputs"]:
         o.pop("latency_s", None)
         o.pop("cache_hits", None)
