@@ -167,7 +167,8 @@ def _stream(prep: _Prepared, runs: RunStore | None) -> RunReport:
     writer: RunWriter | None = None
     stage_s["score"] = 0.0
     try:
-        with prep.progress.task("cases", prep.source.count) as advance:
+        with prep.progress.task("cases", prep.source.count) as advance, \
+                prep.progress.task("scoring", prep.source.count) as scored:
             for chunk in prep.source.chunks(CHUNK_CASES):
                 outputs = prep.run_stages(chunk)
                 t0 = time.perf_counter()
@@ -177,6 +178,7 @@ def _stream(prep: _Prepared, runs: RunStore | None) -> RunReport:
                     infos |= {info.name: info for info in scorer.metrics()}
                 acc.add(chunk, scores)
                 stage_s["score"] += time.perf_counter() - t0
+                scored(len(chunk))
                 prep.count_scores(scores)
                 tally.add(outputs)
                 if writer is None:  # the columns: what the scorers declare once they have scored (format's checks)
@@ -225,6 +227,22 @@ class PendingRun:
     outputs: list[CaseOutput]
     runs: RunStore | None
     _closed: bool = False
+
+    @property
+    def loaded(self) -> LoadedManifest:
+        return self.prep.loaded
+
+    @property
+    def layout(self) -> Layout:
+        return self.prep.layout
+
+    @property
+    def cache(self) -> Cache:
+        return self.prep.cache
+
+    @property
+    def progress(self) -> Progress:
+        return self.prep.progress
 
     @property
     def ctx(self) -> ScoringContext:
