@@ -359,3 +359,26 @@ def test_the_run_store_scan_is_the_layout_of_the_project(proj: Path) -> None:
     scanned = RunStore(Layout.for_manifest(proj).runs).scan()
     assert [r.run_id for r in scanned] == ids[::-1]
     assert all(r.header is not None and r.size == _size(r.path) for r in scanned)
+
+
+def test_runs_migrate_rewrites_old_files_as_format_4_loading_the_same(proj: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    lock(proj)
+    [rid] = _runs(proj, 1)
+    new = _files(proj)[rid]
+    old = load_run(new)
+    # the same run as a format-3 file (one JSON document), as stores written before format 4 hold it
+    new.with_suffix(".parquet").unlink()
+    new.write_text(old.model_dump_json())
+    broken = new.parent / "20200101T000000Z-000000.json"
+    broken.write_text("{not json")
+    code, out, err = cli_in_process(capsys, "runs", "migrate", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["migrated"] == [str(new)]
+    assert [d["path"] for d in report["damaged"]] == [str(broken)]
+    assert json.loads(new.read_text())["format_version"] == 4 and new.with_suffix(".parquet").exists()
+    assert load_run(new) == old
+    assert broken.read_text() == "{not json"
+    code, out, err = cli_in_process(capsys, "runs", "migrate")
+    assert code == 0 and "migrated 0 run file(s)" in out and "damaged" in out, out + err

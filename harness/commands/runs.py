@@ -1,4 +1,4 @@
-"""`harness runs list | show | prune`: find the stored runs (``<home>/runs/<manifest id>/<run id>.json``),
+"""`harness runs list | show | prune | migrate`: find the stored runs (``<home>/runs/<manifest id>/<run id>.json``),
 read one, and delete the ones nothing needs.
 
 Listing and pruning read each run file's header only (:meth:`harness.runs.RunStore.scan`); ``show`` loads
@@ -557,3 +557,33 @@ def _print_prune(report: dict[str, Any], removed: list[StoredRun], plan: PrunePl
     click.echo(f"{verb} {len(report['removed'])} run file(s) ({decimal(run_bytes)}) and {len(snaps['removed'])} "
                f"snapshot(s) ({decimal(snap_bytes)}); kept {len(report['kept'])} run(s); {freed} "
                f"{decimal(report['freed_bytes'])} ({report['freed_bytes']} bytes)")
+
+
+@runs_group.command("migrate")
+@manifest_option
+@json_option
+def migrate_cmd(manifest: Path | None, as_json: bool) -> None:
+    """Rewrite the store's run files of an older format (1, 2, 3: one JSON document holding every case) as
+    format 4 (a small JSON header and a Parquet table, one row per case), so diff, gate and listing read them
+    in columns. Each migrated run loads exactly as before; damaged files are left as they are and reported.
+    Older files keep loading without this: it only makes them cheaper to read. Safe to run again.
+
+    \b
+    Example:
+      harness runs migrate
+      harness runs migrate --json
+    """
+    from harness.runs import RunStore, migrate_runs
+
+    scope = _scope(manifest, True)
+    root = scope.layout.runs
+    migrated = migrate_runs(root)
+    damaged = [r for r in RunStore(root, scope.layout.project).scan() if r.damaged]
+    report = {"store": str(root), "migrated": [str(p) for p in migrated],
+              "damaged": [{"path": str(r.path), "problem": r.problem} for r in damaged]}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"migrated {len(migrated)} run file(s) to format 4 in {_shown_path(root, scope.layout)}")
+    for r in damaged:
+        click.echo(f"left as it is (damaged): {_shown_path(r.path, scope.layout)}: {r.problem}")
