@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.types import RunResult
+from harness.runs import load_run
 from tests.conftest import ROOT
 
 
@@ -31,7 +31,7 @@ def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def _answers(project: Path, run_id: str) -> dict[str, str | None]:
     (path,) = (project / ".harness" / "runs").glob(f"*/{run_id}.json")
-    run = RunResult.model_validate_json(path.read_text())
+    run = load_run(path)
     return {o.case_id: o.answer for o in run.outputs}
 
 
