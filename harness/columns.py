@@ -26,6 +26,54 @@ Fetch = Callable[[Sequence[str]], tuple[list[GoldenCase], list[CaseOutput], list
 Batches = Callable[[], Iterator[tuple[list[GoldenCase], list[CaseOutput], list[Score]]]]
 """One pass over a run's records in row order, batch by batch (``RunTable.iter_batches``)."""
 
+RankingBatches = Callable[[], Iterator[pa.RecordBatch]]
+"""One pass over a run's :data:`RANKING_SCHEMA` columns in row order, batch by batch."""
+
+RANKING_SCHEMA = pa.schema([
+    pa.field("ranking_scored", pa.bool_(), nullable=False),
+    pa.field("rank_scores", pa.list_(pa.float64()), nullable=False),
+    pa.field("rank_grades", pa.list_(pa.int64()), nullable=False),
+    pa.field("rank_repeats", pa.list_(pa.int32()), nullable=False),
+    pa.field("rel_grades", pa.list_(pa.int64())),
+])
+"""What the score shift and the calibration read of a case's ranking, as columns (independent of the
+diff's ``k`` and relevance level): ``ranking_scored`` (``CaseOutput.ranking_scored``); ``rank_scores`` (the
+ranking's scores in rank order); ``rank_grades`` (the golden case's grade of each ranked doc, null where
+the case does not judge it); ``rank_repeats`` (0-based ranks whose doc id already appeared higher up);
+``rel_grades`` (the golden case's grades, ``relevance.values()``; null where the row has no golden case)."""
+
+RANKING_COLUMNS = tuple(RANKING_SCHEMA.names)
+
+
+def ranking_lists(cases: Sequence[GoldenCase | None], outputs: Sequence[CaseOutput]) -> dict[str, list[Any]]:
+    """The :data:`RANKING_SCHEMA` columns of these rows (``cases[i]``: row ``i``'s golden case or None),
+    as Python lists (what the run writer appends)."""
+    scored: list[bool] = []
+    scores: list[list[float]] = []
+    grades: list[list[int | None]] = []
+    repeats: list[list[int]] = []
+    rel: list[list[int] | None] = []
+    for case, o in zip(cases, outputs, strict=True):
+        judged = case.relevance if case is not None else {}
+        scored.append(bool(o.ranking_scored))
+        scores.append([float(d.score) for d in o.ranking])
+        grades.append([judged.get(d.doc_id) for d in o.ranking])
+        seen: set[str] = set()
+        rep: list[int] = []
+        for j, d in enumerate(o.ranking):
+            if d.doc_id in seen:
+                rep.append(j)
+            seen.add(d.doc_id)
+        repeats.append(rep)
+        rel.append(None if case is None else list(judged.values()))
+    return {"ranking_scored": scored, "rank_scores": scores, "rank_grades": grades, "rank_repeats": repeats,
+            "rel_grades": rel}
+
+
+def ranking_batch(cases: Sequence[GoldenCase | None], outputs: Sequence[CaseOutput]) -> pa.RecordBatch:
+    """:func:`ranking_lists` as one record batch of :data:`RANKING_SCHEMA`."""
+    return pa.RecordBatch.from_pydict(ranking_lists(cases, outputs), schema=RANKING_SCHEMA)
+
 
 @dataclass(frozen=True)
 class RunColumns:
@@ -42,7 +90,10 @@ class RunColumns:
     - ``latency[stage]``: float64 array of ``CaseOutput.latency_s[stage]`` (NaN where not recorded).
     - ``fetch`` reads a few cases' records by id; ``batches`` (None: not available) one pass over all the
       records in row order (:meth:`records` picks one); the diff reads records only for flipped cases and,
-      streamed, for the rankings behind the score shift and the calibration.
+      streamed, for the rankings behind the score shift and the calibration when ``ranking_batches`` is
+      None (a table written before those columns existed).
+    - ``ranking_batches``: one pass over the :data:`RANKING_SCHEMA` columns in row order (None: not stored;
+      the diff then reads the rankings from the records).
     - ``extra``: ``cache_hits`` (stage -> bool array of ``CaseOutput.cache_hits``; absent: read from the
       records when a latency rule needs it), ``no_case`` (bool array: the row has no golden case).
     """
@@ -63,6 +114,7 @@ class RunColumns:
     fetch: Fetch | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     batches: Batches | None = None
+    ranking_batches: RankingBatches | None = None
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -73,8 +125,8 @@ class RunColumns:
     def from_result(cls, run: RunResult, *, batch_rows: int = 10_000) -> RunColumns:
         """The columns of an in-memory run: one row per output, in the run's output order; a case's tags
         come from its golden case (the run's ``cases``), its values from its scores (the last score of a
-        case and metric wins, as :meth:`RunResult.case_scores`). ``fetch`` and ``batches`` serve the
-        run's own records. ``extra`` holds ``cache_hits`` (stage -> bool array, from
+        case and metric wins, as :meth:`RunResult.case_scores`). ``fetch``, ``batches`` and
+        ``ranking_batches`` serve the run's own records. ``extra`` holds ``cache_hits`` (stage -> bool array, from
         ``CaseOutput.cache_hits``) and, when some output has no golden case, ``no_case`` (bool array)."""
         outputs = run.outputs
         n = len(outputs)
@@ -117,13 +169,18 @@ class RunColumns:
             for start in range(0, n, batch_rows):
                 yield fetch(ids[start:start + batch_rows])
 
+        def ranking_batches() -> Iterator[pa.RecordBatch]:
+            for start in range(0, n, batch_rows):
+                part = outputs[start:start + batch_rows]
+                yield ranking_batch([cases.get(o.case_id) for o in part], part)
+
         return cls(
             run_id=run.run_id, manifest_id=run.manifest_id, manifest=run.manifest, aggregates=run.aggregates,
             counts=dict(run.counts), scorers=tuple(run.scorers), case_ids=pa.array(ids, pa.string()), values=values,
             unscored=unscored, tags=tags,
             error_stage=pa.array([o.error.stage if o.error else None for o in outputs], pa.string()),
             error_kind=pa.array([o.error.kind if o.error else None for o in outputs], pa.string()),
-            latency=latency, fetch=fetch, extra=extra, batches=batches,
+            latency=latency, fetch=fetch, extra=extra, batches=batches, ranking_batches=ranking_batches,
         )
 
     # --- reading ----------------------------------------------------------------------------------------

@@ -3,7 +3,10 @@
 Layout (format 4): ``<home>/runs/<manifest id>/<run id>.json`` (the header: small JSON) beside
 ``<run id>.parquet`` (the table: one row per case, in the run's case order, one row group per appended
 batch; besides the columns of the contract, ``score_seq`` holds each of a row's scores' place in the order
-the run's scores were written, so a run materializes exactly as it was saved), and
+the run's scores were written, so a run materializes exactly as it was saved; the ranking columns of
+:data:`harness.columns.RANKING_SCHEMA` and ``cache_hit:<stage>`` per latency stage let the diff's score
+shift, calibration and latency rules read columns, never decode a record; a table written without them
+still reads, the diff then decoding its records), and
 ``<home>/runs/<manifest id>/LATEST``. :class:`RunWriter` streams a run's cases into the table as
 they complete (memory: one batch), under a temporary name, then renames it and writes the header last,
 atomically: a run exists once its header does. The header records the table's sha256 and row count; a
@@ -53,7 +56,14 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import to_json
 
-from harness.columns import RunColumns
+from harness.columns import (
+    RANKING_COLUMNS,
+    RANKING_SCHEMA,
+    RankingBatches,
+    RunColumns,
+    ranking_batch,
+    ranking_lists,
+)
 from harness.errors import HarnessError, InputError
 from harness.storage import atomic_write_bytes, atomic_write_text, check_writable, project_root
 from harness.types import (
@@ -817,6 +827,8 @@ def _schema(metrics: Sequence[str], tag_keys: Sequence[str], stages: Sequence[st
     fields += [pa.field(f"value:{m}", pa.float64()) for m in metrics]
     fields += [pa.field(f"unscored:{m}", pa.bool_(), nullable=False) for m in metrics]
     fields += [pa.field(f"latency:{s}", pa.float64()) for s in stages]
+    fields += list(RANKING_SCHEMA)
+    fields += [pa.field(f"cache_hit:{s}", pa.bool_(), nullable=False) for s in stages]
     return pa.schema(fields)
 
 
@@ -968,6 +980,9 @@ class RunWriter:
         columns |= {f"value:{m}": v for m, v in values.items()}
         columns |= {f"unscored:{m}": v for m, v in unscored.items()}
         columns |= {f"latency:{st}": v for st, v in latency.items()}
+        columns |= ranking_lists(cases, outputs)
+        # a cache hit of a stage without a declared latency stays in the output's JSON only (no latency to gate)
+        columns |= {f"cache_hit:{st}": [bool(o.cache_hits.get(st, False)) for o in outputs] for st in self._stages}
         if n == 0:
             return
         writer.write_table(pa.Table.from_pydict(columns, schema=self._schema), row_group_size=n)
@@ -1194,16 +1209,18 @@ class RunTable:
 
     def _run_columns(self, case_ids: pa.Array, values: dict[str, np.ndarray], unscored: dict[str, np.ndarray],
                      tags: dict[str, pa.Array], error_stage: pa.Array, error_kind: pa.Array,
-                     latency: dict[str, np.ndarray], no_case: np.ndarray | None) -> RunColumns:
+                     latency: dict[str, np.ndarray], no_case: np.ndarray | None,
+                     cache_hits: dict[str, np.ndarray] | None = None,
+                     ranking_batches: RankingBatches | None = None) -> RunColumns:
         h = self.header
-        more: dict[str, Any] = {}
-        if "batches" in RunColumns.__dataclass_fields__:
-            more["batches"] = self.iter_batches
         extra: dict[str, Any] = {} if no_case is None else {"no_case": no_case}
+        if cache_hits:
+            extra["cache_hits"] = cache_hits
         return RunColumns(run_id=h.run_id, manifest_id=h.manifest_id, manifest=h.manifest, aggregates=h.aggregates,
                           counts=dict(h.counts), scorers=h.scorers, case_ids=case_ids, values=values,
                           unscored=unscored, tags=tags, error_stage=error_stage, error_kind=error_kind,
-                          latency=latency, fetch=self.take, extra=extra, **more)
+                          latency=latency, fetch=self.take, extra=extra, batches=self.iter_batches,
+                          ranking_batches=ranking_batches)
 
 
 def _unique_list(names: Sequence[str]) -> list[str]:
@@ -1240,6 +1257,9 @@ class _ParquetRun(RunTable):
         self._metrics = [n[len("value:"):] for n in names if n.startswith("value:")]
         self._tags = [n[len("tag:"):] for n in names if n.startswith("tag:")]
         self._stages = [n[len("latency:"):] for n in names if n.startswith("latency:")]
+        # tables written before these columns existed lack them: the diff then reads records instead
+        self._hit_stages = {n[len("cache_hit:"):] for n in names if n.startswith("cache_hit:")}
+        self._ranked = all(c in names for c in RANKING_COLUMNS)
         self._ids: pa.Array | None = None
         self._starts: np.ndarray | None = None
 
@@ -1253,6 +1273,8 @@ class _ParquetRun(RunTable):
         read = ["case_id", "error_stage", "error_kind"]
         read += [f"value:{m}" for m in ms if m in self._metrics] + [f"unscored:{m}" for m in ms if m in self._metrics]
         read += [f"tag:{k}" for k in ts if k in self._tags] + [f"latency:{s}" for s in ss if s in self._stages]
+        hit_stages = [s for s in ss if s in self._stages and s in self._hit_stages]
+        read += [f"cache_hit:{s}" for s in hit_stages]
         try:
             t = self._pf.read(columns=read)
         except (OSError, pa.ArrowException) as exc:
@@ -1272,9 +1294,32 @@ class _ParquetRun(RunTable):
         tag_cols = {k: t[f"tag:{k}"].combine_chunks() if k in self._tags else pa.nulls(n, pa.string()) for k in ts}
         lat = {s: _float_column(self.path, t[f"latency:{s}"], f"latency:{s}") if s in self._stages
                else np.full(n, np.nan) for s in ss}
+        hits = {s: _bool_column(t[f"cache_hit:{s}"]) for s in hit_stages}
         return self._run_columns(t["case_id"].combine_chunks(), values, unscored, tag_cols,
                                  t["error_stage"].combine_chunks(), t["error_kind"].combine_chunks(), lat,
-                                 self._no_case())
+                                 self._no_case(), hits, self.ranking_batches if self._ranked else None)
+
+    def ranking_batches(self, rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """The table's ranking columns (:data:`~harness.columns.RANKING_SCHEMA`) in row order, ``rows`` at a
+        time; a score that is not finite or lists of unequal lengths are a damaged run."""
+        first = 0
+        try:
+            for batch in self._pf.iter_batches(batch_size=rows, columns=list(RANKING_COLUMNS)):
+                scores, grades = batch.column("rank_scores"), batch.column("rank_grades")
+                flat = np.asarray(scores.flatten().to_numpy(zero_copy_only=False), dtype=np.float64)
+                if not np.isfinite(flat).all():
+                    lengths = np.asarray(pc.list_value_length(scores).to_numpy(zero_copy_only=False))
+                    at = int(np.searchsorted(np.cumsum(lengths), int(np.argmax(~np.isfinite(flat))), side="right"))
+                    raise _damaged(self.path, "a ranking score that is not finite in its table",
+                                   f"rank_scores[{first + at}]")
+                if not pc.equal(pc.list_value_length(scores), pc.list_value_length(grades)).to_numpy(
+                        zero_copy_only=False).all():
+                    raise _damaged(self.path, "rank_scores and rank_grades of unequal lengths in its table",
+                                   f"rank_grades[{first}:{first + batch.num_rows}]")
+                first += batch.num_rows
+                yield batch
+        except (OSError, pa.ArrowException) as exc:
+            raise _damaged(self.path, f"its table {self.table_path.name} cannot be read ({exc})", "table") from None
 
     def _no_case(self) -> np.ndarray | None:
         """Bool per row: the row has no golden case (a saved run without cases); None when every row has one.
@@ -1456,7 +1501,16 @@ class _ResultRun(RunTable):
             pa.array([o.case_id for o in run.outputs], pa.string()), values, unscored, tag_cols,
             pa.array([None if o.error is None else o.error.stage for o in run.outputs], pa.string()),
             pa.array([None if o.error is None else o.error.kind for o in run.outputs], pa.string()), lat,
-            None if all(c is not None for c in cases) else np.array([c is None for c in cases], dtype=bool))
+            None if all(c is not None for c in cases) else np.array([c is None for c in cases], dtype=bool),
+            {st: np.array([bool(o.cache_hits.get(st, False)) for o in run.outputs], dtype=bool) for st in ss},
+            self.ranking_batches)
+
+    def ranking_batches(self, rows: int = 10_000) -> Iterator[pa.RecordBatch]:
+        """The run's ranking columns (:data:`~harness.columns.RANKING_SCHEMA`), made from its records."""
+        outputs = self._run.outputs
+        for start in range(0, len(outputs), rows):
+            part = outputs[start:start + rows]
+            yield ranking_batch([self._cases.get(o.case_id) for o in part], part)
 
     def take(self, case_ids: Sequence[str]) -> tuple[list[GoldenCase], list[CaseOutput], list[Score]]:
         wanted = [c for c in _unique_list(case_ids) if c in self._outputs]

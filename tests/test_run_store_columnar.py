@@ -97,7 +97,9 @@ def test_the_table_has_the_contract_columns(tmp_path: Path) -> None:
     expected = (["case_id", "case", "output", "scores", "error_stage", "error_kind", "score_seq", "tag:topic",
                  "tag:difficulty"]
                 + [f"value:{m}" for m in metrics] + [f"unscored:{m}" for m in metrics]
-                + ["latency:retrieve", "latency:generate"])
+                + ["latency:retrieve", "latency:generate"]
+                + ["ranking_scored", "rank_scores", "rank_grades", "rank_repeats", "rel_grades"]
+                + ["cache_hit:retrieve", "cache_hit:generate"])
     assert schema.names == expected
     assert all(schema.field(f"value:{m}").type == pa.float64() for m in metrics)
     assert all(schema.field(f"unscored:{m}").type == pa.bool_() for m in metrics)

@@ -2,7 +2,9 @@
 scores of paired cases) and the calibration of top-k scores as relevance probabilities (ECE, Brier;
 Platt map fitted on base).
 
-The rankings are read once per run, streamed from its records (:func:`rankings`), into flat arrays."""
+The rankings are read once per run (:func:`rankings`) into flat arrays: from the run's ranking columns
+(``RunColumns.ranking_batches``) when it has them, else streamed from its records (a table written before
+those columns existed)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from harness.columns import RunColumns
 from harness.diff.align import relevant
@@ -61,8 +64,98 @@ class Rankings:
 
 
 def rankings(run: RunColumns, rows: np.ndarray, k: int, level: int) -> Rankings:
-    """The :class:`Rankings` of ``rows`` of ``run`` (in that order), streamed from the run's records
-    (one pass over ``batches``, or the rows' records through ``fetch``), one chunk at a time."""
+    """The :class:`Rankings` of ``rows`` of ``run`` (in that order): from its ranking columns
+    (``ranking_batches``, one pass, no record decoded) when the run has them, else streamed from its
+    records (one pass over ``batches``, or the rows' records through ``fetch``), one chunk at a time."""
+    if run.ranking_batches is not None:
+        return _rankings_from_columns(run, rows, k, level)
+    return _rankings_from_records(run, rows, k, level)
+
+
+def _np(arr: pa.Array | pa.ChunkedArray, dtype: type) -> np.ndarray:
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _row_of(lengths: np.ndarray) -> np.ndarray:
+    """For a flattened list array with these list lengths, each element's row."""
+    return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+
+
+def _rankings_from_columns(run: RunColumns, rows: np.ndarray, k: int, level: int) -> Rankings:
+    """:func:`rankings` from the :data:`~harness.columns.RANKING_SCHEMA` batches: Arrow list kernels and
+    numpy over each batch's rows that are among ``rows``; the same values as the record pass."""
+    assert run.ranking_batches is not None
+    n = len(rows)
+    slot = np.full(len(run), -1, dtype=np.int64)
+    slot[np.asarray(rows, dtype=np.int64)] = np.arange(n)
+    parts: dict[str, list[np.ndarray]] = {
+        key: [] for key in ("slot", "scored", "has_top", "top1", "judged", "missing", "lengths", "scores", "rel")}
+    start = 0
+    for batch in run.ranking_batches():
+        m = batch.num_rows
+        s = slot[start:start + m]
+        start += m
+        keep = s >= 0
+        if not keep.any():
+            continue
+        if not keep.all():
+            batch = batch.filter(pa.array(keep))
+        m = batch.num_rows
+        full = batch.column("rank_scores")
+        full_len = _np(pc.list_value_length(full), np.int64)
+        has_top = full_len > 0
+        top1 = np.full(m, np.nan)
+        top1[has_top] = _np(pc.list_slice(full, 0, 1).flatten(), np.float64)
+        top = pc.list_slice(full, 0, k)
+        top_len = np.minimum(full_len, k)
+        top_scores = _np(top.flatten(), np.float64)
+        # a null grade (the case does not judge the doc) is NaN here: never >= level
+        top_grades = _np(pc.list_slice(batch.column("rank_grades"), 0, k).flatten(), np.float64)
+        top_rel = top_grades >= level
+        top_row = _row_of(top_len)
+        hits = np.bincount(top_row[top_rel], minlength=m)
+        # a doc id seen higher up counts once among the retrieved relevant ids
+        reps = batch.column("rank_repeats")
+        rep_at = _np(reps.flatten(), np.int64)
+        rep_row = _row_of(_np(pc.list_value_length(reps), np.int64))
+        inside = rep_at < top_len[rep_row]
+        top_starts = np.concatenate([[0], np.cumsum(top_len)[:-1]]).astype(np.int64)
+        rep_rel = top_rel[top_starts[rep_row[inside]] + rep_at[inside]]
+        hits -= np.bincount(rep_row[inside][rep_rel], minlength=m)
+        judged_grades = batch.column("rel_grades")
+        judged_len = _np(pc.list_value_length(judged_grades), np.float64)  # NaN: no golden case
+        relevant_grades = _np(judged_grades.flatten(), np.float64) >= level
+        n_relevant = np.bincount(_row_of(np.nan_to_num(judged_len).astype(np.int64))[relevant_grades], minlength=m)
+        parts["slot"].append(s[keep])
+        parts["scored"].append(_np(batch.column("ranking_scored"), bool))
+        parts["has_top"].append(has_top)
+        parts["top1"].append(top1)
+        parts["judged"].append(judged_len > 0)
+        parts["missing"].append((n_relevant - hits).astype(np.int64))
+        parts["lengths"].append(top_len)
+        parts["scores"].append(top_scores)
+        parts["rel"].append(top_rel)
+    if start != len(run):
+        raise ValueError(f"run {run.run_id}: its ranking columns have {start} rows, the run {len(run)}")
+    cat = {key: np.concatenate(v) if v else np.empty(0) for key, v in parts.items()}
+    got = cat["slot"].astype(np.int64)
+    if got.size != n:
+        raise ValueError(f"run {run.run_id}: {n - got.size} paired cases have no ranking row")
+    back = np.argsort(got, kind="stable")  # entry of each of rows, in rows' order
+    lengths = cat["lengths"].astype(np.int64)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    take = pa.array(back)
+    return Rankings(
+        scored=cat["scored"].astype(bool)[back], has_top=cat["has_top"].astype(bool)[back],
+        top1=cat["top1"].astype(np.float64)[back], judged=cat["judged"].astype(bool)[back],
+        top_scores=pa.ListArray.from_arrays(offsets, pa.array(cat["scores"].astype(np.float64), pa.float64())
+                                            ).take(take),
+        top_relevant=pa.ListArray.from_arrays(offsets, pa.array(cat["rel"].astype(bool), pa.bool_())).take(take),
+        missing=cat["missing"].astype(np.int64)[back],
+    )
+
+
+def _rankings_from_records(run: RunColumns, rows: np.ndarray, k: int, level: int) -> Rankings:
     n = len(rows)
     order = np.argsort(rows, kind="stable")
     slot = np.full(len(run), -1, dtype=np.int64)
