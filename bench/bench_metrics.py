@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -180,12 +181,14 @@ def bench_metrics(n_queries: int = 10_000, depth: int = 1_000, seed: int = 0) ->
     rounding trec_eval 10 changed), ``ranx_max_abs_diff`` the same against ranx on the overlap.
     """
     measures = pytrec_measures()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench_metrics_") as tmp:
         qrels_path, run_path = write_synthetic(Path(tmp), n_queries, depth, seed)
         harness_s, ours = _time_harness(qrels_path, run_path, measures)
         pytrec_s, theirs = _time_pytrec(qrels_path, run_path, measures)
         harness_overlap_s, ours_overlap = _time_harness(qrels_path, run_path, _HARNESS_OVERLAP)
         ranx = _time_ranx(qrels_path, run_path)
+    load_after = os.getloadavg()
     shared = sorted(set(ours) & set(theirs))
     # trec_eval 9 (inside pytrec_eval) turns recall fractions into counts differently from trec_eval 10
     exact = [k for k in shared if not k.startswith(("iprec_at_recall", "11pt_avg"))]
@@ -211,6 +214,11 @@ def bench_metrics(n_queries: int = 10_000, depth: int = 1_000, seed: int = 0) ->
         "speedup_vs_ranx_cold": round(cold_s / harness_overlap_s, 2),
         "speedup_vs_ranx_warm": round(warm_s / harness_overlap_s, 2),
         "ranx_max_abs_diff": ranx_diff,
+        # the machine's 1/5/15-minute load averages before and after: the ratios are only
+        # comparable between runs on similarly loaded cores
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
+        "cpus": os.cpu_count(),
     }
 
 

@@ -212,8 +212,9 @@ def rank_codes(
     asked for). ``max_depth`` keeps the top documents only (trec_eval ``-M``). Returns
     ``(ranked [n_queries x depth] int32, num_ret [n_queries] int64)``.
     """
-    if len(qcode) and qcode.min() >= 0:
-        keep = np.arange(len(qcode))
+    keep: np.ndarray | None
+    if len(qcode) == 0 or qcode.min() >= 0:
+        keep = None
         q, s, c = qcode, scores, codes
     else:
         keep = np.flatnonzero(qcode >= 0)
@@ -223,10 +224,24 @@ def rank_codes(
         q, s, c = q[order], s[order], c[order]
     tied = (q[1:] == q[:-1]) & (s[1:] == s[:-1])
     if tied.any():
-        order = _break_ties(np.arange(len(q)) if order is None else order, tied, keep, tie_keys)
-        c = codes[keep][order]
+        positions, members = _break_ties(order, tied, keep, tie_keys)
+        c = c.copy() if order is None and keep is None else c
+        c[positions] = (codes if keep is None else codes[keep])[members]
     starts = _segment_starts(q)
     lengths = np.diff(np.append(starts, len(q)))
+    if len(starts) and int(lengths.min()) == int(lengths.max()):
+        # every query has the same number of documents: the codes are the matrix's rows
+        width = int(lengths[0]) if max_depth is None else min(int(lengths[0]), max_depth)
+        rows = c.reshape(len(starts), int(lengths[0]))[:, :width]
+        seg_q = q[starts]
+        num_ret = np.zeros(n_queries, dtype=np.int64)
+        num_ret[seg_q] = width
+        if len(seg_q) == n_queries and width > 0 and bool(np.all(seg_q[1:] > seg_q[:-1])):
+            out = np.array(rows, dtype=np.int32) if c is codes else np.ascontiguousarray(rows, dtype=np.int32)
+            return out, num_ret
+        ranked = np.full((n_queries, max(width, 1)), PAD, dtype=np.int32)
+        ranked[seg_q, :width] = rows
+        return ranked, num_ret
     pos = np.arange(len(q), dtype=np.int64)
     pos -= np.repeat(starts, lengths)
     if max_depth is not None:
@@ -265,10 +280,17 @@ def _rank_order(q: np.ndarray, s: np.ndarray) -> np.ndarray | None:
 
 
 def _break_ties(
-    order: np.ndarray, tied: np.ndarray, keep: np.ndarray, tie_keys: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """Reorder each run of equal (query, score) by document id descending (trec_eval's rule)."""
-    in_tie = np.zeros(len(order), dtype=bool)
+    order: np.ndarray | None,
+    tied: np.ndarray,
+    keep: np.ndarray | None,
+    tie_keys: Callable[[np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder each run of equal (query, score) by document id descending (trec_eval's rule).
+
+    ``order``: the ranking so far (``None``: the input order); returns the sorted positions in
+    ties and the (kept) input entries that go there.
+    """
+    in_tie = np.zeros(len(tied) + 1, dtype=bool)
     in_tie[:-1] |= tied
     in_tie[1:] |= tied
     positions = np.flatnonzero(in_tie)
@@ -276,13 +298,11 @@ def _break_ties(
     group_start = np.ones(len(positions), dtype=bool)
     group_start[1:] = ~tied[positions[1:] - 1]
     group = np.cumsum(group_start)
-    members = order[positions]
-    docs = tie_keys(keep[members])
+    members = positions if order is None else order[positions]
+    docs = tie_keys(members if keep is None else keep[members])
     # Ascending by (-group, doc), reversed: ascending group, descending doc.
     perm = np.lexsort((docs, -group))[::-1]
-    out = order.copy()
-    out[positions] = members[perm]
-    return out
+    return positions, members[perm]
 
 
 def build_judged(qcode: np.ndarray, grades: np.ndarray, n_queries: int) -> np.ndarray:

@@ -394,15 +394,13 @@ def evaluate_trec(
         raise MeasureError(f"relevance level (-l) must be >= 0, found {relevance_level}")
     n_q = len(qrels.query_ids)
     qrels_index = {q: i for i, q in enumerate(qrels.query_bytes)}
-    qmap = np.array([qrels_index.get(q, -1) for q in run.query_bytes], dtype=np.int64)
-    if np.all(qmap >= 0):
-        kq = qmap.astype(np.int32)[run.qindex]
-        kdocs, kscores = run.docs, run.scores
+    qmap = np.array([qrels_index.get(q, -1) for q in run.query_bytes], dtype=np.int32)
+    line_q = qmap[run.qindex]
+    keep, codes, dup = judgment_codes(line_q, run.doc_bytes, qrels)
+    if keep is None:
+        kq, kscores = line_q, run.scores
     else:
-        line_q = qmap.astype(np.int32)[run.qindex]
-        keep = np.flatnonzero(line_q >= 0)
-        kq, kdocs, kscores = line_q[keep], run.docs[keep], run.scores[keep]
-    codes, dup = judgment_codes(kq, kdocs, qrels)
+        kq, kscores = line_q[keep], run.scores[keep]
     if dup is not None:
         qb = qrels.query_bytes[dup[0]]
         raise InputError(
@@ -411,7 +409,11 @@ def evaluate_trec(
             f"{qb.decode('utf-8', 'replace')!r}",
             line=find_line(run.source, qb, dup[1]) if run.source else None,
         )
-    ranked, num_ret = rank_codes(kq, kscores, codes, n_q, lambda idx: kdocs[idx], max_depth)
+
+    def tie_keys(idx: np.ndarray) -> np.ndarray:
+        return run.doc_bytes.fixed(idx if keep is None else keep[idx])
+
+    ranked, num_ret = rank_codes(kq, kscores, codes, n_q, tie_keys, max_depth)
     in_run = np.bincount(kq, minlength=n_q) > 0
     rows = np.arange(n_q) if average_complete else np.flatnonzero(in_run)
     if len(rows) == 0:
