@@ -30,7 +30,9 @@ def _settings(alpha: float, correction: str, test_name: str, resamples: int, see
 @click.argument("base", required=False)
 @click.argument("head", required=False)
 @manifest_option
-@click.option("--json", "as_json", is_flag=True, help="Print the whole diff as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the whole diff as JSON (every flipped case: a 1M-case diff lists every flip, each "
+                   "case's record read; text and md show only the largest flips, and read only those).")
 @click.option("--format", "fmt", type=click.Choice(["text", "md"]), default="text", show_default=True)
 @diff_options
 def diff_cmd(base: str | None, head: str | None, manifest: Path | None, as_json: bool, fmt: str, alpha: float,
@@ -47,12 +49,15 @@ def diff_cmd(base: str | None, head: str | None, manifest: Path | None, as_json:
     """
     from harness.baseline import resolve_pair_columns
     from harness.diff import compare, diff_json
-    from harness.report.text import diff_markdown, print_diff
+    from harness.report.text import SHOWN_FLIPS_MD, SHOWN_FLIPS_TEXT, diff_markdown, print_diff
 
     loaded, layout = project(manifest)
     # format-4 runs are read as columns (nothing per case materialized); older run files load whole
     base_run, head_run, how = resolve_pair_columns(loaded, layout, base, head)
-    d = compare(base_run, head_run, _settings(alpha, correction, test_name, resamples, seed), layout)
+    # the text and md faces show the largest flips only: only those cases' records are fetched
+    shown = None if as_json else SHOWN_FLIPS_MD if fmt == "md" else SHOWN_FLIPS_TEXT
+    d = compare(base_run, head_run, _settings(alpha, correction, test_name, resamples, seed), layout,
+                max_flips=shown)
     if as_json:
         click.echo(diff_json(d))
     elif fmt == "md":
@@ -65,7 +70,9 @@ def diff_cmd(base: str | None, head: str | None, manifest: Path | None, as_json:
 @click.command("gate", cls=HarnessCommand)
 @manifest_option
 @click.option("--base", "base", default=None, help="Run id or file to compare with (default: the baseline).")
-@click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "md", "json"]), default="text", show_default=True,
+              help="json publishes every flipped case (a 1M-case diff lists every flip, each case's record "
+                   "read); text and md show only the largest flips, and read only those.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the md/json report to this file (e.g. $GITHUB_STEP_SUMMARY) as well.")
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -90,7 +97,14 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     from harness.baseline import resolve_base_columns
     from harness.gates import check_gate_config, gate, junit_xml
     from harness.pipeline import execute
-    from harness.report.text import diff_markdown, print_diff, print_verdict, verdict_markdown
+    from harness.report.text import (
+        SHOWN_FLIPS_MD,
+        SHOWN_FLIPS_TEXT,
+        diff_markdown,
+        print_diff,
+        print_verdict,
+        verdict_markdown,
+    )
     from harness.storage import atomic_write_text, check_writable
 
     for target in (output, junit):  # the verdict must never be hidden by an unwritable report path
@@ -104,7 +118,8 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     with _progress(ctx) as progress:
         head_run = execute(loaded, progress=progress, layout=layout).run
     verdict = gate(loaded.manifest.gates, head_run, base_run, settings=settings, layout=layout,
-                   allow_no_baseline=allow_no_baseline)
+                   allow_no_baseline=allow_no_baseline,
+                   max_flips=None if fmt == "json" else SHOWN_FLIPS_MD if fmt == "md" else SHOWN_FLIPS_TEXT)
     d = verdict.diff
     attribution = None
     if do_attribute and d is not None and d.artifacts and base_run is not None:

@@ -77,7 +77,19 @@ def verdict_markdown(verdict: Verdict, note: str = "") -> list[str]:
     return lines
 
 
-def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 15) -> str:
+SHOWN_FLIPS_MD = 15
+"""Flipped cases :func:`diff_markdown` lists (by default)."""
+SHOWN_FLIPS_TEXT = 10
+"""Flipped cases :func:`print_diff` lists."""
+
+
+def flip_count(diff: Diff) -> int:
+    """How many paired cases flipped: ``Diff.flips_total`` when the diff kept only the largest flips
+    (``compare(max_flips=...)``), else ``len(diff.flips)``."""
+    return len(diff.flips) if diff.flips_total is None else diff.flips_total
+
+
+def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = SHOWN_FLIPS_MD) -> str:
     lines: list[str] = []
     if verdict is not None:
         lines += verdict_markdown(verdict)
@@ -122,10 +134,11 @@ def diff_markdown(diff: Diff, verdict: Verdict | None = None, max_flips: int = 1
                 f"| {_md(s.segment)} ({diff.segment_sizes.get(s.segment, s.n)}) | {_md(s.metric)} | "
                 f"{_f(s.base_mean)} | {_f(s.head_mean)} | {s.delta:+.4f} | {_p(s.p_adjusted)} |"
             )
-    if diff.flips:
+    flipped = flip_count(diff)
+    if flipped:
         lines += [
             "",
-            f"**Cases that flipped** ({len(diff.flips)}; top {min(max_flips, len(diff.flips))} by impact)",
+            f"**Cases that flipped** ({flipped}; top {min(max_flips, flipped, len(diff.flips))} by impact)",
             "",
         ]
         for f in diff.flips[:max_flips]:
@@ -228,10 +241,11 @@ def print_diff(diff: Diff, verdict: Verdict | None = None) -> None:
         )
     console.print(t)
     console.print(f"p adj: {family_text(diff)}", markup=False, highlight=False)
-    for f in diff.flips[:10]:
+    shown = diff.flips[:SHOWN_FLIPS_TEXT]
+    for f in shown:
         console.print(f"  {f.direction:<9} {_t(f.case_id)}: {_t('; '.join(f.causes))}", markup=False, highlight=False)
-    if len(diff.flips) > 10:
-        console.print(f"  ... {len(diff.flips) - 10} more flipped cases (--json for all)")
+    if flip_count(diff) > len(shown):
+        console.print(f"  ... {flip_count(diff) - len(shown)} more flipped cases (--json for all)")
     if diff.only_in_base or diff.only_in_head:
         console.print(f"cases only in base: {_t(list(diff.only_in_base))}; only in head: {_t(list(diff.only_in_head))}",
                       markup=False, highlight=False)
