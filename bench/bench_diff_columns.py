@@ -3,10 +3,15 @@ columns (:class:`harness.columns.RunColumns`, built directly with numpy / pyarro
 at 100k and 1M cases, 10 metrics, 2 tags. Each size runs in its own process (peak RSS from getrusage).
 
     .venv/bin/python -m bench.bench_diff_columns [--sizes 100000 1000000] [--resamples 50] [--test wilcoxon]
+        [--rankings columns records]
 
-Records exist only for the cases the diff asks for (flipped cases, through ``fetch``) and as a cheap
-stream for the rankings pass (``batches``: light stand-ins of outputs with a 3-doc ranking, built per
-batch and dropped). What a stored run adds on top is its own per-record decode (``RunTable.iter_batches``).
+Records exist only for the cases the diff asks for (flipped cases, through ``fetch``) and, with
+``--rankings records`` (how a table written without ranking columns is read), as a cheap stream for the
+rankings pass (``batches``: light stand-ins of outputs with a 3-doc ranking, built per batch and dropped;
+what a stored run adds on top is its own per-record decode, ``RunTable.iter_batches``). With
+``--rankings columns`` (the default: a format-4 table with its ranking columns) the same rankings come as
+``ranking_batches`` (Arrow list arrays of RANKING_SCHEMA, built per batch with numpy) and no record is
+made for them.
 """
 
 from __future__ import annotations
@@ -52,8 +57,9 @@ class _Out:
     cache_hits: dict[str, bool]
 
 
-def _columns(run_id: str, n: int, rng: np.random.Generator, base_values: dict[str, np.ndarray] | None) -> object:
-    from harness.columns import RunColumns
+def _columns(run_id: str, n: int, rng: np.random.Generator, base_values: dict[str, np.ndarray] | None,
+             ranking_columns: bool = True) -> object:
+    from harness.columns import RANKING_SCHEMA, RunColumns
     from harness.types import Aggregates, CaseOutput, GoldenCase, Manifest, MetricSummary, Score
 
     metrics = [f"m{j}" for j in range(N_METRICS)]
@@ -90,25 +96,43 @@ def _columns(run_id: str, n: int, rng: np.random.Generator, base_values: dict[st
         for start in range(0, n, 10_000):
             yield fetch([f"c{i:07d}" for i in range(start, min(n, start + 10_000))])
 
+    def ranking_batches() -> Iterator[pa.RecordBatch]:
+        # the records' rankings as columns: docs d{(i + j) % 5} scored 1.0, 0.9, 0.8; d1 judged 1
+        for start in range(0, n, 10_000):
+            i = np.arange(start, min(n, start + 10_000))
+            m = len(i)
+            docs = (i[:, None] + np.arange(3)[None, :]) % 5
+            offsets = pa.array(np.arange(0, 3 * m + 1, 3, dtype=np.int32))
+            scores = pa.array(np.tile(1.0 - 0.1 * np.arange(3), m))
+            grades = pa.array(np.ones(3 * m, dtype=np.int64), mask=(docs.ravel() != 1))
+            yield pa.RecordBatch.from_arrays([
+                pa.array(np.ones(m, dtype=bool)), pa.ListArray.from_arrays(offsets, scores),
+                pa.ListArray.from_arrays(offsets, grades),
+                pa.ListArray.from_arrays(pa.array(np.zeros(m + 1, dtype=np.int32)), pa.array([], pa.int32())),
+                pa.ListArray.from_arrays(pa.array(np.arange(m + 1, dtype=np.int32)),
+                                         pa.array(np.ones(m, dtype=np.int64))),
+            ], schema=RANKING_SCHEMA)
+
     return RunColumns(run_id=run_id, manifest_id="m", manifest=Manifest(name="m", artifacts={}),
                       aggregates=Aggregates(overall=overall), counts={}, scorers=(), case_ids=ids, values=values,
                       unscored=unscored, tags=tags, error_stage=stage, error_kind=kind, latency=latency,
-                      fetch=fetch, extra={"cache_hits": {"retrieve": np.zeros(n, dtype=bool)}}, batches=batches)
+                      fetch=fetch, extra={"cache_hits": {"retrieve": np.zeros(n, dtype=bool)}}, batches=batches,
+                      ranking_batches=ranking_batches if ranking_columns else None)
 
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(n: int, resamples: int, test: str, max_flips: int | None) -> dict[str, object]:
+def child(n: int, resamples: int, test: str, max_flips: int | None, rankings: str = "columns") -> dict[str, object]:
     from harness.diff import DiffSettings, compare
     from harness.gates import gate
     from harness.types import GateRule
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
-    base = _columns("base", n, rng, None)
-    head = _columns("head", n, rng, base.values)  # type: ignore[attr-defined]
+    base = _columns("base", n, rng, None, rankings == "columns")
+    head = _columns("head", n, rng, base.values, rankings == "columns")  # type: ignore[attr-defined]
     built, rss_built = time.perf_counter() - t0, _rss_mb()
     settings = DiffSettings(n_resamples=resamples, test=test)  # type: ignore[arg-type]
     t1 = time.perf_counter()
@@ -122,7 +146,8 @@ def child(n: int, resamples: int, test: str, max_flips: int | None) -> dict[str,
     t_gate = time.perf_counter() - t2
     return {"cases": n, "metrics": N_METRICS, "tests": len(diff.metrics) + len(diff.segments),
             "family": diff.family_size, "flips_total": diff.flips_total, "flips_kept": len(diff.flips),
-            "resamples": resamples, "test": test, "build_s": round(built, 2), "rss_after_build_mb": round(rss_built, 1),
+            "resamples": resamples, "test": test, "rankings": rankings,
+            "build_s": round(built, 2), "rss_after_build_mb": round(rss_built, 1),
             "compare_s": round(t_compare, 2), "gate_s": round(t_gate, 2), "peak_rss_mb": round(_rss_mb(), 1),
             "passed": verdict.passed}
 
@@ -133,17 +158,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resamples", type=int, default=50)
     p.add_argument("--test", default="wilcoxon", choices=["permutation", "wilcoxon", "bootstrap"])
     p.add_argument("--max-flips", type=int, default=100)
+    p.add_argument("--rankings", nargs="+", choices=["columns", "records"], default=["columns"],
+                   help="where the score shift / calibration pass reads rankings: ranking columns (a format-4 "
+                        "table with them) or records (a table written without them); several: each in turn")
     p.add_argument("--child", type=int, default=None)
     a = p.parse_args(argv)
     flips = None if a.max_flips < 0 else a.max_flips
     if a.child is not None:
-        print(json.dumps(child(a.child, a.resamples, a.test, flips)))
+        print(json.dumps(child(a.child, a.resamples, a.test, flips, a.rankings[0])))
         return
     for n in a.sizes:
-        out = subprocess.run([sys.executable, "-m", "bench.bench_diff_columns", "--child", str(n), "--resamples",
-                              str(a.resamples), "--test", a.test, "--max-flips", str(a.max_flips)],
-                             capture_output=True, text=True, check=False)
-        print(out.stdout.strip() or out.stderr.strip()[-2000:], flush=True)
+        for source in a.rankings:
+            out = subprocess.run([sys.executable, "-m", "bench.bench_diff_columns", "--child", str(n), "--resamples",
+                                  str(a.resamples), "--test", a.test, "--max-flips", str(a.max_flips),
+                                  "--rankings", source], capture_output=True, text=True, check=False)
+            print(out.stdout.strip() or out.stderr.strip()[-2000:], flush=True)
 
 
 if __name__ == "__main__":
