@@ -448,7 +448,13 @@ def paired_bootstrap_test(
     b, h = as_paired(base, head)
     _check_resamples(n_resamples)
     _check_alternative(alternative)
-    d = h - b
+    return _bootstrap_test(h - b, int(n_resamples), seed, alternative, large_n)
+
+
+def _bootstrap_test(
+    d: FloatArray, n_resamples: int, seed: int, alternative: Alternative, large_n: int | None
+) -> PairedTestResult:
+    """:func:`paired_bootstrap_test` on validated differences ``d``."""
     n = d.size
     if n < 2:
         return PairedTestResult(float(d.mean()) if n else None, None, alternative, "bootstrap", n, 0)
@@ -559,7 +565,13 @@ def paired_permutation_test(
     b, h = as_paired(base, head)
     _check_resamples(n_resamples)
     _check_alternative(alternative)
-    d = h - b
+    return _permutation_test(h - b, int(n_resamples), seed, alternative, large_n)
+
+
+def _permutation_test(
+    d: FloatArray, n_resamples: int, seed: int, alternative: Alternative, large_n: int | None
+) -> PairedTestResult:
+    """:func:`paired_permutation_test` on validated differences ``d``."""
     n = d.size
     if n == 0:
         return PairedTestResult(None, None, alternative, "permutation", 0, 0)
@@ -616,7 +628,11 @@ def rank_biserial(base: npt.ArrayLike, head: npt.ArrayLike, *, zero_method: Zero
     non-zero under ``wilcox``/``pratt`` (or there are no pairs).
     """
     b, h = as_paired(base, head)
-    r_plus, r_minus = _rank_sums(h - b, zero_method)
+    return _rank_biserial(h - b, zero_method)
+
+
+def _rank_biserial(d: FloatArray, zero_method: ZeroMethod = "wilcox") -> float | None:
+    r_plus, r_minus = _rank_sums(d, zero_method)
     total = r_plus + r_minus
     return (r_plus - r_minus) / total if total > 0 else None
 
@@ -685,7 +701,10 @@ def win_tie_loss(
     b, h = as_paired(base, head)
     if tol < 0:
         raise ValueError(f"tol must be >= 0, got {tol!r}")
-    d = h - b
+    return _win_tie_loss(h - b, greater_is_better, tol)
+
+
+def _win_tie_loss(d: FloatArray, greater_is_better: bool, tol: float) -> WinTieLoss:
     if not greater_is_better:
         d = -d
     wins = int(np.count_nonzero(d > tol))
@@ -706,7 +725,10 @@ def cohens_dz(base: npt.ArrayLike, head: npt.ArrayLike) -> float | None:
     ``None`` with fewer than two pairs or when the differences are constant (sd = 0).
     """
     b, h = as_paired(base, head)
-    d = h - b
+    return _cohens_dz(h - b)
+
+
+def _cohens_dz(d: FloatArray) -> float | None:
     if d.size < 2:
         return None
     sd = float(np.std(d, ddof=1))
@@ -768,28 +790,28 @@ def compare_paired(
         raise ValueError(f"test must be 'permutation', 'wilcoxon' or 'bootstrap', got {test!r}")
     _is_large(0, large_n)  # validates large_n before anything is computed
     n = b.size
-    wtl = win_tie_loss(b, h, greater_is_better=greater_is_better, tol=tol)
+    if tol < 0:
+        raise ValueError(f"tol must be >= 0, got {tol!r}")
+    d = h - b  # validated once here; the parts below work on it (the standalone functions' arithmetic)
+    wtl = _win_tie_loss(d, greater_is_better, tol)
     if n == 0:
         return PairedComparison(
             0, None, None, None, None, None, None, confidence, ci_method, None, test, alternative,
             0, 0, 0, None, None, None, greater_is_better, int(n_resamples), seed,
         )
-    d = h - b
     base_mean = float(b.mean())
     head_mean = float(h.mean())
     delta = float(d.mean())
     ci = _ci_from(d, np.mean, "mean", ci_method, confidence, int(n_resamples), seed, large_n)
     p_value: float | None
     if test == "permutation":
-        res = paired_permutation_test(b, h, n_resamples=n_resamples, seed=seed, alternative=alternative,
-                                      large_n=large_n)
+        res = _permutation_test(d, int(n_resamples), seed, alternative, large_n)
         p_value, test_method = res.p_value, res.method
     elif test == "wilcoxon":
         wx = wilcoxon_signed_rank(b, h, alternative=alternative, large_n=large_n)
         p_value, test_method = wx.p_value, f"wilcoxon-{wx.method}"
     else:
-        res = paired_bootstrap_test(b, h, n_resamples=n_resamples, seed=seed, alternative=alternative,
-                                    large_n=large_n)
+        res = _bootstrap_test(d, int(n_resamples), seed, alternative, large_n)
         p_value, test_method = res.p_value, res.method
     return PairedComparison(
         n=n,
@@ -807,8 +829,8 @@ def compare_paired(
         wins=wtl.wins,
         ties=wtl.ties,
         losses=wtl.losses,
-        cohens_dz=cohens_dz(b, h),
-        rank_biserial=rank_biserial(b, h),
+        cohens_dz=_cohens_dz(d),
+        rank_biserial=_rank_biserial(d),
         direction=_direction(delta, greater_is_better, tol),
         greater_is_better=greater_is_better,
         n_resamples=int(n_resamples),
