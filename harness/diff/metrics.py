@@ -73,7 +73,8 @@ def _compare(
     if b.size and np.array_equal(b, h):
         cmp = replace(cmp, p_value=1.0)
     elif b.size and settings.test == "permutation" and p_resamples > settings.n_resamples:
-        cmp = replace(cmp, p_value=paired_permutation_test(b, h, n_resamples=p_resamples, seed=settings.seed).p_value)
+        res = paired_permutation_test(b, h, n_resamples=p_resamples, seed=settings.seed)
+        cmp = replace(cmp, p_value=res.p_value, test_method=res.method)  # the method that gave this p
     return MetricDelta(
         metric=metric,
         segment=segment,
