@@ -21,6 +21,14 @@ when the engine is used: the local path pays nothing for it.
 Failures are typed: a worker that raises or dies is an :class:`EngineError` (exit 2) naming the stage and
 the worker's exception, never a hang (actors are not restarted, tasks not retried) or a silent partial
 result (a vector that does not come back fails the embedding).
+
+Bounded, and nothing left behind: each :meth:`RayEngine.encode` and sharded build first reserves its CPUs as
+one placement group and waits at most :attr:`RayEngine.start_timeout` seconds for it (a cluster whose CPUs
+are held elsewhere is an :class:`EngineError`, not a pool waiting forever); the actors or tasks run inside
+it, actor start-up (the model load) is bounded by :data:`ACTOR_START_TIMEOUT_S` and a stalled execution by
+:data:`STALL_TIMEOUT_S`; and the group is removed when the call ends, however it ends, which kills its
+actors and tasks. Ray Data itself only drops its references to a finished pool's actors, so an exception
+traceback still holding one (a test runner's, a caller's) would keep their CPUs and starve the next pool.
 """
 
 from __future__ import annotations
@@ -31,8 +39,10 @@ import logging
 import os
 import re
 import sys
+import time
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -45,6 +55,14 @@ from harness.types import ComputeEngine
 INSTALL_HINT = "pip install 'rag-harness[ray]'"
 MIN_SHARD = 1_000
 """Fewest vectors per index shard worth a Ray task (smaller corpora are filled on the driver)."""
+START_TIMEOUT_S = 120.0
+"""Longest wait for the cluster to grant a call's CPUs (its placement group) before it fails."""
+ACTOR_START_TIMEOUT_S = 600
+"""Longest wait for an embedding actor to start (process, imports, model load) before the call fails."""
+STALL_TIMEOUT_S = 900.0
+"""Longest time an embedding may go without a batch finishing before it fails."""
+RELEASE_TIMEOUT_S = 30.0
+"""Longest wait, after a call, for the cluster to report its placement group removed."""
 
 
 class EngineError(HarnessError):
@@ -134,10 +152,12 @@ def _fill_shard(trained: bytes, vectors: np.ndarray) -> bytes:
 class RayEngine:
     """Runs embedding and index building on a Ray cluster for one stage; :meth:`close` when done."""
 
-    def __init__(self, config: ComputeEngine, *, actor: type[EncodeActor] = EncodeActor) -> None:
+    def __init__(self, config: ComputeEngine, *, actor: type[EncodeActor] | None = None,
+                 start_timeout: float = START_TIMEOUT_S) -> None:
         require_ray()
         self.config = config
-        self.actor = actor  # tests put a failing actor here
+        self.actor = actor  # None: this module's EncodeActor when encoding (tests put a failing actor here)
+        self.start_timeout = start_timeout
         self.started = False
         self._ray: Any = None
 
@@ -166,8 +186,34 @@ class RayEngine:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
+        ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S  # the pool's start is awaited, bounded (default: never)
+        ctx.execution_no_progress_timeout_s = STALL_TIMEOUT_S
         self._ray = ray
         return ray
+
+    @contextmanager
+    def _reserved(self, bundles: int, cpus: float, what: str) -> Iterator[Any]:
+        """A placement group of ``bundles`` x ``cpus`` CPUs, granted within :attr:`start_timeout` seconds, removed
+        on exit (killing whatever still runs in it)."""
+        ray = self.connect()
+        from ray.util import placement_group, placement_group_table, remove_placement_group
+
+        pg = placement_group([{"CPU": cpus}] * bundles, strategy="SPREAD")
+        try:
+            try:
+                ray.get(pg.ready(), timeout=self.start_timeout)
+            except ray.exceptions.GetTimeoutError:
+                free = ray.available_resources().get("CPU", 0.0)
+                raise EngineError(f"ray engine: {what}: the cluster did not grant {bundles} x {cpus:g} CPUs within "
+                                  f"{self.start_timeout:g} s ({free:g} of {self.cpus():g} CPUs free)",
+                                  hint="free the cluster's CPUs, lower [engine] workers, or run with --engine local"
+                                  ) from None
+            yield pg
+        finally:
+            remove_placement_group(pg)
+            deadline = time.monotonic() + RELEASE_TIMEOUT_S
+            while placement_group_table(pg).get("state") != "REMOVED" and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     def cpus(self) -> float:
         return float(self.connect().cluster_resources().get("CPU", 1.0))
@@ -192,11 +238,14 @@ class RayEngine:
     # --- embedding ---------------------------------------------------------------------------------
 
     def encode(self, texts: Sequence[str], spec: EncoderSpec) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(positions in ``texts``, their vectors), batch by batch as the actors finish them (any order)."""
+        """(positions in ``texts``, their vectors), batch by batch as the actors finish them (any order). The
+        actors live for this call only: when it ends (done, failed, or the caller stopped reading) they are
+        killed and their CPUs free."""
         if not texts:
             return
         ray = self.connect()
         import pyarrow as pa
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         size = self.config.batch_size
         blocks = [pa.table({"i": pa.array(range(start, min(start + size, len(texts))), pa.int64()),
@@ -204,22 +253,32 @@ class RayEngine:
                   for start in range(0, len(texts), size)]
         workers = min(self.workers(), len(blocks))  # one block is one batch: more actors than blocks idle
         per_actor = self.cpus() / workers
-        with warnings.catch_warnings():  # Ray 2.60 deprecates remote args here but has no other way to set them
-            warnings.simplefilter("ignore", DeprecationWarning)
-            # a dead actor is not restarted nor its batch retried: a deterministic crash fails, never loops
-            ds = ray.data.from_arrow(blocks).map_batches(
-                self.actor, fn_constructor_kwargs={"spec": spec, "threads": max(1, int(per_actor))},
-                batch_size=size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
-                num_cpus=per_actor, max_restarts=0, max_task_retries=0)
-        try:
-            for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
-                yield np.asarray(batch["i"], dtype=np.int64), np.asarray(batch["vector"], dtype=np.float32)
-        except HarnessError:
-            raise
-        except Exception as exc:
-            raise EngineError(f"ray engine: an embedding worker failed ({len(texts)} texts, {workers} actors): "
-                              f"{_reason(exc)}", hint="vectors finished before the failure are cached; fix the "
-                              "cause and run again, or run with --engine local") from None
+        actor = self.actor or EncodeActor
+        what = f"embedding {len(texts)} texts on {workers} actors"
+        # from_blocks reads the blocks' metadata here; from_arrow would run a CPU task per block outside the
+        # reservation, which waits forever on a cluster whose CPUs are held
+        source = ray.data.from_blocks(blocks)
+        with self._reserved(workers, per_actor, what) as pg:
+            with warnings.catch_warnings():  # Ray 2.60 deprecates remote args here but has no other way to set them
+                warnings.simplefilter("ignore", DeprecationWarning)
+                # a dead actor is not restarted nor its batch retried: a deterministic crash fails, never loops
+                ds = source.map_batches(
+                    actor, fn_constructor_kwargs={"spec": spec, "threads": max(1, int(per_actor))},
+                    batch_size=size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
+                    num_cpus=per_actor, max_restarts=0, max_task_retries=0,
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(pg))
+            try:
+                for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+                    yield np.asarray(batch["i"], dtype=np.int64), np.asarray(batch["vector"], dtype=np.float32)
+            except HarnessError:
+                raise
+            except Exception as exc:
+                reason = _reason(exc)
+                if isinstance(exc, ray.exceptions.GetTimeoutError):
+                    reason = f"the actors did not start within {ACTOR_START_TIMEOUT_S} s"
+                raise EngineError(f"ray engine: an embedding worker failed ({len(texts)} texts, {workers} actors): "
+                                  f"{reason}", hint="vectors finished before the failure are cached; fix the "
+                                  "cause and run again, or run with --engine local") from None
 
     # --- index building ----------------------------------------------------------------------------
 
@@ -235,15 +294,20 @@ class RayEngine:
             return index
         ray = self.connect()
         import faiss
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        trained = ray.put(bytes(faiss.serialize_index(index).tobytes()))
-        fill = ray.remote(num_cpus=1, max_retries=0)(_fill_shard)
-        bounds = np.linspace(0, n, shards + 1).astype(np.int64).tolist()
-        refs = [fill.remote(trained, vectors[a:b]) for a, b in itertools.pairwise(bounds)]
-        try:
-            blobs = ray.get(refs)
-        except Exception as exc:
-            raise EngineError(f"ray engine: an index-building task failed ({recipe['type']}, {n} vectors in "
-                              f"{shards} shards): {_reason(exc)}", hint="run with --engine local") from None
+        per_task = min(1.0, self.cpus() / shards)
+        with self._reserved(shards, per_task, f"building a {recipe['type']} index in {shards} shards") as pg:
+            trained = ray.put(bytes(faiss.serialize_index(index).tobytes()))
+            bounds = np.linspace(0, n, shards + 1).astype(np.int64).tolist()
+            refs = [ray.remote(_fill_shard).options(  # each shard in its own reserved bundle: never starved
+                        num_cpus=per_task, max_retries=0,
+                        scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i),
+                    ).remote(trained, vectors[a:b]) for i, (a, b) in enumerate(itertools.pairwise(bounds))]
+            try:
+                blobs = ray.get(refs)
+            except Exception as exc:
+                raise EngineError(f"ray engine: an index-building task failed ({recipe['type']}, {n} vectors in "
+                                  f"{shards} shards): {_reason(exc)}", hint="run with --engine local") from None
         filled = [faiss.deserialize_index(np.frombuffer(b, dtype=np.uint8)) for b in blobs]
         return merge_shards(index, filled)

@@ -2,17 +2,21 @@
 
 One local Ray cluster (2 CPUs) serves the whole module; the engine finds it running, uses it, and leaves
 it up (it shuts down only a cluster it started). The oracle is always the local path (or FAISS by hand).
+Failures use small actor classes of this module (pickled by value), never a model that imports torch, and
+every test that runs the engine checks that it gave the cluster's CPUs back (the next pool starts).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -28,17 +32,37 @@ from tests.conftest import make_project, write_jsonl
 
 ray = pytest.importorskip("ray")
 
+from harness.engine import ray_engine  # noqa: E402
 from harness.engine.ray_engine import EncodeActor, EngineError, RayEngine  # noqa: E402
+
+CPUS = 2
 
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster() -> Iterator[None]:
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test actors below, on the workers
     yield
     if started:
         ray.shutdown()
+
+
+def _all_cpus_free(timeout: float = 30.0) -> bool:
+    """Whether every CPU of the cluster is free again (within ``timeout`` s: resource reports lag a little)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0.0) >= ray.cluster_resources().get("CPU", CPUS):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(autouse=True)
+def _cpus_given_back() -> Iterator[None]:
+    yield
+    assert _all_cpus_free(), "the engine left actors or tasks holding the cluster's CPUs"
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +147,6 @@ class FailingActor(EncodeActor):
 
 
 def test_a_worker_that_raises_is_a_typed_error_not_a_hang() -> None:
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     engine = RayEngine(ComputeEngine(kind="ray", batch_size=10, workers=2), actor=FailingActor)
     texts = [f"text {i}" for i in range(95)] + ["poison pill"] + [f"more {i}" for i in range(4)]
     with pytest.raises(EngineError, match=r"embedding worker failed .*ValueError: cannot encode this batch") as info:
@@ -132,19 +155,61 @@ def test_a_worker_that_raises_is_a_typed_error_not_a_hang() -> None:
     assert info.value.exit_code == 2
 
 
-def test_a_model_that_does_not_load_on_the_workers_fails_the_run(tmp_path: Path) -> None:
-    manifest = make_project(tmp_path / "p", lock=False)
-    model = manifest.parent / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{not json")
-    text = manifest.read_text().replace('version = "hashing-64"\nparams = { backend = "hashing", dim = 64 }',
-                                        'version = "broken"\npath = "model"')
-    manifest.write_text(text)
-    lock(manifest)
+class BrokenModelActor(EncodeActor):
+    def __init__(self, spec: EncoderSpec, threads: int = 1) -> None:
+        raise OSError(f"model {spec.model_dir} does not load here")
+
+
+class DyingActor(EncodeActor):
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        os._exit(3)  # the worker process dies mid-batch (OOM kill, segfault)
+
+
+def test_a_model_that_does_not_load_on_the_workers_fails_the_run(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ray_engine, "EncodeActor", BrokenModelActor)  # what every actor of the run starts as
+    manifest = make_project(tmp_path / "p")
     result = CliRunner().invoke(cli, ["-q", "run", "--manifest", str(manifest), "--engine", "ray"])
     assert result.exit_code == 2, result.output
-    assert "ray engine: an embedding worker failed" in result.output
+    assert "ray engine: an embedding worker failed" in result.output and "does not load here" in result.output
     assert not list((manifest.parent / ".harness" / "runs").glob("*/*.json"))  # no run recorded
+    assert _all_cpus_free()
+    monkeypatch.undo()  # the next run on the same cluster starts its pool: nothing was left holding the CPUs
+    assert _rankings(_cli_run(manifest, "--engine", "ray")) == _rankings(_cli_run(make_project(tmp_path / "l")))
+
+
+def test_a_worker_that_dies_is_a_typed_error() -> None:
+    engine = RayEngine(ComputeEngine(kind="ray", batch_size=10, workers=2), actor=DyingActor)
+    with pytest.raises(EngineError, match=r"embedding worker failed \(30 texts, 2 actors\)") as info:
+        for _ in engine.encode([f"text {i}" for i in range(30)], _spec()):
+            pass
+    assert info.value.exit_code == 2
+
+
+def test_a_cluster_without_free_cpus_is_a_typed_error_in_bounded_time() -> None:
+    from ray.util import placement_group, remove_placement_group
+
+    held = placement_group([{"CPU": CPUS}])  # another job holds every CPU of the cluster
+    ray.get(held.ready(), timeout=60)
+    try:
+        engine = RayEngine(ComputeEngine(kind="ray", batch_size=10, workers=2), start_timeout=1.0)
+        with pytest.raises(EngineError, match=r"did not grant 2 x 1 CPUs within 1 s \(0 of 2 CPUs free\)"):
+            for _ in engine.encode([f"text {i}" for i in range(30)], _spec()):
+                pass
+        with pytest.raises(EngineError, match=r"building a flat index in 2 shards: the cluster did not grant"):
+            engine.build_index(_vectors(2_500, 8, 1), {"type": "flat", "metric": "ip"})
+    finally:
+        remove_placement_group(held)
+
+
+def test_a_reader_that_stops_early_releases_the_actors() -> None:
+    engine = RayEngine(ComputeEngine(kind="ray", batch_size=10, workers=2))
+    texts = [f"text {i}" for i in range(100)]
+    batches = cast(Generator[tuple[np.ndarray, np.ndarray], None, None], engine.encode(texts, _spec()))
+    first_positions, _ = next(batches)
+    assert len(first_positions) == 10
+    batches.close()  # the caller stopped reading (its own error): the pool goes with the generator
+    assert _all_cpus_free()
 
 
 def test_without_ray_the_engine_is_one_error_naming_the_extra(tmp_path: Path,
@@ -236,6 +301,29 @@ def test_coarse_ivf_reports_its_recall_the_same_on_both_engines(tmp_path: Path) 
     assert warm.counts["retrieved"] == 0 and warm.environment["index_quality"] == quality
     exhaustive = _ivf_project(tmp_path / "all", nprobe=8)
     assert execute(load_manifest(exhaustive)).run.environment["index_quality"]["recall@k"] == 1.0
+
+
+def test_large_query_sets_are_embedded_on_ray_with_the_local_rankings(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.retrieve
+
+    monkeypatch.setattr(harness.retrieve, "QUERY_REMOTE_MIN", 2)  # the real threshold is 10,000 queries
+    sent: list[int] = []
+    encode = RayEngine.encode
+
+    def counting(self: RayEngine, texts: Any, spec: EncoderSpec) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        sent.append(len(texts))
+        return encode(self, texts, spec)
+
+    monkeypatch.setattr(RayEngine, "encode", counting)
+    local_manifest = make_project(tmp_path / "local")
+    n_cases = len((tmp_path / "local" / "golden" / "cases.jsonl").read_text().splitlines())
+    n_docs = len((tmp_path / "local" / "golden" / "corpus.jsonl").read_text().splitlines())
+    local = execute(load_manifest(local_manifest)).run
+    assert sent == []
+    on_ray = execute(load_manifest(make_project(tmp_path / "ray")), engine=ComputeEngine(kind="ray", batch_size=2)).run
+    assert sorted(sent) == sorted([n_docs, n_cases])  # the corpus and, over the threshold, the queries
+    assert _rankings(on_ray) == _rankings(local) and on_ray.aggregates == local.aggregates
 
 
 # --- MiniLM: the real model on the workers ----------------------------------------------------------------
