@@ -70,7 +70,7 @@ class RunReport:
     :func:`harness.report.console.error_summary` of its outputs, kept while the run streamed."""
 
     def __init__(self, run: RunResult | None = None, path: Path | None = None, *, header: RunHeader | None = None,
-                 errors: dict[str, Any] | None = None) -> None:
+                 errors: dict[str, Any] | None = None, environment: dict[str, Any] | None = None) -> None:
         if path is None:
             raise TypeError("RunReport needs the run's path")
         if header is None:
@@ -83,6 +83,8 @@ class RunReport:
         self._run = run
         self.header: RunHeader = header
         self._errors = errors
+        self.environment: dict[str, Any] = environment if environment is not None else (
+            run.environment if run is not None else {})
 
     @property
     def run(self) -> RunResult:
@@ -204,7 +206,7 @@ def _stream(prep: _Prepared, runs: RunStore | None) -> RunReport:
     header = RunHeader(format_version=4, run_id=writer.run_id, created_at=created_at, manifest_id=loaded.id,
                        manifest_path=str(loaded.path), counts=counts, stage_seconds=stage_s, aggregates=aggregates,
                        manifest=loaded.manifest)
-    return RunReport(path=path, header=header, errors=tally.summary())
+    return RunReport(path=path, header=header, errors=tally.summary(), environment=environment)
 
 
 def _open_writer(store: RunStore, prep: _Prepared, infos: Mapping[str, MetricInfo],
@@ -800,4 +802,4 @@ def summary(report: RunReport) -> dict[str, Any]:
         "segments": {seg: {k: v.mean for k, v in ms.items()} for seg, ms in head.aggregates.segments.items()},
         "counts": head.counts,
         "stage_seconds": head.stage_seconds,
-    }
+    } | ({"index_quality": quality} if (quality := report.environment.get("index_quality")) else {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,10 @@ def test_retrieval_regression_fails_the_gate_with_junit_and_markdown(example: Pa
 def test_diff_reports_statistics_flips_and_calibration(example: Path) -> None:
     out = harness("run", "-f", "variants/retrieval-v2.toml", cwd=example)
     assert out.returncode == 0, out.stderr
+    # the coarse IVF says what it costs against exact search on the same corpus, measured over the run's queries
+    quality = re.search(r"index (\S+) \(nprobe 1\): recall@20 (0\.\d{3}) against exact search on 76 sampled",
+                        out.stdout)
+    assert quality is not None and quality[1].startswith("IVF") and float(quality[2]) < 0.9, out.stdout
     out = harness("diff", "-f", "variants/retrieval-v2.toml", "--json", cwd=example)
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)

@@ -47,6 +47,12 @@ def print_run_summary(data: dict[str, Any]) -> None:
     if counts.get("generated"):
         work += f", generated {counts['generated']}"
     console.print(f"{counts['cases']} cases, {counts['errors']} errors, {counts['unscored']} unscored values; {work}")
+    quality = data.get("index_quality")
+    if quality:  # what the approximate index costs against exact search on the same corpus
+        search = ", ".join(f"{k} {v}" for k, v in sorted((quality.get("search") or {}).items()))
+        console.print(visible(f"index {quality.get('factory')}{f' ({search})' if search else ''}: "
+                              f"recall@{quality['k']} {quality['recall@k']:.3f} against exact search on "
+                              f"{quality['sample']} sampled queries"), markup=False, highlight=False)
     console.print(f"stored: {visible(data['path'])}", markup=False, highlight=False)
 
 
