@@ -94,7 +94,7 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     Example:
       harness gate --format md -o "$GITHUB_STEP_SUMMARY" --junit gate.xml
     """
-    from harness.baseline import resolve_base_columns
+    from harness.baseline import read_columns, resolve_base_columns
     from harness.gates import check_gate_config, gate, junit_xml
     from harness.pipeline import execute
     from harness.report.text import (
@@ -116,7 +116,8 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     # validated before the head run is executed and stored; a format-4 baseline is read as columns
     base_run, how = resolve_base_columns(loaded, layout, base)
     with _progress(ctx) as progress:
-        head_run = execute(loaded, progress=progress, layout=layout).run
+        report = execute(loaded, progress=progress, layout=layout)
+    head_run = read_columns(report.path, layout.project)  # the stored run, as columns: never loaded whole here
     verdict = gate(loaded.manifest.gates, head_run, base_run, settings=settings, layout=layout,
                    allow_no_baseline=allow_no_baseline,
                    max_flips=None if fmt == "json" else SHOWN_FLIPS_MD if fmt == "md" else SHOWN_FLIPS_TEXT)
@@ -130,7 +131,7 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
         # the ablations need the whole baseline run: load it (again) only here
         base_full = base_run if isinstance(base_run, RunResult) else resolve_base(loaded, layout, base)[0]
         if base_full is not None:
-            attribution = attribute(base_full, head_run, layout)
+            attribution = attribute(base_full, report.run, layout)
     if fmt == "json":
         text = json.dumps({"passed": verdict.passed, "base": how, "verdict": verdict.model_dump(mode="json"),
                            "diff": None if d is None else d.model_dump(mode="json"),
