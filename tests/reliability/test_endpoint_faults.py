@@ -294,3 +294,21 @@ def test_a_middle_part_of_the_key_echoed_back_is_stored_and_printed_nowhere(
             + [(out.encode(), "stdout"), (err.encode(), "stderr")]:
         for fragment in (MIDDLE, MIDDLE[:8], MIDDLE[-8:], GROQ_KEY[10:20]):
             assert fragment.encode() not in blob, (fragment, where)
+
+
+def test_the_fake_server_records_no_request_whose_body_never_arrived() -> None:
+    """A client killed between its headers and its body (a SIGKILLed run) sent no request: none is recorded.
+
+    Otherwise the half-sent request shows up as a call with an empty prompt, and a test counting distinct prompts
+    paid for (test_replay_resume) counts one too many.
+    """
+    import socket
+
+    with FakeOpenAIServer() as srv:
+        host, port = srv.base_url.split("//", 1)[1].split("/", 1)[0].split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 200\r\n\r\n{\"model\": ")
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(1024) == b""  # closed without an answer
+        assert srv.requests_received == 0
