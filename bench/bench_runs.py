@@ -24,47 +24,19 @@ import random
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench.measure import OFFLINE, run_measured
+from harness.testing.project import ProjectSpec
+from harness.testing.project import write_project as build_project
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB_SIZE = 5000
 TOPICS = [f"t{i}" for i in range(8)]
 LANGS = ["en", "de", "fr"]
-MANIFEST = """\
-schema_version = 1
-name = "bench-runs"
-
-[artifacts.golden]
-kind = "golden"
-version = "{n}"
-path = "golden/cases.jsonl"
-
-[artifacts.corpus]
-kind = "corpus"
-version = "1"
-path = "golden/corpus.jsonl"
-
-[artifacts.embedding]
-kind = "embedding_model"
-version = "hashing-128"
-params = {{ backend = "hashing", dim = 128 }}
-
-[artifacts.index]
-kind = "index_recipe"
-version = "flat"
-path = "flat.toml"
-
-[artifacts.retriever]
-kind = "retriever"
-version = "1"
-params = {{ k = 10, text_fields = ["title", "text"] }}
-
-[metrics]
-retrieval = ["ndcg@10", "recall@10", "mrr@10", "map"]
-
+GATES = """
 [[gates]]
 metric = "ndcg@10"
 max_drop = 0.02
@@ -83,18 +55,17 @@ def _words(rng: random.Random, vocab: list[str], n: int) -> list[str]:
 
 def write_project(root: Path, n_cases: int, n_docs: int, seed: int = 0) -> Path:
     """A locked project of ``n_cases`` cases over ``n_docs`` documents (files written a line at a time)."""
-    from harness.manifest import lock
-
     rng = random.Random(seed)
     vocab = [f"w{i}" for i in range(VOCAB_SIZE)]
-    (root / "golden").mkdir(parents=True, exist_ok=True)
-    texts = []
-    with (root / "golden" / "corpus.jsonl").open("w") as fh:
+    texts: list[list[str]] = []
+
+    def docs() -> Iterator[dict[str, str]]:
         for i in range(n_docs):
             words = _words(rng, vocab, 40 + rng.randrange(60))
             texts.append(words)
-            fh.write(json.dumps({"id": f"d{i}", "title": " ".join(words[:4]), "text": " ".join(words)}) + "\n")
-    with (root / "golden" / "cases.jsonl").open("w") as fh:
+            yield {"id": f"d{i}", "title": " ".join(words[:4]), "text": " ".join(words)}
+
+    def cases() -> Iterator[dict[str, Any]]:
         for i in range(n_cases):
             d = rng.randrange(n_docs)
             words = texts[d]
@@ -103,12 +74,11 @@ def write_project(root: Path, n_cases: int, n_docs: int, seed: int = 0) -> Path:
             other = rng.randrange(n_docs)
             rel = {f"d{d}": 2} | ({f"d{other}": 1} if other != d else {})
             tags = {"topic": TOPICS[d % len(TOPICS)], "lang": LANGS[rng.randrange(len(LANGS))]}
-            fh.write(json.dumps({"id": f"c{i}", "query": query, "relevance": rel, "tags": tags}) + "\n")
-    (root / "flat.toml").write_text('type = "flat"\n')
-    manifest = root / "harness.toml"
-    manifest.write_text(MANIFEST.format(n=n_cases))
-    lock(manifest)
-    return manifest
+            yield {"id": f"c{i}", "query": query, "relevance": rel, "tags": tags}
+
+    spec = ProjectSpec(name="bench-runs", golden_version=str(n_cases), dim=128, index_dir="", k=10,
+                       metrics=("ndcg@10", "recall@10", "mrr@10", "map"), tail=GATES)
+    return build_project(root, spec, docs=docs(), cases=cases(), recipes={"flat": 'type = "flat"\n'})
 
 
 def _env(cache: Path) -> dict[str, str]:

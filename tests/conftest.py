@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from harness.testing.project import ProjectSpec, artifact_table, write_jsonl, write_project
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -31,60 +34,15 @@ CASES = [
     {"id": "q4", "query": "no judged documents here", "tags": {"topic": "misc", "difficulty": "easy"}},
 ]
 
-MANIFEST = """\
-# A tiny project for tests.
-schema_version = 1
-name = "tiny"
-
-[artifacts.golden]
-kind = "golden"
-version = "1"
-path = "golden/cases.jsonl"
-
-[artifacts.corpus]
-kind = "corpus"
-version = "1"
-path = "golden/corpus.jsonl"
-
-[artifacts.embedding]
-kind = "embedding_model"
-version = "hashing-64"
-params = {{ backend = "hashing", dim = 64 }}
-
-[artifacts.index]
-kind = "index_recipe"
-version = "{recipe}"
-path = "indexes/{recipe}.toml"
-
-[artifacts.retriever]
-kind = "retriever"
-version = "1"
-params = {{ k = 5, text_fields = ["title", "text"] }}
-
-[metrics]
-retrieval = ["ndcg@10", "recall@5", "map", "mrr@10", "precision@5"]
-"""
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+TINY = ProjectSpec(name="tiny", comment="A tiny project for tests.",
+                   metrics=("ndcg@10", "recall@5", "map", "mrr@10", "precision@5"))
+MANIFEST = TINY.template("recipe")
+RECIPES = {"flat": 'type = "flat"\n', "hnsw": 'type = "hnsw"\nM = 8\nef_search = 16\n',
+           "ivf": 'type = "ivf"\nnlist = 2\nnprobe = 2\n'}
 
 
 def make_project(root: Path, recipe: str = "flat", lock: bool = True) -> Path:
-    write_jsonl(root / "golden" / "corpus.jsonl", DOCS)
-    write_jsonl(root / "golden" / "cases.jsonl", CASES)
-    (root / "indexes").mkdir(parents=True, exist_ok=True)
-    (root / "indexes" / "flat.toml").write_text('type = "flat"\n')
-    (root / "indexes" / "hnsw.toml").write_text('type = "hnsw"\nM = 8\nef_search = 16\n')
-    (root / "indexes" / "ivf.toml").write_text('type = "ivf"\nnlist = 2\nnprobe = 2\n')
-    path = root / "harness.toml"
-    path.write_text(MANIFEST.format(recipe=recipe))
-    if lock:
-        from harness.manifest import lock as do_lock
-
-        do_lock(path)
-    return path
+    return write_project(root, replace(TINY, recipe=recipe), docs=DOCS, cases=CASES, recipes=RECIPES, lock=lock)
 
 
 CONTRACTS = """
@@ -132,21 +90,12 @@ def add_generation(root: Path, generator: str = '{ name = "extractive", n_passag
     rows = [json.loads(line) for line in cases.read_text().splitlines()]
     for i, update in (CASE_UPDATES if case_updates is None else case_updates).items():
         rows[i] |= update
-    cases.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(cases, rows)
     manifest = root / "harness.toml"
-    manifest.write_text(manifest.read_text().replace("[metrics]", f"""[artifacts.prompt]
-kind = "prompt"
-path = "prompts/answer.toml"
-
-[artifacts.validators]
-kind = "validators"
-path = "validators"
-
-[artifacts.generator]
-kind = "generator"
-params = {generator}
-
-[metrics]"""))
+    tables = [artifact_table("prompt", "prompt", path="prompts/answer.toml"),
+              artifact_table("validators", "validators", path="validators"),
+              artifact_table("generator", "generator", params=generator)]
+    manifest.write_text(manifest.read_text().replace("[metrics]", "\n".join([*tables, "[metrics]"])))
     from harness.manifest import lock
 
     lock(manifest)

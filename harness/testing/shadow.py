@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.monitor.synthetic import StreamSpec, corpus, golden_cases, records
+from harness.testing.project import ProjectSpec, artifact_table, write_jsonl
 
 __all__ = ["ShadowProject", "distractors", "logged_traffic", "shadow_responder", "write_shadow_project"]
 
@@ -131,55 +132,11 @@ class ShadowProject:
 
 def _manifest(name: str, *, prompt: str, index: str, generator: str, rel: str, segments: Sequence[str]) -> str:
     segs = ", ".join(json.dumps(s) for s in segments)
-    return f'''schema_version = 1
-name = "{name}"
-
-[artifacts.golden]
-kind = "golden"
-version = "1"
-path = "{rel}golden/cases.jsonl"
-
-[artifacts.corpus]
-kind = "corpus"
-version = "1"
-path = "{rel}golden/corpus.jsonl"
-
-[artifacts.embedding]
-kind = "embedding_model"
-version = "hashing-256"
-params = {{ backend = "hashing", dim = 256 }}
-
-[artifacts.index]
-kind = "index_recipe"
-version = "{index}"
-path = "{rel}indexes/{index}.toml"
-
-[artifacts.retriever]
-kind = "retriever"
-version = "1"
-params = {{ k = 5, text_fields = ["title", "text"] }}
-
-[artifacts.prompt]
-kind = "prompt"
-version = "{prompt}"
-path = "{rel}prompts/{prompt}.toml"
-
-[artifacts.validators]
-kind = "validators"
-version = "1"
-path = "{rel}validators"
-
-[artifacts.generator]
-kind = "generator"
-version = "fake-chat"
-params = {generator}
-
-[metrics]
-retrieval = ["ndcg@10", "recall@5"]
-
-[monitor]
-segments = [{segs}]
-'''
+    extra = (artifact_table("prompt", "prompt", version=prompt, path=f"{rel}prompts/{prompt}.toml"),
+             artifact_table("validators", "validators", version="1", path=f"{rel}validators"),
+             artifact_table("generator", "generator", version="fake-chat", params=generator))
+    return ProjectSpec(name=name, dim=256, recipe=index, prefix=rel, extra=extra,
+                       tail=f"\n[monitor]\nsegments = [{segs}]\n").manifest()
 
 
 def write_shadow_project(folder: str | Path, *, base_url: str, spec: StreamSpec | None = None,
@@ -191,10 +148,8 @@ def write_shadow_project(folder: str | Path, *, base_url: str, spec: StreamSpec 
 
     spec = spec or StreamSpec(days=3, records_per_day=400)
     root = Path(folder)
-    (root / "golden").mkdir(parents=True, exist_ok=True)
-    docs = corpus(spec) + distractors(spec, n_distractors)
-    for name, rows in (("corpus", docs), ("cases", golden_cases(spec, 4))):
-        (root / "golden" / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(root / "golden" / "corpus.jsonl", corpus(spec) + distractors(spec, n_distractors))
+    write_jsonl(root / "golden" / "cases.jsonl", golden_cases(spec, 4))
     (root / "indexes").mkdir(exist_ok=True)
     (root / "indexes" / "flat.toml").write_text('type = "flat"\nmetric = "ip"\n')
     (root / "indexes" / "ivf-coarse.toml").write_text('type = "ivf"\nmetric = "ip"\nnlist = 32\nnprobe = 1\n')
