@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from harness.cli import HarnessCommand
 from harness.commands.core import manifest_option
 from harness.commands.release import _settings, diff_options
+
+if TYPE_CHECKING:
+    from harness.columns import RunColumns
+    from harness.diff import DiffSettings
+    from harness.manifest import LoadedManifest
+    from harness.runs import RunTable, RunTableHeader
+    from harness.storage import Layout
+    from harness.types import RunResult
 
 
 def _readable(path: Path) -> None:
@@ -57,23 +66,146 @@ def report(run: str | None, against: str | None, manifest: Path | None, fmt: str
       harness report --format md >> "$GITHUB_STEP_SUMMARY"
       harness report 20261126T0301 --format junit -o cases.xml
     """
-    from harness.baseline import load_run_ref, resolve_base, resolve_head
-    from harness.diff import compare
-    from harness.errors import HarnessError
-    from harness.manifest import LoadedManifest, load_manifest
-    from harness.report import FailurePolicy, parse_thresholds, render_html, run_json, run_junit, run_markdown
-    from harness.runs import load_run
-    from harness.storage import Layout, atomic_write_text
+    from harness.manifest import load_manifest
+    from harness.runs import open_run
+    from harness.storage import Layout
 
     loaded: LoadedManifest | None = None
     if manifest is not None or not _is_run_file(run):
         loaded = load_manifest(manifest)
     if loaded is not None:
-        layout = Layout.for_manifest(loaded.path)
-        head = resolve_head(loaded, layout, run)
+        layout = _layout_for(loaded.path)
+        head_table = _head_table(loaded, layout, run)
     else:
-        head = load_run(run or "")
-        layout = Layout.for_manifest(head.manifest_path) if head.manifest_path else Layout(Path(".harness"))
+        head_table = open_run(run or "")
+        mpath = head_table.header.manifest_path
+        layout = _layout_for(mpath) if mpath else Layout(Path(".harness"))
+    if head_table.header.table is not None:  # format 4: read by columns, never whole
+        _report_table(head_table, against, loaded, layout, fmt, output, fail_below, no_corpus, max_failing,
+                      _settings(alpha, correction, test_name, resamples, seed))
+        return
+    _report_whole(head_table.materialize(), against, loaded, layout, fmt, output, fail_below, no_corpus,
+                  max_failing, _settings(alpha, correction, test_name, resamples, seed))
+
+
+def _layout_for(manifest_path: str | Path) -> Layout:
+    from harness.storage import Layout
+
+    return Layout.for_manifest(manifest_path)
+
+
+def _open_table(path: Path, project: Path | None) -> RunTable:
+    from harness.runs import open_run
+
+    return open_run(path, project=project)
+
+
+def _head_table(loaded: LoadedManifest, layout: Layout, ref: str | None) -> RunTable:
+    """The head run as :func:`harness.baseline.resolve_head` finds it, opened (:func:`harness.runs.open_run`)."""
+    from harness import baseline
+
+    return cast("RunTable", cast(Any, baseline)._resolve_head(loaded, layout, ref, _open_table))
+
+
+def _base_table(against: str | None, loaded: LoadedManifest | None, head: RunTableHeader, layout: Layout
+                ) -> tuple[LoadedManifest | None, RunTable | None, str | None]:
+    """The base run as :func:`harness.baseline.resolve_base` / ``load_run_ref`` find it, opened."""
+    from harness import baseline
+    from harness.errors import HarnessError
+    from harness.manifest import load_manifest
+
+    if against == "baseline":
+        if loaded is None:
+            if not head.manifest_path or not Path(head.manifest_path).is_file():
+                raise HarnessError("--against baseline needs the manifest", hint="pass --manifest")
+            loaded = load_manifest(head.manifest_path)
+        found, how = cast(Any, baseline)._resolve_base(loaded, layout, None, _open_table)
+        if found is None:
+            raise HarnessError(f"nothing to compare with: {how}")
+        return loaded, cast("RunTable", found), str(how)
+    if against:
+        return loaded, cast("RunTable", cast(Any, baseline)._run_ref(against, layout, _open_table)), f"given: {against}"
+    return loaded, None, None
+
+
+def _diff_side(table: RunTable) -> RunResult | RunColumns:
+    """What ``harness diff`` compares of a stored run (:func:`harness.baseline.read_columns`)."""
+    if table.header.table is None:
+        return table.materialize()
+    return table.columns(metrics=None, tags=True, latency=True)
+
+
+def _report_table(head: RunTable, against: str | None, loaded: LoadedManifest | None, layout: Layout,
+                  fmt: str, output: Path | None, fail_below: tuple[str, ...], no_corpus: bool, max_failing: int,
+                  settings: DiffSettings) -> None:
+    """The report of a format-4 run: the header, the columns and the shown cases' records
+    (:func:`harness.report.html.build_report_table`, :func:`harness.report.export.run_markdown_table`, ...)."""
+    from harness.diff import compare
+    from harness.errors import HarnessError
+    from harness.report import FailurePolicy, parse_thresholds
+    from harness.report.export import run_json_table, run_junit, run_markdown_table
+    from harness.report.html import MAX_LISTED_CASES, REPORT_MAX_FLIPS, render_html_table
+    from harness.storage import atomic_write_text
+
+    h = head.header
+    loaded, base, how = _base_table(against, loaded, h, layout)
+    if base is not None and base.header.run_id == h.run_id:
+        raise HarnessError(f"base and head are the same run ({h.run_id})", hint="pick another --against")
+    policy = FailurePolicy(thresholds=parse_thresholds(fail_below, h))
+    head_cols = head.columns(metrics=None, tags=True, latency=True)
+    diff = None
+    base_side: RunResult | RunColumns | None = None
+    if base is not None:
+        base_side = _diff_side(base)
+        # a page lists at most MAX_LISTED_CASES cases; a run larger than that shows its largest flips only
+        max_flips = REPORT_MAX_FLIPS if fmt == "html" and len(head) > MAX_LISTED_CASES else None
+        diff = compare(base_side, head_cols, settings, layout, max_flips=max_flips)
+
+    if fmt == "html":
+        from harness.columns import RunColumns as Columns
+        from harness.gates import evaluate_gates
+
+        rules = loaded.manifest.gates if loaded is not None else h.manifest.gates
+        verdict = (evaluate_gates(rules, head_cols, diff, base=base_side)
+                   if diff is not None and rules and base_side is not None else None)
+        text = render_html_table(head, base=base, diff=diff, base_how=how, policy=policy, layout=layout,
+                                 corpus=not no_corpus, max_failing=max_failing, verdict=verdict,
+                                 columns=head_cols,
+                                 base_columns=base_side if isinstance(base_side, Columns) else None)
+        path = output or layout.home / "reports" / f"{h.run_id}.html"
+        atomic_write_text(path, text)
+        _readable(path)
+        click.echo(str(path))
+        return
+    if fmt == "md":
+        text = run_markdown_table(head, diff, policy)
+    elif fmt == "json":
+        text = run_json_table(head, diff, policy)
+    else:
+        text = run_junit(head.materialize(), policy)
+    _emit(text, output)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    from harness.storage import atomic_write_text
+
+    if output is not None:
+        atomic_write_text(output, text)
+        click.echo(str(output), err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+def _report_whole(head: RunResult, against: str | None, loaded: LoadedManifest | None, layout: Layout,
+                  fmt: str, output: Path | None, fail_below: tuple[str, ...], no_corpus: bool, max_failing: int,
+                  settings: DiffSettings) -> None:
+    """The report of a run of an older format (held whole, as it always was)."""
+    from harness.baseline import load_run_ref, resolve_base
+    from harness.diff import compare
+    from harness.errors import HarnessError
+    from harness.manifest import load_manifest
+    from harness.report import FailurePolicy, parse_thresholds, render_html, run_json, run_junit, run_markdown
+    from harness.storage import atomic_write_text
 
     base = None
     how: str | None = None
@@ -91,7 +223,6 @@ def report(run: str | None, against: str | None, manifest: Path | None, fmt: str
         raise HarnessError(f"base and head are the same run ({head.run_id})", hint="pick another --against")
 
     policy = FailurePolicy(thresholds=parse_thresholds(fail_below, head))
-    settings = _settings(alpha, correction, test_name, resamples, seed)
     diff = None if base is None else compare(base, head, settings, layout)
 
     if fmt == "html":
@@ -114,8 +245,4 @@ def report(run: str | None, against: str | None, manifest: Path | None, fmt: str
         text = run_json(head, diff, policy)
     else:
         text = run_junit(head, policy)
-    if output is not None:
-        atomic_write_text(output, text)
-        click.echo(str(output), err=True)
-    else:
-        click.echo(text, nl=False)
+    _emit(text, output)

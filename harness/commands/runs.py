@@ -1,9 +1,11 @@
 """`harness runs list | show | prune | migrate`: find the stored runs (``<home>/runs/<manifest id>/<run id>.json``),
 read one, and delete the ones nothing needs.
 
-Listing and pruning read each run file's header only (:meth:`harness.runs.RunStore.scan`); ``show`` loads
-and validates the whole run. By default they look at the runs of the manifest found here (every version of
-it: the runs whose recorded manifest path is that file); ``--all`` at every run of the store.
+Listing and pruning read each run file's header only (:meth:`harness.runs.RunStore.scan`); ``show`` reads
+the header and, of a format-4 run's table, its error columns and the few errored cases' records it quotes
+(:func:`error_summary_of`), never the whole run. By default they look at the runs of the manifest found
+here (every version of it: the runs whose recorded manifest path is that file); ``--all`` at every run of the
+store.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from harness.commands.core import manifest_option
 from harness.report.xmltext import visible
 
 if TYPE_CHECKING:
-    from harness.runs import PrunePlan, StoredRun
+    from harness.runs import PrunePlan, RunTable, RunTableHeader, StoredRun
     from harness.storage import Layout
-    from harness.types import MetricRole, MetricSummary, RunResult
+    from harness.types import MetricRole, MetricSummary
 
 HEADLINE_METRICS = 3  # quality metrics shown per run when --metric is not given
 
@@ -336,20 +338,51 @@ def _print_list(runs: list[StoredRun], headline: list[str], refs: _Refs) -> None
 # --- show -------------------------------------------------------------------------------------------------
 
 
-def _summary(run: RunResult, stored: StoredRun, refs: _Refs) -> dict[str, Any]:
-    from harness.report.console import error_summary
+def error_summary_of(table: RunTable) -> dict[str, Any]:
+    """:func:`harness.report.console.error_summary` of a stored run's outputs, from its ``error_stage`` /
+    ``error_kind`` columns: counts per kind from the columns, the few ids and messages quoted per kind from
+    those cases' records alone (:meth:`~harness.runs.RunTable.take`)."""
+    import numpy as np
 
-    aggregates = run.aggregates.model_dump(mode="json")
+    from harness.report.console import SHOWN_CASES, SHOWN_MESSAGES, ErrorTally
+
+    cols = table.columns(metrics=[], tags=False, latency=False)
+    rows = np.flatnonzero(cols.errored())
+    tally = ErrorTally()
+    if not len(rows):
+        return tally.summary()
+    kinds = cols.error_kind.take(rows).to_pylist()
+    counts: dict[str, int] = {}
+    quoted: list[int] = []  # the first rows of each kind, in row order: what the tally keeps of them
+    keep = max(SHOWN_CASES, SHOWN_MESSAGES)
+    for row, kind in zip(rows.tolist(), kinds, strict=True):
+        n = counts.get(kind, 0)
+        counts[kind] = n + 1
+        if n < keep:
+            quoted.append(row)
+    ids = cols.case_ids.take(quoted).to_pylist()
+    _, outputs, _ = table.take(ids)
+    tally.add(outputs)  # in row order: take answers in the order asked
+    summary = tally.summary()
+    by_kind = summary["by_kind"]
+    for kind, entry in by_kind.items():
+        entry["count"] = counts[kind]
+    ordered = dict(sorted(by_kind.items(), key=lambda kv: (-kv[1]["count"], kv[0])))
+    return {"total": len(rows), "by_kind": ordered}
+
+
+def _summary(header: RunTableHeader, errors: dict[str, Any], stored: StoredRun, refs: _Refs) -> dict[str, Any]:
+    aggregates = header.aggregates.model_dump(mode="json")
     return {
-        "run_id": run.run_id, "created_at": run.created_at, "path": str(stored.path), "size_bytes": stored.size,
-        "baseline": refs.baselines.get(run.run_id),
-        "manifest": {"name": run.manifest.name, "id": run.manifest_id, "path": run.manifest_path,
-                     "description": run.manifest.description},
+        "run_id": header.run_id, "created_at": header.created_at, "path": str(stored.path),
+        "size_bytes": stored.size, "baseline": refs.baselines.get(header.run_id),
+        "manifest": {"name": header.manifest.name, "id": header.manifest_id, "path": header.manifest_path,
+                     "description": header.manifest.description},
         "artifacts": {role: a.model_dump(mode="json", include={"kind", "version", "path", "uri", "sha256"})
-                      for role, a in run.manifest.artifacts.items()},
-        "scorers": [s.model_dump(mode="json") for s in run.scorers],
-        "environment": run.environment, "counts": run.counts, "stage_seconds": run.stage_seconds,
-        "aggregates": aggregates, "errors": error_summary(run.outputs),
+                      for role, a in header.manifest.artifacts.items()},
+        "scorers": [s.model_dump(mode="json") for s in header.scorers],
+        "environment": header.environment, "counts": header.counts, "stage_seconds": header.stage_seconds,
+        "aggregates": aggregates, "errors": errors,
     }
 
 
@@ -367,22 +400,23 @@ def show_cmd(run_id: str, manifest: Path | None, as_json: bool, metrics: tuple[s
       harness runs show 20261201T112005Z-960609
       harness runs show 20261201T1120 --json
     """
-    from harness.runs import RunStore, load_run
+    from harness.runs import RunStore, open_run
 
     scope = _scope(manifest, True)
     store = _scan(scope)
     path = RunStore(scope.layout.runs).find(run_id)
-    run = load_run(path, project=scope.layout.project)
+    table = open_run(path, project=scope.layout.project)
     stored = next(r for r in store.every if r.path == path)
     refs = _references(store)
-    data = _summary(run, stored, refs)
+    header = table.header
+    data = _summary(header, error_summary_of(table), stored, refs)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    _print_show(run, data, list(metrics) or run.aggregates.metrics("quality")[:HEADLINE_METRICS])
+    _print_show(header, data, list(metrics) or header.aggregates.metrics("quality")[:HEADLINE_METRICS])
 
 
-def _print_show(run: RunResult, data: dict[str, Any], headline: list[str]) -> None:
+def _print_show(run: RunTableHeader, data: dict[str, Any], headline: list[str]) -> None:
     from rich.filesize import decimal
     from rich.markup import escape
     from rich.table import Table
@@ -431,7 +465,7 @@ def _print_show(run: RunResult, data: dict[str, Any], headline: list[str]) -> No
     if not errors["total"]:
         line("errors: none")
         return
-    line(f"errors: {errors['total']} of {run.counts.get('cases', len(run.outputs))} cases")
+    line(f"errors: {errors['total']} of {run.counts.get('cases', run.rows)} cases")
     for kind, entry in errors["by_kind"].items():
         first = entry["messages"][0]["message"] if entry["messages"] else ""
         line(visible(f"  {kind} ({entry['stage']}): {entry['count']}, e.g. {', '.join(entry['cases'])}: {first}"))

@@ -12,13 +12,17 @@ visible escapes (:mod:`harness.report.xmltext`), so the report always parses.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.diff import Diff
-from harness.report.failing import FailurePolicy, find_failures
+from harness.report.failing import CaseFailure, FailurePolicy, RunFacts, find_failures
 from harness.report.mdtext import md_code, md_text
 from harness.report.xmltext import sanitize_tree
-from harness.types import MetricSummary, RunResult
+from harness.types import MetricSummary, RunResult, Score
+
+if TYPE_CHECKING:
+    from harness.columns import RunColumns
+    from harness.runs import RunTable
 
 MD_SEGMENT_METRICS = 8
 MD_MAX_FAILING = 50
@@ -33,7 +37,7 @@ def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
-def main_metrics(run: RunResult) -> list[str]:
+def main_metrics(run: RunFacts) -> list[str]:
     """The quality metrics in the run's order (diagnostics, such as per-validator failures, are shown apart)."""
     return run.aggregates.metrics("quality")
 
@@ -47,6 +51,65 @@ def cache_hits(run: RunResult) -> dict[str, tuple[int, int]]:
             c[0] += int(hit)
             c[1] += 1
     return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+_CACHE_HITS = r'"cache_hits":(?P<hits>\{[^{}]*\})'
+"""Where a stored output's ``cache_hits`` object is in its JSON (pydantic's compact dump; a quote inside a
+string is escaped, so the key cannot be matched inside a value; the values are booleans, no braces)."""
+
+
+def table_cache_hits(table: RunTable, rows: int = 65_536) -> dict[str, tuple[int, int]]:
+    """:func:`cache_hits` of a stored run without its records: one pass over the ``output`` column of a
+    format-4 table, ``rows`` at a time, matching each output's ``cache_hits`` object in its JSON and parsing
+    only the distinct ones (a handful), weighted by how often each occurs. A run of an older format (held
+    whole) is counted from its records."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if table.header.table is None:
+        return cache_hits(table.materialize())
+    out: dict[str, list[int]] = {}
+
+    def count(hits: dict[str, bool], times: int) -> None:
+        for stage, hit in hits.items():
+            c = out.setdefault(stage, [0, 0])
+            c[0] += int(bool(hit)) * times
+            c[1] += times
+
+    pf = pq.ParquetFile(table.path.with_name(table.header.table))
+    for batch in pf.iter_batches(batch_size=rows, columns=["output"]):
+        column = batch.column(0)
+        found = pc.extract_regex(column, _CACHE_HITS).field(0)
+        for entry in pc.value_counts(found.drop_null()).to_pylist():
+            count(json.loads(entry["values"]), int(entry["counts"]))
+        if found.null_count:  # not in the compact layout: read those outputs whole
+            for text in column.filter(pc.is_null(found)).to_pylist():
+                count(json.loads(text).get("cache_hits") or {}, 1)
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def column_segment_sizes(cols: RunColumns) -> dict[str, int]:
+    """:func:`segment_sizes` from a run's tag columns (its rows' golden cases), in the same order (a segment
+    where it first occurs, a row's segments by tag key)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    found: list[tuple[int, int, str, int]] = []  # (first row, key's place, segment, size)
+    for place, key in enumerate(sorted(cols.tags)):
+        arr = cols.tags[key]
+        encoded = pc.dictionary_encode(arr)
+        codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        values = encoded.dictionary.to_pylist()
+        present = codes >= 0
+        if not present.any():
+            continue
+        kept = codes[present]
+        rows = np.flatnonzero(present)
+        uniq, first, size = np.unique(kept, return_index=True, return_counts=True)
+        for code, at, k in zip(uniq.tolist(), first.tolist(), size.tolist(), strict=True):
+            found.append((int(rows[at]), place, f"{key}={values[code]}", int(k)))
+    found.sort()
+    return {seg: k for _, _, seg, k in found}
 
 
 def _summary_row(name: str, s: MetricSummary) -> str:
@@ -107,6 +170,115 @@ def run_markdown(run: RunResult, diff: Diff | None = None, policy: FailurePolicy
 
         text += "\n" + diff_markdown(diff)
     return text
+
+
+def _table_failures(table: RunTable, cols: RunColumns, policy: FailurePolicy, limit: int | None
+                    ) -> tuple[int, list[tuple[CaseFailure, str]]]:
+    """(how many cases fail, the first ``limit`` failures (None: all) with each case's query), the failing rows
+    told by the columns and their reasons read from those rows' records only."""
+    import numpy as np
+
+    from harness.report.failing import FailureJudge
+
+    judge = FailureJudge(table.header, policy)
+    rows = np.flatnonzero(judge.mask(cols))
+    out: list[tuple[CaseFailure, str]] = []
+    wanted = rows if limit is None else rows[:limit]
+    for _, cases, outputs, scores in cols.records(wanted):
+        queries = {c.id: c.query for c in cases}
+        of: dict[str, list[Score]] = {}
+        for sc in scores:
+            of.setdefault(sc.case_id, []).append(sc)
+        for o in outputs:
+            f = judge.case(o, of.get(o.case_id, []))
+            if f is not None:
+                out.append((f, queries.get(o.case_id, "")))
+    return len(rows), out
+
+
+def run_markdown_table(table: RunTable, diff: Diff | None = None, policy: FailurePolicy | None = None,
+                       max_failing: int = MD_MAX_FAILING) -> str:
+    """:func:`run_markdown` of a stored run without holding it whole: the header's aggregates, the tag and
+    error columns, and the records of the failing cases it lists."""
+    policy = policy or FailurePolicy()
+    run = table.header
+    cols = table.columns(metrics=None, tags=True, latency=False)
+    name = run.manifest.name
+    counts = run.counts
+    hits = table_cache_hits(table)
+    lines = [
+        f"## harness report: run `{run.run_id}`",
+        "",
+        f"Manifest **{_cell(name)}** (`{run.manifest_id[:12]}`), created {run.created_at}. "
+        f"{counts.get('cases', run.rows)} cases, {counts.get('errors', 0)} errors, "
+        f"{counts.get('unscored', 0)} unscored values"
+        + ("; cache hits: " + ", ".join(f"{s} {h}/{n}" for s, (h, n) in hits.items()) if hits else "")
+        + ".",
+        "",
+        "| metric | mean | n | unscored | better |",
+        "|---|---|---|---|---|",
+    ]
+    overall = run.aggregates.overall
+    lines += [_summary_row(m, overall[m]) for m in main_metrics(run)]
+    validators = run.aggregates.metrics("diagnostic")
+    if validators:
+        lines += ["", "<details><summary>Per-validator failure rates</summary>", "",
+                  "| validator | failure rate | n | unscored | better |", "|---|---|---|---|---|"]
+        lines += [_summary_row(overall[m].label or m, overall[m]) for m in validators]
+        lines += ["", "</details>"]
+    if run.aggregates.segments:
+        shown = main_metrics(run)[:MD_SEGMENT_METRICS]
+        sizes = column_segment_sizes(cols)
+        lines += ["", "**Segments**" + (f" (first {len(shown)} metrics)" if len(main_metrics(run)) > len(shown)
+                                        else ""), "",
+                  "| segment | cases | " + " | ".join(_cell(m) for m in shown) + " |",
+                  "|---|---|" + "---|" * len(shown)]
+        for seg, ms in run.aggregates.segments.items():
+            vals = " | ".join(_num(ms[m].mean) if m in ms else "n/a" for m in shown)
+            lines.append(f"| {_cell(seg)} | {sizes.get(seg, 0)} | {vals} |")
+    n_failing, failures = _table_failures(table, cols, policy, max_failing)
+    lines += ["", f"**Failing cases**: {n_failing} of {run.rows} ({policy.describe(run)})"]
+    if n_failing:
+        lines += ["", "| case | query | why |", "|---|---|---|"]
+        for f, q in failures[:max_failing]:
+            q = q if len(q) <= 80 else q[:77] + "..."
+            lines.append(f"| {md_code(f.case_id, cell=True)} | {_cell(q)} | {_cell('; '.join(f.reasons))} |")
+        if n_failing > max_failing:
+            lines.append(f"\n... and {n_failing - max_failing} more (see `harness report --format html`).")
+    text = "\n".join(lines) + "\n"
+    if diff is not None:
+        from harness.report.text import diff_markdown
+
+        text += "\n" + diff_markdown(diff)
+    return text
+
+
+def run_dict_table(table: RunTable, diff: Diff | None = None, policy: FailurePolicy | None = None) -> dict[str, Any]:
+    """:func:`run_dict` of a stored run: every failing case, its records read (in chunks) for those cases only."""
+    policy = policy or FailurePolicy()
+    run = table.header
+    cols = table.columns(metrics=None, tags=True, latency=False)
+    _, failures = _table_failures(table, cols, policy, None)
+    return {
+        "run_id": run.run_id,
+        "manifest_id": run.manifest_id,
+        "manifest_name": run.manifest.name,
+        "created_at": run.created_at,
+        "environment": run.environment,
+        "counts": run.counts,
+        "cache_hits": {k: {"hits": h, "cases": n} for k, (h, n) in table_cache_hits(table).items()},
+        "stage_seconds": run.stage_seconds,
+        "aggregates": run.aggregates.model_dump(mode="json"),
+        "segment_sizes": column_segment_sizes(cols),
+        "failing_definition": policy.describe(run),
+        "failing": [{"case_id": f.case_id, "reasons": list(f.reasons), "metrics": sorted(f.metrics),
+                     "error": f.error} for f, _ in failures],
+        "diff": None if diff is None else diff.model_dump(mode="json"),
+    }
+
+
+def run_json_table(table: RunTable, diff: Diff | None = None, policy: FailurePolicy | None = None) -> str:
+    return json.dumps(run_dict_table(table, diff, policy), indent=2, ensure_ascii=False) + "\n"
 
 
 def segment_sizes(run: RunResult) -> dict[str, int]:

@@ -15,14 +15,32 @@ counted apart):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import Field
 
 from harness.errors import HarnessError
-from harness.types import Frozen, RunResult
+from harness.types import Aggregates, CaseOutput, Frozen, Manifest, RunResult, Score
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from harness.columns import RunColumns
 
 DEFAULT_RETRIEVAL_THRESHOLD = 0.5
+
+
+class RunFacts(Protocol):
+    """What the failing policy reads of a run: a :class:`~harness.types.RunResult` or a stored run's header
+    (:class:`harness.runs.RunTableHeader`)."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def aggregates(self) -> Aggregates: ...
+    @property
+    def manifest(self) -> Manifest: ...
 
 
 class FailurePolicy(Frozen):
@@ -33,14 +51,14 @@ class FailurePolicy(Frozen):
     at_one: tuple[str, ...] = ("format_critical_fail",)
     default_threshold: float = DEFAULT_RETRIEVAL_THRESHOLD
 
-    def resolved_thresholds(self, run: RunResult) -> dict[str, float]:
+    def resolved_thresholds(self, run: RunFacts) -> dict[str, float]:
         """Explicit thresholds, or the run's primary retrieval metric at ``default_threshold``."""
         if self.thresholds:
             return dict(self.thresholds)
         primary = primary_retrieval_metric(run)
         return {} if primary is None else {primary: self.default_threshold}
 
-    def describe(self, run: RunResult) -> str:
+    def describe(self, run: RunFacts) -> str:
         """One sentence for the reports: what failing means for this run."""
         parts = ["an error"]
         present = set(run.aggregates.overall)
@@ -52,12 +70,12 @@ class FailurePolicy(Frozen):
         return "a case fails on " + ", ".join(parts) + " (unscored values never fail)"
 
 
-def primary_retrieval_metric(run: RunResult) -> str | None:
+def primary_retrieval_metric(run: RunFacts) -> str | None:
     """The first retrieval metric the manifest lists that the run has (the headline metric)."""
     return next((m for m in run.manifest.metrics.retrieval if m in run.aggregates.overall), None)
 
 
-def parse_thresholds(specs: Sequence[str], run: RunResult) -> dict[str, float]:
+def parse_thresholds(specs: Sequence[str], run: RunFacts) -> dict[str, float]:
     """``METRIC=VALUE`` flags -> {metric: value}, checked against the run's metrics."""
     out: dict[str, float] = {}
     for spec in specs:
@@ -91,36 +109,86 @@ class CaseFailure(Frozen):
 
 def find_failures(run: RunResult, policy: FailurePolicy | None = None) -> dict[str, CaseFailure]:
     """case id -> its failure, in the run's case order; passing cases are absent."""
-    policy = policy or FailurePolicy()
-    thresholds = policy.resolved_thresholds(run)
-    gib = {m: s.greater_is_better for m, s in run.aggregates.overall.items()}
-    at_zero, at_one = set(policy.at_zero), set(policy.at_one)
-    reasons: dict[str, list[str]] = {}
-    metrics: dict[str, set[str]] = {}
-    errored = {o.case_id for o in run.outputs if o.error}
-    for o in run.outputs:
-        if o.error:
-            reasons.setdefault(o.case_id, []).append(f"{o.error.stage} error: {o.error.message}")
+    judge = FailureJudge(run, policy)
+    scores: dict[str, list[Score]] = {}
     for s in run.scores:
+        scores.setdefault(s.case_id, []).append(s)
+    out: dict[str, CaseFailure] = {}
+    for o in run.outputs:
+        f = judge.case(o, scores.get(o.case_id, ()))
+        if f is not None:
+            out[o.case_id] = f
+    return out
+
+
+class FailureJudge:
+    """:func:`find_failures` one case at a time (its output and its scores, in the run's order), and, for a run
+    read as columns, which rows can fail (:meth:`mask`) and which metrics make them (:meth:`metric_masks`), so
+    only those rows' records are read."""
+
+    def __init__(self, run: RunFacts, policy: FailurePolicy | None = None) -> None:
+        self.policy = policy or FailurePolicy()
+        self.thresholds = self.policy.resolved_thresholds(run)
+        self.gib = {m: s.greater_is_better for m, s in run.aggregates.overall.items()}
+        self.at_zero, self.at_one = set(self.policy.at_zero), set(self.policy.at_one)
+
+    def _reason(self, s: Score) -> str | None:
         v = s.value
         if v is None:
-            continue
+            return None
         why = f": {s.explanation}" if s.explanation else ""
-        if s.metric in at_one and v >= 1.0:
-            text = f"{s.metric}{why}"
-        elif s.metric in at_zero and v <= 0.0:
-            text = f"{s.metric} = 0{why}"
-        elif s.metric in thresholds and gib.get(s.metric, True) and v < thresholds[s.metric]:
-            text = f"{s.metric} {_fmt(v)} < {thresholds[s.metric]:g}"
-        elif s.metric in thresholds and not gib.get(s.metric, True) and v > thresholds[s.metric]:
-            text = f"{s.metric} {_fmt(v)} > {thresholds[s.metric]:g}"
-        else:
-            continue
-        reasons.setdefault(s.case_id, []).append(text)
-        metrics.setdefault(s.case_id, set()).add(s.metric)
-    return {
-        o.case_id: CaseFailure(case_id=o.case_id, reasons=tuple(dict.fromkeys(reasons[o.case_id])),
-                               metrics=frozenset(metrics.get(o.case_id, ())), error=o.case_id in errored)
-        for o in run.outputs
-        if o.case_id in reasons
-    }
+        thresholds, gib = self.thresholds, self.gib
+        if s.metric in self.at_one and v >= 1.0:
+            return f"{s.metric}{why}"
+        if s.metric in self.at_zero and v <= 0.0:
+            return f"{s.metric} = 0{why}"
+        if s.metric in thresholds and gib.get(s.metric, True) and v < thresholds[s.metric]:
+            return f"{s.metric} {_fmt(v)} < {thresholds[s.metric]:g}"
+        if s.metric in thresholds and not gib.get(s.metric, True) and v > thresholds[s.metric]:
+            return f"{s.metric} {_fmt(v)} > {thresholds[s.metric]:g}"
+        return None
+
+    def case(self, output: CaseOutput, scores: Iterable[Score]) -> CaseFailure | None:
+        """This case's failure (None: it passes); ``scores``: the case's scores in the run's order."""
+        reasons: list[str] = []
+        metrics: set[str] = set()
+        if output.error:
+            reasons.append(f"{output.error.stage} error: {output.error.message}")
+        for s in scores:
+            text = self._reason(s)
+            if text is not None:
+                reasons.append(text)
+                metrics.add(s.metric)
+        if not reasons:
+            return None
+        return CaseFailure(case_id=output.case_id, reasons=tuple(dict.fromkeys(reasons)),
+                           metrics=frozenset(metrics), error=output.error is not None)
+
+    def metric_masks(self, cols: RunColumns) -> dict[str, np.ndarray]:
+        """metric -> bool per row: the case's value of it makes the case fail (NaN, unscored, never does)."""
+        import numpy as np
+
+        out: dict[str, np.ndarray] = {}
+        for m, v in cols.values.items():
+            with np.errstate(invalid="ignore"):
+                hit = np.zeros(len(v), dtype=bool)
+                if m in self.at_one:
+                    hit |= v >= 1.0
+                if m in self.at_zero:
+                    hit |= v <= 0.0
+                if m in self.thresholds:
+                    t = self.thresholds[m]
+                    hit |= (v < t) if self.gib.get(m, True) else (v > t)
+            if hit.any():
+                out[m] = hit
+        return out
+
+    def mask(self, cols: RunColumns, metric_masks: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Bool per row: the case fails (an error, or a value on the wrong side); ``cols`` must hold every
+        metric the policy names that the run has."""
+        import numpy as np
+
+        fails = np.asarray(cols.errored(), dtype=bool).copy()
+        for hit in (self.metric_masks(cols) if metric_masks is None else metric_masks).values():
+            fails |= hit
+        return fails

@@ -24,19 +24,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.diff import ArtifactChange, CaseFlip, Diff, MetricDelta
 from harness.gates import GateResult, Verdict
-from harness.report.export import cache_hits, main_metrics, segment_sizes
-from harness.report.failing import CaseFailure, FailurePolicy, find_failures, primary_retrieval_metric
+from harness.report.export import cache_hits, column_segment_sizes, main_metrics, segment_sizes, table_cache_hits
+from harness.report.failing import (
+    CaseFailure,
+    FailureJudge,
+    FailurePolicy,
+    find_failures,
+    primary_retrieval_metric,
+)
 from harness.storage import Layout
-from harness.types import CaseOutput, CorpusDoc, GoldenCase, MetricSummary, RunResult
+from harness.types import CaseOutput, CorpusDoc, GoldenCase, MetricSummary, RunResult, Score
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from harness.columns import RunColumns
+    from harness.runs import RunTable, RunTableHeader
 
 HIST_BINS = 10
 MAX_SEGMENT_BARS = 24
 SNIPPET_CHARS = 180
 MAX_CORPUS_BYTES = 64 << 20  # loading validates every document: about 3 s for 64 MB
+MAX_LISTED_CASES = 5_000
+REPORT_MAX_FLIPS = 1_000  # flips a report of a run larger than MAX_LISTED_CASES lists (the largest)
+"""Rows of the case table of a stored run's report (:func:`build_report_table`): a run with more lists its
+failing cases first (in run order), then the rest worst first on the headline metric, and says on the page
+how many it left out and where all of them are."""
 
 
 # ---- view model -------------------------------------------------------------------------------------
@@ -168,7 +185,7 @@ class FlipView:
 @dataclass
 class DiffView:
     diff: Diff
-    base: RunResult
+    base: RunResult | RunTableHeader
     how: str | None
     artifacts: list[ArtifactView]
     metrics: list[DeltaRow]
@@ -202,9 +219,21 @@ class GateView:
     results: list[GateResult]
 
 
+@dataclass(frozen=True)
+class StoredRunFacts:
+    """What the page shows of a stored run read by columns (``Report.run``): its ids and, as ``outputs``,
+    a stand-in whose length is the run's case count."""
+
+    run_id: str
+    manifest_id: str
+    created_at: str
+    manifest_path: str | None
+    outputs: range
+
+
 @dataclass
 class Report:
-    run: RunResult
+    run: RunResult | StoredRunFacts
     title: str
     manifest_name: str
     environment: list[tuple[str, str]]
@@ -228,6 +257,8 @@ class Report:
     gate: GateView | None = None
     page_size: int = 25
     generated_by: str = "rag-harness"
+    cases_left_out: int = 0  # rows of the run not in the case table (MAX_LISTED_CASES)
+    cases_listed_how: str = ""  # which rows the table lists, when it leaves some out
 
 
 # ---- charts ------------------------------------------------------------------------------------------
@@ -269,22 +300,26 @@ HIST_W, HIST_H = 300, 170
 HIST_PLOT = (42.0, 24.0, 290.0, 132.0)  # left, top, right, bottom
 
 
-def histogram(values: Sequence[float], metric: str = "value", base: Sequence[float] | None = None,
-              bins: int = HIST_BINS) -> Chart | None:
+def histogram(values: Sequence[float] | np.ndarray, metric: str = "value",
+              base: Sequence[float] | np.ndarray | None = None, bins: int = HIST_BINS) -> Chart | None:
     """Counts of per-case values in equal bins over [0, 1] (or the values' range for unbounded metrics);
-    with ``base``, the base run's counts beside the head's in each bin."""
-    if not values and not base:
+    with ``base``, the base run's counts beside the head's in each bin. The values may be a list or a numpy
+    array (a stored run's column): binned with the same float arithmetic either way."""
+    import numpy as np
+
+    if not len(values) and (base is None or not len(base)):
         return None
-    lo, hi = _domain([*values, *(base or [])])
+    head_arr = np.asarray(values, dtype=np.float64)
+    base_arr = None if base is None else np.asarray(base, dtype=np.float64)
+    both = head_arr if base_arr is None or not len(base_arr) else np.concatenate([base_arr, head_arr])
+    lo, hi = _domain([float(both.min()), float(both.max())])
     span = hi - lo
-    series: list[tuple[str, Sequence[float]]] = [("head", values)] if base is None else [("base", base),
-                                                                                         ("head", values)]
+    series: list[tuple[str, np.ndarray]] = ([("head", head_arr)] if base_arr is None
+                                            else [("base", base_arr), ("head", head_arr)])
     counts = {}
     for name, vals in series:
-        c = [0] * bins
-        for v in vals:
-            c[min(bins - 1, max(0, int((v - lo) / span * bins)))] += 1
-        counts[name] = c
+        at = np.clip(np.trunc((vals - lo) / span * bins), 0, bins - 1).astype(np.int64)
+        counts[name] = [int(x) for x in np.bincount(at, minlength=bins)]
     left, top, right, bottom = HIST_PLOT
     ymax, yticks = _count_axis(max(max(c) for c in counts.values()), top, bottom)
     bw = (right - left) / bins
@@ -364,7 +399,8 @@ def forest_axis(scale: float, width: int = 140) -> list[Tick]:
 # ---- corpus --------------------------------------------------------------------------------------------
 
 
-def load_run_corpus(run: RunResult, layout: Layout | None) -> tuple[dict[str, CorpusDoc] | None, str]:
+def load_run_corpus(run: RunResult | RunTableHeader, layout: Layout | None
+                    ) -> tuple[dict[str, CorpusDoc] | None, str]:
     """The corpus the run was judged against, for titles and snippets: its snapshot in the store if one
     exists, else the file the run's manifest names, if it still matches the pin. Never fails: returns
     (None, why) instead."""
@@ -449,7 +485,7 @@ def _stage_rows(run: RunResult) -> list[tuple[str, float, float | None, float | 
     return rows
 
 
-def _env_rows(run: RunResult) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def _env_rows(run: RunResult | RunTableHeader) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     env = dict(run.environment)
     pkgs = env.pop("packages", {}) or {}
     rows = [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in env.items()]
@@ -507,7 +543,7 @@ def _diff_lines(text: str | None) -> list[tuple[str, str]]:
     return out
 
 
-def _diff_view(diff: Diff, base: RunResult, how: str | None, anchors: dict[str, str]) -> DiffView:
+def _diff_view(diff: Diff, base: RunResult | RunTableHeader, how: str | None, anchors: dict[str, str]) -> DiffView:
     from harness.report.text import delta_mark, family_text
 
     quality = [d for d in diff.metrics if d.role == "quality"]
@@ -712,6 +748,271 @@ def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | 
     )
 
 
+# ---- a stored run, read by columns ---------------------------------------------------------------------
+
+
+def _finite(v: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return v[np.isfinite(v)]
+
+
+def _listed_rows(n: int, failing_rows: np.ndarray, primary: np.ndarray | None, gib: bool, cap: int
+                 ) -> tuple[np.ndarray, str]:
+    """The rows the case table lists (ascending) and, when it leaves some out, which ones it kept: every row
+    when they fit; else the failing ones first, in run order, then the rest worst first on the headline metric
+    (unscored last), each group up to ``cap`` in all."""
+    import numpy as np
+
+    if n <= cap:
+        return np.arange(n, dtype=np.int64), ""
+    picked = failing_rows[:cap]
+    how = "the failing cases first, in run order"
+    room = cap - len(picked)
+    if room > 0:
+        rest = np.ones(n, dtype=bool)
+        rest[picked] = False
+        others = np.flatnonzero(rest)
+        if primary is not None:
+            key = primary[others]
+            key = np.where(np.isnan(key), np.inf, key if gib else -key)
+            others = others[np.argsort(key, kind="stable")]
+            how += ", then the others worst first on the headline metric"
+        else:
+            how += ", then the others in run order"
+        picked = np.concatenate([picked, others[:room]])
+    return np.sort(picked), how
+
+
+def build_report_table(table: RunTable, *, base: RunTable | None = None, diff: Diff | None = None,
+                       base_how: str | None = None, policy: FailurePolicy | None = None,
+                       layout: Layout | None = None, corpus: bool | dict[str, CorpusDoc] = True,
+                       max_failing: int = 300, n_passages: int = 10, verdict: Verdict | None = None,
+                       page_size: int = 25, max_cases: int = MAX_LISTED_CASES,
+                       columns: RunColumns | None = None, base_columns: RunColumns | None = None) -> Report:
+    """:func:`build_report` of a stored run (and base) without holding either whole: aggregates from the
+    header; per-case values, tags, errors and latency from the columns
+    (:meth:`~harness.runs.RunTable.columns`); the records (query, answer, ranking, explanations) only of the
+    cases the page shows (the case table's rows and the detailed failing cases, by
+    :meth:`~harness.columns.RunColumns.records`); cache hits from one pass over the output column. Equal to
+    :func:`build_report` of the materialized runs while the run has at most ``max_cases`` cases; a larger run's
+    case table lists ``max_cases`` of them (see :func:`_listed_rows`) and says so (``cases_left_out``).
+    ``columns`` / ``base_columns``: the runs' columns when the caller read them already (every metric, tag and
+    latency stage, as :func:`harness.baseline.read_columns` reads them for the diff)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    policy = policy or FailurePolicy()
+    if (base is None) != (diff is None):
+        raise ValueError("the report shows a diff beside its base run (for per-case values): pass both or neither; "
+                         "compute the diff with harness.diff.compare")
+    h = table.header
+    overall = h.aggregates.overall
+    shown = main_metrics(h)
+    cols = columns if columns is not None else table.columns(metrics=None, tags=True, latency=True)
+    n = len(cols)
+    nan = np.full(n, np.nan)
+    no = np.zeros(n, dtype=bool)
+    has_value = no.copy()
+    has_score = no.copy()
+    for m, v in cols.values.items():
+        real = ~np.isnan(v)
+        has_value |= real
+        has_score |= real | cols.unscored[m]
+    diagnostic = set(h.aggregates.metrics("diagnostic"))
+    per_metric = {m: _finite(cols.values.get(m, nan)) for m in overall}
+    segs = h.aggregates.segments
+    sizes = column_segment_sizes(cols)
+    base_cols = base_columns if base_columns is not None or base is None else base.columns(
+        metrics=None, tags=False, latency=False)
+    base_vals: dict[str, np.ndarray] = ({} if base_cols is None else
+                                        {m: _finite(v) for m, v in base_cols.values.items()})
+    base_h = None if base is None else base.header
+    base_segs = base_h.aggregates.segments if base_h is not None else {}
+    base_overall = base_h.aggregates.overall if base_h is not None else {}
+
+    def seg_mean(tab: dict[str, dict[str, MetricSummary]], seg: str, m: str) -> float | None:
+        ms = tab.get(seg, {}).get(m)
+        return None if ms is None else ms.mean
+
+    def metric_row(m: str) -> MetricRow:
+        s = overall[m]
+        b = base_overall.get(m)
+        pts = [(seg, seg_mean(base_segs, seg, m), seg_mean(segs, seg, m)) for seg in segs]
+        return MetricRow(m, s.mean, s.n, s.n_unscored, s.greater_is_better,
+                         histogram(per_metric[m], m, base_vals.get(m, np.empty(0)) if base is not None else None),
+                         segment_chart(pts, m, with_base=base is not None), s.label,
+                         base_mean=None if b is None else b.mean)
+
+    metrics = [metric_row(m) for m in shown]
+    validators = [MetricRow(m, overall[m].mean, overall[m].n, overall[m].n_unscored, overall[m].greater_is_better,
+                            None, None, overall[m].label) for m in h.aggregates.metrics("diagnostic")]
+    by_tag: dict[str, list[str]] = {}
+    for seg in segs:
+        by_tag.setdefault(seg.split("=", 1)[0], []).append(seg)
+    tables = [SegmentTable(tag, [(seg.split("=", 1)[1], sizes.get(seg, 0),
+                                  [segs[seg][m].mean if m in segs[seg] else None for m in shown]) for seg in members])
+              for tag, members in by_tag.items()]
+
+    judge = FailureJudge(h, policy)
+    metric_hits = judge.metric_masks(cols)
+    failing_mask = judge.mask(cols, metric_hits)
+    failing_rows = np.flatnonzero(failing_mask)
+    n_failing = len(failing_rows)
+    primary = primary_retrieval_metric(h) or (shown[0] if shown else None)
+    gib_primary = overall[primary].greater_is_better if primary in overall else True
+    listed, listed_how = _listed_rows(n, failing_rows, None if primary is None else cols.values.get(primary),
+                                      gib_primary, max_cases)
+    detailed = failing_rows[:max_failing]
+    wanted = np.union1d(listed, detailed)
+    record: dict[int, tuple[GoldenCase | None, CaseOutput, list[Score]]] = {}
+    for rows_, cases_, outputs_, scores_ in cols.records(wanted):
+        by_case = {c.id: c for c in cases_}
+        of: dict[str, list[Score]] = {}
+        for sc in scores_:
+            of.setdefault(sc.case_id, []).append(sc)
+        for r, o in zip(rows_.tolist(), outputs_, strict=True):
+            record[r] = (by_case.get(o.case_id), o, of.get(o.case_id, []))
+    failures: dict[int, CaseFailure] = {}
+    for r in wanted.tolist():
+        _, o, ss = record[r]
+        f = judge.case(o, ss)
+        if f is not None:
+            failures[r] = f
+
+    level = h.manifest.metrics.relevance_level
+    docs: dict[str, CorpusDoc] | None
+    if corpus is True:
+        docs, corpus_note = load_run_corpus(h, layout) if n_failing else (None, "")
+    elif corpus is False:
+        docs, corpus_note = None, "Corpus not loaded: showing document ids only."
+    else:
+        docs, corpus_note = corpus, "Titles and snippets from the given corpus."
+    failing = []
+    for r in detailed.tolist():
+        c, o, ss = record[r]
+        f = failures.get(r)
+        if f is None:  # the columns said it fails, its records do not: not a failing case after all
+            continue
+        expl = {o.case_id: [(sc.metric, sc.value, sc.explanation) for sc in ss
+                            if (sc.explanation is not None or sc.value is not None) and sc.metric not in diagnostic]}
+        failing.append(_failing_case(r, o, c, f, level, docs, n_passages, expl))
+    anchors = {f.case_id: f.anchor for f in failing}
+    if diff is not None:
+        flips = {fl.case_id: fl for fl in diff.flips}
+        for fc in failing:
+            fc.flip = flips.get(fc.case_id)
+
+    def value(v: np.ndarray, row: int) -> float | None:
+        x = float(v[row])
+        return None if math.isnan(x) else x
+
+    mindex = {m: i for i, m in enumerate(shown)}
+    errored = cols.errored()
+    rows = []
+    for r in listed.tolist():
+        c, o, _ = record[r]
+        f = failures.get(r)
+        status = ("error" if o.error else "fail" if f else
+                  "unscored" if has_score[r] and not has_value[r] else "ok")
+        rows.append({
+            "id": o.case_id,
+            "q": c.query if c else "",
+            "tags": " ".join(c.segments()) if c else "",
+            "st": status,
+            "a": anchors.get(o.case_id, ""),
+            "why": "; ".join(f.reasons) if f else "",
+            "v": [_r(value(cols.values[m], r)) if m in cols.values else None for m in shown],
+            "bad": sorted(mindex[m] for m in (f.metrics if f else ()) if m in mindex),
+        })
+    payload: dict[str, Any] = {
+        "metrics": shown,
+        "gib": [overall[m].greater_is_better for m in shown],
+        "primary": primary,
+        "cases": rows,
+        "page": page_size,
+        "diff": None,
+    }
+    dview = None
+    if diff is not None and base is not None and base_cols is not None and base_h is not None:
+        dview = _diff_view(diff, base_h, base_how, anchors)
+        dm = [d.metric for d in diff.metrics if d.role == "quality"]
+        ids = cols.case_ids.take(pa.array(listed, pa.int64()))
+        at = pc.index_in(ids, value_set=base_cols.case_ids)
+        brow = np.asarray(pc.fill_null(at, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+        def base_value(m: str, k: int) -> float | None:
+            v = base_cols.values.get(m) if base_cols is not None else None
+            return None if v is None or brow[k] < 0 else value(v, int(brow[k]))
+
+        payload["diff"] = {
+            "base": base_h.run_id,
+            "metrics": dm,
+            "gib": [d.greater_is_better for d in diff.metrics if d.role == "quality"],
+            "b": {m: [_r(base_value(m, k)) for k in range(len(listed))] for m in dm},
+            "h": {m: [_r(value(cols.values[m], r)) if m in cols.values else None for r in listed.tolist()]
+                  for m in dm},
+        }
+    tab: list[dict[str, Any]] = [dict(r) for r in rows]
+    delta_metric = None
+    if payload["diff"] is not None and payload["diff"]["metrics"]:
+        dd = payload["diff"]
+        delta_metric = payload["primary"] if payload["primary"] in dd["metrics"] else dd["metrics"][0]
+        gib = dd["gib"][dd["metrics"].index(delta_metric)]
+        for i, t in enumerate(tab):
+            b, hv = dd["b"][delta_metric][i], dd["h"][delta_metric][i]
+            t["d"] = None if b is None or hv is None else hv - b
+            t["dcls"] = "" if not t["d"] else "up" if (t["d"] > 0) == gib else "down"
+
+    env, packages = _env_rows(h)
+    hits = table_cache_hits(table)
+    n_unscored = sum(int(u.sum()) for u in cols.unscored.values())
+    counts = [("cases", str(h.counts.get("cases", n))),
+              ("failing", str(n_failing)),
+              ("errors", str(int(errored.sum()))),
+              ("unscored values", str(h.counts.get("unscored", n_unscored)))]
+    counts += [(f"cache hits: {stage}", f"{hh}/{nn}") for stage, (hh, nn) in hits.items()]
+    counts += [(k.replace("_", " "), str(v)) for k, v in h.counts.items() if k not in ("cases", "errors", "unscored")]
+    stages = []
+    for stage, total in h.stage_seconds.items():
+        lat = cols.latency.get(stage)
+        xs = None if lat is None else lat[~np.isnan(lat)]
+        p50 = float(np.quantile(xs, 0.5)) if xs is not None and len(xs) else None
+        p95 = float(np.quantile(xs, 0.95)) if xs is not None and len(xs) else None
+        hit = hits.get(stage)
+        stages.append((stage, total, p50, p95, f"{hit[0]}/{hit[1]}" if hit else ""))
+    name = h.manifest.name
+    return Report(
+        generated_by=_generator(),
+        run=StoredRunFacts(h.run_id, h.manifest_id, h.created_at, h.manifest_path, range(n)),
+        title=f"harness report {h.run_id}" + (f" — {name}" if name else ""),
+        manifest_name=name,
+        environment=env,
+        packages=packages,
+        counts=counts,
+        stages=stages,
+        metrics=metrics,
+        validators=validators,
+        segment_metrics=shown,
+        segment_tables=tables,
+        failing_definition=policy.describe(h),
+        n_failing=n_failing,
+        failing=failing,
+        failing_truncated=max(0, n_failing - len(failing)),
+        corpus_note=corpus_note,
+        diff=dview,
+        data_json=_json_for_script(payload),
+        cases=tab,
+        case_metrics=shown,
+        delta_metric=delta_metric,
+        gate=_gate_view(verdict) if verdict is not None else None,
+        page_size=page_size,
+        cases_left_out=n - len(listed),
+        cases_listed_how=listed_how,
+    )
+
+
 # ---- rendering ----------------------------------------------------------------------------------------
 
 
@@ -770,10 +1071,45 @@ def render_report(report: Report) -> str:
     env = _environment()
     from markupsafe import Markup
 
-    return str(env.get_template("report.html.j2").render(
+    text = str(env.get_template("report.html.j2").render(
         r=report, css=_static("report.css"), js=_static("report.js"), data_json=Markup(report.data_json)))
+    return _with_left_out_note(text, report) if report.cases_left_out else text
+
+
+_CASES_HEADING = '<section id="cases">\n  <h2>Cases</h2>\n'
+
+
+def _left_out_note(report: Report) -> str:
+    from markupsafe import escape
+
+    listed = len(report.cases)
+    total = listed + report.cases_left_out
+    return (f'  <p class="sub left-out" id="cases-left-out" role="note"><b>{listed:,} of {total:,} cases are listed'
+            f'</b> ({escape(report.cases_listed_how)}); <b>{report.cases_left_out:,} are not</b>. Every case, with '
+            f'its values and why it fails: <code>harness report {escape(report.run.run_id)} --format junit</code> '
+            f'(one test per case), or read the run\'s table (<code>harness.runs.open_run</code>; its Parquet file '
+            f'beside the run file). The counts, metrics and segments above and below are over all '
+            f'{total:,} cases.</p>\n')
+
+
+def _with_left_out_note(text: str, report: Report) -> str:
+    """The page with a note under the case table's heading saying how many cases it leaves out and where
+    they all are (the template has no place for it yet; the lead moves it there)."""
+    at = text.find(_CASES_HEADING)
+    if at < 0:
+        raise AssertionError("the report template has no case table heading to put the left-out note under")
+    cut = at + len(_CASES_HEADING)
+    text = text[:cut] + _left_out_note(report) + text[cut:]
+    listed = len(report.cases)
+    return text.replace(f"All {listed} cases are listed;", f"{listed} of {listed + report.cases_left_out} cases "
+                        "are listed (see the note above);", 1)
 
 
 def render_html(run: RunResult, **kwargs: Any) -> str:
     """The whole report as one HTML string; keyword arguments as :func:`build_report`."""
     return render_report(build_report(run, **kwargs))
+
+
+def render_html_table(table: RunTable, **kwargs: Any) -> str:
+    """The report of a stored run read by columns (:func:`build_report_table`) as one HTML string."""
+    return render_report(build_report_table(table, **kwargs))
