@@ -123,6 +123,18 @@ class _Ideal:
     seq_count: np.ndarray  # [n x K] its size (0: not emitted)
 
 
+def _g_value(g: np.ndarray, sum_cost: np.ndarray, idl: _Ideal) -> np.ndarray:
+    """trec_eval's G from the run's gains per rank and the cumulative cost at each rank (the two ways
+    :meth:`Engine.g_measure` computes that cost share this): sum of g / log2(2 + cost - gains so far),
+    over the ideal's total gain."""
+    sum_results = np.cumsum(g, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.where(g != 0, g / np.log2(2 + sum_cost - sum_results), 0.0)
+    num = np.cumsum(term, axis=1)[:, -1]
+    sum_ideal = np.cumsum(idl.gains, axis=1)[:, -1]
+    return _div(num, np.where(sum_ideal > 0, sum_ideal, 0.0))
+
+
 # ----------------------------------------------------------------------------------------- engine
 
 
@@ -626,12 +638,7 @@ class Engine:
         pos = np.arange(w)[None, :]
         cost = np.where(pos < idl.length[:, None], np.maximum(ideal_part, 1.0), 1.0)
         sum_cost = np.cumsum(cost, axis=1)
-        sum_results = np.cumsum(g, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            term = np.where(g != 0, g / np.log2(2 + sum_cost - sum_results), 0.0)
-        num = np.cumsum(term, axis=1)[:, -1]
-        sum_ideal = np.cumsum(idl.gains, axis=1)[:, -1]
-        return _div(num, np.where(sum_ideal > 0, sum_ideal, 0.0))
+        return _g_value(g, sum_cost, idl)
 
     def _g_compressed(self, pairs: tuple[tuple[int, float], ...]) -> np.ndarray:
         """G over judged documents only: sum_cost at rank i is the ideal's cumulative cost, then +1
@@ -649,12 +656,7 @@ class Engine:
         in_ideal = col < L[:, None]
         cost_ideal = np.take_along_axis(icost, np.minimum(col, icost.shape[1] - 1), axis=1)
         sum_cost = np.where(in_ideal, cost_ideal, ci_last[:, None] + (col - L[:, None] + 1).astype(np.float64))
-        sum_results = np.cumsum(g, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            term = np.where(g != 0, g / np.log2(2 + sum_cost - sum_results), 0.0)
-        num = np.cumsum(term, axis=1)[:, -1]
-        sum_ideal = np.cumsum(idl.gains, axis=1)[:, -1]
-        return _div(num, np.where(sum_ideal > 0, sum_ideal, 0.0))
+        return _g_value(g, sum_cost, idl)
 
     def _rbp_p(self, params: tuple[tuple[str, float], ...]) -> float:
         p = 0.9
