@@ -6,6 +6,11 @@ stage is reused, so only genuinely new work is done). With up to ``MAX_EXACT`` c
 shares are exact Shapley values over all subsets (they add up to the total delta, interactions
 split fairly); beyond that, one-at-a-time swaps are reported with the remainder as "interaction".
 Artifact contents come from the snapshot store, so base and head need not exist in the work tree.
+
+The runs are read as columns (:class:`~harness.columns.RunColumns`: a stored run's per-case values of the
+attributed metrics, :meth:`harness.runs.RunTable.columns`), the ablation runs too (read back from the store
+by their path): no run is held whole, and the means are exact sums (``math.fsum``) over the cases both base
+and head have, as they were over the records.
 """
 
 from __future__ import annotations
@@ -15,15 +20,20 @@ import math
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.aggregate import scored_mean
 from harness.errors import HarnessError
 from harness.manifest import LoadedManifest
 from harness.progress import NULL_PROGRESS, Progress
 from harness.snapshots import blob_path
 from harness.storage import Layout
 from harness.types import Artifact, Frozen, Manifest, RunResult
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from harness.columns import RunColumns
+    from harness.runs import RunTable
 
 MAX_EXACT = 4
 
@@ -50,7 +60,7 @@ class AttributionReport(Frozen):
     attributions: tuple[Attribution, ...]
 
 
-def changed_roles(base: RunResult, head: RunResult) -> list[str]:
+def changed_roles(base: RunResult | RunColumns, head: RunResult | RunColumns) -> list[str]:
     from harness.diff.artifacts import same_artifact
 
     ba, ha = base.manifest.artifacts, head.manifest.artifacts
@@ -62,7 +72,7 @@ SYSTEM_ROLES = ("outputs", "retriever", "index", "embedding", "generator", "prom
 change as one unit (a manifest with half of each would be no valid manifest)."""
 
 
-def changed_units(base: RunResult, head: RunResult) -> dict[str, tuple[str, ...]]:
+def changed_units(base: RunResult | RunColumns, head: RunResult | RunColumns) -> dict[str, tuple[str, ...]]:
     """The changed roles as the units attribution swaps: each role alone, except that the system roles swap
     together when one run is of supplied outputs and the other is not. Label ("a+b") -> roles."""
     roles = changed_roles(base, head)
@@ -86,11 +96,12 @@ def _materialize(art: Artifact, layout: Layout, role: str) -> Artifact:
 _SETTINGS_IGNORED = {"artifacts", "baseline", "gates", "name", "description"}
 
 
-def _settings(run: RunResult) -> dict[str, Any]:
+def _settings(run: RunResult | RunColumns) -> dict[str, Any]:
     return run.manifest.model_dump(mode="json", exclude=_SETTINGS_IGNORED)
 
 
-def _hybrid(base: RunResult, head: RunResult, subset: Sequence[str], layout: Layout) -> Manifest:
+def _hybrid(base: RunResult | RunColumns, head: RunResult | RunColumns, subset: Sequence[str],
+            layout: Layout) -> Manifest:
     """Head's settings (metrics, scorers), base's artifacts except the roles in ``subset``, taken from head:
     only artifacts vary across the ablations, so a scorer change is never credited to an artifact. Built
     in memory from the runs' pinned artifacts (their contents from the snapshot store); ``execute``
@@ -105,18 +116,42 @@ def _hybrid(base: RunResult, head: RunResult, subset: Sequence[str], layout: Lay
         "artifacts": {r: _materialize(a, layout, r) for r, a in arts.items()}, "gates": (), "baseline": None})
 
 
-def _means(run: RunResult, ids: set[str], metrics: Sequence[str]) -> dict[str, float | None]:
-    values = run.case_scores()
+def _columns(run: RunResult | RunColumns | RunTable, metrics: Sequence[str] | None) -> RunColumns:
+    """A run as the columns attribution reads: its per-case values of ``metrics`` (None: all)."""
+    from harness.columns import RunColumns
+    from harness.runs import RunTable
+
+    if isinstance(run, RunColumns):
+        return run
+    if isinstance(run, RunTable):
+        return run.columns(metrics=metrics, tags=False, latency=False)
+    return RunColumns.from_result(run)
+
+
+def _means(run: RunColumns, ids: pa.Array, metrics: Sequence[str]) -> dict[str, float | None]:
+    """Per metric, the mean of the scored values of the cases ``ids`` (exact sums: any order gives it)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    rows = np.asarray(pc.is_in(run.case_ids, value_set=ids).to_numpy(zero_copy_only=False), dtype=bool)
     out: dict[str, float | None] = {}
     for m in metrics:
-        out[m] = scored_mean([values.get(c, {}).get(m) for c in ids])
+        v = run.values.get(m)
+        scored = np.empty(0) if v is None else v[rows & ~np.isnan(v)]
+        out[m] = math.fsum(scored.tolist()) / len(scored) if len(scored) else None
     return out
 
 
-def attribute(base: RunResult, head: RunResult, layout: Layout, metrics: Sequence[str] | None = None,
-              progress: Progress = NULL_PROGRESS) -> AttributionReport:
+def attribute(base: RunResult | RunColumns | RunTable, head: RunResult | RunColumns | RunTable, layout: Layout,
+              metrics: Sequence[str] | None = None, progress: Progress = NULL_PROGRESS) -> AttributionReport:
+    """Attribute each metric's delta from ``base`` to ``head`` to the artifacts that changed. Either run may be
+    in memory, a stored run's columns or a stored run (:func:`harness.runs.open_run`); each ablation run is
+    read back from the store as columns."""
     from harness.pipeline import execute
+    from harness.runs import open_run
 
+    wanted = list(metrics) if metrics else None
+    base, head = _columns(base, wanted), _columns(head, wanted)
     units = changed_units(base, head)
     roles = list(units)
     if not roles:
@@ -126,7 +161,7 @@ def attribute(base: RunResult, head: RunResult, layout: Layout, metrics: Sequenc
     subsets: list[tuple[str, ...]] = (
         [s for k in range(len(roles) + 1) for s in itertools.combinations(roles, k)] if exact
         else [(), *[(r,) for r in roles], tuple(roles)])
-    runs: dict[tuple[str, ...], RunResult] = {tuple(roles): head}
+    runs: dict[tuple[str, ...], RunColumns] = {tuple(roles): head}
     if _settings(base) == _settings(head):
         runs[()] = base  # else the all-base point is re-run with head's settings
     # Every artifact path of a hybrid is absolute (its snapshot); the folder only stands in for a manifest
@@ -137,8 +172,11 @@ def attribute(base: RunResult, head: RunResult, layout: Layout, metrics: Sequenc
                 continue
             swapped = [role for unit in subset for role in units[unit]]
             hybrid = LoadedManifest(_hybrid(base, head, swapped, layout), Path(tmp) / f"hybrid-{i}.toml")
-            runs[subset] = execute(hybrid, progress=progress, layout=layout).run
-    ids = {o.case_id for o in base.outputs} & {o.case_id for o in head.outputs}
+            stored = execute(hybrid, progress=progress, layout=layout).path
+            runs[subset] = open_run(stored, project=layout.project).columns(metrics=metrics, tags=False)
+    import pyarrow.compute as pc
+
+    ids = pc.filter(base.case_ids, pc.is_in(base.case_ids, value_set=head.case_ids))
     means = {s: _means(r, ids, metrics) for s, r in runs.items()}
     out = []
     for m in metrics:

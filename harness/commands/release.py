@@ -125,13 +125,9 @@ def gate_cmd(ctx: click.Context, manifest: Path | None, base: str | None, fmt: s
     attribution = None
     if do_attribute and d is not None and d.artifacts and base_run is not None:
         from harness.attribute import attribute
-        from harness.baseline import resolve_base
-        from harness.types import RunResult
 
-        # the ablations need the whole baseline run: load it (again) only here
-        base_full = base_run if isinstance(base_run, RunResult) else resolve_base(loaded, layout, base)[0]
-        if base_full is not None:
-            attribution = attribute(base_full, report.run, layout)
+        # both runs as the gate read them (columns of a format-4 run); the ablations read back as columns
+        attribution = attribute(base_run, head_run, layout)
     if fmt == "json":
         text = json.dumps({"passed": verdict.passed, "base": how, "verdict": verdict.model_dump(mode="json"),
                            "diff": None if d is None else d.model_dump(mode="json"),
@@ -288,10 +284,10 @@ def attribute_cmd(ctx: click.Context, base: str | None, head: str | None, manife
       harness attribute -m ndcg@10 -m answer_f1
     """
     from harness.attribute import attribute
-    from harness.baseline import resolve_pair
+    from harness.baseline import resolve_pair_columns
 
     loaded, layout = project(manifest)
-    base_run, head_run, _ = resolve_pair(loaded, layout, base, head)
+    base_run, head_run, _ = resolve_pair_columns(loaded, layout, base, head)  # format 4: columns, never whole
     with _progress(ctx) as progress:
         report = attribute(base_run, head_run, layout, list(metrics) or None, progress)
     if as_json:
