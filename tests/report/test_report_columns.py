@@ -37,8 +37,9 @@ from harness.types import CaseError, CaseOutput, GoldenCase, RankedDoc, RunResul
 TEMPLATE = Path(__file__).parent.parent / "data" / "run_v1_errors.json"
 AT_ZERO_ONE = {"answer_contains", "fact_recall", "instructions_strict", "format_critical_fail", "format_pass",
                "answer_em", "grounded", "truncated", "instructions_loose"}
-ERRORS: list[tuple[Literal["retrieve", "generate"], str, str]] = [("retrieve", "RuntimeError", "boom \"quoted\" <b>NaN</b>"), ("generate", "empty_response", "empty"),
-          ("generate", "content_filter", "withheld\nthe answer")]
+ERRORS: list[tuple[Literal["retrieve", "generate"], str, str]] = [
+    ("retrieve", "RuntimeError", "boom \"quoted\" <b>NaN</b>"), ("generate", "empty_response", "empty"),
+    ("generate", "content_filter", "withheld\nthe answer")]
 
 
 def make_run(n: int, seed: int, *, run_id: str, error_rate: float = 0.1, with_cases: bool = True,
