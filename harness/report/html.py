@@ -1085,10 +1085,10 @@ def _left_out_note(report: Report) -> str:
     listed = len(report.cases)
     total = listed + report.cases_left_out
     return (f'  <p class="sub left-out" id="cases-left-out" role="note"><b>{listed:,} of {total:,} cases are listed'
-            f'</b> ({escape(report.cases_listed_how)}); <b>{report.cases_left_out:,} are not</b>. Every case, with '
-            f'its values and why it fails: <code>harness report {escape(report.run.run_id)} --format junit</code> '
-            f'(one test per case), or read the run\'s table (<code>harness.runs.open_run</code>; its Parquet file '
-            f'beside the run file). The counts, metrics and segments above and below are over all '
+            f'</b> ({escape(report.cases_listed_how)}); <b>{report.cases_left_out:,} are not</b>. Every failing case '
+            f'with why: <code>harness report {escape(report.run.run_id)} --format json</code>; every case with its '
+            f'values: the run\'s Parquet table beside its run file (<code>harness.runs.open_run(path).columns()'
+            f'</code> or <code>.iter_batches()</code>). The counts, metrics and segments on this page are over all '
             f'{total:,} cases.</p>\n')
 
 

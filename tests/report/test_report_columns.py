@@ -33,6 +33,7 @@ from harness.report.export import (
 from harness.report.html import build_report, build_report_table, render_html_table, render_report
 from harness.runs import RunStore, load_run, open_run
 from harness.types import CaseError, CaseOutput, GoldenCase, RankedDoc, RunResult, Score
+from tests.report.browser import Page
 
 TEMPLATE = Path(__file__).parent.parent / "data" / "run_v1_errors.json"
 AT_ZERO_ONE = {"answer_contains", "fact_recall", "instructions_strict", "format_critical_fail", "format_pass",
@@ -189,7 +190,7 @@ def test_a_run_over_the_cap_lists_its_failing_cases_first_and_says_how_many_it_l
     note = re.search(r'<p class="sub left-out" id="cases-left-out" role="note">(.*?)</p>', page, re.S)
     assert note is not None
     assert f"{cap:,} of 90 cases are listed" in note.group(1) and "60 are not" in note.group(1)
-    assert "failing cases first" in note.group(1) and "--format junit" in note.group(1)
+    assert "failing cases first" in note.group(1) and "--format json" in note.group(1)
     assert "All 30 cases are listed" not in page and "30 of 90 cases are listed (see the note above)" in page
     # with room to spare, the other cases follow worst first on the headline metric
     lenient = FailurePolicy(thresholds={"ndcg@10": 0.1}, at_zero=(), at_one=())
@@ -238,3 +239,25 @@ def test_the_report_command_never_loads_a_format_4_run_whole(tmp_path: Path, mon
     for fmt in ("md", "json"):
         res = CliRunner().invoke(report_cmd, [str(hpath), "--format", fmt])
         assert res.exit_code == 0, res.output
+
+
+SHOWN = """[...document.querySelectorAll("#case-rows tr")].filter(t => t.getClientRects().length)
+  .map(t => t.getAttribute("data-id"))"""
+
+
+def test_a_capped_report_works_in_a_browser_and_shows_its_note(tmp_path: Path, page: Page) -> None:
+    run = make_run(90, 11, run_id="20260101T000007Z-browse", error_rate=0.2)
+    (path,) = _store(tmp_path, run)
+    report = build_report_table(open_run(path), corpus=False, max_cases=40)
+    html = tmp_path / "capped.html"
+    html.write_text(render_report(report), "utf-8")
+    page.open(html.as_uri(), 1200)
+    assert page.eval("document.documentElement.getAttribute('data-ready')") == "1"
+    note = page.eval("document.getElementById('cases-left-out').textContent")
+    assert "40 of 90 cases are listed" in note and "50 are not" in note
+    assert page.eval("document.getElementById('cases-left-out').getClientRects().length") > 0
+    assert page.eval(SHOWN) == [r["id"] for r in report.cases[:25]]
+    assert "page 1 of 2" in page.eval("document.getElementById('case-pager').textContent")
+    assert page.eval("document.documentElement.scrollWidth") <= 1200
+    w, h = page.screenshot(tmp_path / "capped.png", max_height=1400)
+    assert w > 0 and h > 0
