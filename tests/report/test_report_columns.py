@@ -261,3 +261,31 @@ def test_a_capped_report_works_in_a_browser_and_shows_its_note(tmp_path: Path, p
     assert page.eval("document.documentElement.scrollWidth") <= 1200
     w, h = page.screenshot(tmp_path / "capped.png", max_height=1400)
     assert w > 0 and h > 0
+
+
+def test_attribution_means_from_columns_equal_the_means_over_the_records(tmp_path: Path) -> None:
+    """harness attribute's per-metric means over the cases both runs have, read from a stored run's columns,
+    an old single-file run and an in-memory run, equal those computed from the records (the former code)."""
+    import math as _math
+
+    import pyarrow.compute as pc
+
+    from harness.aggregate import scored_mean
+    from harness.attribute import _columns, _means
+
+    base = make_run(70, 21, run_id="20260101T000008Z-attrba")
+    head = make_run(80, 22, run_id="20260101T000009Z-attrhd", base_of=base)
+    bpath, hpath = _store(tmp_path, base, head)
+    ids_whole = {o.case_id for o in base.outputs} & {o.case_id for o in head.outputs}
+    metrics = [*head.aggregates.metrics("quality"), "no_such_metric"]
+    for run, stored in ((base, open_run(bpath)), (head, open_run(hpath)),
+                        (head, open_run(_v3(tmp_path, head))), (head, head)):
+        values = run.case_scores()
+        expected = {m: scored_mean([values.get(c, {}).get(m) for c in ids_whole]) for m in metrics}
+        bc, hc = _columns(open_run(bpath), None), _columns(open_run(hpath), None)
+
+
+        ids = pc.filter(bc.case_ids, pc.is_in(bc.case_ids, value_set=hc.case_ids))
+        got = _means(_columns(stored, metrics), ids, metrics)
+        assert got == expected
+        assert got["no_such_metric"] is None and all(v is None or _math.isfinite(v) for v in got.values())
