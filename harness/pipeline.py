@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.aggregate import AggregateAccumulator, aggregate
 from harness.cache import Cache
@@ -40,7 +40,7 @@ from harness.retrieve import (
     make_embedder,
 )
 from harness.runs import RunHeader, RunStore, RunWriter, new_run_id
-from harness.scorers import SCORERS, ScoringContext
+from harness.scorers import SCORERS, Scorer, ScoringContext
 from harness.snapshots import SnapshotSource, snapshot_artifacts
 from harness.storage import Layout
 from harness.types import (
@@ -56,6 +56,9 @@ from harness.types import (
     Score,
     ScorerSpec,
 )
+
+if TYPE_CHECKING:
+    from harness.engine.scoring import RayScoring
 
 DEFAULT_ANSWER_SCORERS = ("correctness", "facts", "instructions", "groundedness", "truncation")
 CHUNK_CASES = 4096
@@ -154,7 +157,7 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
     try:
         return _stream(prep, runs)
     finally:
-        prep.cache.close()
+        prep.close()
 
 
 def _stream(prep: _Prepared, runs: RunStore | None) -> RunReport:
@@ -162,7 +165,7 @@ def _stream(prep: _Prepared, runs: RunStore | None) -> RunReport:
 
     loaded, stage_s = prep.loaded, prep.stage_s
     store = runs or RunStore(prep.layout.runs)
-    built = [SCORERS.build(spec.name, spec.args) for spec in prep.specs]
+    built = prep.build_scorers(prep.specs)
     acc = AggregateAccumulator()
     tally = ErrorTally()
     infos: dict[str, MetricInfo] = {}
@@ -257,7 +260,7 @@ class PendingRun:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.prep.cache.close()
+            self.prep.close()
 
     def finish(self) -> RunReport:
         """Score the outputs, aggregate, store the run; close the cache whatever happens."""
@@ -273,8 +276,7 @@ class PendingRun:
         scores: list[Score] = []
         infos: dict[str, MetricInfo] = {}
         with prep.progress.task("scoring", len(prep.specs)) as advance:
-            for spec in prep.specs:
-                scorer = SCORERS.build(spec.name, spec.args)
+            for scorer in prep.build_scorers(prep.specs):
                 scores.extend(scorer.score(cases, outputs, prep.ctx))
                 infos |= {info.name: info for info in scorer.metrics()}
                 advance(1)
@@ -364,6 +366,21 @@ class _Prepared:
     t_start: float
     index_quality: dict[str, Any] = field(default_factory=dict)
     tally: dict[str, int] = field(default_factory=dict)
+    remote: RayScoring | None = None  # the Ray engine's scoring (harness.engine.scoring); None: all here
+
+    def build_scorers(self, specs: Sequence[ScorerSpec]) -> list[Scorer]:
+        """The run's scorers, in order; on the Ray engine those of
+        :data:`harness.engine.scoring.REMOTE_SCORERS` ship their heavy work to the cluster (same scores)."""
+        built = [SCORERS.build(spec.name, spec.args) for spec in specs]
+        return self.remote.wrap(built) if self.remote is not None else built
+
+    def close(self) -> None:
+        """Close the cache and the scoring engine (a Ray cluster only if it started one)."""
+        try:
+            if self.remote is not None:
+                self.remote.close()
+        finally:
+            self.cache.close()
 
     def run_stages(self, cases: list[GoldenCase]) -> list[CaseOutput]:
         """Retrieve and generate ``cases``: their outputs, in their order; the counts and seconds added."""
@@ -467,6 +484,11 @@ def _prepare(loaded: LoadedManifest, *, progress: Progress, layout: Layout | Non
         inputs = replace(inputs, generation=replace(inputs.generation, engine=gen_engine))
     if engine is not None and inputs.retrieval is not None:
         inputs = replace(inputs, retrieval=replace(inputs.retrieval, engine=engine))
+    compute = engine or loaded.manifest.engine or ComputeEngine()
+    if compute.kind != "local":
+        from harness.engine.ray_engine import require_ray
+
+        require_ray()  # exit 2 naming the extra, before anything is written
     stage_s["load"] = time.perf_counter() - t0
     cache = Cache(layout.cache_db) if layout.cache_db.exists() else None
     try:
@@ -481,17 +503,28 @@ def _prepare(loaded: LoadedManifest, *, progress: Progress, layout: Layout | Non
         embed = None
         extras: dict[str, Any] = {}
         retrieval_stage = None
+        encoder = None  # what the answers are embedded with (a scoring actor loads the same)
         if supplied is not None:
             if inputs.embedding is not None:
                 embedder = make_embedder(inputs.embedding[0], inputs.embedding[1], cache, progress)
                 embed = lambda texts: embedder.embed(texts, "", "embedding answers")  # noqa: E731
                 extras["embed_identity"] = _embed_identity(embedder)
+                encoder = embedder.spec
         else:
             assert inputs.retrieval is not None, "a manifest without outputs has a retriever (checked on load)"
             stage = RetrievalStage(inputs.retrieval, cache, IndexStore(layout.index_store), progress)
             retrieval_stage = stage
             embed = lambda texts: stage.embedder.embed(texts, "", "embedding answers")  # noqa: E731
             extras["embed_identity"] = _embed_identity(stage.embedder)
+            encoder = stage.embedder.spec
+        remote = None
+        if compute.kind != "local":
+            from harness.engine import remote_engine
+            from harness.engine.scoring import RayScoring
+
+            ray_engine = remote_engine(compute)
+            assert ray_engine is not None
+            remote = RayScoring(ray_engine, encoder)
         docs = {d.id: d for d in corpus}
         generation = GenerationStage(inputs.generation, cache, progress) if inputs.generation is not None else None
         specs = list(scorers) if scorers is not None else planned_scorer_specs(loaded.manifest, supplied)
@@ -500,7 +533,7 @@ def _prepare(loaded: LoadedManifest, *, progress: Progress, layout: Layout | Non
                              extras=extras)
         return _Prepared(loaded=loaded, layout=layout, cache=cache, progress=progress, source=source, docs=docs,
                          corpus=corpus, specs=specs, ctx=ctx, retrieval=retrieval_stage, generation=generation,
-                         supplied=supplied, stage_s=stage_s, t_start=t_start)
+                         supplied=supplied, stage_s=stage_s, t_start=t_start, remote=remote)
     except BaseException:
         if cache is not None:
             cache.close()
@@ -524,7 +557,7 @@ def execute_unscored(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRE
         prep.stage_s["_before_score"] = time.perf_counter() - prep.t_start
         return PendingRun(prep=prep, cases=all_cases, outputs=outputs, runs=runs)
     except BaseException:
-        prep.cache.close()
+        prep.close()
         raise
 
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import click
 
@@ -129,11 +129,15 @@ def _emit(text: str, out: Path | None, status: str) -> None:
 @click.option("--seed", type=int, default=None, help="The sample's seed (default: [replay] seed).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=None, metavar="N",
               help="Calls in flight (default: [replay] concurrency, else the generator's own).")
+@click.option("--engine", "engine_kind", type=click.Choice(["local", "ray"]), default=None,
+              help="Where both sides' heavy work (embedding, indexing, scoring) runs (default: the candidate "
+                   "manifest's [engine]); ray needs the ray extra.")
 @_output_options
 @click.pass_context
 def replay_cmd(ctx: click.Context, baseline: Path, candidate: Path | None, manifest: Path | None, log: Path | None,
                since: str | None, until: str | None, segment: str | None, sample: int | None, seed: int | None,
-               concurrency: int | None, fmt: str, out: Path | None, allow_outside: bool) -> None:
+               concurrency: int | None, engine_kind: Literal["local", "ray"] | None, fmt: str, out: Path | None,
+               allow_outside: bool) -> None:
     """Replay logged production queries through a baseline and a candidate manifest, and compare them.
 
     Both sides run the same queries (all matched records, a window, a segment, or a seeded sample) through
@@ -163,7 +167,7 @@ def replay_cmd(ctx: click.Context, baseline: Path, candidate: Path | None, manif
     from harness.shadow.replay import ReplayRequest, replay, report_path
 
     request = ReplayRequest(baseline=base, candidate=cand, layout=layout, log=log, query=query, sample=sample,
-                            seed=seed, concurrency=concurrency)
+                            seed=seed, concurrency=concurrency, engine=engine_kind)
     with _progress(ctx) as progress:
         report = replay(request, progress)
     from harness.report.replay import replay_json, replay_md, replay_text

@@ -1,4 +1,4 @@
-"""The Ray engine: corpus (and large query set) embedding and index building on a Ray cluster.
+"""The Ray engine: corpus (and large query set) embedding, index building and scoring on a Ray cluster.
 
 Embedding goes through Ray Data: the texts still missing from the cache become Arrow blocks of
 ``ComputeEngine.batch_size`` rows, ``map_batches`` runs them through a pool of actors
@@ -12,6 +12,9 @@ sample :func:`harness.index.train_sample` picks (the local path's sample), copie
 index are filled with consecutive shards of the vectors by Ray tasks, and the shards are merged in order:
 the same bytes one ``add`` builds. Layouts that cannot be merged exactly (HNSW graphs, fast-scan PQ) are
 filled on the driver.
+
+Scoring (:mod:`harness.engine.scoring`) runs its actors through :meth:`RayEngine.map_actors`, the same
+Ray Data pool discipline as embedding.
 
 Connecting: an already initialized Ray (a test's cluster, a notebook's) is used as it is; otherwise
 ``ComputeEngine.address`` or ``RAY_ADDRESS``, else a new local cluster with this machine's cores. Only a
@@ -279,6 +282,42 @@ class RayEngine:
                 raise EngineError(f"ray engine: an embedding worker failed ({len(texts)} texts, {workers} actors): "
                                   f"{reason}", hint="vectors finished before the failure are cached; fix the "
                                   "cause and run again, or run with --engine local") from None
+
+    # --- any actor pool (scoring) ------------------------------------------------------------------
+
+    def map_actors(self, blocks: Sequence[Any], actor: type, kwargs: dict[str, Any], *, batch_size: int, what: str,
+                   stage: str) -> Iterator[dict[str, np.ndarray]]:
+        """``blocks`` (Arrow tables) through a pool of ``actor(**kwargs, threads=...)`` built once per actor, batch
+        by batch as they finish (any order), with :meth:`encode`'s discipline: one placement group for the
+        call, bounded start and stall, no restarts or retries, the pool killed when the call ends; a worker
+        that raises or dies is an :class:`EngineError` naming ``stage`` and its exception."""
+        if not blocks:
+            return
+        ray = self.connect()
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        workers = min(self.workers(), len(blocks))
+        per_actor = self.cpus() / workers
+        source = ray.data.from_blocks(list(blocks))  # metadata only, no task outside the reservation
+        what = f"{what} on {workers} actors"
+        with self._reserved(workers, per_actor, what) as pg:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ds = source.map_batches(
+                    actor, fn_constructor_kwargs=dict(kwargs) | {"threads": max(1, int(per_actor))},
+                    batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
+                    num_cpus=per_actor, max_restarts=0, max_task_retries=0,
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(pg))
+            try:
+                yield from ds.iter_batches(batch_format="numpy", batch_size=None)
+            except HarnessError:
+                raise
+            except Exception as exc:
+                reason = _reason(exc)
+                if isinstance(exc, ray.exceptions.GetTimeoutError):
+                    reason = f"the actors did not start within {ACTOR_START_TIMEOUT_S} s"
+                raise EngineError(f"ray engine: {stage} failed ({what}): {reason}",
+                                  hint="fix the cause and run again, or run with --engine local") from None
 
     # --- index building ----------------------------------------------------------------------------
 

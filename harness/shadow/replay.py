@@ -57,6 +57,7 @@ from harness.shadow.model import (
 )
 from harness.storage import Layout
 from harness.types import (
+    ComputeEngine,
     GateRule,
     GoldenCase,
     InstructionSpec,
@@ -100,6 +101,14 @@ class ReplayRequest:
     sample: int | None = None  # None: ReplayConfig.sample
     seed: int | None = None  # None: ReplayConfig.seed
     concurrency: int | None = None  # None: ReplayConfig.concurrency, else the generator's own
+    engine: Literal["local", "ray"] | None = None  # --engine; None: the candidate manifest's [engine] kind
+
+
+def replay_engine(req: ReplayRequest) -> ComputeEngine:
+    """Where both sides run (retrieval's heavy work and the scoring): the candidate manifest's ``[engine]``,
+    ``--engine`` overriding its kind. Both sides take the same one, so they are scored through the same path."""
+    config = req.candidate.manifest.engine or ComputeEngine()
+    return config if req.engine is None else config.model_copy(update={"kind": req.engine})
 
 
 @dataclass(frozen=True)
@@ -365,6 +374,10 @@ def plan_replay(req: ReplayRequest) -> ReplayPlan:
     and both manifests' inputs are validated over the cases as :func:`harness.pipeline.execute` will."""
     from harness.pipeline import load_inputs
 
+    if replay_engine(req).kind != "local":
+        from harness.engine.ray_engine import require_ray
+
+        require_ray()  # exit 2 naming the extra, before anything is read or paid for
     sides = (("baseline", req.baseline), ("candidate", req.candidate))
     for label, loaded in sides:
         if "outputs" in loaded.manifest.artifacts:
@@ -589,15 +602,24 @@ def _run_sides(plan: ReplayPlan, store: Any, progress: Progress) -> list[tuple[R
     scoring needs the CPU), and the candidate is scored once the baseline's scores are in the cache (the
     verdicts of answers both sides gave are computed once). Generation is never concurrent with generation:
     the calls in flight stay within the concurrency. A side's seconds are its own work (load to stored
-    run), not the time it waited; an error in either side is raised once both have stopped."""
+    run), not the time it waited; an error in either side is raised once both have stopped.
+
+    On the Ray engine (:func:`replay_engine`) the sides run one after the other, each scored on the cluster
+    once it is generated: the baseline's scoring would otherwise hold the cluster's CPUs the candidate's
+    retrieval asks for."""
     import threading
 
     from harness.pipeline import execute_unscored
 
     req = plan.request
+    engine = replay_engine(req)
     kwargs: dict[str, Any] = {"progress": progress, "layout": req.layout, "scorers": list(plan.scorers),
                               "concurrency": plan.concurrency, "runs": store, "score_contracts": plan.contracts,
-                              "validated": True}  # plan_replay rendered both templates over every case
+                              "validated": True,  # plan_replay rendered both templates over every case
+                              "engine": engine}
+    if engine.kind != "local":
+        return [_side_run(execute_unscored(side, cases=list(plan.cases), **kwargs))
+                for side in (req.baseline, req.candidate)]
     t0 = time.perf_counter()
     pending = execute_unscored(req.baseline, cases=list(plan.cases), **kwargs)
     base_prepare = time.perf_counter() - t0
@@ -638,6 +660,15 @@ def _run_sides(plan: ReplayPlan, store: Any, progress: Progress) -> list[tuple[R
         head_pending.close()
     base = box["report"]
     return [(base.run, base.path, base_prepare + box["seconds"]), (head.run, head.path, head_s)]
+
+
+def _side_run(pending: Any) -> tuple[RunResult, Path, float]:
+    """A side retrieved and generated (:class:`~harness.pipeline.PendingRun`), scored and stored: (run, path,
+    seconds from load to stored run)."""
+    t0 = time.perf_counter()
+    before = pending.prep.stage_s.get("_before_score", 0.0)
+    report = pending.finish()
+    return report.run, report.path, before + time.perf_counter() - t0
 
 
 def run_replay(plan: ReplayPlan, progress: Progress = NULL_PROGRESS) -> ReplayReport:
