@@ -236,27 +236,12 @@ def _significance(md: MetricDelta, alpha: float) -> tuple[bool, str]:
 
 def _rule_results(rule: GateRule, head: RunColumns, diff: Diff | None, segment: str | None,
                   allow_no_baseline: bool, base: RunColumns | None = None) -> list[GateResult]:
-    from harness.stats import wilson_interval
-
-    label = rule.label
     out: list[GateResult] = []
-
-    def res(status: Status, msg: str, observed: float | None = None, limit: float | None = None,
-            unjudged: Unjudged | None = None) -> None:
-        if unjudged is None and status == "fail" and msg.startswith("cannot judge"):
-            unjudged = "unavailable"
-        out.append(GateResult(rule=label, metric=rule.metric, segment=segment, status=status, observed=observed,
-                              limit=limit, message=msg, unjudged=unjudged))
-
+    res = _emitter(rule, segment, out)
     rows = _segment_rows(head, segment)
     size = int(rows.sum())
-    if not size:
-        in_base = "" if base is None or segment is None else f" ({int(_segment_rows(base, segment).sum())} in base)"
-        where = "the head run has no cases here" if segment is None else f"segment {segment} has no cases in head"
-        res("fail", f"cannot judge: {where}{in_base}")
-        return out
-    if segment is not None and size < rule.min_segment_size:
-        res("skip", f"segment has {size} cases, fewer than min_segment_size={rule.min_segment_size}")
+    in_base = None if size or base is None or segment is None else int(_segment_rows(base, segment).sum())
+    if _size_results(rule, segment, size, in_base, res):
         return out
 
     if rule.metric == "latency":
@@ -300,7 +285,45 @@ def _rule_results(rule: GateRule, head: RunColumns, diff: Diff | None, segment: 
         if not scored.size:
             res("fail", f"cannot judge: {rule.metric} is unscored for every case here")
             return out
-    mean = _mean(scored)
+    _limit_results(rule, scored, _mean(scored), res)
+    if rule.max_drop is not None or rule.max_abs_drop is not None:
+        _drop_results(rule, diff, segment, allow_no_baseline, res)
+    return out
+
+
+def _emitter(rule: GateRule, segment: str | None, out: list[GateResult]) -> Callable[..., None]:
+    """``res(status, msg, observed, limit, unjudged)``: append one result of ``rule`` in ``segment`` to ``out``
+    (a failure that cannot judge is ``unavailable`` unless told otherwise)."""
+
+    def res(status: Status, msg: str, observed: float | None = None, limit: float | None = None,
+            unjudged: Unjudged | None = None) -> None:
+        if unjudged is None and status == "fail" and msg.startswith("cannot judge"):
+            unjudged = "unavailable"
+        out.append(GateResult(rule=rule.label, metric=rule.metric, segment=segment, status=status,
+                              observed=observed, limit=limit, message=msg, unjudged=unjudged))
+
+    return res
+
+
+def _size_results(rule: GateRule, segment: str | None, size: int, in_base: int | None,
+                  res: Callable[..., None]) -> bool:
+    """Fail a segment with no cases in the head (``in_base``: how many the base has there, if asked), skip one
+    smaller than ``min_segment_size``; True when either was emitted (the rule judges nothing more here)."""
+    if not size:
+        base_txt = "" if in_base is None else f" ({in_base} in base)"
+        where = "the head run has no cases here" if segment is None else f"segment {segment} has no cases in head"
+        res("fail", f"cannot judge: {where}{base_txt}")
+        return True
+    if segment is not None and size < rule.min_segment_size:
+        res("skip", f"segment has {size} cases, fewer than min_segment_size={rule.min_segment_size}")
+        return True
+    return False
+
+
+def _limit_results(rule: GateRule, scored: np.ndarray, mean: float | None, res: Callable[..., None]) -> None:
+    """The rule's ``max_rate`` (on the Wilson upper bound unless told otherwise; 0/1 values only) and
+    ``min``/``max`` (on ``mean``) checks of the ``scored`` values."""
+    from harness.stats import wilson_interval
 
     if rule.max_rate is not None:
         if not scored.size:
@@ -324,10 +347,6 @@ def _rule_results(rule: GateRule, head: RunColumns, diff: Diff | None, segment: 
             ok = mean >= limit_value if is_floor else mean <= limit_value
             res("pass" if ok else "fail", f"mean {_fmt(mean)} vs {'floor' if is_floor else 'ceiling'} {limit_value}",
                 mean, limit_value)
-
-    if rule.max_drop is not None or rule.max_abs_drop is not None:
-        _drop_results(rule, diff, segment, allow_no_baseline, res)
-    return out
 
 
 def _drop_results(rule: GateRule, diff: Diff | None, segment: str | None, allow_no_baseline: bool,
@@ -421,13 +440,22 @@ def evaluate_gates(rules: Sequence[GateRule], head: RunResult | RunColumns, diff
     fails unless ``allow_no_baseline``. ``base`` (the baseline run) adds its segments to ``tag=*``
     rules, so a segment missing from the head fails. Each rule's skipped segments (too small, or a
     latency nothing measured) count against its ``max_skipped``."""
-    head = as_columns(head)
-    base = None if base is None else as_columns(base)
+    cols = as_columns(head)
+    base_cols = None if base is None else as_columns(base)
+    return _judge(rules, diff, cols.run_id,
+                  lambda rule: [r for seg in _segments(rule, cols, base_cols)
+                                for r in _rule_results(rule, cols, diff, seg, allow_no_baseline, base_cols)],
+                  lambda: _implicit_error_rule(cols))
+
+
+def _judge(rules: Sequence[GateRule], diff: Diff | None, head_run: str,
+           results_of: Callable[[GateRule], list[GateResult]], implicit: Callable[[], GateResult]) -> Verdict:
+    """The verdict of ``rules``: each rule's results over its segments (``results_of``), a failure where a rule
+    skipped more segments than its ``max_skipped``, and the implicit error rule (``implicit``) unless an overall
+    ``error_rate`` rule is given."""
     results: list[GateResult] = []
     for rule in rules:
-        rule_results: list[GateResult] = []
-        for seg in _segments(rule, head, base):
-            rule_results.extend(_rule_results(rule, head, diff, seg, allow_no_baseline, base))
+        rule_results = results_of(rule)
         results.extend(rule_results)
         small = [r for r in rule_results if r.status == "skip"
                  and r.message.startswith(("segment has", SKIP_UNMEASURED))]
@@ -438,9 +466,9 @@ def evaluate_gates(rules: Sequence[GateRule], head: RunResult | RunColumns, diff
                 message=f"{len(small)} segments skipped for having fewer than {rule.min_segment_size} cases "
                 f"({', '.join(str(r.segment) for r in small)}); max_skipped={rule.max_skipped}"))
     if not any(r.metric == "error_rate" and r.segment is None for r in rules):
-        results.append(_implicit_error_rule(head))
+        results.append(implicit())
     return Verdict(passed=not any(r.status == "fail" for r in results), results=tuple(results),
-                   base_run=None if diff is None else diff.base_run, head_run=head.run_id, diff=diff)
+                   base_run=None if diff is None else diff.base_run, head_run=head_run, diff=diff)
 
 
 def gate(rules: Sequence[GateRule], head: RunResult | RunColumns, base: RunResult | RunColumns | None, *,

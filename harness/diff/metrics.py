@@ -10,23 +10,27 @@ these values, never a second correction.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from harness.columns import RunColumns
 from harness.diff.align import Alignment
 from harness.diff.records import DiffSettings, MetricDelta
-from harness.types import MetricRole
+from harness.types import MetricRole, RunResult
+
+if TYPE_CHECKING:
+    from harness.stats import PairedComparison
 
 
-def directions(base: RunColumns, head: RunColumns) -> dict[str, bool]:
+def directions(base: RunColumns | RunResult, head: RunColumns | RunResult) -> dict[str, bool]:
     """``greater_is_better`` of every metric either run aggregated (head's declaration wins)."""
     return {m: s.greater_is_better for run in (base, head) for m, s in run.aggregates.overall.items()}
 
 
-def roles(base: RunColumns, head: RunColumns) -> dict[str, MetricRole]:
+def roles(base: RunColumns | RunResult, head: RunColumns | RunResult) -> dict[str, MetricRole]:
     """The role of every metric either run aggregated (head's declaration wins)."""
     return {m: s.role for run in (base, head) for m, s in run.aggregates.overall.items()}
 
@@ -61,12 +65,27 @@ def _compare(
     role: MetricRole,
 ) -> MetricDelta:
     """One metric in one segment: ``bv``/``hv`` are the paired cases' values in base's order (NaN: not scored)."""
-    from harness.stats import compare_paired, paired_permutation_test
-
     bs, hs = ~np.isnan(bv), ~np.isnan(hv)
     both = bs & hs
     b = np.ascontiguousarray(bv[both], dtype=float)
     h = np.ascontiguousarray(hv[both], dtype=float)
+    return MetricDelta(
+        metric=metric,
+        segment=segment,
+        n_base=int(bs.sum()),
+        n_head=int(hs.sum()),
+        comparison=paired_comparison(b, h, gib, settings, p_resamples),
+        changed=changed,
+        role=role,
+    )
+
+
+def paired_comparison(b: np.ndarray, h: np.ndarray, gib: bool, settings: DiffSettings,
+                      p_resamples: int) -> PairedComparison:
+    """The paired comparison of the cases both runs scored (``b``/``h``, in the same order): p = 1 when
+    nothing differs; a permutation p-value re-run with the family's ``p_resamples`` when that is more."""
+    from harness.stats import compare_paired, paired_permutation_test
+
     cmp = compare_paired(
         b, h, greater_is_better=gib, seed=settings.seed, n_resamples=settings.n_resamples, test=settings.test
     )
@@ -75,15 +94,7 @@ def _compare(
     elif b.size and settings.test == "permutation" and p_resamples > settings.n_resamples:
         res = paired_permutation_test(b, h, n_resamples=p_resamples, seed=settings.seed)
         cmp = replace(cmp, p_value=res.p_value, test_method=res.method)  # the method that gave this p
-    return MetricDelta(
-        metric=metric,
-        segment=segment,
-        n_base=int(bs.sum()),
-        n_head=int(hs.sum()),
-        comparison=cmp,
-        changed=changed,
-        role=role,
-    )
+    return cmp
 
 
 def metric_deltas(
@@ -97,9 +108,6 @@ def metric_deltas(
     where no case changed cannot vary; one with too few changed cases cannot pass ``alpha / K``; both
     stay out (``in_family = False``, ``p_adjusted = None``) instead of raising everyone else's bar.
     """
-    from harness.stats import benjamini_hochberg, holm
-    from harness.stats.multiple import tarone_family
-
     n = len(alignment)
     metrics = [m for m in dirs if m in base.aggregates.overall and m in head.aggregates.overall]
 
@@ -120,17 +128,35 @@ def metric_deltas(
         return (b, h) if mask is None else (b[mask], h[mask])
 
     changed = [_changed(*values(m, mask)) for m, _, mask in keys]
+    role = roles(base, head)
+
+    def test(key: tuple[str, str, np.ndarray | None], c: int, p_resamples: int) -> MetricDelta:
+        m, seg, mask = key
+        return _compare(m, seg, *values(m, mask), dirs.get(m, True), settings, p_resamples, c,
+                        role.get(m, "quality"))
+
+    tested, family = corrected_family(keys, changed, test, settings)
+    return tested[: len(metrics)], tested[len(metrics) :], family
+
+
+K = TypeVar("K")
+
+
+def corrected_family(keys: Sequence[K], changed: Sequence[int], test: Callable[[K, int, int], MetricDelta],
+                     settings: DiffSettings) -> tuple[list[MetricDelta], int]:
+    """(``test(key, changed, resamples)`` of every key with its family fields set, the family size): the
+    Tarone family of the tests that can reach significance with the cases that ``changed``, corrected
+    (Holm, BH or none) over that family alone; a test out of it gets ``p_adjusted = None``."""
+    from harness.stats import benjamini_hochberg, holm
+    from harness.stats.multiple import tarone_family
+
     in_family = tarone_family([_min_p(c, settings.test) for c in changed], settings.alpha)
     family = sum(in_family)
     # A permutation p-value cannot be smaller than 1/(R+1); with m tests Holm needs p < alpha/m, so the
     # resolution grows with the family (20x the Bonferroni threshold) instead of capping significance.
     p_resamples = max(settings.n_resamples, math.ceil(20 * family / settings.alpha))
-    role = roles(base, head)
-    tested = [
-        _compare(m, seg, *values(m, mask), dirs.get(m, True), settings,
-                 p_resamples if fam else settings.n_resamples, c, role.get(m, "quality"))
-        for (m, seg, mask), c, fam in zip(keys, changed, in_family, strict=True)
-    ]
+    tested = [test(key, c, p_resamples if fam else settings.n_resamples)
+              for key, c, fam in zip(keys, changed, in_family, strict=True)]
     raw = [t.p_value if fam else None for t, fam in zip(tested, in_family, strict=True)]
     adjusted: Sequence[float | None]
     if settings.correction == "holm":
@@ -139,8 +165,7 @@ def metric_deltas(
         adjusted = benjamini_hochberg(raw)
     else:
         adjusted = raw
-    tested = [
+    return [
         t.model_copy(update={"p_adjusted": a, "in_family": fam, "significant": a is not None and a < settings.alpha})
         for t, a, fam in zip(tested, adjusted, in_family, strict=True)
-    ]
-    return tested[: len(metrics)], tested[len(metrics) :], family
+    ], family

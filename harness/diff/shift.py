@@ -237,15 +237,21 @@ def _pairs(r: Rankings) -> tuple[np.ndarray, np.ndarray, int]:
 def calibration_shift(base: Rankings, head: Rankings, settings: DiffSettings) -> CalibrationShift | None:
     """Calibration of the paired judged cases' top-k scores in both runs; None when base's top k holds
     no scored passage, no relevant one or only relevant ones (nothing to fit a Platt map on)."""
+    return calibration_of(*_pairs(base), *_pairs(head), settings.k)
+
+
+def calibration_of(bs: np.ndarray, bl: np.ndarray, bmiss: int, hs: np.ndarray, hl: np.ndarray, hmiss: int,
+                   k: int) -> CalibrationShift | None:
+    """The :class:`CalibrationShift` of both runs' top-``k`` passages: their scores (``bs``, ``hs``), whether
+    each is relevant (``bl``, ``hl``: 0/1) and how many relevant ones each run left out of its top k
+    (``bmiss``, ``hmiss``); None when there is nothing to fit a Platt map on (see :func:`calibration_shift`)."""
     from harness.stats import calibration_drift
 
-    bs, bl, bmiss = _pairs(base)
-    hs, hl, hmiss = _pairs(head)
     if not (bs.size and hs.size and 0 < bl.sum() < bl.size):
         return None
     cd = calibration_drift(bs, bl, hs, hl, base_unretrieved=bmiss, head_unretrieved=hmiss)
     return CalibrationShift(
-        k=settings.k,
+        k=k,
         n_base=int(bs.size),
         n_head=int(hs.size),
         relevant_base=cd.base_relevant,

@@ -38,7 +38,3 @@ def align(base: RunResult, head: RunResult) -> Alignment:
         segments={seg: tuple(ids) for seg, ids in sorted(members.items())},
     )
 
-
-def relevant(case: GoldenCase | None, level: int) -> set[str]:
-    """The ids a case judges relevant at ``level`` or above (none for a case the run does not have)."""
-    return {d for d, g in (case.relevance if case else {}).items() if g >= level}

@@ -2,15 +2,18 @@
 
 Per-case flips: the paired cases whose metrics moved at least ``flip_threshold``, with their likely
 cause (relevant documents lost or gained, reordering, an error, a changed answer, a newly failing
-validator)."""
+validator). Which cases flipped, by how much and in which direction is read here from the per-case score
+dicts; the causes, found on both implementations from the flipped cases' records, are harness's
+(:func:`harness.diff.flips._causes`)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+from harness.diff.flips import _causes
 from harness.diff.records import CaseFlip, DiffSettings
 from harness.types import CaseOutput, GoldenCase, RunResult
-from tests.diff.record_oracle.oracle_align import Alignment, relevant
+from tests.diff.record_oracle.oracle_align import Alignment
 
 
 def _flip(
@@ -36,31 +39,12 @@ def _flip(
             signed.append((h - b) if dirs.get(m, True) else (b - h))
     if not deltas:
         return None
-    rel = relevant(case, level)
-    btop = [d.doc_id for d in bo.ranking[: settings.k]]
-    htop = [d.doc_id for d in ho.ranking[: settings.k]]
-    lost = tuple(sorted((set(btop) - set(htop)) & rel))
-    gained = tuple(sorted((set(htop) - set(btop)) & rel))
-    causes = []
-    if lost:
-        causes.append(f"relevant docs lost from top-{settings.k}: {', '.join(lost)}")
-    if gained:
-        causes.append(f"relevant docs gained in top-{settings.k}: {', '.join(gained)}")
-    if not lost and not gained and btop != htop:
-        causes.append(f"top-{settings.k} reordered")
-    if ho.error and not bo.error:
-        causes.append(f"{ho.error.stage} error: {ho.error.message}")
-    if btop == htop and bo.answer != ho.answer:
-        causes.append("answer changed while retrieval did not")
     newly = sorted(
         diagnostics[m]
         for m, v in hscores.items()
         if m in diagnostics and v == 1.0 and bscores.get(m) == 0.0
     )
-    if newly:
-        causes.append(f"validator newly failing: {', '.join(newly)}")
-    if not causes:
-        causes.append("scores changed with the same retrieval and answer (scorer or judgments changed)")
+    causes, lost, gained = _causes(bo, ho, case, newly, settings, level)
     worst, best = min(signed), max(signed)
     direction: Literal["regressed", "improved", "mixed"] = (
         "mixed" if worst < 0 < best else "regressed" if worst < 0 else "improved"
@@ -71,7 +55,7 @@ def _flip(
         direction=direction,
         impact=impact,
         deltas=deltas,
-        causes=tuple(causes),
+        causes=causes,
         lost_relevant=lost,
         gained_relevant=gained,
         query=case.query if case else None,

@@ -1,16 +1,29 @@
 """The record-based gate evaluation as it was before the columnar diff (kept as the oracle of
-tests/diff/test_diff_columns.py): every rule read from the RunResult's records, one case at a time."""
+tests/diff/test_diff_columns.py): every rule's inputs read from the RunResult's records, one case at a time
+(segments, the values a rule judges, latencies, the errored cases). What the columnar rewrite left unchanged is
+harness's own: the result records, the segment-size, max_rate/min/max and drop checks on those inputs, and the
+verdict over the rules (:mod:`harness.gates`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.aggregate import scored_mean
-from harness.diff import Diff, DiffSettings, MetricDelta
-from harness.gates import IMPLICIT_ERROR_RULE, SKIP_UNMEASURED, GateResult, Status, Unjudged, Verdict
+from harness.diff import Diff, DiffSettings
+from harness.gates import (
+    IMPLICIT_ERROR_RULE,
+    SKIP_UNMEASURED,
+    GateResult,
+    Verdict,
+    _drop_results,
+    _emitter,
+    _judge,
+    _limit_results,
+    _size_results,
+)
 from harness.types import GateRule, RunResult
 from tests.diff.record_oracle.oracle_compute import compare
 
@@ -45,43 +58,13 @@ def _values(head: RunResult, metric: str, ids: Sequence[str]) -> list[float | No
     return [vals.get(i) for i in ids]
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4g}"
-
-
-def _significance(md: MetricDelta, alpha: float) -> tuple[bool, str]:
-    """(significant, text) read from the diff's one family: never corrected again here."""
-    if not md.in_family:
-        why = "no case changed" if md.changed == 0 else (
-            f"only {md.changed} case{'s' if md.changed != 1 else ''} changed, too few for any result to be "
-            "significant")
-        return False, f"not in the corrected family ({why})"
-    sig = md.significant
-    return sig, f"p_adj={_fmt(md.p_adjusted)}" + ("" if sig else f" (not significant at alpha {alpha})")
-
-
 def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: str | None,
                   allow_no_baseline: bool, base: RunResult | None = None) -> list[GateResult]:
-    from harness.stats import wilson_interval
-
-    label = rule.label
     out: list[GateResult] = []
-
-    def res(status: Status, msg: str, observed: float | None = None, limit: float | None = None,
-            unjudged: Unjudged | None = None) -> None:
-        if unjudged is None and status == "fail" and msg.startswith("cannot judge"):
-            unjudged = "unavailable"
-        out.append(GateResult(rule=label, metric=rule.metric, segment=segment, status=status, observed=observed,
-                              limit=limit, message=msg, unjudged=unjudged))
-
+    res = _emitter(rule, segment, out)
     ids = _segment_ids(head, segment)
-    if not ids:
-        in_base = "" if base is None or segment is None else f" ({len(_segment_ids(base, segment))} in base)"
-        where = "the head run has no cases here" if segment is None else f"segment {segment} has no cases in head"
-        res("fail", f"cannot judge: {where}{in_base}")
-        return out
-    if segment is not None and len(ids) < rule.min_segment_size:
-        res("skip", f"segment has {len(ids)} cases, fewer than min_segment_size={rule.min_segment_size}")
+    in_base = None if ids or base is None or segment is None else len(_segment_ids(base, segment))
+    if _size_results(rule, segment, len(ids), in_base, res):
         return out
 
     if rule.metric == "latency":
@@ -121,73 +104,10 @@ def _rule_results(rule: GateRule, head: RunResult, diff: Diff | None, segment: s
             res("fail", f"cannot judge: {rule.metric} is unscored for every case here")
             return out
     scored = [v for v in flags if v is not None]
-    mean = scored_mean(scored)
-
-    if rule.max_rate is not None:
-        if not scored:
-            res("fail", "cannot judge: no scored cases")
-        elif any(v not in (0.0, 1.0) for v in scored):
-            res("fail", f"cannot judge: max_rate needs a 0/1 per-case metric; {rule.metric} is not")
-        else:
-            k, n = int(sum(scored)), len(scored)
-            upper = wilson_interval(k, n, rule.confidence)[1] if rule.wilson else k / n  # type: ignore[index]
-            ok = upper <= rule.max_rate
-            how = f"Wilson {round(rule.confidence * 100)}% upper bound" if rule.wilson else "rate"
-            res("pass" if ok else "fail", f"{k}/{n} = {k / n:.3%}; {how} {upper:.3%} vs limit {rule.max_rate:.3%}",
-                upper, rule.max_rate)
-
-    for limit_value, is_floor in ((rule.min, True), (rule.max, False)):
-        if limit_value is None:
-            continue
-        if mean is None:
-            res("fail", "cannot judge: no scored cases")
-        else:
-            ok = mean >= limit_value if is_floor else mean <= limit_value
-            res("pass" if ok else "fail", f"mean {_fmt(mean)} vs {'floor' if is_floor else 'ceiling'} {limit_value}",
-                mean, limit_value)
-
+    _limit_results(rule, np.array(scored, dtype=float), scored_mean(scored), res)
     if rule.max_drop is not None or rule.max_abs_drop is not None:
         _drop_results(rule, diff, segment, allow_no_baseline, res)
     return out
-
-
-def _drop_results(rule: GateRule, diff: Diff | None, segment: str | None, allow_no_baseline: bool,
-                  emit: Callable[..., None]) -> None:
-    if diff is None:
-        if allow_no_baseline:
-            emit("skip", "no baseline run to compare with (allowed by --allow-no-baseline)")
-        else:
-            emit("fail", "cannot judge: no baseline run to compare with; record one with `harness baseline promote` "
-                 "(or pass --allow-no-baseline to skip drop rules)")
-        return
-    md = diff.metric(rule.metric, segment or "all")
-    if md is None or md.delta is None or md.base_mean is None:
-        emit("fail", f"cannot judge: {rule.metric} is not comparable with the baseline (no aligned scored cases)")
-        return
-    worsening = -md.delta if md.greater_is_better else md.delta
-    if md.base_mean:
-        rel: float = worsening / abs(md.base_mean)
-    else:
-        rel = float("inf") if worsening > 0 else 0.0
-    significant, p_txt = _significance(md, diff.settings.alpha)
-    counts = significant or not rule.require_significant
-    for limit, observed, what in ((rule.max_drop, rel, "relative"), (rule.max_abs_drop, worsening, "absolute")):
-        if limit is None:
-            continue
-        over = observed > limit
-        # a drop over the limit is noise only if a test could have told: when too few cases changed for any
-        # result to be significant, calling it noise would be a pass by default, so it cannot be judged
-        unjudgeable = over and not counts and not md.in_family and md.changed > 0
-        status: Status = "fail" if over and (counts or unjudgeable) else "pass"
-        msg = (f"{what} drop {observed:+.2%} vs limit {limit:.2%}; {_fmt(md.base_mean)} -> "
-               f"{_fmt(md.head_mean)}, n={md.n}, {p_txt}") if what == "relative" else (
-               f"{what} drop {observed:+.4f} vs limit {limit}; {p_txt}")
-        if unjudgeable:
-            msg = ("cannot judge: " + msg + "; no test could tell this drop from noise: add cases, or set "
-                   "require_significant = false to judge the drop as observed")
-        elif over and not counts:
-            msg += "; not counted: within noise"
-        emit(status, msg, observed, limit, "untestable" if unjudgeable else None)
 
 
 def _implicit_error_rule(head: RunResult) -> GateResult:
@@ -215,24 +135,10 @@ def evaluate_gates(rules: Sequence[GateRule], head: RunResult, diff: Diff | None
     fails unless ``allow_no_baseline``. ``base`` (the baseline run) adds its segments to ``tag=*``
     rules, so a segment missing from the head fails. Each rule's skipped segments (too small, or a
     latency nothing measured) count against its ``max_skipped``."""
-    results: list[GateResult] = []
-    for rule in rules:
-        rule_results: list[GateResult] = []
-        for seg in _segments(rule, head, base):
-            rule_results.extend(_rule_results(rule, head, diff, seg, allow_no_baseline, base))
-        results.extend(rule_results)
-        small = [r for r in rule_results if r.status == "skip"
-                 and r.message.startswith(("segment has", SKIP_UNMEASURED))]
-        if rule.max_skipped is not None and len(small) > rule.max_skipped:
-            results.append(GateResult(
-                rule=rule.label, metric=rule.metric, segment=rule.segment, status="fail", observed=float(len(small)),
-                limit=float(rule.max_skipped),
-                message=f"{len(small)} segments skipped for having fewer than {rule.min_segment_size} cases "
-                f"({', '.join(str(r.segment) for r in small)}); max_skipped={rule.max_skipped}"))
-    if not any(r.metric == "error_rate" and r.segment is None for r in rules):
-        results.append(_implicit_error_rule(head))
-    return Verdict(passed=not any(r.status == "fail" for r in results), results=tuple(results),
-                   base_run=None if diff is None else diff.base_run, head_run=head.run_id, diff=diff)
+    return _judge(rules, diff, head.run_id,
+                  lambda rule: [r for seg in _segments(rule, head, base)
+                                for r in _rule_results(rule, head, diff, seg, allow_no_baseline, base)],
+                  lambda: _implicit_error_rule(head))
 
 
 def gate(rules: Sequence[GateRule], head: RunResult, base: RunResult | None, *, settings: DiffSettings | None = None,

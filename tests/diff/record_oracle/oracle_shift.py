@@ -2,7 +2,9 @@
 
 Distribution shift: how the retrieval score distributions moved (PSI, KS over the top-1 and top-k
 scores of paired cases) and the calibration of top-k scores as relevance probabilities (ECE, Brier;
-Platt map fitted on base)."""
+Platt map fitted on base). Which scores and labels enter is read here from the records of the paired cases;
+the statistics of them are harness's (:func:`harness.diff.shift._score_shift`,
+:func:`harness.diff.shift.calibration_of`), unchanged by the columnar rewrite."""
 
 from __future__ import annotations
 
@@ -10,37 +12,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from harness.diff.align import relevant
 from harness.diff.records import CalibrationShift, DiffSettings, ScoreShift
+from harness.diff.shift import _score_shift as score_shift
+from harness.diff.shift import calibration_of
 from harness.types import RunResult
-from tests.diff.record_oracle.oracle_align import Alignment, relevant
+from tests.diff.record_oracle.oracle_align import Alignment
 
 
 def _score_shift(which: str, b: list[float], h: list[float]) -> ScoreShift:
-    from harness.stats import ks_2samp, psi
-
-    if not b or not h:
-        return ScoreShift(
-            which=which,
-            n_base=len(b),
-            n_head=len(h),
-            base_mean=None,
-            head_mean=None,
-            psi=None,
-            ks_statistic=None,
-            ks_p_value=None,
-        )
-    p = psi(np.array(b), np.array(h))
-    ks = ks_2samp(np.array(b), np.array(h))
-    return ScoreShift(
-        which=which,
-        n_base=len(b),
-        n_head=len(h),
-        base_mean=float(np.mean(b)),
-        head_mean=float(np.mean(h)),
-        psi=p.psi,
-        ks_statistic=ks.statistic,
-        ks_p_value=ks.p_value,
-    )
+    return score_shift(which, np.array(b, dtype=float), np.array(h, dtype=float))
 
 
 def _pairs(run: RunResult, ids: Sequence[str], k: int, level: int) -> tuple[list[float], list[float], int]:
@@ -92,31 +73,7 @@ def calibration_shift(
 ) -> CalibrationShift | None:
     """Calibration of the paired judged cases' top-k scores in both runs; None when base's top k holds
     no scored passage, no relevant one or only relevant ones (nothing to fit a Platt map on)."""
-    from harness.stats import calibration_drift
-
     bs, bl, bmiss = _pairs(base, alignment.common, settings.k, level)
     hs, hl, hmiss = _pairs(head, alignment.common, settings.k, level)
-    if not (bs and hs and 0 < sum(bl) < len(bl)):
-        return None
-    cd = calibration_drift(bs, bl, hs, hl, base_unretrieved=bmiss, head_unretrieved=hmiss)
-    return CalibrationShift(
-        k=settings.k,
-        n_base=len(bs),
-        n_head=len(hs),
-        relevant_base=cd.base_relevant,
-        relevant_head=cd.head_relevant,
-        relevant_in_top_k_base=int(sum(bl)),
-        relevant_in_top_k_head=int(sum(hl)),
-        in_top_k_share_base=cd.base_retrieved_share,
-        in_top_k_share_head=cd.head_retrieved_share,
-        ece_base=cd.platt_base.ece,
-        ece_head=cd.platt_head.ece,
-        brier_base=cd.platt_base.brier,
-        brier_head=cd.platt_head.brier,
-        raw_ece_base=cd.raw_base.ece,
-        raw_ece_head=cd.raw_head.ece,
-        threshold=cd.threshold,
-        target_recall=cd.target_recall,
-        kept_base_at_threshold=cd.base_recall,
-        kept_head_at_threshold=cd.head_recall,
-    )
+    return calibration_of(np.array(bs, dtype=float), np.array(bl, dtype=float), bmiss,
+                          np.array(hs, dtype=float), np.array(hl, dtype=float), hmiss, settings.k)
