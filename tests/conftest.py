@@ -2,12 +2,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from harness.testing.project import ProjectSpec, artifact_table, write_jsonl, write_project
+
+if TYPE_CHECKING:
+    from harness.testing import FakeOpenAIServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -100,6 +107,27 @@ def add_generation(root: Path, generator: str = '{ name = "extractive", n_passag
 
     lock(manifest)
     return manifest
+
+
+def sigkill_after(proc: subprocess.Popen[bytes], server: FakeOpenAIServer, start: int, calls: int,
+                  extra_wait: float = 0.0, timeout_s: float = 120.0) -> float:
+    """SIGKILL ``proc`` once ``server`` has received ``calls`` requests since it had ``start`` (or ``proc``
+    ended, or ``timeout_s`` passed), ``extra_wait`` seconds later; returns when it was killed (monotonic).
+    ``proc`` is reaped, and killed whatever happens."""
+    try:
+        deadline = time.monotonic() + timeout_s
+        while server.requests_received - start < calls and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(extra_wait)
+        kill_t = time.monotonic()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return kill_t
 
 
 @pytest.fixture

@@ -15,18 +15,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.testing import FakeOpenAIServer
-from tests.conftest import add_generation, make_project
+from tests.conftest import add_generation, make_project, sigkill_after
 
 N_CASES = 24
 LOSS_S = 1.0  # a call answered this long before the kill must be in the cache (flush every 0.5 s + slack)
@@ -106,19 +104,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(
     start = server.requests_received
     proc = subprocess.Popen([str(Path(sys.executable).parent / "harness"), "run", "--manifest", str(manifest)],
                             cwd=tmp_path / "proj", env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while server.requests_received - start < after_calls and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(extra_wait)
-        kill_t = time.monotonic()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    kill_t = sigkill_after(proc, server, start, after_calls, extra_wait)
     assert server.requests_received - start >= after_calls, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
     if proc.stderr:
         proc.stderr.close()

@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from harness.shadow.replay import ReplayRequest, replay, report_path
 from harness.storage import Layout
 from harness.testing import FakeOpenAIServer
 from harness.testing.shadow import logged_traffic, shadow_responder, write_shadow_project
+from tests.conftest import sigkill_after
 
 SPEC = StreamSpec(days=3, records_per_day=400)
 LATENCY = 0.1
@@ -83,18 +83,7 @@ def test_a_killed_replay_resumes_without_repeating_flushed_calls(where: str, ser
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(project.baseline), str(project.neutral), str(log),
                              str(CONCURRENCY)], cwd=project.root, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while server.requests_received - start < after and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        kill_t = time.monotonic()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    kill_t = sigkill_after(proc, server, start, after)
     err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
     for stream in (proc.stdout, proc.stderr):
         if stream:
