@@ -176,12 +176,18 @@ def check_gate_config(loaded: LoadedManifest, cases: Sequence[GoldenCase] | None
 def _segments(rule: GateRule, head: RunColumns, base: RunColumns | None = None) -> list[str | None]:
     """The segments a rule judges: for ``tag=*`` each value of the tag in the head run and in the base
     run (a segment whose cases all went from the head fails, it does not vanish)."""
+    runs = (head,) if base is None else (head, base)
+    return _rule_segments(rule, lambda tag: {v for r in runs for v in _case_tag_values(r, tag)})
+
+
+def _rule_segments(rule: GateRule, tag_values: Callable[[str], set[str]]) -> list[str | None]:
+    """The rule's segment (None: all cases), or for ``tag=*`` one per value ``tag_values(tag)`` gives, sorted
+    (the pattern itself when there is none: it then fails as having no cases)."""
     if rule.segment is None:
         return [None]
     if rule.segment.endswith("=*"):
         tag = rule.segment[:-2]
-        runs = (head,) if base is None else (head, base)
-        found: list[str | None] = [*sorted({f"{tag}={v}" for r in runs for v in _case_tag_values(r, tag)})]
+        found: list[str | None] = [*sorted({f"{tag}={v}" for v in tag_values(tag)})]
         return found or [rule.segment]
     return [rule.segment]
 

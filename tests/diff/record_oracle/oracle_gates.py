@@ -22,6 +22,7 @@ from harness.gates import (
     _emitter,
     _judge,
     _limit_results,
+    _rule_segments,
     _size_results,
 )
 from harness.types import GateRule, RunResult
@@ -37,14 +38,8 @@ if TYPE_CHECKING:
 def _segments(rule: GateRule, head: RunResult, base: RunResult | None = None) -> list[str | None]:
     """The segments a rule judges: for ``tag=*`` each value of the tag in the head run and in the base
     run (a segment whose cases all went from the head fails, it does not vanish)."""
-    if rule.segment is None:
-        return [None]
-    if rule.segment.endswith("=*"):
-        tag = rule.segment[:-2]
-        runs = (head,) if base is None else (head, base)
-        found: list[str | None] = [*sorted({f"{tag}={c.tags[tag]}" for r in runs for c in r.cases if tag in c.tags})]
-        return found or [rule.segment]
-    return [rule.segment]
+    runs = (head,) if base is None else (head, base)
+    return _rule_segments(rule, lambda tag: {c.tags[tag] for r in runs for c in r.cases if tag in c.tags})
 
 
 def _segment_ids(head: RunResult, segment: str | None) -> list[str]:
