@@ -23,7 +23,7 @@ from tests.diff.test_diff_columns import RULES, dump, runs
 SETTINGS = DiffSettings(n_resamples=32, k=3)
 
 
-def _stored(root: Path, run: RunResult) -> Path:
+def stored_run(root: Path, run: RunResult) -> Path:
     """The run saved as format 4 (which keeps one golden case per output, in the outputs' order)."""
     from harness.types import GoldenCase
 
@@ -36,7 +36,7 @@ def _stored(root: Path, run: RunResult) -> Path:
 @given(runs("base"), runs("head"))
 def test_stored_runs_read_as_columns_diff_and_gate_as_loaded_runs(base: RunResult, head: RunResult) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        pb, ph = _stored(Path(tmp), base), _stored(Path(tmp), head)
+        pb, ph = stored_run(Path(tmp), base), stored_run(Path(tmp), head)
         cb, ch = read_columns(pb, None), read_columns(ph, None)
         assert isinstance(cb, RunColumns) and isinstance(ch, RunColumns)
         lb, lh = load_run(pb), load_run(ph)

@@ -38,6 +38,7 @@ from harness.types import (
 from tests.diff.record_oracle.oracle_compute import compare as oracle_compare
 from tests.diff.record_oracle.oracle_gates import gate as oracle_gate
 from tests.diff.test_diff_columns import RULES, dump, runs
+from tests.diff.test_diff_store_columns import stored_run
 
 DOCS = [f"d{i}" for i in range(5)]
 
@@ -78,7 +79,7 @@ def test_rankings_from_columns_equal_the_record_pass(run: RunResult, k: int, lev
     from_records = rankings(replace(cols, ranking_batches=None), rows, k, level)
     _same(rankings(cols, rows, k, level), from_records)
     with tempfile.TemporaryDirectory() as tmp:  # the stored table's columns, against its decoded records
-        stored = open_run(_stored(Path(tmp), run)).columns()
+        stored = open_run(stored_run(Path(tmp), run)).columns()
         assert stored.ranking_batches is not None
         _same(rankings(stored, rows, k, level), rankings(replace(stored, ranking_batches=None), rows, k, level))
 
@@ -95,18 +96,12 @@ def _strip(header: Path) -> None:
     header.write_text(json.dumps(head, indent=1))
 
 
-def _stored(root: Path, run: RunResult) -> Path:
-    cases = {c.id: c for c in run.cases}
-    full = tuple(cases.get(o.case_id) or GoldenCase(id=o.case_id, query=o.case_id) for o in run.outputs)
-    return RunStore(root / "runs").save(run.model_copy(update={"run_id": new_run_id(), "cases": full}))
-
-
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow], phases=[Phase.generate])
 @given(runs("base"), runs("head"))
 def test_a_table_without_the_new_columns_diffs_and_gates_from_its_records(base: RunResult, head: RunResult) -> None:
     ds = DiffSettings(n_resamples=32, k=3)
     with tempfile.TemporaryDirectory() as tmp:
-        pb, ph = _stored(Path(tmp), base), _stored(Path(tmp), head)
+        pb, ph = stored_run(Path(tmp), base), stored_run(Path(tmp), head)
         lb, lh = load_run(pb), load_run(ph)
         expected_diff, expected_gate = oracle_compare(lb, lh, ds), oracle_gate(RULES, lh, lb, settings=ds)
         new_b, new_h = read_columns(pb, None), read_columns(ph, None)
