@@ -509,14 +509,14 @@ def _prepare(loaded: LoadedManifest, *, progress: Progress, layout: Layout | Non
                 embedder = make_embedder(inputs.embedding[0], inputs.embedding[1], cache, progress)
                 embed = lambda texts: embedder.embed(texts, "", "embedding answers")  # noqa: E731
                 extras["embed_identity"] = _embed_identity(embedder)
-                encoder = embedder.spec
+                encoder = embedder.spec if compute.kind != "local" else None
         else:
             assert inputs.retrieval is not None, "a manifest without outputs has a retriever (checked on load)"
             stage = RetrievalStage(inputs.retrieval, cache, IndexStore(layout.index_store), progress)
             retrieval_stage = stage
             embed = lambda texts: stage.embedder.embed(texts, "", "embedding answers")  # noqa: E731
             extras["embed_identity"] = _embed_identity(stage.embedder)
-            encoder = stage.embedder.spec
+            encoder = stage.embedder.spec if compute.kind != "local" else None
         remote = None
         if compute.kind != "local":
             from harness.engine import remote_engine
