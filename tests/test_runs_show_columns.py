@@ -58,6 +58,7 @@ def test_show_of_a_format_4_run_equals_the_whole_run_summary_without_loading_it(
     def refuse(*_: Any, **__: Any) -> Any:
         raise AssertionError("the run was loaded whole")
 
+    import harness.baseline  # noqa: F401 - imported before load_run is patched (it binds load_run at import)
     from harness import runs
 
     monkeypatch.setattr(runs, "load_run", refuse)

@@ -225,6 +225,8 @@ def test_the_report_command_never_loads_a_format_4_run_whole(tmp_path: Path, mon
     def refuse(*_: Any, **__: Any) -> Any:
         raise AssertionError("a format-4 run was loaded whole")
 
+    import harness.baseline  # noqa: F401 - imported before load_run is patched (it binds load_run at import)
+
     for cls in RunTable.__subclasses__():
         if cls.__name__ == "_ParquetRun":
             monkeypatch.setattr(cls, "materialize", refuse)
