@@ -1101,8 +1101,15 @@ def _with_left_out_note(text: str, report: Report) -> str:
     cut = at + len(_CASES_HEADING)
     text = text[:cut] + _left_out_note(report) + text[cut:]
     listed = len(report.cases)
-    return text.replace(f"All {listed} cases are listed;", f"{listed} of {listed + report.cases_left_out} cases "
+    text = text.replace(f"All {listed} cases are listed;", f"{listed} of {listed + report.cases_left_out} cases "
                         "are listed (see the note above);", 1)
+    if report.failing_truncated:
+        in_table = sum(1 for c in report.cases if c["st"] in ("fail", "error")) - len(report.failing)
+        text = text.replace(
+            f'{report.failing_truncated} more are in the case table (filter "failing only").',
+            f'{report.failing_truncated} more fail, {max(0, in_table)} of them listed in the case table (filter '
+            f'"failing only"); <code>--format json</code> lists every one.', 1)
+    return text
 
 
 def render_html(run: RunResult, **kwargs: Any) -> str:

@@ -192,6 +192,8 @@ def test_a_run_over_the_cap_lists_its_failing_cases_first_and_says_how_many_it_l
     assert f"{cap:,} of 90 cases are listed" in note.group(1) and "60 are not" in note.group(1)
     assert "failing cases first" in note.group(1) and "--format json" in note.group(1)
     assert "All 30 cases are listed" not in page and "30 of 90 cases are listed (see the note above)" in page
+    more = capped.n_failing - 5
+    assert f"{more} more fail, 25 of them listed in the case table" in page and "more are in the case" not in page
     # with room to spare, the other cases follow worst first on the headline metric
     lenient = FailurePolicy(thresholds={"ndcg@10": 0.1}, at_zero=(), at_one=())
     full = build_report(run, corpus=False, policy=lenient)
