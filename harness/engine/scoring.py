@@ -16,15 +16,16 @@ one placement group per call, bounded waits, no restarts, a worker that raises o
 call rather than leaving a score out.
 
 The rule for what stays in the driver is :data:`REMOTE_SCORERS` (scorer name -> the wrapper that ships
-its work); every other scorer runs in the driver. Measured (``bench/bench_ray_scoring.py``; 2-core
-machine): retrieval metrics, format validation, instruction adherence, correctness, facts and
-truncation cost 10-60 us per case in the driver, less than serializing the case for a worker, and far
-less than a Ray call's fixed cost (a placement group and a pool start, about 1-2 s, plus the model
-load); the groundedness check with MiniLM costs milliseconds per answer, which is what the cluster is
-for. The LLM judge waits on its endpoint (driver, behind its own cache) and the groundedness language
-model feature (``lm = ...``) stays in the driver too (its per-claim values are cached in the run cache;
-shipping a 270M model is not worth it on this machine). Fewer than :data:`REMOTE_MIN` answers to check
-are checked in the driver (a warm re-run's few new answers do not start a pool).
+its work); every other scorer runs in the driver. Measured (``bench/bench_ray_scoring.py``, 300 SciFact
+cases, 2 cores under a load average of 9-13 from other work): retrieval metrics 99 us per case, correctness
+141, facts 3, truncation 3, signals 101, against 96 us to prepare a case for a worker and about 9.5 s of
+fixed cost per Ray call (placement group, pool start, imports); a 4,096-case chunk of all of them costs
+about 1.5 s in the driver, less than one call's start. Groundedness with MiniLM costs about a second per
+answer on this machine, which is what the cluster is for (0.9 cases/s here, 1.5 on Ray x1, 2.3 on Ray x2,
+scores within 2e-8). The LLM judge waits on its endpoint (driver, behind its own cache) and the
+groundedness language-model feature (``lm = ...``) stays in the driver too (its per-claim values are
+cached in the run cache). Fewer than :data:`REMOTE_MIN` answers to check are checked in the driver (a warm
+re-run's few new answers do not start a pool).
 
 The cache (``harness/cache.py``, SQLite on the driver's disk). Actors never see it, so it works for a
 remote cluster: the driver looks the verdicts up first (the scorer's own lookup, under the same keys and
