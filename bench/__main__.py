@@ -20,6 +20,8 @@ BENCHES = {
     "replay": ("bench.bench_replay", "bench_replay"),
     "runs": ("bench.bench_runs", "bench_runs"),
     "scaling": ("bench.bench_scaling", "bench_scaling"),
+    "store": ("bench.bench_run_store", "bench_run_store"),
+    "ray-scoring": ("bench.bench_ray_scoring", "bench_ray_scoring"),
 }
 
 
