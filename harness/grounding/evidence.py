@@ -32,12 +32,14 @@ from harness.grounding.claims import split_sentences, windows
 
 __all__ = [
     "FEATURE_NAMES",
+    "LOCAL_FEATURE_NAMES",
     "ClaimText",
     "Context",
     "analyze_claim",
     "build_context",
     "content_stems",
     "lexical_features",
+    "local_features",
 ]
 
 STOPWORDS = frozenset(
@@ -86,7 +88,16 @@ FEATURE_NAMES: tuple[str, ...] = (
     "length_log",  # log(1 + number of claim content stems)
     "cos_sentence",  # max MiniLM cosine, claim vs context sentences
     "cos_window",  # max MiniLM cosine, claim vs 2-3 sentence windows around the best sentences
+    # local-edit features: the claim against its aligned window (its best embedding window and its best
+    # lexical window), not the whole context (see local_features)
+    "number_displaced",  # share of the claim's numbers present in the context but not in the aligned window
+    "entity_displaced",  # the same for capitalised names
+    "stem_displaced",  # log(1 + claim content stems present in the context but not in the aligned window)
+    "negation_local",  # 1 if claim and its best aligned sentence disagree on containing a negation
+    "order_discord",  # share of discordant pairs in the order of the claim's names/numbers vs the window
+    "antonym_conflict",  # 1 if a claim word is absent from the window and its antonym is present
 )
+LOCAL_FEATURE_NAMES: tuple[str, ...] = FEATURE_NAMES[-6:]
 
 
 @functools.cache
@@ -391,3 +402,100 @@ def max_cosine(claim_vec: np.ndarray, unit_vecs: np.ndarray) -> tuple[float, int
     sims = unit_vecs @ claim_vec
     idx = int(np.argmax(sims))
     return float(sims[idx]), idx
+
+
+_ANTONYM_PAIRS = (
+    ("increas", "decreas"), ("increas", "reduc"), ("higher", "lower"), ("high", "low"), ("larger", "smaller"),
+    ("greater", "smaller"), ("greater", "less"), ("more", "less"), ("more", "fewer"), ("most", "few"),
+    ("all", "some"), ("posit", "neg"), ("before", "after"), ("maximum", "minimum"), ("earlier", "later"),
+    ("older", "younger"), ("improv", "worsen"), ("upregul", "downregul"), ("won", "lost"), ("rose", "fell"),
+    ("rise", "fall"), ("strong", "weak"), ("longer", "shorter"), ("north", "south"), ("east", "west"),
+    ("inhibit", "promot"), ("success", "failur"), ("first", "last"), ("earli", "late"), ("accept", "reject"),
+    ("signific", "insignific"), ("includ", "exclud"), ("presenc", "absenc"), ("present", "absent"),
+    ("common", "rare"), ("benign", "malign"), ("gain", "loss"), ("profit", "loss"), ("buy", "sell"),
+    ("agre", "disagre"), ("support", "oppos"), ("start", "end"), ("open", "close"), ("win", "lose"),
+)
+_ANTONYMS: dict[str, set[str]] = {}
+for _a, _b in _ANTONYM_PAIRS:
+    _ANTONYMS.setdefault(_a, set()).add(_b)
+    _ANTONYMS.setdefault(_b, set()).add(_a)
+_KEY_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[A-Z][\w&'-]*")
+
+
+def _word_stem(tok: str) -> str:
+    return _stem(tok) if tok.isalpha() else _normalize_number(tok)
+
+
+def local_features(
+    claim: ClaimText, ctx: Context, spans: list[tuple[int, int] | None]
+) -> tuple[dict[str, float], list[str]]:
+    """Local-edit features of a claim against its aligned window: the union of ``spans`` (sentence
+    ranges of the context, e.g. the best embedding window and the best lexical window).
+
+    A minimal edit moves a number, name or word from elsewhere in the document into the claim (or
+    swaps two of them, flips a negation or an antonym): every token is still somewhere in the context,
+    so whole-context checks pass, but the window the claim is about does not say it."""
+    idx = sorted({i for span in spans if span is not None for i in range(span[0], span[1])})
+    values = dict.fromkeys(LOCAL_FEATURE_NAMES, 0.0)
+    reasons: list[str] = []
+    if not idx:
+        return values, reasons
+    text = " ".join(ctx.sentences[i] for i in idx)
+    norm = _normalize_text(text)
+    win_numbers = numbers_in(text)
+    win_tokens = tokens(text)
+    win_token_set = set(win_tokens)
+    win_stems = set().union(*(ctx.sentence_stems[i] for i in idx))
+
+    present_numbers = [n for n in claim.numbers if (_number_variants(n) & ctx.numbers) or f" {n} " in ctx.normalized]
+    displaced_n = sorted(n for n in present_numbers if not (_number_variants(n) & win_numbers) and f" {n} " not in norm)
+    if claim.numbers:
+        values["number_displaced"] = len(displaced_n) / len(claim.numbers)
+    for num in displaced_n:
+        reasons.append(f"number {num} is in the passages but not where the claim's evidence is")
+
+    def in_ctx(e: str) -> bool:
+        return e in ctx.token_set or _stem(e) in ctx.stem_set or f" {e} " in ctx.normalized
+
+    def in_win(e: str) -> bool:
+        return e in win_token_set or _stem(e) in win_stems or f" {e} " in norm
+
+    displaced_e = sorted(e for e in claim.entities if in_ctx(e) and not in_win(e))
+    if claim.entities:
+        values["entity_displaced"] = len(displaced_e) / len(claim.entities)
+    for ent in displaced_e:
+        reasons.append(f"name {ent!r} is in the passages but not where the claim's evidence is")
+
+    displaced_s = (claim.stem_set & ctx.stem_set) - win_stems
+    values["stem_displaced"] = math.log1p(len(displaced_s))
+
+    # negation against the single aligned sentence that shares most content stems with the claim
+    best = max(idx, key=lambda i: (len(ctx.sentence_stems[i] & claim.stem_set), -i))
+    if ctx.sentence_negated[best] != claim.negated:
+        values["negation_local"] = 1.0
+        reasons.append("negation differs from the aligned passage sentence")
+
+    # order of the claim's names and numbers in the window (a role swap reverses a pair)
+    keys = [_word_stem(t.lower().replace("'", "")) for t in _KEY_TOKEN.findall(claim.text)]
+    keys = [k for k in dict.fromkeys(keys) if k not in STOPWORDS and len(k) > 1]
+    win_seq = [_word_stem(t) for t in win_tokens]
+    pos: list[int] = []
+    for k in keys:
+        if k in win_seq:
+            pos.append(win_seq.index(k))
+    if len(pos) >= 2:
+        pairs = list(itertools.combinations(pos, 2))
+        discord = sum(1 for a, b in pairs if a > b) / len(pairs)
+        values["order_discord"] = discord
+        if discord >= 0.5:
+            reasons.append("names or numbers appear in a different order than in the passage")
+
+    claim_words = {_word_stem(t) for t in tokens(claim.text)}
+    win_words = {_word_stem(t) for t in win_tokens}
+    for word in sorted(claim_words - win_words):
+        flipped = _ANTONYMS.get(word, set()) & win_words
+        if flipped and not (_ANTONYMS.get(word, set()) & claim_words):
+            values["antonym_conflict"] = 1.0
+            reasons.append(f"{word!r} where the passage says {sorted(flipped)[0]!r}")
+            break
+    return values, reasons

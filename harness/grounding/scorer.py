@@ -41,6 +41,7 @@ from harness.grounding.evidence import (
     build_context,
     lexical_features,
     lexical_rank,
+    local_features,
 )
 from harness.grounding.lm import LM_FEATURE_NAMES, ClaimLikelihood
 from harness.types import Frozen
@@ -382,7 +383,12 @@ class GroundednessChecker:
                         best_win, evidence = sim, ctx.window_text(span)
                 feats["cos_sentence"] = best_sent
                 feats["cos_window"] = best_win
-                reasons = list(lex.reasons)
+                # aligned = the claim's most similar sentence by embedding and by IDF-weighted overlap
+                lex_best = lexical_rank(claim, ctx)[:1] if ctx.sentences else []
+                aligned = [(best_idx, best_idx + 1) if best_idx >= 0 else None, *((i, i + 1) for i in lex_best)]
+                local, local_reasons = local_features(claim, ctx, aligned)
+                feats.update(local)
+                reasons = list(lex.reasons) + local_reasons
                 if best_idx < 0:
                     reasons.insert(0, "no passage text to check against")
                 rows.append((claim.text, feats, evidence, reasons))

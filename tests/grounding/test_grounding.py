@@ -155,7 +155,10 @@ def test_mismatched_lengths_and_bad_arguments_raise() -> None:
 
 
 def test_frozen_weights_cover_every_feature() -> None:
-    assert set(DEFAULT_MODEL.weights) == set(FEATURE_NAMES)
+    from harness.grounding.evidence import LOCAL_FEATURE_NAMES
+
+    # the local-edit features weigh 0 unless the issue-16 dev rule adopted them (docs/grounding.md)
+    assert set(FEATURE_NAMES) - set(LOCAL_FEATURE_NAMES) <= set(DEFAULT_MODEL.weights) <= set(FEATURE_NAMES)
     assert 0.0 < DEFAULT_MODEL.threshold < 1.0
 
 
@@ -196,7 +199,7 @@ def test_a_custom_model_sets_weights_intercept_and_threshold() -> None:
     with pytest.raises(ValueError, match="finite"):
         GroundingModel(weights={"recall_local": float("nan")}, intercept=0.0, threshold=0.5)
     with pytest.raises(ValueError, match="frozen"):
-        DEFAULT_MODEL.intercept = 0.0  # type: ignore[misc]
+        DEFAULT_MODEL.intercept = 0.0
 
 
 def test_bench_embedder_keys_vectors_by_model_and_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,3 +288,64 @@ def test_fit_with_lm_but_no_lm_is_exit_2(monkeypatch: pytest.MonkeyPatch, capsys
         main(["--lm"])
     assert exc.value.code == 2
     assert capsys.readouterr().err.startswith("error: --lm needs the lm extra")
+
+
+LOCAL_CONTEXT = [
+    "The study enrolled 120 patients in Boston between 2004 and 2006. Mortality fell by 12% in the treated group. "
+    "A second cohort of 85 patients was recruited in Denver, where mortality increased. "
+    "Smith trained Jones before the trial began."
+]
+
+
+def test_local_features_see_edits_that_whole_context_checks_miss(checker: GroundednessChecker) -> None:
+    """Every token of these edited claims is somewhere in the context (so number_missing and
+    entity_missing stay 0); only the aligned sentence shows the edit."""
+    from harness.grounding.evidence import LOCAL_FEATURE_NAMES
+
+    def feats(text: str) -> tuple[dict[str, float], list[str]]:
+        [claim] = checker.check(text, LOCAL_CONTEXT).claims
+        return claim.features, claim.reasons
+
+    copied, _ = feats("The study enrolled 120 patients in Boston between 2004 and 2006.")
+    assert all(copied[name] == 0.0 for name in LOCAL_FEATURE_NAMES), copied
+    moved_number, reasons = feats("The study enrolled 85 patients in Boston between 2004 and 2006.")
+    assert moved_number["number_missing"] == 0.0 and moved_number["number_displaced"] == pytest.approx(1 / 3)
+    assert "number 85 is in the passages but not where the claim's evidence is" in reasons
+    moved_name, _ = feats("The study enrolled 120 patients in Denver between 2004 and 2006.")
+    assert moved_name["entity_missing"] == 0.0 and moved_name["entity_displaced"] > 0.0
+    assert moved_name["stem_displaced"] > 0.0
+    swapped, reasons = feats("Jones trained Smith before the trial began.")
+    assert swapped["order_discord"] == 1.0 and "names or numbers appear in a different order" in reasons[-1]
+    flipped, reasons = feats("Mortality rose by 12% in the treated group.")
+    assert flipped["antonym_conflict"] == 1.0 and "'rose' where the passage says 'fell'" in reasons
+    negated, _ = feats("Mortality did not fall by 12% in the treated group.")
+    assert negated["negation_local"] == 1.0
+
+
+def test_synthetic_pairs_join_every_training_fold_and_are_never_held_out() -> None:
+    """Dev labels ignore order_discord; synthetic labels depend on it. With synthetic weight 0 the fit
+    gives it no weight, with weight 1 it learns it (sign-constrained negative), and the synthetic pairs
+    never form a held-out fold."""
+    from harness.grounding.fit import Synthetic, _fit_claims, leave_one_source_out, synthetic_auroc
+
+    rng = np.random.default_rng(0)
+    col = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    n = 300
+    x = rng.normal(size=(n, len(FEATURE_NAMES)))
+    labels = rng.random(n) < 1 / (1 + np.exp(-2.0 * x[:, col["recall_local"]]))
+    feats = [x[i : i + 1] for i in range(n)]
+    m = 200
+    sx = np.zeros((m, len(FEATURE_NAMES)))
+    s_labels = (np.arange(m) % 2 == 0).astype(int)
+    sx[:, col["order_discord"]] = np.where(s_labels == 1, 0.0, 1.0) + 0.1 * rng.normal(size=m)
+    synth = Synthetic([sx[i : i + 1] for i in range(m)], s_labels,
+                      np.where(s_labels == 1, "none", "swap"), np.arange(m) % 2)
+    w0, _ = _fit_claims(feats, labels, 0.01)
+    w1, b1 = _fit_claims(feats, labels, 0.01, synth, 1.0)
+    assert abs(w0[col["order_discord"]]) < 0.2 and w1[col["order_discord"]] < -0.5
+    assert synthetic_auroc(synth, w1, b1)["swap"] > 0.9
+    groups = np.array(["a", "b", "c"] * (n // 3))
+    assert set(leave_one_source_out(feats, labels, groups, 0.01, synth, 1.0)) == {"a", "b", "c"}
+    only = [col["recall_local"], col["cos_window"]]
+    w2, _ = _fit_claims(feats, labels, 0.01, synth, 1.0, columns=only)
+    assert set(np.flatnonzero(w2).tolist()) <= set(only)
