@@ -48,7 +48,7 @@ FEATURE_SIGNS: dict[str, int] = {
 
 L2_GRID = (0.001, 0.01, 0.1, 0.3, 1.0)
 SYNTH_WEIGHTS = (0.1, 0.3, 1.0)
-SYNTH_LIMIT = 1000  # passages per source for the synthetic pairs (about 4,400 pairs)
+SYNTH_LIMIT = 150  # passages per source for the synthetic pairs (956 pairs; what the issue-16 decision used)
 DEV_FLOOR = 0.7909 - 0.005  # docs/grounding.md: the adoption rule, fixed before fitting
 SYNTH_MARGIN = 0.05
 
