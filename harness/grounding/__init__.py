@@ -11,8 +11,10 @@ method and its numbers).
 Modules: ``claims`` (splitting), ``evidence`` (features), ``lm`` (the optional LM feature),
 ``scorer`` (the checker and the frozen :class:`GroundingModel`). Measuring and refitting it:
 ``sets`` (the labelled faithfulness sets), ``baselines``, ``measures`` (AUROC, balanced accuracy),
-``embedder`` (the bench's cached MiniLM), ``judge`` (the LLM judge on the same pairs) and ``fit``
-(``python -m harness.grounding.fit``); ``bench/bench_grounding.py`` only assembles the report.
+``embedder`` (the bench's cached MiniLM), ``judge`` (the LLM judge on the same pairs), ``synth``
+(FactCC-style synthetic minimal-edit pairs from unlabelled passages) and ``fit``
+(``python -m harness.grounding.fit``, ``--synthetic`` for the issue-16 decision);
+``bench/bench_grounding.py`` only assembles the report.
 """
 
 from __future__ import annotations
