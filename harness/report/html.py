@@ -1071,45 +1071,8 @@ def render_report(report: Report) -> str:
     env = _environment()
     from markupsafe import Markup
 
-    text = str(env.get_template("report.html.j2").render(
+    return str(env.get_template("report.html.j2").render(
         r=report, css=_static("report.css"), js=_static("report.js"), data_json=Markup(report.data_json)))
-    return _with_left_out_note(text, report) if report.cases_left_out else text
-
-
-_CASES_HEADING = '<section id="cases">\n  <h2>Cases</h2>\n'
-
-
-def _left_out_note(report: Report) -> str:
-    from markupsafe import escape
-
-    listed = len(report.cases)
-    total = listed + report.cases_left_out
-    return (f'  <p class="sub left-out" id="cases-left-out" role="note"><b>{listed:,} of {total:,} cases are listed'
-            f'</b> ({escape(report.cases_listed_how)}); <b>{report.cases_left_out:,} are not</b>. Every failing case '
-            f'with why: <code>harness report {escape(report.run.run_id)} --format json</code>; every case with its '
-            f'values: the run\'s Parquet table beside its run file (<code>harness.runs.open_run(path).columns()'
-            f'</code> or <code>.iter_batches()</code>). The counts, metrics and segments on this page are over all '
-            f'{total:,} cases.</p>\n')
-
-
-def _with_left_out_note(text: str, report: Report) -> str:
-    """The page with a note under the case table's heading saying how many cases it leaves out and where
-    they all are (the template has no place for it yet; the lead moves it there)."""
-    at = text.find(_CASES_HEADING)
-    if at < 0:
-        raise AssertionError("the report template has no case table heading to put the left-out note under")
-    cut = at + len(_CASES_HEADING)
-    text = text[:cut] + _left_out_note(report) + text[cut:]
-    listed = len(report.cases)
-    text = text.replace(f"All {listed} cases are listed;", f"{listed} of {listed + report.cases_left_out} cases "
-                        "are listed (see the note above);", 1)
-    if report.failing_truncated:
-        in_table = sum(1 for c in report.cases if c["st"] in ("fail", "error")) - len(report.failing)
-        text = text.replace(
-            f'{report.failing_truncated} more are in the case table (filter "failing only").',
-            f'{report.failing_truncated} more fail, {max(0, in_table)} of them listed in the case table (filter '
-            f'"failing only"); <code>--format json</code> lists every one.', 1)
-    return text
 
 
 def render_html(run: RunResult, **kwargs: Any) -> str:

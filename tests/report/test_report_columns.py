@@ -135,7 +135,7 @@ def test_the_report_of_a_stored_run_read_by_columns_equals_the_whole_run_report(
                              max_failing=7)
     assert page == render_html(hw, base=bw, diff=diff_whole, base_how="given", policy=policy, corpus=False,
                                max_failing=7)
-    assert "cases-left-out" not in page
+    assert "cases-left-out" not in page and "cases-listed" not in page
     assert diff_whole.flips and "failing" in page
     # the other faces
     assert run_markdown_table(ht, diff_cols, policy) == run_markdown(hw, diff_whole, policy)
@@ -192,6 +192,8 @@ def test_a_run_over_the_cap_lists_its_failing_cases_first_and_says_how_many_it_l
     assert f"{cap:,} of 90 cases are listed" in note.group(1) and "60 are not" in note.group(1)
     assert "failing cases first" in note.group(1) and "--format json" in note.group(1)
     assert "All 30 cases are listed" not in page and "30 of 90 cases are listed (see the note above)" in page
+    assert '<span id="cases-listed" class="sub">30 of 90 cases listed;</span>' in page
+    assert page.count('id="cases-left-out"') == page.count('id="cases-listed"') == 1
     more = capped.n_failing - 5
     assert f"{more} more fail, 25 of them listed in the case table" in page and "more are in the case" not in page
     # with room to spare, the other cases follow worst first on the headline metric
@@ -260,6 +262,8 @@ def test_a_capped_report_works_in_a_browser_and_shows_its_note(tmp_path: Path, p
     note = page.eval("document.getElementById('cases-left-out').textContent")
     assert "40 of 90 cases are listed" in note and "50 are not" in note
     assert page.eval("document.getElementById('cases-left-out').getClientRects().length") > 0
+    count = page.eval("document.getElementById('cases-listed').parentNode.textContent")
+    assert "40 of 90 cases listed; 40 cases (" in count and "showing 1\u201325" in count, count
     assert page.eval(SHOWN) == [r["id"] for r in report.cases[:25]]
     assert "page 1 of 2" in page.eval("document.getElementById('case-pager').textContent")
     assert page.eval("document.documentElement.scrollWidth") <= 1200
