@@ -22,7 +22,7 @@ from pydantic import Field, ValidationError
 from harness.columns import RunColumns
 from harness.errors import HarnessError, InputError
 from harness.manifest import LoadedManifest
-from harness.runs import RunStore, load_run, open_run
+from harness.runs import RunStore, RunTable, load_run, open_run
 from harness.storage import Layout, atomic_write_json, project_root
 from harness.types import Frozen, Manifest, RunResult
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from harness.shadow.model import RolledBack
 
 
-R = TypeVar("R", RunResult, "RunResult | RunColumns")
+R = TypeVar("R", RunResult, "RunResult | RunColumns", RunTable)
 Reader = Callable[[Path, "Path | None"], R]
 
 
@@ -48,6 +48,14 @@ def read_columns(path: Path, project: Path | None) -> RunResult | RunColumns:
     return table.columns(metrics=None, tags=True, latency=True)
 
 
+def _open(path: Path, project: Path | None) -> RunTable:
+    return open_run(path, project=project)
+
+
+def _manifest_id(run: RunResult | RunColumns | RunTable) -> str:
+    return run.header.manifest_id if isinstance(run, RunTable) else run.manifest_id
+
+
 def load_run_ref(ref: str, layout: Layout) -> RunResult:
     """A run by id (or id prefix) in this project's store, or by run file. A run file path that no longer
     exists (a moved or cloned project's record) is looked up by its run id; a path relative to the
@@ -58,6 +66,11 @@ def load_run_ref(ref: str, layout: Layout) -> RunResult:
 def run_ref_columns(ref: str, layout: Layout) -> RunResult | RunColumns:
     """:func:`load_run_ref`, read by :func:`read_columns`."""
     return _run_ref(ref, layout, read_columns)
+
+
+def run_ref_table(ref: str, layout: Layout) -> RunTable:
+    """:func:`load_run_ref`, opened (:func:`harness.runs.open_run`: a format-4 run read by columns on demand)."""
+    return _run_ref(ref, layout, _open)
 
 
 def _run_ref(ref: str, layout: Layout, read: Reader[R]) -> R:
@@ -182,6 +195,12 @@ def resolve_base_columns(loaded: LoadedManifest, layout: Layout, explicit: str |
     return _resolve_base(loaded, layout, explicit, read_columns)
 
 
+def resolve_base_table(loaded: LoadedManifest, layout: Layout, explicit: str | None = None
+                       ) -> tuple[RunTable | None, str]:
+    """:func:`resolve_base`, the run opened (:func:`harness.runs.open_run`; what ``harness report`` reads)."""
+    return _resolve_base(loaded, layout, explicit, _open)
+
+
 def _resolve_base(loaded: LoadedManifest, layout: Layout, explicit: str | None, read: Reader[R]
                   ) -> tuple[R | None, str]:
     if explicit:
@@ -193,12 +212,17 @@ def _resolve_base(loaded: LoadedManifest, layout: Layout, explicit: str | None, 
         return _promoted_run(record, layout, read), f"promoted baseline {record.run_id}"
     earlier = _previous_commit_run(loaded, layout, read)
     if earlier is not None:
-        return earlier, f"run of the manifest at an earlier commit ({earlier.manifest_id[:12]})"
+        return earlier, f"run of the manifest at an earlier commit ({_manifest_id(earlier)[:12]})"
     return None, "no baseline (promote one with `harness baseline promote`)"
 
 
 def resolve_head(loaded: LoadedManifest, layout: Layout, explicit: str | None = None) -> RunResult:
     return _resolve_head(loaded, layout, explicit, _load)
+
+
+def resolve_head_table(loaded: LoadedManifest, layout: Layout, explicit: str | None = None) -> RunTable:
+    """:func:`resolve_head`, the run opened (:func:`harness.runs.open_run`)."""
+    return _resolve_head(loaded, layout, explicit, _open)
 
 
 def _resolve_head(loaded: LoadedManifest, layout: Layout, explicit: str | None, read: Reader[R]) -> R:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import click
 
@@ -94,23 +94,17 @@ def _layout_for(manifest_path: str | Path) -> Layout:
     return Layout.for_manifest(manifest_path)
 
 
-def _open_table(path: Path, project: Path | None) -> RunTable:
-    from harness.runs import open_run
-
-    return open_run(path, project=project)
-
-
 def _head_table(loaded: LoadedManifest, layout: Layout, ref: str | None) -> RunTable:
     """The head run as :func:`harness.baseline.resolve_head` finds it, opened (:func:`harness.runs.open_run`)."""
-    from harness import baseline
+    from harness.baseline import resolve_head_table
 
-    return cast("RunTable", cast(Any, baseline)._resolve_head(loaded, layout, ref, _open_table))
+    return resolve_head_table(loaded, layout, ref)
 
 
 def _base_table(against: str | None, loaded: LoadedManifest | None, head: RunTableHeader, layout: Layout
                 ) -> tuple[LoadedManifest | None, RunTable | None, str | None]:
     """The base run as :func:`harness.baseline.resolve_base` / ``load_run_ref`` find it, opened."""
-    from harness import baseline
+    from harness.baseline import resolve_base_table, run_ref_table
     from harness.errors import HarnessError
     from harness.manifest import load_manifest
 
@@ -119,12 +113,12 @@ def _base_table(against: str | None, loaded: LoadedManifest | None, head: RunTab
             if not head.manifest_path or not Path(head.manifest_path).is_file():
                 raise HarnessError("--against baseline needs the manifest", hint="pass --manifest")
             loaded = load_manifest(head.manifest_path)
-        found, how = cast(Any, baseline)._resolve_base(loaded, layout, None, _open_table)
+        found, how = resolve_base_table(loaded, layout)
         if found is None:
             raise HarnessError(f"nothing to compare with: {how}")
-        return loaded, cast("RunTable", found), str(how)
+        return loaded, found, how
     if against:
-        return loaded, cast("RunTable", cast(Any, baseline)._run_ref(against, layout, _open_table)), f"given: {against}"
+        return loaded, run_ref_table(against, layout), f"given: {against}"
     return loaded, None, None
 
 

@@ -297,3 +297,47 @@ def test_attribution_means_from_columns_equal_the_means_over_the_records(tmp_pat
         got = _means(_columns(stored, metrics), ids, metrics)
         assert got == expected
         assert got["no_such_metric"] is None and all(v is None or _math.isfinite(v) for v in got.values())
+
+
+def test_report_against_baseline_opens_the_run_of_an_earlier_commit(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``harness report --against baseline`` with neither a manifest baseline nor a promoted one: the base
+    is the run of the manifest at an earlier git commit, found as ``resolve_base`` finds it (the opened
+    run has no ``manifest_id`` attribute of its own: the found-how line reads it from the header)."""
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from harness.baseline import resolve_base, resolve_base_table, resolve_head, resolve_head_table, run_ref_table
+    from harness.commands.report import report as report_cmd
+    from harness.manifest import load_manifest, lock
+    from harness.pipeline import run_manifest
+    from harness.storage import Layout
+    from tests.conftest import make_project
+
+    manifest = make_project(tmp_path)
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "v1"], cwd=tmp_path, check=True)
+    first = run_manifest(manifest).run
+    text = manifest.read_text()
+    assert "k = 5" in text
+    manifest.write_text(text.replace("k = 5", "k = 3"))
+    lock(manifest)
+    subprocess.run([*git, "commit", "-qam", "v2"], cwd=tmp_path, check=True)
+    second = run_manifest(manifest).run
+    loaded, layout = load_manifest(manifest), Layout.for_manifest(manifest)
+    found, how = resolve_base_table(loaded, layout)
+    whole, how_whole = resolve_base(loaded, layout)
+    assert found is not None and whole is not None
+    assert found.header.run_id == whole.run_id == first.run_id and how == how_whole
+    assert how == f"run of the manifest at an earlier commit ({first.manifest_id[:12]})"
+    assert resolve_head_table(loaded, layout).header.run_id == resolve_head(loaded, layout).run_id == second.run_id
+    assert run_ref_table(first.run_id, layout).header.run_id == first.run_id
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(report_cmd, ["--against", "baseline", "--manifest", str(manifest), "--no-corpus",
+                                          "-o", str(tmp_path / "r.html"), "--resamples", "200"])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "r.html").read_text()
+    assert f"compared with base <code>{first.run_id}</code>" in page and "at an earlier commit" in page
