@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -45,25 +47,69 @@ def check_writable(path: str | Path) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    with atomic_writer(path) as fh:
+        fh.write(data)
+
+
+@contextmanager
+def atomic_writer(path: str | Path) -> Iterator[IO[bytes]]:
+    """A binary file to write ``path`` through, streamed: a temp file in the same folder (made with its
+    parents), with the mode of the file it replaces (else the umask's default), fsynced and renamed onto
+    ``path`` when the block ends; on any exception in the block the temp file is removed and ``path`` is
+    left as it was. OS errors pass through as they are (:func:`atomic_write_bytes` and
+    :func:`atomic_write_chunks` say them as one :class:`~harness.errors.HarnessError`)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        # mkstemp makes 0600 files: keep the mode of the file replaced, else the umask's default.
-        try:
-            mode = path.stat().st_mode & 0o777
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            # mkstemp makes 0600 files: keep the mode of the file replaced, else the umask's default.
+            try:
+                mode = path.stat().st_mode & 0o777
+            except FileNotFoundError:
+                umask = os.umask(0)
+                os.umask(umask)
+                mode = 0o666 & ~umask
+            os.fchmod(fh.fileno(), mode)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class _ChunkFailed(Exception):
+    """An exception raised while making a chunk of :func:`atomic_write_chunks` (not while writing it)."""
+
+
+def atomic_write_chunks(path: str | Path, chunks: Iterable[bytes]) -> None:
+    """Write the concatenation of ``chunks`` to ``path`` atomically (:func:`atomic_writer`), one chunk in
+    memory at a time. Failing to write is one :class:`~harness.errors.HarnessError` ``cannot write PATH:
+    reason``; an exception raised while making a chunk passes through as it is; either way nothing is left
+    behind."""
+    path = Path(path)
+    it = iter(chunks)
+    try:
+        with atomic_writer(path) as fh:
+            while True:
+                try:
+                    chunk = next(it)
+                except StopIteration:
+                    break
+                except BaseException as exc:
+                    raise _ChunkFailed() from exc
+                fh.write(chunk)
+    except _ChunkFailed as wrapped:
+        cause = wrapped.__cause__
+        assert cause is not None
+        raise cause from cause.__cause__
+    except OSError as exc:
+        from harness.errors import HarnessError
+
+        check_writable(path)
+        raise HarnessError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
