@@ -12,6 +12,8 @@ from harness.commands.core import manifest_option
 from harness.commands.release import _settings, diff_options
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from harness.columns import RunColumns
     from harness.diff import DiffSettings
     from harness.manifest import LoadedManifest
@@ -137,7 +139,7 @@ def _report_table(head: RunTable, against: str | None, loaded: LoadedManifest | 
     from harness.diff import compare
     from harness.errors import HarnessError
     from harness.report import FailurePolicy, parse_thresholds
-    from harness.report.export import run_json_table, run_junit, run_markdown_table
+    from harness.report.export import run_json_table, run_junit_table, run_markdown_table
     from harness.report.html import MAX_LISTED_CASES, REPORT_MAX_FLIPS, render_html_table
     from harness.storage import atomic_write_text
 
@@ -176,8 +178,22 @@ def _report_table(head: RunTable, against: str | None, loaded: LoadedManifest | 
     elif fmt == "json":
         text = run_json_table(head, diff, policy)
     else:
-        text = run_junit(head.materialize(), policy)
+        _emit_chunks(run_junit_table(head, policy), output)
+        return
     _emit(text, output)
+
+
+def _emit_chunks(chunks: Iterator[str], output: Path | None) -> None:
+    """:func:`_emit` of a text made chunk by chunk, never held whole: to ``output`` atomically, else to stdout."""
+    from harness.storage import atomic_write_chunks, check_writable
+
+    if output is not None:
+        check_writable(output)
+        atomic_write_chunks(output, (chunk.encode("utf-8") for chunk in chunks))
+        click.echo(str(output), err=True)
+    else:
+        for chunk in chunks:
+            click.echo(chunk, nl=False)
 
 
 def _emit(text: str, output: Path | None) -> None:

@@ -12,6 +12,7 @@ visible escapes (:mod:`harness.report.xmltext`), so the report always parses.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from harness.diff import Diff
@@ -356,3 +357,94 @@ def run_junit(run: RunResult, policy: FailurePolicy | None = None) -> str:
     suite.set("skipped", str(n_skip))
     suite.set("time", f"{total:.3f}")
     return ET.tostring(sanitize_tree(suite), encoding="unicode", xml_declaration=True) + "\n"
+
+
+JUNIT_BATCH_ROWS = 2_000
+"""Cases per chunk of :func:`run_junit_table` (records parsed and XML written per chunk)."""
+
+
+def _junit_totals(table: RunTable, policy: FailurePolicy) -> tuple[int, int, int, float]:
+    """(failures, errors, skipped, seconds) of :func:`run_junit`'s suite, from the columns: an error is a row
+    whose error column is set; a failure a row without one that :class:`FailureJudge` says fails; skipped a row
+    of neither with at least one score and every score unscored; the seconds the sum, in case order, of each
+    case's latencies (stage by stage in the run's stage order, as the records list them)."""
+    import numpy as np
+
+    from harness.report.failing import FailureJudge
+
+    cols = table.columns(metrics=None, tags=False, latency=True)
+    errored = np.asarray(cols.errored(), dtype=bool)
+    failing = FailureJudge(table.header, policy).mask(cols) & ~errored
+    n = len(cols)
+    scored = np.zeros(n, dtype=bool)  # a score row exists (a value or an unscored one)
+    valued = np.zeros(n, dtype=bool)  # a score with a value exists
+    for m, v in cols.values.items():
+        has = ~np.isnan(v)
+        valued |= has
+        scored |= has | np.asarray(cols.unscored[m], dtype=bool)
+    skipped = ~errored & ~failing & scored & ~valued
+    per_case = np.zeros(n)
+    for v in cols.latency.values():
+        per_case += np.where(np.isnan(v), 0.0, v)
+    total = 0.0
+    for seconds in per_case.tolist():  # one by one, as run_junit adds them (numpy's sum is pairwise)
+        total += seconds
+    return int(failing.sum()), int(errored.sum()), int(skipped.sum()), total
+
+
+def run_junit_table(table: RunTable, policy: FailurePolicy | None = None, *, rows: int = JUNIT_BATCH_ROWS
+                    ) -> Iterator[str]:
+    """:func:`run_junit` of a stored run as consecutive chunks of its text (their concatenation is the same
+    string): the suite's totals from the columns first, then the test cases ``rows`` cases at a time from
+    :meth:`~harness.runs.RunTable.iter_batches`; neither the run nor the XML is ever held whole.
+
+    The suite's ``time`` is the same float sum as :func:`run_junit`'s when each case lists its stages in the
+    run's stage order or has at most two (addition of two numbers commutes); the pipeline writes them so."""
+    from xml.etree import ElementTree as ET
+
+    from harness.report.failing import FailureJudge
+
+    policy = policy or FailurePolicy()
+    run = table.header
+    n_fail, n_err, n_skip, total = _junit_totals(table, policy)
+    quality = set(run.aggregates.metrics("quality"))
+    suite_name = f"harness.report.{run.manifest.name or run.manifest_id[:12]}"
+    suite = ET.Element("testsuite", name=suite_name, tests=str(len(table)), failures=str(n_fail), errors=str(n_err),
+                       skipped=str(n_skip), time=f"{total:.3f}")
+    props = ET.SubElement(suite, "properties")
+    for k, v in (("run_id", run.run_id), ("manifest_id", run.manifest_id), ("failing", policy.describe(run))):
+        ET.SubElement(props, "property", name=k, value=v)
+    head = ET.tostring(sanitize_tree(suite), encoding="unicode", xml_declaration=True)
+    end = "</testsuite>"
+    if not head.endswith(end):  # the suite always has its properties, so it is never written as <testsuite/>
+        raise AssertionError("the JUnit suite's head does not end with its closing tag")
+    yield head[:-len(end)]
+    judge = FailureJudge(run, policy)
+    for _, outputs, scores in table.iter_batches(rows=rows):
+        of: dict[str, list[Score]] = {}
+        for sc in scores:
+            of.setdefault(sc.case_id, []).append(sc)
+        parts: list[str] = []
+        for o in outputs:
+            case_scores = of.get(o.case_id, [])
+            values: dict[str, float | None] = {}
+            for sc in case_scores:
+                values[sc.metric] = sc.value
+            case = ET.Element("testcase", classname=suite_name, name=o.case_id)
+            case.set("time", f"{sum(o.latency_s.values()):.3f}")
+            f = judge.case(o, case_scores)
+            if o.error:
+                msg = "; ".join(f.reasons) if f else o.error.message
+                ET.SubElement(case, "error", message=msg, type=o.error.stage).text = msg
+            elif f is not None:
+                msg = "; ".join(f.reasons)
+                ET.SubElement(case, "failure", message=msg, type="harness.failing").text = msg
+            elif values and all(v is None for v in values.values()):
+                ET.SubElement(case, "skipped", message="every metric is unscored for this case")
+            shown = " ".join(f"{m}={'unscored' if v is None else f'{v:.4f}'}" for m, v in values.items()
+                             if m in quality)
+            ET.SubElement(case, "system-out").text = shown
+            parts.append(ET.tostring(sanitize_tree(case), encoding="unicode"))
+        if parts:
+            yield "".join(parts)
+    yield end + "\n"
