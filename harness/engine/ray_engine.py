@@ -246,47 +246,23 @@ class RayEngine:
         killed and their CPUs free."""
         if not texts:
             return
-        ray = self.connect()
         import pyarrow as pa
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         size = self.config.batch_size
         blocks = [pa.table({"i": pa.array(range(start, min(start + size, len(texts))), pa.int64()),
                             "text": pa.array(texts[start : start + size], pa.string())})
                   for start in range(0, len(texts), size)]
-        workers = min(self.workers(), len(blocks))  # one block is one batch: more actors than blocks idle
-        per_actor = self.cpus() / workers
-        actor = self.actor or EncodeActor
-        what = f"embedding {len(texts)} texts on {workers} actors"
-        # from_blocks reads the blocks' metadata here; from_arrow would run a CPU task per block outside the
-        # reservation, which waits forever on a cluster whose CPUs are held
-        source = ray.data.from_blocks(blocks)
-        with self._reserved(workers, per_actor, what) as pg:
-            with warnings.catch_warnings():  # Ray 2.60 deprecates remote args here but has no other way to set them
-                warnings.simplefilter("ignore", DeprecationWarning)
-                # a dead actor is not restarted nor its batch retried: a deterministic crash fails, never loops
-                ds = source.map_batches(
-                    actor, fn_constructor_kwargs={"spec": spec, "threads": max(1, int(per_actor))},
-                    batch_size=size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
-                    num_cpus=per_actor, max_restarts=0, max_task_retries=0,
-                    scheduling_strategy=PlacementGroupSchedulingStrategy(pg))
-            try:
-                for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
-                    yield np.asarray(batch["i"], dtype=np.int64), np.asarray(batch["vector"], dtype=np.float32)
-            except HarnessError:
-                raise
-            except Exception as exc:
-                reason = _reason(exc)
-                if isinstance(exc, ray.exceptions.GetTimeoutError):
-                    reason = f"the actors did not start within {ACTOR_START_TIMEOUT_S} s"
-                raise EngineError(f"ray engine: an embedding worker failed ({len(texts)} texts, {workers} actors): "
-                                  f"{reason}", hint="vectors finished before the failure are cached; fix the "
-                                  "cause and run again, or run with --engine local") from None
+        for batch in self.map_actors(blocks, self.actor or EncodeActor, {"spec": spec}, batch_size=size,
+                                     what=f"embedding {len(texts)} texts", stage="an embedding worker",
+                                     hint="vectors finished before the failure are cached; fix the cause and run "
+                                          "again, or run with --engine local"):
+            yield np.asarray(batch["i"], dtype=np.int64), np.asarray(batch["vector"], dtype=np.float32)
 
     # --- any actor pool (scoring) ------------------------------------------------------------------
 
     def map_actors(self, blocks: Sequence[Any], actor: type, kwargs: dict[str, Any], *, batch_size: int, what: str,
-                   stage: str) -> Iterator[dict[str, np.ndarray]]:
+                   stage: str, hint: str = "fix the cause and run again, or run with --engine local"
+                   ) -> Iterator[dict[str, np.ndarray]]:
         """``blocks`` (Arrow tables) through a pool of ``actor(**kwargs, threads=...)`` built once per actor, batch
         by batch as they finish (any order), with :meth:`encode`'s discipline: one placement group for the
         call, bounded start and stall, no restarts or retries, the pool killed when the call ends; a worker
@@ -298,11 +274,14 @@ class RayEngine:
 
         workers = min(self.workers(), len(blocks))
         per_actor = self.cpus() / workers
-        source = ray.data.from_blocks(list(blocks))  # metadata only, no task outside the reservation
+        # from_blocks reads the blocks' metadata here; from_arrow would run a CPU task per block outside the
+        # reservation, which waits forever on a cluster whose CPUs are held
+        source = ray.data.from_blocks(list(blocks))
         what = f"{what} on {workers} actors"
         with self._reserved(workers, per_actor, what) as pg:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings():  # Ray 2.60 deprecates remote args here but has no other way to set them
                 warnings.simplefilter("ignore", DeprecationWarning)
+                # a dead actor is not restarted nor its batch retried: a deterministic crash fails, never loops
                 ds = source.map_batches(
                     actor, fn_constructor_kwargs=dict(kwargs) | {"threads": max(1, int(per_actor))},
                     batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
@@ -316,8 +295,7 @@ class RayEngine:
                 reason = _reason(exc)
                 if isinstance(exc, ray.exceptions.GetTimeoutError):
                     reason = f"the actors did not start within {ACTOR_START_TIMEOUT_S} s"
-                raise EngineError(f"ray engine: {stage} failed ({what}): {reason}",
-                                  hint="fix the cause and run again, or run with --engine local") from None
+                raise EngineError(f"ray engine: {stage} failed ({what}): {reason}", hint=hint) from None
 
     # --- index building ----------------------------------------------------------------------------
 

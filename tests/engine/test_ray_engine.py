@@ -13,7 +13,6 @@ import os
 import random
 import shutil
 import sys
-import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -34,29 +33,17 @@ ray = pytest.importorskip("ray")
 
 from harness.engine import ray_engine  # noqa: E402
 from harness.engine.ray_engine import EncodeActor, EngineError, RayEngine  # noqa: E402
-
-CPUS = 2
+from tests.engine.ray_support import CPUS, all_cpus_free, local_cluster  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster() -> Iterator[None]:
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test actors below, on the workers
-    yield
-    if started:
-        ray.shutdown()
+    with local_cluster(ray, sys.modules[__name__]):  # the test actors below, pickled by value for the workers
+        yield
 
 
 def _all_cpus_free(timeout: float = 30.0) -> bool:
-    """Whether every CPU of the cluster is free again (within ``timeout`` s: resource reports lag a little)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ray.available_resources().get("CPU", 0.0) >= ray.cluster_resources().get("CPU", CPUS):
-            return True
-        time.sleep(0.1)
-    return False
+    return all_cpus_free(ray, timeout)
 
 
 @pytest.fixture(autouse=True)
@@ -180,7 +167,7 @@ def test_a_model_that_does_not_load_on_the_workers_fails_the_run(tmp_path: Path,
 
 def test_a_worker_that_dies_is_a_typed_error() -> None:
     engine = RayEngine(ComputeEngine(kind="ray", batch_size=10, workers=2), actor=DyingActor)
-    with pytest.raises(EngineError, match=r"embedding worker failed \(30 texts, 2 actors\)") as info:
+    with pytest.raises(EngineError, match=r"embedding worker failed \(embedding 30 texts on 2 actors\)") as info:
         for _ in engine.encode([f"text {i}" for i in range(30)], _spec()):
             pass
     assert info.value.exit_code == 2

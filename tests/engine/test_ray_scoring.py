@@ -15,7 +15,6 @@ import json
 import os
 import re
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -38,29 +37,19 @@ ray = pytest.importorskip("ray")
 from harness.engine import scoring  # noqa: E402
 from harness.engine.ray_engine import EngineError, RayEngine  # noqa: E402
 from harness.engine.scoring import GroundednessActor, RayScoring  # noqa: E402
+from tests.engine.ray_support import all_cpus_free, local_cluster  # noqa: E402
 
-CPUS = 2
 ENV = {"OPENAI_API_KEY": "test", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster() -> Iterator[None]:
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test actors below, on the workers
-    yield
-    if started:
-        ray.shutdown()
+    with local_cluster(ray, sys.modules[__name__]):  # the test actors below, pickled by value for the workers
+        yield
 
 
 def _all_cpus_free(timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ray.available_resources().get("CPU", 0.0) >= ray.cluster_resources().get("CPU", CPUS):
-            return True
-        time.sleep(0.1)
-    return False
+    return all_cpus_free(ray, timeout)
 
 
 @pytest.fixture(autouse=True)
