@@ -14,14 +14,7 @@ from typing import IO, Any
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically; a path that cannot be written is one
     :class:`~harness.errors.HarnessError` (exit 2) ``cannot write PATH: reason``, nothing left behind."""
-    path = Path(path)
-    try:
-        _atomic_write(path, data)
-    except OSError as exc:
-        from harness.errors import HarnessError
-
-        check_writable(path)  # the clearer reason (a file where a folder must be), if that is it
-        raise HarnessError(f"cannot write {path}: {exc.strerror or exc}") from None
+    atomic_write_chunks(path, (data,))
 
 
 def check_writable(path: str | Path) -> None:
@@ -44,11 +37,6 @@ def check_writable(path: str | Path) -> None:
             pass
     except OSError as exc:
         raise HarnessError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    with atomic_writer(path) as fh:
-        fh.write(data)
 
 
 @contextmanager
@@ -108,7 +96,7 @@ def atomic_write_chunks(path: str | Path, chunks: Iterable[bytes]) -> None:
     except OSError as exc:
         from harness.errors import HarnessError
 
-        check_writable(path)
+        check_writable(path)  # the clearer reason (a file where a folder must be), if that is it
         raise HarnessError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 

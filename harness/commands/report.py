@@ -197,13 +197,7 @@ def _emit_chunks(chunks: Iterator[str], output: Path | None) -> None:
 
 
 def _emit(text: str, output: Path | None) -> None:
-    from harness.storage import atomic_write_text
-
-    if output is not None:
-        atomic_write_text(output, text)
-        click.echo(str(output), err=True)
-    else:
-        click.echo(text, nl=False)
+    _emit_chunks(iter((text,)), output)
 
 
 def _report_whole(head: RunResult, against: str | None, loaded: LoadedManifest | None, layout: Layout,
