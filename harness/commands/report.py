@@ -82,12 +82,8 @@ def report(run: str | None, against: str | None, manifest: Path | None, fmt: str
         head_table = open_run(run or "")
         mpath = head_table.header.manifest_path
         layout = _layout_for(mpath) if mpath else Layout(Path(".harness"))
-    if head_table.header.table is not None:  # format 4: read by columns, never whole
-        _report_table(head_table, against, loaded, layout, fmt, output, fail_below, no_corpus, max_failing,
-                      _settings(alpha, correction, test_name, resamples, seed))
-        return
-    _report_whole(head_table.materialize(), against, loaded, layout, fmt, output, fail_below, no_corpus,
-                  max_failing, _settings(alpha, correction, test_name, resamples, seed))
+    _report(head_table, against, loaded, layout, fmt, output, fail_below, no_corpus, max_failing,
+            _settings(alpha, correction, test_name, resamples, seed))
 
 
 def _layout_for(manifest_path: str | Path) -> Layout:
@@ -131,11 +127,13 @@ def _diff_side(table: RunTable) -> RunResult | RunColumns:
     return table.columns(metrics=None, tags=True, latency=True)
 
 
-def _report_table(head: RunTable, against: str | None, loaded: LoadedManifest | None, layout: Layout,
-                  fmt: str, output: Path | None, fail_below: tuple[str, ...], no_corpus: bool, max_failing: int,
-                  settings: DiffSettings) -> None:
-    """The report of a format-4 run: the header, the columns and the shown cases' records
-    (:func:`harness.report.html.build_report_table`, :func:`harness.report.export.run_markdown_table`, ...)."""
+def _report(head: RunTable, against: str | None, loaded: LoadedManifest | None, layout: Layout, fmt: str,
+            output: Path | None, fail_below: tuple[str, ...], no_corpus: bool, max_failing: int,
+            settings: DiffSettings) -> None:
+    """The report of an opened run, every format by its one builder (:func:`harness.report.html.build_report_table`,
+    :func:`harness.report.export.run_markdown_table`, ...). A format-4 run is read by columns, never whole; a
+    run file of an older format is held whole (as open_run loads it), diffed and gated whole against a base
+    loaded whole, and its page lists every case, as it always did."""
     from harness.diff import compare
     from harness.errors import HarnessError
     from harness.report import FailurePolicy, parse_thresholds
@@ -144,29 +142,33 @@ def _report_table(head: RunTable, against: str | None, loaded: LoadedManifest | 
     from harness.storage import atomic_write_text
 
     h = head.header
+    whole = h.table is None
     loaded, base, how = _base_table(against, loaded, h, layout)
     if base is not None and base.header.run_id == h.run_id:
         raise HarnessError(f"base and head are the same run ({h.run_id})", hint="pick another --against")
     policy = FailurePolicy(thresholds=parse_thresholds(fail_below, h))
-    head_cols = head.columns(metrics=None, tags=True, latency=True)
+    head_side = head.materialize() if whole else head.columns(metrics=None, tags=True, latency=True)
     diff = None
     base_side: RunResult | RunColumns | None = None
     if base is not None:
-        base_side = _diff_side(base)
-        # a page lists at most MAX_LISTED_CASES cases; a run larger than that shows its largest flips only
-        max_flips = REPORT_MAX_FLIPS if fmt == "html" and len(head) > MAX_LISTED_CASES else None
-        diff = compare(base_side, head_cols, settings, layout, max_flips=max_flips)
+        base_side = base.materialize() if whole else _diff_side(base)
+        # a page lists at most MAX_LISTED_CASES cases; a larger stored run shows its largest flips only
+        max_flips = REPORT_MAX_FLIPS if fmt == "html" and not whole and len(head) > MAX_LISTED_CASES else None
+        diff = compare(base_side, head_side, settings, layout, max_flips=max_flips)
 
     if fmt == "html":
+        # with a base to judge against, the page opens on the manifest's gate verdict (the gates of the manifest
+        # as it is now when one is loaded, else those stored with the run), as `harness gate` would give it
         from harness.columns import RunColumns as Columns
         from harness.gates import evaluate_gates
 
         rules = loaded.manifest.gates if loaded is not None else h.manifest.gates
-        verdict = (evaluate_gates(rules, head_cols, diff, base=base_side)
+        verdict = (evaluate_gates(rules, head_side, diff, base=base_side)
                    if diff is not None and rules and base_side is not None else None)
         text = render_html_table(head, base=base, diff=diff, base_how=how, policy=policy, layout=layout,
                                  corpus=not no_corpus, max_failing=max_failing, verdict=verdict,
-                                 columns=head_cols,
+                                 max_cases=len(head) if whole else MAX_LISTED_CASES,
+                                 columns=head_side if isinstance(head_side, Columns) else None,
                                  base_columns=base_side if isinstance(base_side, Columns) else None)
         path = output or layout.home / "reports" / f"{h.run_id}.html"
         atomic_write_text(path, text)
@@ -198,55 +200,3 @@ def _emit_chunks(chunks: Iterator[str], output: Path | None) -> None:
 
 def _emit(text: str, output: Path | None) -> None:
     _emit_chunks(iter((text,)), output)
-
-
-def _report_whole(head: RunResult, against: str | None, loaded: LoadedManifest | None, layout: Layout,
-                  fmt: str, output: Path | None, fail_below: tuple[str, ...], no_corpus: bool, max_failing: int,
-                  settings: DiffSettings) -> None:
-    """The report of a run of an older format (held whole, as it always was)."""
-    from harness.baseline import load_run_ref, resolve_base
-    from harness.diff import compare
-    from harness.errors import HarnessError
-    from harness.manifest import load_manifest
-    from harness.report import FailurePolicy, parse_thresholds, render_html, run_json, run_junit, run_markdown
-    from harness.storage import atomic_write_text
-
-    base = None
-    how: str | None = None
-    if against == "baseline":
-        if loaded is None:
-            if not head.manifest_path or not Path(head.manifest_path).is_file():
-                raise HarnessError("--against baseline needs the manifest", hint="pass --manifest")
-            loaded = load_manifest(head.manifest_path)
-        base, how = resolve_base(loaded, layout)
-        if base is None:
-            raise HarnessError(f"nothing to compare with: {how}")
-    elif against:
-        base, how = load_run_ref(against, layout), f"given: {against}"
-    if base is not None and base.run_id == head.run_id:
-        raise HarnessError(f"base and head are the same run ({head.run_id})", hint="pick another --against")
-
-    policy = FailurePolicy(thresholds=parse_thresholds(fail_below, head))
-    diff = None if base is None else compare(base, head, settings, layout)
-
-    if fmt == "html":
-        # with a base to judge against, the page opens on the manifest's gate verdict (the gates of the manifest
-        # as it is now when one is loaded, else those stored with the run), as `harness gate` would give it
-        from harness.gates import evaluate_gates
-
-        rules = loaded.manifest.gates if loaded is not None else head.manifest.gates
-        verdict = evaluate_gates(rules, head, diff, base=base) if diff is not None and rules else None
-        text = render_html(head, base=base, diff=diff, base_how=how, policy=policy, layout=layout,
-                           corpus=not no_corpus, max_failing=max_failing, verdict=verdict)
-        path = output or layout.home / "reports" / f"{head.run_id}.html"
-        atomic_write_text(path, text)
-        _readable(path)
-        click.echo(str(path))
-        return
-    if fmt == "md":
-        text = run_markdown(head, diff, policy)
-    elif fmt == "json":
-        text = run_json(head, diff, policy)
-    else:
-        text = run_junit(head, policy)
-    _emit(text, output)

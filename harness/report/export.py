@@ -7,6 +7,10 @@ names the cases that fail, with why, and per-metric pass/fail stays the job of `
 when its output carries an error, skipped when every metric is unscored for it, and passes otherwise.
 Characters XML 1.0 cannot hold (control characters in a query or an error message) are written as
 visible escapes (:mod:`harness.report.xmltext`), so the report always parses.
+
+Each face has one builder, over a run as :func:`harness.runs.open_run` opens it (``run_markdown_table``,
+``run_dict_table`` / ``run_json_table``, ``run_junit_table``); ``run_markdown(run)`` and the others serve a
+:class:`~harness.types.RunResult` through it (:func:`harness.report.source.result_table`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from harness.diff import Diff
-from harness.report.failing import CaseFailure, FailurePolicy, RunFacts, find_failures
+from harness.report.failing import CaseFailure, FailurePolicy, RunFacts
 from harness.report.mdtext import md_code, md_text
 from harness.report.xmltext import sanitize_tree
 from harness.types import MetricSummary, RunResult, Score
@@ -90,8 +94,8 @@ def table_cache_hits(table: RunTable, rows: int = 65_536) -> dict[str, tuple[int
 
 
 def column_segment_sizes(cols: RunColumns) -> dict[str, int]:
-    """:func:`segment_sizes` from a run's tag columns (its rows' golden cases), in the same order (a segment
-    where it first occurs, a row's segments by tag key)."""
+    """segment (``tag=value``) -> how many of the run's cases are in it, from its tag columns (its rows' golden
+    cases), in the order the segments first occur (a row's segments by tag key)."""
     import numpy as np
     import pyarrow.compute as pc
 
@@ -120,57 +124,10 @@ def _summary_row(name: str, s: MetricSummary) -> str:
 
 def run_markdown(run: RunResult, diff: Diff | None = None, policy: FailurePolicy | None = None,
                  max_failing: int = MD_MAX_FAILING) -> str:
-    policy = policy or FailurePolicy()
-    name = run.manifest.name
-    counts = run.counts
-    hits = cache_hits(run)
-    lines = [
-        f"## harness report: run `{run.run_id}`",
-        "",
-        f"Manifest **{_cell(name)}** (`{run.manifest_id[:12]}`), created {run.created_at}. "
-        f"{counts.get('cases', len(run.outputs))} cases, {counts.get('errors', 0)} errors, "
-        f"{counts.get('unscored', 0)} unscored values"
-        + ("; cache hits: " + ", ".join(f"{s} {h}/{n}" for s, (h, n) in hits.items()) if hits else "")
-        + ".",
-        "",
-        "| metric | mean | n | unscored | better |",
-        "|---|---|---|---|---|",
-    ]
-    overall = run.aggregates.overall
-    lines += [_summary_row(m, overall[m]) for m in main_metrics(run)]
-    validators = run.aggregates.metrics("diagnostic")
-    if validators:
-        lines += ["", "<details><summary>Per-validator failure rates</summary>", "",
-                  "| validator | failure rate | n | unscored | better |", "|---|---|---|---|---|"]
-        lines += [_summary_row(overall[m].label or m, overall[m]) for m in validators]
-        lines += ["", "</details>"]
-    if run.aggregates.segments:
-        shown = main_metrics(run)[:MD_SEGMENT_METRICS]
-        sizes = segment_sizes(run)
-        lines += ["", "**Segments**" + (f" (first {len(shown)} metrics)" if len(main_metrics(run)) > len(shown)
-                                        else ""), "",
-                  "| segment | cases | " + " | ".join(_cell(m) for m in shown) + " |",
-                  "|---|---|" + "---|" * len(shown)]
-        for seg, ms in run.aggregates.segments.items():
-            vals = " | ".join(_num(ms[m].mean) if m in ms else "n/a" for m in shown)
-            lines.append(f"| {_cell(seg)} | {sizes.get(seg, 0)} | {vals} |")
-    failures = find_failures(run, policy)
-    queries = {c.id: c.query for c in run.cases}
-    lines += ["", f"**Failing cases**: {len(failures)} of {len(run.outputs)} ({policy.describe(run)})"]
-    if failures:
-        lines += ["", "| case | query | why |", "|---|---|---|"]
-        for f in list(failures.values())[:max_failing]:
-            q = queries.get(f.case_id, "")
-            q = q if len(q) <= 80 else q[:77] + "..."
-            lines.append(f"| {md_code(f.case_id, cell=True)} | {_cell(q)} | {_cell('; '.join(f.reasons))} |")
-        if len(failures) > max_failing:
-            lines.append(f"\n... and {len(failures) - max_failing} more (see `harness report --format html`).")
-    text = "\n".join(lines) + "\n"
-    if diff is not None:
-        from harness.report.text import diff_markdown
+    """The run as markdown: :func:`run_markdown_table` of the run served from memory."""
+    from harness.report.source import result_table
 
-        text += "\n" + diff_markdown(diff)
-    return text
+    return run_markdown_table(result_table(run), diff, policy, max_failing)
 
 
 def _table_failures(table: RunTable, cols: RunColumns, policy: FailurePolicy, limit: int | None
@@ -199,8 +156,8 @@ def _table_failures(table: RunTable, cols: RunColumns, policy: FailurePolicy, li
 
 def run_markdown_table(table: RunTable, diff: Diff | None = None, policy: FailurePolicy | None = None,
                        max_failing: int = MD_MAX_FAILING) -> str:
-    """:func:`run_markdown` of a stored run without holding it whole: the header's aggregates, the tag and
-    error columns, and the records of the failing cases it lists."""
+    """The run as markdown (pull-request comments, $GITHUB_STEP_SUMMARY), never holding a stored run whole: the
+    header's aggregates, the tag and error columns, and the records of the failing cases it lists."""
     policy = policy or FailurePolicy()
     run = table.header
     cols = table.columns(metrics=None, tags=True, latency=False)
@@ -255,7 +212,8 @@ def run_markdown_table(table: RunTable, diff: Diff | None = None, policy: Failur
 
 
 def run_dict_table(table: RunTable, diff: Diff | None = None, policy: FailurePolicy | None = None) -> dict[str, Any]:
-    """:func:`run_dict` of a stored run: every failing case, its records read (in chunks) for those cases only."""
+    """The run as a JSON object for scripts: ids, counts, cache hits, aggregates, segment sizes and every failing
+    case with why, its records read (in chunks) for those cases only; the diff as ``harness diff --json``."""
     policy = policy or FailurePolicy()
     run = table.header
     cols = table.columns(metrics=None, tags=True, latency=False)
@@ -282,81 +240,26 @@ def run_json_table(table: RunTable, diff: Diff | None = None, policy: FailurePol
     return json.dumps(run_dict_table(table, diff, policy), indent=2, ensure_ascii=False) + "\n"
 
 
-def segment_sizes(run: RunResult) -> dict[str, int]:
-    sizes: dict[str, int] = {}
-    for c in run.cases:
-        for seg in c.segments():
-            sizes[seg] = sizes.get(seg, 0) + 1
-    return sizes
-
-
 def run_dict(run: RunResult, diff: Diff | None = None, policy: FailurePolicy | None = None) -> dict[str, Any]:
-    policy = policy or FailurePolicy()
-    failures = find_failures(run, policy)
-    return {
-        "run_id": run.run_id,
-        "manifest_id": run.manifest_id,
-        "manifest_name": run.manifest.name,
-        "created_at": run.created_at,
-        "environment": run.environment,
-        "counts": run.counts,
-        "cache_hits": {k: {"hits": h, "cases": n} for k, (h, n) in cache_hits(run).items()},
-        "stage_seconds": run.stage_seconds,
-        "aggregates": run.aggregates.model_dump(mode="json"),
-        "segment_sizes": segment_sizes(run),
-        "failing_definition": policy.describe(run),
-        "failing": [{"case_id": f.case_id, "reasons": list(f.reasons), "metrics": sorted(f.metrics),
-                     "error": f.error} for f in failures.values()],
-        "diff": None if diff is None else diff.model_dump(mode="json"),
-    }
+    """:func:`run_dict_table` of the run served from memory."""
+    from harness.report.source import result_table
+
+    return run_dict_table(result_table(run), diff, policy)
 
 
 def run_json(run: RunResult, diff: Diff | None = None, policy: FailurePolicy | None = None) -> str:
-    return json.dumps(run_dict(run, diff, policy), indent=2, ensure_ascii=False) + "\n"
+    """:func:`run_json_table` of the run served from memory."""
+    from harness.report.source import result_table
+
+    return run_json_table(result_table(run), diff, policy)
 
 
 def run_junit(run: RunResult, policy: FailurePolicy | None = None) -> str:
-    """JUnit XML, one test case per golden case (see the module docstring)."""
-    from xml.etree import ElementTree as ET
+    """JUnit XML, one test case per golden case (see the module docstring): :func:`run_junit_table` of the run
+    served from memory, joined."""
+    from harness.report.source import result_table
 
-    policy = policy or FailurePolicy()
-    failures = find_failures(run, policy)
-    values = run.case_scores()
-    quality = set(run.aggregates.metrics("quality"))
-    suite_name = f"harness.report.{run.manifest.name or run.manifest_id[:12]}"
-    suite = ET.Element("testsuite", name=suite_name, tests=str(len(run.outputs)), failures="0", errors="0",
-                       skipped="0", time="0")
-    props = ET.SubElement(suite, "properties")
-    for k, v in (("run_id", run.run_id), ("manifest_id", run.manifest_id), ("failing", policy.describe(run))):
-        ET.SubElement(props, "property", name=k, value=v)
-    n_fail = n_err = n_skip = 0
-    total = 0.0
-    for o in run.outputs:
-        case = ET.SubElement(suite, "testcase", classname=suite_name, name=o.case_id)
-        seconds = sum(o.latency_s.values())
-        total += seconds
-        case.set("time", f"{seconds:.3f}")
-        scores = values.get(o.case_id, {})
-        f = failures.get(o.case_id)
-        if o.error:
-            n_err += 1
-            msg = "; ".join(f.reasons) if f else o.error.message
-            ET.SubElement(case, "error", message=msg, type=o.error.stage).text = msg
-        elif f is not None:
-            n_fail += 1
-            msg = "; ".join(f.reasons)
-            ET.SubElement(case, "failure", message=msg, type="harness.failing").text = msg
-        elif scores and all(v is None for v in scores.values()):
-            n_skip += 1
-            ET.SubElement(case, "skipped", message="every metric is unscored for this case")
-        shown = " ".join(f"{m}={'unscored' if v is None else f'{v:.4f}'}" for m, v in scores.items()
-                         if m in quality)
-        ET.SubElement(case, "system-out").text = shown
-    suite.set("failures", str(n_fail))
-    suite.set("errors", str(n_err))
-    suite.set("skipped", str(n_skip))
-    suite.set("time", f"{total:.3f}")
-    return ET.tostring(sanitize_tree(suite), encoding="unicode", xml_declaration=True) + "\n"
+    return "".join(run_junit_table(result_table(run), policy))
 
 
 JUNIT_BATCH_ROWS = 2_000
@@ -364,10 +267,11 @@ JUNIT_BATCH_ROWS = 2_000
 
 
 def _junit_totals(table: RunTable, policy: FailurePolicy) -> tuple[int, int, int, float]:
-    """(failures, errors, skipped, seconds) of :func:`run_junit`'s suite, from the columns: an error is a row
-    whose error column is set; a failure a row without one that :class:`FailureJudge` says fails; skipped a row
-    of neither with at least one score and every score unscored; the seconds the sum, in case order, of each
-    case's latencies (stage by stage in the run's stage order, as the records list them)."""
+    """(failures, errors, skipped, seconds) of the JUnit suite, from the columns: an error is a row whose error
+    column is set; a failure a row without one that :class:`FailureJudge` says fails; skipped a row of neither
+    with at least one score and every score unscored; the seconds the sum, in case order, of each case's
+    latencies as its test case sums them (a stored run's stage by stage in the run's stage order, the order its
+    records list them in; a run held in memory from its records)."""
     import numpy as np
 
     from harness.report.failing import FailureJudge
@@ -383,23 +287,28 @@ def _junit_totals(table: RunTable, policy: FailurePolicy) -> tuple[int, int, int
         valued |= has
         scored |= has | np.asarray(cols.unscored[m], dtype=bool)
     skipped = ~errored & ~failing & scored & ~valued
-    per_case = np.zeros(n)
-    for v in cols.latency.values():
-        per_case += np.where(np.isnan(v), 0.0, v)
+    if table.header.table is None:  # held whole: each case's sum in its own stage order, at no cost
+        per_case = [sum(o.latency_s.values()) for o in table.materialize().outputs]
+    else:
+        summed = np.zeros(n)
+        for v in cols.latency.values():
+            summed += np.where(np.isnan(v), 0.0, v)
+        per_case = summed.tolist()
     total = 0.0
-    for seconds in per_case.tolist():  # one by one, as run_junit adds them (numpy's sum is pairwise)
+    for seconds in per_case:  # one by one, as the cases' times add up (numpy's sum is pairwise)
         total += seconds
     return int(failing.sum()), int(errored.sum()), int(skipped.sum()), total
 
 
 def run_junit_table(table: RunTable, policy: FailurePolicy | None = None, *, rows: int = JUNIT_BATCH_ROWS
                     ) -> Iterator[str]:
-    """:func:`run_junit` of a stored run as consecutive chunks of its text (their concatenation is the same
-    string): the suite's totals from the columns first, then the test cases ``rows`` cases at a time from
-    :meth:`~harness.runs.RunTable.iter_batches`; neither the run nor the XML is ever held whole.
+    """JUnit XML of a run (see the module docstring) as consecutive chunks of its text: the suite's totals from
+    the columns first, then the test cases ``rows`` cases at a time from
+    :meth:`~harness.runs.RunTable.iter_batches`; neither a stored run nor the XML is ever held whole.
 
-    The suite's ``time`` is the same float sum as :func:`run_junit`'s when each case lists its stages in the
-    run's stage order or has at most two (addition of two numbers commutes); the pipeline writes them so."""
+    The suite's ``time`` is the float sum of its test cases' times (each ``sum(latency_s.values())``) when each
+    case of a stored run lists its stages in the run's stage order or has at most two (addition of two numbers
+    commutes); the pipeline writes them so."""
     from xml.etree import ElementTree as ET
 
     from harness.report.failing import FailureJudge

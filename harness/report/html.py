@@ -21,19 +21,18 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.diff import ArtifactChange, CaseFlip, Diff, MetricDelta
 from harness.gates import GateResult, Verdict
-from harness.report.export import cache_hits, column_segment_sizes, main_metrics, segment_sizes, table_cache_hits
+from harness.report.export import column_segment_sizes, main_metrics, table_cache_hits
 from harness.report.failing import (
     CaseFailure,
     FailureJudge,
     FailurePolicy,
-    find_failures,
     primary_retrieval_metric,
 )
 from harness.storage import Layout
@@ -466,25 +465,6 @@ def _snippet(doc: CorpusDoc | None) -> tuple[str, str]:
     return doc.title, text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1].rstrip() + "…"
 
 
-def _stage_rows(run: RunResult) -> list[tuple[str, float, float | None, float | None, str]]:
-    """(stage, total seconds, p50 and p95 per-case latency, cache hits) per stage."""
-    import numpy as np
-
-    lat: dict[str, list[float]] = {}
-    for o in run.outputs:
-        for stage, s in o.latency_s.items():
-            lat.setdefault(stage, []).append(s)
-    hits = cache_hits(run)
-    rows = []
-    for stage, total in run.stage_seconds.items():
-        xs = lat.get(stage)
-        p50 = float(np.quantile(xs, 0.5)) if xs else None
-        p95 = float(np.quantile(xs, 0.95)) if xs else None
-        h = hits.get(stage)
-        rows.append((stage, total, p50, p95, f"{h[0]}/{h[1]}" if h else ""))
-    return rows
-
-
 def _env_rows(run: RunResult | RunTableHeader) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     env = dict(run.environment)
     pkgs = env.pop("packages", {}) or {}
@@ -589,163 +569,20 @@ def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | 
                  n_passages: int = 10, verdict: Verdict | None = None, page_size: int = 25) -> Report:
     """Everything the template shows. ``corpus``: True to look for the run's corpus, False for ids only,
     or the documents themselves. ``verdict``: the gate's judgement of this run (shown first), as
-    :func:`harness.gates.evaluate_gates` gave it for ``diff``. ``page_size``: case table rows per page."""
-    policy = policy or FailurePolicy()
-    if (base is None) != (diff is None):
-        raise ValueError("the report shows a diff beside its base run (for per-case values): pass both or neither; "
-                         "compute the diff with harness.diff.compare")
-    cases = {c.id: c for c in run.cases}
-    overall = run.aggregates.overall
-    shown = main_metrics(run)
-    per_metric: dict[str, list[float]] = {m: [] for m in overall}
-    case_vals: dict[str, dict[str, float | None]] = {}
-    case_expl: dict[str, list[tuple[str, float | None, str | None]]] = {}
-    diagnostic = set(run.aggregates.metrics("diagnostic"))
-    for s in run.scores:
-        case_vals.setdefault(s.case_id, {})[s.metric] = s.value
-        if s.value is not None and math.isfinite(s.value) and s.metric in per_metric:
-            per_metric[s.metric].append(s.value)
-        # diagnostics (a validator's failure) are left out: the quality metrics they break down
-        # (format_pass / format_*critical_fail) carry the same messages, summed up
-        if (s.explanation is not None or s.value is not None) and s.metric not in diagnostic:
-            case_expl.setdefault(s.case_id, []).append((s.metric, s.value, s.explanation))
-    segs = run.aggregates.segments
-    sizes = segment_sizes(run)
-    base_vals: dict[str, list[float]] = {}
-    for s in base.scores if base is not None else ():
-        if s.value is not None and math.isfinite(s.value):
-            base_vals.setdefault(s.metric, []).append(s.value)
-    base_segs = base.aggregates.segments if base is not None else {}
-    base_overall = base.aggregates.overall if base is not None else {}
+    :func:`harness.gates.evaluate_gates` gave it for ``diff``. ``page_size``: case table rows per page.
 
-    def seg_mean(table: dict[str, dict[str, MetricSummary]], seg: str, m: str) -> float | None:
-        ms = table.get(seg, {}).get(m)
-        return None if ms is None else ms.mean
+    :func:`build_report_table` of the run (and base) served from memory (:func:`harness.report.source.result_table`),
+    its case table listing every case; the report's ``run`` (and its diff's ``base``) are the runs given."""
+    from harness.report.source import result_table
 
-    def metric_row(m: str) -> MetricRow:
-        s = overall[m]
-        b = base_overall.get(m)
-        pts = [(seg, seg_mean(base_segs, seg, m), seg_mean(segs, seg, m)) for seg in segs]
-        return MetricRow(m, s.mean, s.n, s.n_unscored, s.greater_is_better,
-                         histogram(per_metric[m], m, base_vals.get(m, []) if base is not None else None),
-                         segment_chart(pts, m, with_base=base is not None), s.label,
-                         base_mean=None if b is None else b.mean)
-
-    metrics = [metric_row(m) for m in shown]
-    validators = [MetricRow(m, overall[m].mean, overall[m].n, overall[m].n_unscored, overall[m].greater_is_better,
-                            None, None, overall[m].label) for m in run.aggregates.metrics("diagnostic")]
-
-    by_tag: dict[str, list[str]] = {}
-    for seg in segs:
-        by_tag.setdefault(seg.split("=", 1)[0], []).append(seg)
-    tables = [SegmentTable(tag, [(seg.split("=", 1)[1], sizes.get(seg, 0),
-                                  [segs[seg][m].mean if m in segs[seg] else None for m in shown]) for seg in members])
-              for tag, members in by_tag.items()]
-
-    failures = find_failures(run, policy)
-    level = run.manifest.metrics.relevance_level
-    docs: dict[str, CorpusDoc] | None
-    if corpus is True:
-        docs, corpus_note = load_run_corpus(run, layout) if failures else (None, "")
-    elif corpus is False:
-        docs, corpus_note = None, "Corpus not loaded: showing document ids only."
-    else:
-        docs, corpus_note = corpus, "Titles and snippets from the given corpus."
-    index = {o.case_id: (i, o) for i, o in enumerate(run.outputs)}
-    failing = [_failing_case(*index[f.case_id], cases.get(f.case_id), f, level, docs, n_passages, case_expl)
-               for f in list(failures.values())[:max_failing]]
-    anchors = {f.case_id: f.anchor for f in failing}
-    if diff is not None:
-        flips = {f.case_id: f for f in diff.flips}
-        for fc in failing:
-            fc.flip = flips.get(fc.case_id)
-
-    mindex = {m: i for i, m in enumerate(shown)}
-    rows = []
-    for o in run.outputs:
-        c = cases.get(o.case_id)
-        vals = case_vals.get(o.case_id, {})
-        f = failures.get(o.case_id)
-        status = ("error" if o.error else "fail" if f else
-                  "unscored" if vals and all(v is None for v in vals.values()) else "ok")
-        rows.append({
-            "id": o.case_id,
-            "q": c.query if c else "",
-            "tags": " ".join(c.segments()) if c else "",
-            "st": status,
-            "a": anchors.get(o.case_id, ""),
-            "why": "; ".join(f.reasons) if f else "",
-            "v": [_r(vals.get(m)) for m in shown],
-            "bad": sorted(mindex[m] for m in (f.metrics if f else ()) if m in mindex),
-        })
-    payload: dict[str, Any] = {
-        "metrics": shown,
-        "gib": [overall[m].greater_is_better for m in shown],
-        "primary": primary_retrieval_metric(run) or (shown[0] if shown else None),
-        "cases": rows,
-        "page": page_size,
-        "diff": None,
-    }
-    dview = None
-    if diff is not None and base is not None:
-        dview = _diff_view(diff, base, base_how, anchors)
-        bvals = base.case_scores()
-        dm = [d.metric for d in diff.metrics if d.role == "quality"]
-        payload["diff"] = {
-            "base": base.run_id,
-            "metrics": dm,
-            "gib": [d.greater_is_better for d in diff.metrics if d.role == "quality"],
-            "b": {m: [_r(bvals.get(o.case_id, {}).get(m)) for o in run.outputs] for m in dm},
-            "h": {m: [_r(case_vals.get(o.case_id, {}).get(m)) for o in run.outputs] for m in dm},
-        }
-    # the rows as the HTML holds them before the script runs (and for good without it): in run order, with the
-    # delta of the metric the script starts on
-    table: list[dict[str, Any]] = [dict(r) for r in rows]
-    delta_metric = None
-    if payload["diff"] is not None and payload["diff"]["metrics"]:
-        dd = payload["diff"]
-        delta_metric = payload["primary"] if payload["primary"] in dd["metrics"] else dd["metrics"][0]
-        gib = dd["gib"][dd["metrics"].index(delta_metric)]
-        for i, t in enumerate(table):
-            b, h = dd["b"][delta_metric][i], dd["h"][delta_metric][i]
-            t["d"] = None if b is None or h is None else h - b
-            t["dcls"] = "" if not t["d"] else "up" if (t["d"] > 0) == gib else "down"
-
-    env, packages = _env_rows(run)
-    hits = cache_hits(run)
-    counts = [("cases", str(run.counts.get("cases", len(run.outputs)))),
-              ("failing", str(len(failures))),
-              ("errors", str(sum(1 for o in run.outputs if o.error))),
-              ("unscored values", str(run.counts.get("unscored", sum(1 for s in run.scores if s.value is None))))]
-    counts += [(f"cache hits: {stage}", f"{h}/{n}") for stage, (h, n) in hits.items()]
-    counts += [(k.replace("_", " "), str(v)) for k, v in run.counts.items() if k not in ("cases", "errors", "unscored")]
-    name = run.manifest.name
-    return Report(
-        generated_by=_generator(),
-        run=run,
-        title=f"harness report {run.run_id}" + (f" — {name}" if name else ""),
-        manifest_name=name,
-        environment=env,
-        packages=packages,
-        counts=counts,
-        stages=_stage_rows(run),
-        metrics=metrics,
-        validators=validators,
-        segment_metrics=shown,
-        segment_tables=tables,
-        failing_definition=policy.describe(run),
-        n_failing=len(failures),
-        failing=failing,
-        failing_truncated=max(0, len(failures) - len(failing)),
-        corpus_note=corpus_note,
-        diff=dview,
-        data_json=_json_for_script(payload),
-        cases=table,
-        case_metrics=shown,
-        delta_metric=delta_metric,
-        gate=_gate_view(verdict) if verdict is not None else None,
-        page_size=page_size,
-    )
+    head = result_table(run)
+    report = build_report_table(head, base=None if base is None else result_table(base), diff=diff,
+                                base_how=base_how, policy=policy, layout=layout, corpus=corpus,
+                                max_failing=max_failing, n_passages=n_passages, verdict=verdict,
+                                page_size=page_size, max_cases=len(head))
+    if report.diff is not None and base is not None:
+        report.diff.base = base
+    return replace(report, run=run)
 
 
 # ---- a stored run, read by columns ---------------------------------------------------------------------
@@ -790,13 +627,14 @@ def build_report_table(table: RunTable, *, base: RunTable | None = None, diff: D
                        max_failing: int = 300, n_passages: int = 10, verdict: Verdict | None = None,
                        page_size: int = 25, max_cases: int = MAX_LISTED_CASES,
                        columns: RunColumns | None = None, base_columns: RunColumns | None = None) -> Report:
-    """:func:`build_report` of a stored run (and base) without holding either whole: aggregates from the
-    header; per-case values, tags, errors and latency from the columns
+    """The report of a run (and base) as :func:`harness.runs.open_run` opens them, the one builder of the page
+    (:func:`build_report` serves a run held in memory through it), never holding a stored run whole:
+    aggregates from the header; per-case values, tags, errors and latency from the columns
     (:meth:`~harness.runs.RunTable.columns`); the records (query, answer, ranking, explanations) only of the
     cases the page shows (the case table's rows and the detailed failing cases, by
-    :meth:`~harness.columns.RunColumns.records`); cache hits from one pass over the output column. Equal to
-    :func:`build_report` of the materialized runs while the run has at most ``max_cases`` cases; a larger run's
-    case table lists ``max_cases`` of them (see :func:`_listed_rows`) and says so (``cases_left_out``).
+    :meth:`~harness.columns.RunColumns.records`); cache hits from one pass over the output column. A run of
+    more than ``max_cases`` cases lists ``max_cases`` of them in its case table (see :func:`_listed_rows`) and
+    says so (``cases_left_out``); :func:`build_report` lists every case.
     ``columns`` / ``base_columns``: the runs' columns when the caller read them already (every metric, tag and
     latency stage, as :func:`harness.baseline.read_columns` reads them for the diff)."""
     import numpy as np
@@ -895,6 +733,8 @@ def build_report_table(table: RunTable, *, base: RunTable | None = None, diff: D
         f = failures.get(r)
         if f is None:  # the columns said it fails, its records do not: not a failing case after all
             continue
+        # diagnostics (a validator's failure) are left out: the quality metrics they break down
+        # (format_pass / format_*critical_fail) carry the same messages, summed up
         expl = {o.case_id: [(sc.metric, sc.value, sc.explanation) for sc in ss
                             if (sc.explanation is not None or sc.value is not None) and sc.metric not in diagnostic]}
         failing.append(_failing_case(r, o, c, f, level, docs, n_passages, expl))
@@ -954,6 +794,8 @@ def build_report_table(table: RunTable, *, base: RunTable | None = None, diff: D
             "h": {m: [_r(value(cols.values[m], r)) if m in cols.values else None for r in listed.tolist()]
                   for m in dm},
         }
+    # the rows as the HTML holds them before the script runs (and for good without it): in run order, with the
+    # delta of the metric the script starts on
     tab: list[dict[str, Any]] = [dict(r) for r in rows]
     delta_metric = None
     if payload["diff"] is not None and payload["diff"]["metrics"]:
