@@ -1,9 +1,10 @@
 """`harness report RUN --format junit` of a format-4 run is streamed (harness.report.export.run_junit_table):
 the suite's totals from the columns, then the test cases batch by batch, written through
-harness.storage.atomic_writer. The oracle is run_junit of the materialized run (the whole-run path,
-unchanged): over generated runs with errors of every stage, unscored and all-unscored cases, thresholds,
-tags, characters XML cannot hold, three latency stages and no cases at all, the text is byte for byte the
-same; the command never loads the run whole; a failure mid-stream leaves no file and no temp file."""
+harness.storage.atomic_writer. run_junit of the materialized run is the same builder over the run held in memory
+(its suite time summed from the records, not the columns; the golden texts of test_report_golden.py pin the
+text): over generated runs with errors of every stage, unscored and all-unscored cases, thresholds, tags,
+characters XML cannot hold, three latency stages and no cases at all, the stream is byte for byte that text;
+the command never loads the run whole; a failure mid-stream leaves no file and no temp file."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from harness.report.export import run_junit, run_junit_table
 from harness.runs import RunStore, RunTable, load_run, open_run
 from harness.storage import atomic_write_bytes, atomic_write_chunks, atomic_writer
 from harness.types import CaseError, RunResult, Score
-from tests.report.test_report_columns import make_run
+from tests.report.test_report_columns import make_run, refuse_whole
 
 POLICIES = [FailurePolicy(), FailurePolicy(thresholds={"answer_f1": 0.4, "unsupported_claims": 0.5}),
             FailurePolicy(thresholds={"ndcg@10": 0.9})]
@@ -113,18 +114,6 @@ def test_three_latency_stages_no_golden_cases_and_no_cases(tmp_path: Path) -> No
     assert ET.fromstring(text.encode()).get("tests") == "0"
 
 
-def _refuse_whole(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*_: Any, **__: Any) -> Any:
-        raise AssertionError("a format-4 run was loaded whole")
-
-    import harness.baseline  # noqa: F401 - imported before load_run is patched (it binds load_run at import)
-
-    for cls in RunTable.__subclasses__():
-        if cls.__name__ == "_ParquetRun":
-            monkeypatch.setattr(cls, "materialize", refuse)
-    monkeypatch.setattr("harness.runs.load_run", refuse)
-
-
 def test_the_junit_command_streams_a_format_4_run_and_never_loads_it_whole(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from harness.commands.report import report as report_cmd
@@ -132,7 +121,7 @@ def test_the_junit_command_streams_a_format_4_run_and_never_loads_it_whole(tmp_p
     run = make_run(70, 9, run_id="20260101T000005Z-jcmd", error_rate=0.2)
     path = _stored(tmp_path, run)
     expected = run_junit(load_run(path), FailurePolicy(thresholds={"answer_f1": 0.4}))
-    _refuse_whole(monkeypatch)
+    refuse_whole(monkeypatch)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "x.xml"
     res = CliRunner().invoke(report_cmd, [str(path), "--format", "junit", "-o", str(out), "--fail-below",
@@ -203,3 +192,33 @@ def test_the_atomic_writer_streams_keeps_the_mode_and_cleans_up(tmp_path: Path) 
     (tmp_path / "folder").mkdir()
     with pytest.raises(HarnessError, match="cannot write"):
         atomic_write_chunks(tmp_path / "folder", iter([b"x"]))
+
+
+def test_the_suite_time_of_a_run_in_memory_is_its_cases_times_summed_whatever_their_stage_order() -> None:
+    """run_junit(RunResult) goes through run_junit_table: a run held in memory sums each case's seconds from
+    its record (as its test case's time), so cases listing their stages in different orders add up exactly as
+    the whole-run code added them; by the stage columns they would not."""
+    import numpy as np
+
+    from harness.report.export import _junit_totals
+    from harness.report.source import result_table
+
+    run = make_run(2, 11, run_id="20260101T000007Z-jorder")
+    a, b, c = 0.255, 0.495, 0.449  # (a + b) + c != (a + c) + b in floats, and so are the two cases' totals
+    outputs = [o.model_copy(update={"latency_s": {"retrieve": a, "generate": b, "rerank": c} if i % 2 == 0
+                                    else {"retrieve": a, "rerank": c, "generate": b}})
+               for i, o in enumerate(run.outputs)]
+    run = run.model_copy(update={"outputs": tuple(outputs)})
+    by_records = 0.0
+    for o in run.outputs:
+        by_records += sum(o.latency_s.values())
+    table = result_table(run)
+    by_columns = 0.0
+    for seconds in sum(table.columns(latency=True).latency.values(), np.zeros(len(run.outputs))).tolist():
+        by_columns += seconds
+    assert by_columns != by_records  # the orders tell apart
+    assert _junit_totals(table, FailurePolicy())[3] == by_records
+    suite = ET.fromstring(run_junit(run).encode())
+    assert suite.get("time") == f"{by_records:.3f}"
+    assert [case.get("time") for case in suite.findall("testcase")] == \
+        [f"{sum(o.latency_s.values()):.3f}" for o in run.outputs]

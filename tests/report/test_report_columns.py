@@ -224,18 +224,9 @@ def test_a_run_over_the_cap_lists_its_failing_cases_first_and_says_how_many_it_l
     assert max(chosen) <= min(v for v in rest if v is not None)
 
 
-def test_the_report_command_never_loads_a_format_4_run_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                             ) -> None:
-    from click.testing import CliRunner
-
-    from harness.commands.report import report as report_cmd
+def refuse_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From here on, loading a format-4 run whole (load_run, or materialize of its table) fails the test."""
     from harness.runs import RunTable
-
-    base = make_run(60, 8, run_id="20260101T000005Z-cmdbas")
-    head = make_run(60, 9, run_id="20260101T000006Z-cmdhed", base_of=base)
-    bpath, hpath = _store(tmp_path, base, head)
-    expected = render_html(load_run(hpath), base=load_run(bpath), diff=compare(load_run(bpath), load_run(hpath), FAST),
-                           base_how=f"given: {bpath}", policy=FailurePolicy(), corpus=False)
 
     def refuse(*_: Any, **__: Any) -> Any:
         raise AssertionError("a format-4 run was loaded whole")
@@ -246,6 +237,21 @@ def test_the_report_command_never_loads_a_format_4_run_whole(tmp_path: Path, mon
         if cls.__name__ == "_ParquetRun":
             monkeypatch.setattr(cls, "materialize", refuse)
     monkeypatch.setattr("harness.runs.load_run", refuse)
+
+
+def test_the_report_command_never_loads_a_format_4_run_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    from click.testing import CliRunner
+
+    from harness.commands.report import report as report_cmd
+
+    base = make_run(60, 8, run_id="20260101T000005Z-cmdbas")
+    head = make_run(60, 9, run_id="20260101T000006Z-cmdhed", base_of=base)
+    bpath, hpath = _store(tmp_path, base, head)
+    expected = render_html(load_run(hpath), base=load_run(bpath), diff=compare(load_run(bpath), load_run(hpath), FAST),
+                           base_how=f"given: {bpath}", policy=FailurePolicy(), corpus=False)
+
+    refuse_whole(monkeypatch)
     monkeypatch.chdir(tmp_path)
     out_html = tmp_path / "r.html"
     res = CliRunner().invoke(report_cmd, [str(hpath), "--against", str(bpath), "--no-corpus", "-o", str(out_html),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.report import FailurePolicy
 from tests.report.golden_faces import FACES, SOURCES, faces_of, fixed_generator, read, render, scenarios, sources
 
 SCENARIOS = scenarios()
@@ -54,3 +55,33 @@ def test_every_face_of_every_source_is_the_golden_text(tmp_path: Path, name: str
             assert got == want, f"{name} {face_name} from {source}: {_first_difference(got, want)}"
             checked.add((source, face_name))
     assert {s for s, _ in checked} == set(SOURCES)
+
+
+@pytest.mark.parametrize("source", ["stored", "v3"])
+def test_the_report_command_prints_the_golden_texts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    source: str) -> None:
+    """`harness report RUN_FILE` of a format-4 run and of an old run file writes the golden texts; with the case
+    table's cap below the run's size, the format-4 run's page is capped and the old run's lists every case, as
+    it always did."""
+    from click.testing import CliRunner
+
+    import harness.report.html as html
+    from harness.commands.report import report as report_cmd
+
+    inputs, faces = read("many_failing")
+    assert inputs.policy == FailurePolicy() and len(inputs.head.outputs) > FACES["html_capped"].options["max_cases"]
+    path = next(head for name, head, _ in sources(inputs, tmp_path) if name == source).path
+    monkeypatch.setattr(html, "MAX_LISTED_CASES", FACES["html_capped"].options["max_cases"])
+    monkeypatch.chdir(tmp_path)
+    for fmt, face in (("md", "md"), ("json", "json"), ("junit", "junit")):
+        res = CliRunner().invoke(report_cmd, [str(path), "--format", fmt])
+        assert res.exit_code == 0, res.output
+        assert res.stdout == faces[face], f"{source} {fmt}: {_first_difference(res.stdout, faces[face])}"
+    page = tmp_path / "page.html"
+    capped = source == "stored"
+    extra = ["--max-failing", str(FACES["html_capped"].options["max_failing"])] if capped else []
+    res = CliRunner().invoke(report_cmd, [str(path), "--no-corpus", "-o", str(page), *extra])
+    assert res.exit_code == 0, res.output
+    want = faces["html_capped" if capped else "html"]
+    assert page.read_text("utf-8") == want, f"{source} html: {_first_difference(page.read_text('utf-8'), want)}"
+    assert ('id="cases-left-out"' in want) == capped
