@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -454,12 +454,12 @@ def _check_instructions(path: str | Path, lineno: int, rec: dict[str, Any]) -> N
             raise InputError(path, exc.message, line=lineno, field=f"instructions.{i}", hint=exc.hint) from None
 
 
-def load_golden(path: str | Path, doc_ids: set[str] | frozenset[str] | None = None) -> list[GoldenCase]:
+def load_golden(path: str | Path, doc_ids: Container[str] | None = None) -> list[GoldenCase]:
     """Golden set JSONL validated against the schema; relevance ids checked against ``doc_ids``."""
     return [case for chunk in iter_golden(path, doc_ids) for case in chunk]
 
 
-def iter_golden(path: str | Path, doc_ids: set[str] | frozenset[str] | None = None, *, batch: int = GOLDEN_BATCH,
+def iter_golden(path: str | Path, doc_ids: Container[str] | None = None, *, batch: int = GOLDEN_BATCH,
                 checked: bool = False) -> Iterator[list[GoldenCase]]:
     """:func:`load_golden` ``batch`` cases at a time (JSONL line by line, Parquet by row group, CSV by block,
     Arrow by record batch, a saved dataset by row), each record checked as :func:`load_golden` checks it and
@@ -482,7 +482,7 @@ def iter_golden(path: str | Path, doc_ids: set[str] | frozenset[str] | None = No
     yield from iter_valid(path, "golden_case.schema.json", "golden case", batch, convert, checked=checked)
 
 
-def _golden_case(path: str | Path, lineno: int, rec: dict[str, Any], doc_ids: set[str] | frozenset[str] | None
+def _golden_case(path: str | Path, lineno: int, rec: dict[str, Any], doc_ids: Container[str] | None
                  ) -> GoldenCase:
     for i, fact in enumerate(rec.get("facts", ())):
         if "regex" in fact:

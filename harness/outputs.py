@@ -23,7 +23,7 @@ is the exception, as in trec_eval: a query it has no lines for retrieved nothing
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -133,7 +133,7 @@ def parse_output(path: str | Path, line: int | None, rec: dict[str, Any], *, fie
         raise InputError(path, err["msg"], line=line, field=field + ".".join(str(x) for x in err["loc"])) from None
 
 
-def _check_doc_ids(path: str | Path, line: int | None, out: SuppliedOutput, doc_ids: frozenset[str] | None,
+def _check_doc_ids(path: str | Path, line: int | None, out: SuppliedOutput, doc_ids: Container[str] | None,
                    prefix: str = "") -> None:
     if doc_ids is None:
         return
@@ -147,7 +147,7 @@ def _check_doc_ids(path: str | Path, line: int | None, out: SuppliedOutput, doc_
                              field=f"{prefix}contexts.{i}.doc_id")
 
 
-def _from_records(path: Path, case_ids: frozenset[str], doc_ids: frozenset[str] | None) -> SuppliedOutputs:
+def _from_records(path: Path, case_ids: frozenset[str], doc_ids: Container[str] | None) -> SuppliedOutputs:
     from harness.golden import iter_records, validate_record
 
     by_case: dict[str, SuppliedOutput] = {}
@@ -191,7 +191,7 @@ def _check_alike(path: Path, by_case: Mapping[str, SuppliedOutput], lines: Mappi
                              f"give every record {how}", line=None if lines is None else lines[cid], field=what)
 
 
-def _from_trec(path: Path, case_ids: frozenset[str], doc_ids: frozenset[str] | None) -> SuppliedOutputs:
+def _from_trec(path: Path, case_ids: frozenset[str], doc_ids: Container[str] | None) -> SuppliedOutputs:
     from harness.metrics.trec.files import find_line, read_run
 
     run = read_run(path).to_mapping()
@@ -219,7 +219,7 @@ def _from_trec(path: Path, case_ids: frozenset[str], doc_ids: frozenset[str] | N
                            unmatched=sum(1 for q in run if q not in case_ids))
 
 
-def _from_golden(path: Path, cases: Sequence[GoldenCase], doc_ids: frozenset[str] | None) -> SuppliedOutputs:
+def _from_golden(path: Path, cases: Sequence[GoldenCase], doc_ids: Container[str] | None) -> SuppliedOutputs:
     by_case = {c.id: c.output for c in cases if c.output is not None}
     if not by_case:
         raise InputError(path, "no golden case carries an 'output' (the outputs artifact says from = \"golden\")")
@@ -230,7 +230,7 @@ def _from_golden(path: Path, cases: Sequence[GoldenCase], doc_ids: frozenset[str
 
 
 def load_outputs(path: Path | None, config: OutputsConfig, golden_path: Path, cases: Sequence[GoldenCase],
-                 doc_ids: frozenset[str] | None) -> SuppliedOutputs:
+                 doc_ids: Container[str] | None) -> SuppliedOutputs:
     """Read and check the supplied outputs against the golden cases and (when pinned) the corpus's ids."""
     case_ids = frozenset(c.id for c in cases)
     if config.source == "golden":

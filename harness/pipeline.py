@@ -10,7 +10,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -19,9 +19,18 @@ from typing import TYPE_CHECKING, Any
 from harness.aggregate import AggregateAccumulator, aggregate
 from harness.cache import Cache
 from harness.contracts import ContractSet, load_contracts
+from harness.corpus import (
+    EMPTY_SUMMARY,
+    Corpus,
+    CorpusSummary,
+    MemoryCorpus,
+    StoredCorpus,
+    open_corpus,
+    summarize,
+)
 from harness.errors import InputError, ManifestError
 from harness.generate.stage import ENGINE_KEYS, EngineConfig, GenerationInputs, GenerationOutcome, GenerationStage
-from harness.golden import iter_golden, load_corpus, load_golden
+from harness.golden import iter_golden, load_golden
 from harness.hashing import project_root
 from harness.index import IndexStore, load_recipe_file, normalize_recipe
 from harness.manifest import HashMemo, LoadedManifest, generator_args, load_manifest, require_verified
@@ -47,7 +56,6 @@ from harness.types import (
     CaseError,
     CaseOutput,
     ComputeEngine,
-    CorpusDoc,
     GenerationRecord,
     GoldenCase,
     Manifest,
@@ -329,7 +337,7 @@ class CaseSource:
     tag_keys: tuple[str, ...]
     cases: list[GoldenCase] | None = None
     path: Path | None = None
-    doc_ids: frozenset[str] | None = None
+    doc_ids: Container[str] | None = None
 
     def chunks(self, size: int) -> Iterator[list[GoldenCase]]:
         if self.cases is not None:
@@ -355,8 +363,7 @@ class _Prepared:
     cache: Cache
     progress: Progress
     source: CaseSource
-    docs: dict[str, CorpusDoc]
-    corpus: list[CorpusDoc]
+    corpus: Corpus  # the passage store (harness.corpus): the index reads it in batches, the rest by doc id
     specs: list[ScorerSpec]
     ctx: ScoringContext
     retrieval: RetrievalStage | None
@@ -380,7 +387,11 @@ class _Prepared:
             if self.remote is not None:
                 self.remote.close()
         finally:
-            self.cache.close()
+            try:
+                if isinstance(self.corpus, StoredCorpus):
+                    self.corpus.close()
+            finally:
+                self.cache.close()
 
     def run_stages(self, cases: list[GoldenCase]) -> list[CaseOutput]:
         """Retrieve and generate ``cases``: their outputs, in their order; the counts and seconds added."""
@@ -406,7 +417,9 @@ class _Prepared:
         if self.generation is not None:
             t0 = time.perf_counter()
             retrieved = [c for c in cases if c.id not in retrieval.errors]  # no ranking, nothing to answer from
-            generation = self.generation.run(retrieved, retrieval.rankings, self.docs)
+            n = self.generation.engine.n_passages
+            docs = self.corpus.get_many(d.doc_id for c in retrieved for d in retrieval.rankings[c.id][:n])
+            generation = self.generation.run(retrieved, retrieval.rankings, docs)
             stage_s["generate"] = stage_s.get("generate", 0.0) + time.perf_counter() - t0
             _add(tally, "generated", int(generation.stats["generated"]))
             _add(tally, "generation_errors", int(generation.stats["errors"]))
@@ -477,8 +490,8 @@ def _prepare(loaded: LoadedManifest, *, progress: Progress, layout: Layout | Non
     # no cache, snapshot or run behind. Then the pins; only then the cache (on a first run the pins
     # are hashed without the memo, so a mismatch creates no .harness either) and the snapshots.
     t0 = time.perf_counter()
-    corpus, source, inputs = _checked_inputs(loaded, cases, render_check=not (validated and cases is not None),
-                                             stream=stream)
+    summary, source, inputs = _checked_inputs(loaded, cases, render_check=not (validated and cases is not None),
+                                              stream=stream, store_root=layout.corpus_store)
     if concurrency is not None and inputs.generation is not None:
         gen_engine = inputs.generation.engine.model_copy(update={"concurrency": concurrency})
         inputs = replace(inputs, generation=replace(inputs.generation, engine=gen_engine))
@@ -491,6 +504,7 @@ def _prepare(loaded: LoadedManifest, *, progress: Progress, layout: Layout | Non
         require_ray()  # exit 2 naming the extra, before anything is written
     stage_s["load"] = time.perf_counter() - t0
     cache = Cache(layout.cache_db) if layout.cache_db.exists() else None
+    corpus: Corpus = MemoryCorpus([])
     try:
         t0 = time.perf_counter()
         require_verified(loaded, HashMemo(cache))
@@ -498,6 +512,13 @@ def _prepare(loaded: LoadedManifest, *, progress: Progress, layout: Layout | Non
             cache = Cache(layout.cache_db)
         snapshot_artifacts(inputs.snapshots, layout)
         stage_s["verify"] = time.perf_counter() - t0
+        if "corpus" in loaded.manifest.artifacts:
+            t0 = time.perf_counter()
+            pin = loaded.manifest.artifact("corpus").sha256
+            assert pin, "verified: every artifact is pinned"
+            with progress.task("storing corpus passages", summary.count) as advance:
+                corpus = open_corpus(loaded.resolve("corpus"), pin, layout.corpus_store, summary.count, advance)
+            stage_s["load"] += time.perf_counter() - t0
 
         supplied = inputs.supplied
         embed = None
@@ -525,16 +546,17 @@ def _prepare(loaded: LoadedManifest, *, progress: Progress, layout: Layout | Non
             ray_engine = remote_engine(compute)
             assert ray_engine is not None
             remote = RayScoring(ray_engine, encoder)
-        docs = {d.id: d for d in corpus}
         generation = GenerationStage(inputs.generation, cache, progress) if inputs.generation is not None else None
         specs = list(scorers) if scorers is not None else planned_scorer_specs(loaded.manifest, supplied)
         judged_by = score_contracts if score_contracts is not None else inputs.contracts
-        ctx = ScoringContext(docs=docs, contracts=judged_by, cache=cache, progress=progress, embed=embed,
+        ctx = ScoringContext(docs=corpus, contracts=judged_by, cache=cache, progress=progress, embed=embed,
                              extras=extras)
-        return _Prepared(loaded=loaded, layout=layout, cache=cache, progress=progress, source=source, docs=docs,
+        return _Prepared(loaded=loaded, layout=layout, cache=cache, progress=progress, source=source,
                          corpus=corpus, specs=specs, ctx=ctx, retrieval=retrieval_stage, generation=generation,
                          supplied=supplied, stage_s=stage_s, t_start=t_start, remote=remote)
     except BaseException:
+        if isinstance(corpus, StoredCorpus):
+            corpus.close()
         if cache is not None:
             cache.close()
         raise
@@ -636,8 +658,9 @@ def _generation_inputs(loaded: LoadedManifest, contracts: ContractSet | None) ->
 
 
 def load_inputs(loaded: LoadedManifest, given: Sequence[GoldenCase] | None = None, *, render_check: bool = True
-                ) -> tuple[list[CorpusDoc], list[GoldenCase], StageInputs]:
-    """Read and validate every input a run needs, writing nothing: corpus, the stages' inputs, golden set
+                ) -> tuple[CorpusSummary, list[GoldenCase], StageInputs]:
+    """Read and validate every input a run needs, writing nothing: corpus (read in batches: its
+    :class:`~harness.corpus.CorpusSummary` comes back, not its documents), the stages' inputs, golden set
     (relevance against the corpus), supplied outputs (against the golden set and the corpus), and the prompt
     template rendered once per case (a passage of the corpus standing in for the retrieved ones), so any of
     them is bad input before a run starts. ``given`` cases replace the golden set (a manifest with supplied
@@ -649,16 +672,19 @@ def load_inputs(loaded: LoadedManifest, given: Sequence[GoldenCase] | None = Non
 
 
 def _checked_inputs(loaded: LoadedManifest, given: Sequence[GoldenCase] | None, *, render_check: bool,
-                    stream: bool) -> tuple[list[CorpusDoc], CaseSource, StageInputs]:
+                    stream: bool, store_root: Path | None = None) -> tuple[CorpusSummary, CaseSource, StageInputs]:
     """:func:`load_inputs`; with ``stream``, a golden file (without supplied outputs, which need its cases
     whole) is checked in batches and comes back as a :class:`CaseSource` to read again, keeping only its
-    count and tag keys."""
+    count and tag keys. ``store_root``: where passage stores are kept; one for the corpus's pin stands in for
+    the corpus's scan (it was built from that content once it validated; the pin is verified before use)."""
     m = loaded.manifest
-    corpus = load_corpus(loaded.resolve("corpus")) if "corpus" in m.artifacts else []
+    corpus = EMPTY_SUMMARY
+    if "corpus" in m.artifacts:
+        corpus = summarize(loaded.resolve("corpus"), m.artifact("corpus").sha256, store_root)
     inputs = stage_inputs(loaded)
     if inputs.retrieval is not None:
         check_inputs(inputs.retrieval, corpus)
-    doc_ids = frozenset(d.id for d in corpus) if "corpus" in m.artifacts else None
+    doc_ids = corpus.ids if "corpus" in m.artifacts else None
     golden_path = loaded.resolve("golden")
     cases: list[GoldenCase] | None
     if given is not None:
@@ -695,8 +721,8 @@ def _checked_inputs(loaded: LoadedManifest, given: Sequence[GoldenCase] | None, 
                 raise InputError(where, f"case {case.id!r} names contract {case.contract!r}, which {what} does not "
                                         "define", field="contract")
         if generation is not None and render_check:
-            d = corpus[0]
-            sample = [{"id": d.id, "title": d.title, "text": d.text, "score": 1.0, "rank": 1}]
+            d = corpus.first
+            sample = [{"id": d.id, "title": d.title, "text": d.text, "score": 1.0, "rank": 1}] if d else []
             generation.template.check(batch, sample, contracts)
 
     if cases is not None:
@@ -709,7 +735,7 @@ def _checked_inputs(loaded: LoadedManifest, given: Sequence[GoldenCase] | None, 
 
 
 def _check_supplied(loaded: LoadedManifest, supplied: SuppliedOutputs, inputs: StageInputs,
-                    corpus: list[CorpusDoc]) -> None:
+                    corpus: CorpusSummary) -> None:
     """Supplied outputs and a generator: either the outputs answer (then no generator may be pinned) or they
     only rank the corpus and the pinned generator answers from it; never both, never a generator with
     nothing to read."""
@@ -720,7 +746,7 @@ def _check_supplied(loaded: LoadedManifest, supplied: SuppliedOutputs, inputs: S
                             "one of them would be ignored",
                             hint="remove [artifacts.generator] to score the supplied answers, or the answers "
                                  "to generate them")
-    if not supplied.has_rankings or not corpus:
+    if not supplied.has_rankings or not corpus.count:
         raise ManifestError(f"{loaded.path}: the generator needs ranked doc ids of a pinned corpus to read "
                             f"({supplied.source} has {'no rankings' if not supplied.has_rankings else 'no corpus'})",
                             hint="give 'retrieved' doc ids in the outputs and pin [artifacts.corpus]")

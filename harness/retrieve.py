@@ -31,6 +31,7 @@ from pydantic import Field
 
 from harness.cache import Cache
 from harness.config import line_of
+from harness.corpus import CORPUS_BATCH, Corpus, CorpusSummary, as_corpus
 from harness.embed import Embedder
 from harness.errors import HarnessError, InputError, RecipeError
 from harness.hashing import sha256_json, sha256_parts
@@ -62,6 +63,9 @@ QUALITY_SAMPLE = 200
 QUALITY_MAX_K = 100
 """Deepest cutoff of that recall (the retriever's k, capped)."""
 QUALITY_SEED = 0
+REMOTE_CORPUS_BATCH = 131072
+"""Documents per corpus-embedding call on a cluster: each call starts its actors (seconds of fixed cost), so a
+cluster gets larger batches than :data:`~harness.corpus.CORPUS_BATCH` (about 200 MB of text at SciFact's length)."""
 
 
 class RetrieverConfig(Frozen):
@@ -73,14 +77,13 @@ class RetrieverConfig(Frozen):
     separator: str = " "
 
 
-def check_text_fields(cfg: RetrieverConfig, corpus: Sequence[CorpusDoc], source: RecipeSource) -> None:
-    """InputError (manifest file:line, field ``text_fields``) unless every field named is a field some corpus
-    document has (``title``, ``text`` or a metadata key): a typo would embed every document as ''."""
+def check_text_fields(cfg: RetrieverConfig, fields: frozenset[str], source: RecipeSource) -> None:
+    """InputError (manifest file:line, field ``text_fields``) unless every field named is one of ``fields``,
+    those some corpus document has (``title``, ``text`` or a metadata key): a typo would embed every document
+    as ''."""
     import difflib
 
-    known = {"text"} | ({"title"} if any(d.title for d in corpus) else set())
-    for d in corpus:
-        known.update(d.metadata)
+    known = set(fields)
     for i, name in enumerate(cfg.text_fields):
         if name in known or (name == "title" and len(cfg.text_fields) > 1):
             continue  # "title" is optional per document (BEIR corpora often have none)
@@ -162,13 +165,14 @@ def recipe_input_error(source: RecipeSource, exc: RecipeError) -> InputError:
     return InputError(path, exc.message, line=line_of(text, loc), field=".".join(loc), hint=exc.hint)
 
 
-def check_inputs(inputs: RetrievalInputs, corpus: Sequence[CorpusDoc]) -> None:
+def check_inputs(inputs: RetrievalInputs, corpus: CorpusSummary | Corpus | Sequence[CorpusDoc]) -> None:
     """What the retrieval stage will need of the corpus, checked before a run writes anything: the text
     fields exist, and an IVF factory layout has no more lists than there are documents to train them."""
-    check_text_fields(inputs.config, corpus, inputs.source)
+    seen = corpus if isinstance(corpus, CorpusSummary) else as_corpus(corpus)
+    check_text_fields(inputs.config, seen.fields, inputs.source)
     if inputs.recipe["type"] == "factory" and inputs.embedding.backend == "hashing":
         try:
-            check_factory(inputs.recipe["factory"], inputs.embedding.dim, len(corpus))
+            check_factory(inputs.recipe["factory"], inputs.embedding.dim, len(seen))
         except RecipeError as exc:
             raise recipe_input_error(inputs.source, exc) from None
 
@@ -240,7 +244,7 @@ class RetrievalStage:
         return sha256_parts("ranking-v2", self.index_key, self.search_key, self.config.query_prefix, case.query,
                             str(self.config.k))
 
-    def _index(self, corpus: Sequence[CorpusDoc]) -> tuple[StoredIndex, bool]:
+    def _index(self, corpus: Corpus) -> tuple[StoredIndex, bool]:
         if self.store.exists(self.index_key):
             return self.store.load(self.index_key, self.recipe), False
         if self.recipe["type"] == "factory" and self.emb_config.backend != "hashing":
@@ -251,16 +255,33 @@ class RetrievalStage:
         builder = self.engine.build_index if self.engine is not None else None
         with self.progress.task(f"building {self.recipe['type']} index", 1) as advance:
             try:
-                stored = self.store.save(self.index_key, vectors, [d.id for d in corpus], self.recipe, info,
+                stored = self.store.save(self.index_key, vectors, corpus.ids(), self.recipe, info,
                                          builder=builder)
             except RecipeError as exc:
                 raise recipe_input_error(self.inputs.source, exc) from None
             advance(1)
         return stored, True
 
-    def _corpus_vectors(self, corpus: Sequence[CorpusDoc]) -> np.ndarray:
-        texts = [doc_text(d, self.config) for d in corpus]
-        return self.embedder.embed(texts, self.config.doc_prefix, "embedding corpus", remote_min=self._remote_all)
+    def _corpus_vectors(self, corpus: Corpus) -> np.ndarray:
+        """The corpus's vectors in its order, embedded (or read from the cache) a batch of documents at a time:
+        only one batch's texts are in memory (a larger batch on a cluster, whose every call has a fixed cost)."""
+        import numpy as np
+
+        size = REMOTE_CORPUS_BATCH if self.engine is not None else CORPUS_BATCH
+        out: np.ndarray | None = None
+        pos = 0
+        for docs in corpus.batches(size):
+            vectors = self.embedder.embed([doc_text(d, self.config) for d in docs], self.config.doc_prefix,
+                                          "embedding corpus", remote_min=self._remote_all)
+            if out is None:
+                out = np.empty((len(corpus), vectors.shape[1]), dtype=np.float32)
+            out[pos:pos + len(vectors)] = vectors
+            pos += len(vectors)
+        if out is None:
+            return self.embedder.embed([], self.config.doc_prefix, "embedding corpus")
+        if pos != len(out):
+            raise HarnessError(f"the corpus gave {pos} documents to embed, {len(out)} expected")
+        return out
 
     def _check_factory(self, dim: int) -> None:
         """A factory string FAISS cannot build for the model's dimension is bad input naming the recipe
@@ -270,9 +291,11 @@ class RetrievalStage:
         except RecipeError as exc:
             raise recipe_input_error(self.inputs.source, exc) from None
 
-    def run(self, cases: Sequence[GoldenCase], corpus: Sequence[CorpusDoc]) -> RetrievalOutcome:
+    def run(self, cases: Sequence[GoldenCase], corpus: Corpus | Sequence[CorpusDoc]) -> RetrievalOutcome:
+        """Rankings of ``cases`` (from the cache where possible), the index built from ``corpus`` when there
+        is none yet: a :class:`~harness.corpus.Corpus` (a run's passage store) or a list of documents."""
         try:
-            return self._run(cases, corpus)
+            return self._run(cases, as_corpus(corpus))
         finally:
             if self.engine is not None:
                 self.engine.close()  # only a cluster it started; answers are embedded here afterwards
@@ -280,7 +303,7 @@ class RetrievalStage:
                 self._embedder.remote = None
             self._vectors = None
 
-    def _run(self, cases: Sequence[GoldenCase], corpus: Sequence[CorpusDoc]) -> RetrievalOutcome:
+    def _run(self, cases: Sequence[GoldenCase], corpus: Corpus) -> RetrievalOutcome:
         keys = {c.id: self.case_key(c) for c in cases}
         cached = self.cache.get_many_json("rankings", keys.values())
         todo = [c for c in cases if keys[c.id] not in cached]
@@ -300,7 +323,7 @@ class RetrievalStage:
             self.cache.put_many_json("rankings", fresh)
             cached.update(fresh)
             latency = {c.id: per_case for c in todo}
-        if self.recipe["type"] != "flat" and cases and corpus:
+        if self.recipe["type"] != "flat" and cases and len(corpus):
             stats["index_quality"] = self._quality(cases, corpus, index)
         if self._embedder is not None:
             stats["embedded_texts"] = float(self._embedder.encoded)
@@ -318,7 +341,7 @@ class RetrievalStage:
             errors=errors,
         )
 
-    def _quality(self, cases: Sequence[GoldenCase], corpus: Sequence[CorpusDoc],
+    def _quality(self, cases: Sequence[GoldenCase], corpus: Corpus,
                  index: StoredIndex | None) -> dict[str, Any]:
         """Recall@k of the recipe's index against exact inner-product search over the same vectors, on
         :func:`quality_sample` of the run's queries, k = the retriever's k capped at :data:`QUALITY_MAX_K`;

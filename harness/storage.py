@@ -153,6 +153,11 @@ class Layout:
         return self.home / "store" / "indexes"
 
     @property
+    def corpus_store(self) -> Path:
+        """Passage stores, one SQLite file per corpus content (:mod:`harness.corpus`)."""
+        return self.home / "store" / "corpora"
+
+    @property
     def runs(self) -> Path:
         return self.home / "runs"
 

@@ -59,6 +59,30 @@ def _index_report(layout: Layout) -> dict[str, Any]:
     return out
 
 
+def _corpus_report(layout: Layout) -> dict[str, Any]:
+    """Every passage store read through (each document's checksum and decoding): ok count, damaged by file."""
+    from harness.corpus import StoredCorpus
+    from harness.errors import IntegrityError
+
+    out: dict[str, Any] = {"ok": 0, "damaged": {}}
+    root = layout.corpus_store
+    if not root.is_dir():
+        return out
+    for path in sorted(root.glob("*.sqlite")):
+        try:
+            store = StoredCorpus(path)
+            try:
+                for _ in store.batches():
+                    pass
+            finally:
+                store.close()
+        except IntegrityError as exc:
+            out["damaged"][path.name] = exc.message
+        else:
+            out["ok"] += 1
+    return out
+
+
 @click.group("cache", cls=HarnessGroup)
 def cache_group() -> None:
     """Check, clear or count the project's cache (.harness/cache/cache.sqlite) and stored indexes.
@@ -92,14 +116,15 @@ def check_cmd(manifest: Path | None, as_json: bool, repair: bool) -> None:
         removed = repair_rows(layout.cache_db)
         report = check(layout.cache_db)
     indexes: dict[str, Any] = _index_report(layout) if home_known else {"ok": 0, "damaged": {}}
-    damaged = report.damaged or bool(indexes["damaged"])
+    corpora: dict[str, Any] = _corpus_report(layout) if home_known else {"ok": 0, "damaged": {}}
+    damaged = report.damaged or bool(indexes["damaged"]) or bool(corpora["damaged"])
     if as_json:
         click.echo(json.dumps({
             "cache": str(report.path), "exists": report.exists, "ok": not damaged, "error": report.error,
             "integrity": report.integrity,
             "namespaces": {ns: {"rows": r.rows, "ok": r.ok, "damaged": r.damaged, "unchecked": r.unchecked,
                                 "damaged_keys": r.damaged_keys} for ns, r in report.namespaces.items()},
-            "indexes": indexes, "repaired": removed}, indent=2))
+            "indexes": indexes, "corpora": corpora, "repaired": removed}, indent=2))
         if damaged:
             raise SystemExit(1)
         return
@@ -120,12 +145,17 @@ def check_cmd(manifest: Path | None, as_json: bool, repair: bool) -> None:
         click.echo(f"DAMAGED index {key[:12]}: {problem}", err=True)
     click.echo(f"{'DAMAGED' if indexes['damaged'] else 'ok':<8}{'indexes':<12} {indexes['ok']} ok, "
                f"{len(indexes['damaged'])} damaged")
+    for problem in corpora["damaged"].values():
+        click.echo(f"DAMAGED {problem}", err=True)
+    click.echo(f"{'DAMAGED' if corpora['damaged'] else 'ok':<8}{'corpora':<12} {corpora['ok']} passage stores ok, "
+               f"{len(corpora['damaged'])} damaged")
     if not damaged:
         return
     if report.error or report.integrity:
         hint = "`harness cache clear` starts the cache afresh (every stage is recomputed)"
     elif not report.damaged:
-        hint = "`harness cache clear --indexes` removes the stored indexes (rebuilt when next needed)"
+        hint = ("`harness cache clear --indexes` removes the stored indexes and passage stores (rebuilt when next "
+                "needed)")
     else:
         hint = "`harness cache check --repair` removes the damaged entries, `harness cache clear` all entries"
     click.echo(f"damaged: {hint}", err=True)
@@ -137,7 +167,8 @@ def check_cmd(manifest: Path | None, as_json: bool, repair: bool) -> None:
 @click.option("--namespace", "namespaces", multiple=True,
               type=click.Choice(["embeddings", "rankings", "generations", "judgments", "hashes", "lm_pmi"]),
               help="Clear only these namespaces' entries (repeatable).")
-@click.option("--indexes", is_flag=True, help="Clear the stored indexes (rebuilt when next needed).")
+@click.option("--indexes", is_flag=True,
+              help="Clear the stored indexes and corpus passage stores (rebuilt when next needed).")
 def clear_cmd(manifest: Path | None, namespaces: tuple[str, ...], indexes: bool) -> None:
     """Start afresh: remove the cache file (whatever state it is in) and the stored indexes, or only the
     namespaces or indexes named. Everything removed is recomputed when next needed; runs, baselines and
@@ -154,9 +185,10 @@ def clear_cmd(manifest: Path | None, namespaces: tuple[str, ...], indexes: bool)
     layout, home_known = _layout(manifest)
     everything = not namespaces and not indexes
     removed = clear(layout.cache_db, namespaces) if everything or namespaces else []
-    if (everything or indexes) and home_known and layout.index_store.is_dir():
-        shutil.rmtree(layout.index_store)
-        removed.append(str(layout.index_store))
+    for folder in (layout.index_store, layout.corpus_store):
+        if (everything or indexes) and home_known and folder.is_dir():
+            shutil.rmtree(folder)
+            removed.append(str(folder))
     for what in removed:
         click.echo(f"removed {what}")
     if not removed:

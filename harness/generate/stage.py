@@ -10,7 +10,7 @@ embedding or retrieval, and an unchanged manifest makes no calls.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +71,7 @@ class GenerationStage:
         self.progress = progress
 
     def requests(self, cases: Sequence[GoldenCase], rankings: dict[str, list[RankedDoc]],
-                 docs: dict[str, CorpusDoc]) -> list[Any]:
+                 docs: Mapping[str, CorpusDoc]) -> list[Any]:
         from harness.generate import GenerationRequest
 
         reqs = []
@@ -98,7 +98,7 @@ class GenerationStage:
         return reqs
 
     def run(self, cases: Sequence[GoldenCase], rankings: dict[str, list[RankedDoc]],
-            docs: dict[str, CorpusDoc]) -> GenerationOutcome:
+            docs: Mapping[str, CorpusDoc]) -> GenerationOutcome:
         from harness.generate import generate_all
 
         reqs = self.requests(cases, rankings, docs)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -555,7 +555,7 @@ class AppendResult:
     manifest_id: str
 
 
-def check_candidates(path: Path, existing: Mapping[str, int], doc_ids: frozenset[str] | None,
+def check_candidates(path: Path, existing: Mapping[str, int], doc_ids: Container[str] | None,
                      golden_path: Path) -> list[dict[str, Any]]:
     """Every record of the candidates file, checked as a finished golden case: the golden schema, relevance
     naming corpus documents (via :func:`harness.golden.load_golden`), then per line: no ``metadata.todo``,
@@ -593,7 +593,8 @@ def append_candidates(manifest_path: str | Path | None, candidates: str | Path) 
     import json
 
     from harness.cache import Cache
-    from harness.golden import iter_jsonl, load_corpus, load_golden
+    from harness.corpus import summarize
+    from harness.golden import iter_jsonl, load_golden
     from harness.manifest import HashMemo, load_manifest, lock, require_verified
     from harness.storage import Layout, atomic_write_bytes
 
@@ -607,7 +608,8 @@ def append_candidates(manifest_path: str | Path | None, candidates: str | Path) 
     cache = Cache(layout.cache_db) if layout.cache_db.exists() else None
     try:
         require_verified(loaded, HashMemo(cache))
-        doc_ids = frozenset(d.id for d in load_corpus(loaded.resolve("corpus"))) if "corpus" in m.artifacts else None
+        doc_ids = summarize(loaded.resolve("corpus"), m.artifact("corpus").sha256,
+                            layout.corpus_store).ids if "corpus" in m.artifacts else None
         load_golden(golden_path, doc_ids)
         existing = {rec["id"]: lineno for lineno, rec in iter_jsonl(golden_path)}
         records = check_candidates(Path(candidates), existing, doc_ids, golden_path)

@@ -10,7 +10,7 @@ beyond the case and its output (document texts, contracts, an embedder, a judge)
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ from harness.types import CaseOutput, CorpusDoc, GoldenCase, MetricRole, Score
 
 @dataclass
 class ScoringContext:
-    docs: dict[str, CorpusDoc] = field(default_factory=dict)
+    docs: Mapping[str, CorpusDoc] = field(default_factory=dict)  # a run's passage store (harness.corpus)
     contracts: Any = None  # harness.contracts.ContractSet | None
     embed: Callable[[list[str]], np.ndarray] | None = None
     cache: Any = None  # harness.cache.Cache | None
