@@ -204,21 +204,11 @@ def _pair(n_base: int, n_head: int, seed: int, error_rate: float) -> tuple[RunRe
     return base, head, compare(base, head, DiffSettings(n_resamples=300))
 
 
-def _reaggregated(run: RunResult, scores: list[Any]) -> RunResult:
-    from harness.aggregate import aggregate
-    from harness.metrics.ir import MetricInfo
-
-    infos = {m: MetricInfo(name=m, base=m, cutoff=None, greater_is_better=s.greater_is_better, description="",
-                           role=s.role, label=s.label) for m, s in run.aggregates.overall.items()}
-    counts = dict(run.counts, unscored=sum(1 for s in scores if s.value is None))
-    return run.model_copy(update={"scores": tuple(scores), "aggregates": aggregate(run.cases, scores, infos),
-                                  "counts": counts})
-
-
 def build_inputs() -> dict[str, Inputs]:
     """The scenarios: the kinds of run the differential tests of the two paths covered."""
     from harness.gates import evaluate_gates
     from harness.types import CaseError, GateRule
+    from tests.report.test_junit_stream import reaggregated
     from tests.report.test_report_columns import POLICIES, make_run
 
     out: dict[str, Inputs] = {}
@@ -237,9 +227,9 @@ def build_inputs() -> dict[str, Inputs]:
     none = {o.case_id for i, o in enumerate(run.outputs) if i % 3 == 1}
     scores = [s.model_copy(update={"value": None, "explanation": "not applicable: no answer"})
               if s.case_id in ids else s for s in run.scores if s.case_id not in none]
-    out["unscored_and_scoreless"] = Inputs(_reaggregated(run, scores), policy=POLICIES[1])
+    out["unscored_and_scoreless"] = Inputs(reaggregated(run, scores), policy=POLICIES[1])
     every = make_run(12, 9, run_id="20260101T000005Z-gallun")
-    out["all_unscored"] = Inputs(_reaggregated(every, [s.model_copy(update={"value": None}) for s in every.scores]))
+    out["all_unscored"] = Inputs(reaggregated(every, [s.model_copy(update={"value": None}) for s in every.scores]))
     # characters XML cannot hold, in answers, error messages and explanations
     run = make_run(30, 6, run_id="20260101T000006Z-gctrl", error_rate=0.3)
     outputs = [o.model_copy(update={"answer": f"a\x00b\x1b[31m{i}", "error": None if o.error is None else
@@ -248,7 +238,7 @@ def build_inputs() -> dict[str, Inputs]:
                for i, o in enumerate(run.outputs)]
     scores = [s.model_copy(update={"explanation": "missed \x1b[1m\x07 <d3>"}) if s.value == 0.0 else s
               for s in run.scores]
-    out["control_characters"] = Inputs(_reaggregated(run.model_copy(update={"outputs": tuple(outputs)}), scores),
+    out["control_characters"] = Inputs(reaggregated(run.model_copy(update={"outputs": tuple(outputs)}), scores),
                                        policy=POLICIES[1])
     # three latency stages and no golden cases; a run of no cases at all
     run = make_run(30, 7, run_id="20260101T000007Z-gstag", with_cases=False)

@@ -30,7 +30,8 @@ POLICIES = [FailurePolicy(), FailurePolicy(thresholds={"answer_f1": 0.4, "unsupp
             FailurePolicy(thresholds={"ndcg@10": 0.9})]
 
 
-def _reaggregated(run: RunResult, scores: list[Score]) -> RunResult:
+def reaggregated(run: RunResult, scores: list[Score]) -> RunResult:
+    """``run`` with these scores, its aggregates and unscored count computed again."""
     infos = {m: MetricInfo(name=m, base=m, cutoff=None, greater_is_better=s.greater_is_better, description="",
                            role=s.role, label=s.label) for m, s in run.aggregates.overall.items()}
     counts = dict(run.counts, unscored=sum(1 for s in scores if s.value is None))
@@ -79,15 +80,15 @@ def test_all_unscored_cases_are_skipped_alike(tmp_path: Path) -> None:
     ids = {o.case_id for i, o in enumerate(run.outputs) if i % 3 == 0}
     scores = [s.model_copy(update={"value": None, "explanation": "not applicable: no answer"})
               if s.case_id in ids else s for s in run.scores]
-    unscored = _reaggregated(run, scores)
+    unscored = reaggregated(run, scores)
     text = _check(tmp_path, unscored, [None, POLICIES[1]])
     assert int(ET.fromstring(text.encode()).get("skipped", "0")) >= len(ids) - 5
     # a case without a single score is not skipped (nothing is unscored for it): it passes
     none = {o.case_id for i, o in enumerate(run.outputs) if i % 3 == 1}
-    text = _check(tmp_path / "none", _reaggregated(run, [s for s in scores if s.case_id not in none]), [None])
+    text = _check(tmp_path / "none", reaggregated(run, [s for s in scores if s.case_id not in none]), [None])
     assert ET.fromstring(text.encode()).get("skipped") == str(len(ids))
     every = [s.model_copy(update={"value": None}) for s in run.scores]  # every case unscored
-    text = _check(tmp_path / "all", _reaggregated(run, every), [None])
+    text = _check(tmp_path / "all", reaggregated(run, every), [None])
     assert ET.fromstring(text.encode()).get("skipped") == "60"
 
 
@@ -99,7 +100,7 @@ def test_characters_xml_cannot_hold_are_escaped_alike(tmp_path: Path) -> None:
                for i, o in enumerate(run.outputs)]
     scores = [s.model_copy(update={"explanation": "missed \x1b[1m\x07 <d3>"}) if s.value == 0.0 else s
               for s in run.scores]
-    run = _reaggregated(run.model_copy(update={"outputs": tuple(outputs)}), scores)
+    run = reaggregated(run.model_copy(update={"outputs": tuple(outputs)}), scores)
     text = _check(tmp_path, run, [None, POLICIES[1]])
     assert "\\x00" in text and "\\x1b" in text and "\x1b" not in text and "\x00" not in text
 

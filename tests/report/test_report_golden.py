@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.report import FailurePolicy
+from harness.runs import RunTable
 from tests.report.golden_faces import FACES, SOURCES, faces_of, fixed_generator, read, render, scenarios, sources
 
 SCENARIOS = scenarios()
@@ -70,7 +71,9 @@ def test_the_report_command_prints_the_golden_texts(tmp_path: Path, monkeypatch:
 
     inputs, faces = read("many_failing")
     assert inputs.policy == FailurePolicy() and len(inputs.head.outputs) > FACES["html_capped"].options["max_cases"]
-    path = next(head for name, head, _ in sources(inputs, tmp_path) if name == source).path
+    table = next(head for name, head, _ in sources(inputs, tmp_path) if name == source)
+    assert isinstance(table, RunTable)
+    path = table.path
     monkeypatch.setattr(html, "MAX_LISTED_CASES", FACES["html_capped"].options["max_cases"])
     monkeypatch.chdir(tmp_path)
     for fmt, face in (("md", "md"), ("json", "json"), ("junit", "junit")):
