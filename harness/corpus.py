@@ -40,6 +40,7 @@ import numpy as np
 
 from harness.errors import InputError, IntegrityError
 from harness.hashing import sha256_parts
+from harness.progress import NULL_PROGRESS, Progress
 from harness.types import CorpusDoc
 
 STORE_FORMAT = 1
@@ -118,6 +119,13 @@ def iter_corpus(path: str | Path, *, batch: int = CORPUS_BATCH, checked: bool = 
         return CorpusDoc.model_validate(rec)  # its schema checked first
 
     yield from iter_valid(path, _SCHEMA, _WHAT, batch, _to_doc if checked else valid, checked=checked)
+
+
+def read_docs(path: str | Path, ids: Iterable[str]) -> dict[str, CorpusDoc]:
+    """The documents of ``ids`` that the corpus file holds, read a batch at a time and only those kept (a
+    report's passages: memory is theirs and one batch, not the corpus)."""
+    wanted = frozenset(ids)
+    return {d.id: d for docs in iter_corpus(path) for d in docs if d.id in wanted}
 
 
 def scan_corpus(path: str | Path) -> CorpusSummary:
@@ -336,12 +344,12 @@ def summarize(path: Path, corpus_pin: str | None, root: Path | None) -> CorpusSu
 
 
 def open_corpus(path: str | Path, corpus_pin: str, root: Path, expected: int,
-                advance: Callable[[int], None] | None = None) -> StoredCorpus:
+                progress: Progress = NULL_PROGRESS) -> StoredCorpus:
     """The passage store of the corpus file ``path`` (validated, its pin ``corpus_pin`` verified), built by
     reading the file once more if it does not exist yet: into a temporary file beside it, renamed into place
     when whole (a crash or a concurrent run never leaves half a store). ``expected``: the count the scan gave;
-    a file that now reads differently is an InputError (it changed while the run read it). ``advance(n)`` is
-    called as documents are stored (a progress bar)."""
+    a file that now reads differently is an InputError (it changed while the run read it). A build shows a
+    progress bar of the documents stored."""
     target = store_path(root, corpus_pin)
     if target.is_file():
         store = StoredCorpus(target)
@@ -353,14 +361,15 @@ def open_corpus(path: str | Path, corpus_pin: str, root: Path, expected: int,
     tmp = root / f".build-{os.getpid()}-{threading.get_ident()}-{target.name}"
     tmp.unlink(missing_ok=True)
     try:
-        _build(Path(path), corpus_pin, tmp, expected, advance)
+        with progress.task("storing corpus passages", expected) as advance:
+            _build(Path(path), corpus_pin, tmp, expected, advance)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
     return StoredCorpus(target)
 
 
-def _build(path: Path, corpus_pin: str, tmp: Path, expected: int, advance: Callable[[int], None] | None) -> None:
+def _build(path: Path, corpus_pin: str, tmp: Path, expected: int, advance: Callable[..., None]) -> None:
     db = sqlite3.connect(tmp)
     try:
         db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
@@ -381,8 +390,7 @@ def _build(path: Path, corpus_pin: str, tmp: Path, expected: int, advance: Calla
                 db.executemany("INSERT INTO docs VALUES (?, ?, ?, ?)", rows)
             except sqlite3.IntegrityError:  # ids were checked unique: the file is not what was checked
                 raise InputError(path, "changed while the run read it: a doc id repeats") from None
-            if advance is not None:
-                advance(len(rows))
+            advance(len(rows))
         if pos != expected:
             raise InputError(path, f"changed while the run read it: {pos} documents, {expected} when checked")
         db.executemany("INSERT INTO meta VALUES (?, ?)", [

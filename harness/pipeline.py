@@ -516,8 +516,7 @@ def _prepare(loaded: LoadedManifest, *, progress: Progress, layout: Layout | Non
             t0 = time.perf_counter()
             pin = loaded.manifest.artifact("corpus").sha256
             assert pin, "verified: every artifact is pinned"
-            with progress.task("storing corpus passages", summary.count) as advance:
-                corpus = open_corpus(loaded.resolve("corpus"), pin, layout.corpus_store, summary.count, advance)
+            corpus = open_corpus(loaded.resolve("corpus"), pin, layout.corpus_store, summary.count, progress)
             stage_s["load"] += time.perf_counter() - t0
 
         supplied = inputs.supplied

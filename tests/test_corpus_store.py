@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import harness.corpus as corpus_mod
 import harness.pipeline as pipeline
 from harness.cli import cli
-from harness.corpus import DocIds, MemoryCorpus, StoredCorpus, open_corpus, scan_corpus, stored_summary
+from harness.corpus import DocIds, MemoryCorpus, StoredCorpus, open_corpus, read_docs, scan_corpus, stored_summary
 from harness.errors import InputError, IntegrityError
 from harness.golden import load_corpus
 from harness.manifest import lock
@@ -59,6 +59,7 @@ def test_scan_summarises_what_load_corpus_reads(tmp_path: Path, monkeypatch: pyt
     assert all(d.id in summary.ids for d in whole)
     assert "doc-9999" not in summary.ids and "" not in summary.ids and 3 not in summary.ids
     assert scan_corpus(_file(tmp_path, [{"id": "a", "text": "t"}])).fields == {"text"}
+    assert read_docs(path, ["doc-0039", "nope", "doc-0002"]) == {"doc-0039": whole[39], "doc-0002": whole[2]}
 
 
 def test_scan_reports_the_first_bad_record_as_load_corpus_does(tmp_path: Path,
@@ -89,9 +90,7 @@ def test_store_holds_the_corpus_in_order_and_by_id(tmp_path: Path) -> None:
     path = _file(tmp_path, _docs(50))
     whole = load_corpus(path)
     root = tmp_path / "corpora"
-    seen: list[int] = []
-    store = open_corpus(path, "pin-a", root, 50, seen.append)
-    assert sum(seen) == 50
+    store = open_corpus(path, "pin-a", root, 50)
     assert len(store) == 50 and store.fields == MemoryCorpus(whole).fields
     assert [d for b in store.batches(8) for d in b] == whole
     assert [len(b) for b in store.batches(8)] == [8] * 6 + [2]
