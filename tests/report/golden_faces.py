@@ -207,8 +207,8 @@ def _pair(n_base: int, n_head: int, seed: int, error_rate: float) -> tuple[RunRe
 def build_inputs() -> dict[str, Inputs]:
     """The scenarios: the kinds of run the differential tests of the two paths covered."""
     from harness.gates import evaluate_gates
-    from harness.types import CaseError, GateRule
-    from tests.report.test_junit_stream import reaggregated
+    from harness.types import GateRule
+    from tests.report.test_junit_stream import reaggregated, with_control_characters
     from tests.report.test_report_columns import POLICIES, make_run
 
     out: dict[str, Inputs] = {}
@@ -231,15 +231,8 @@ def build_inputs() -> dict[str, Inputs]:
     every = make_run(12, 9, run_id="20260101T000005Z-gallun")
     out["all_unscored"] = Inputs(reaggregated(every, [s.model_copy(update={"value": None}) for s in every.scores]))
     # characters XML cannot hold, in answers, error messages and explanations
-    run = make_run(30, 6, run_id="20260101T000006Z-gctrl", error_rate=0.3)
-    outputs = [o.model_copy(update={"answer": f"a\x00b\x1b[31m{i}", "error": None if o.error is None else
-                                    CaseError(stage=o.error.stage, kind=o.error.kind,
-                                              message=f"bad \x00 byte \x1b[0m \ufffe {i}")})
-               for i, o in enumerate(run.outputs)]
-    scores = [s.model_copy(update={"explanation": "missed \x1b[1m\x07 <d3>"}) if s.value == 0.0 else s
-              for s in run.scores]
-    out["control_characters"] = Inputs(reaggregated(run.model_copy(update={"outputs": tuple(outputs)}), scores),
-                                       policy=POLICIES[1])
+    out["control_characters"] = Inputs(with_control_characters(
+        make_run(30, 6, run_id="20260101T000006Z-gctrl", error_rate=0.3)), policy=POLICIES[1])
     # three latency stages and no golden cases; a run of no cases at all
     run = make_run(30, 7, run_id="20260101T000007Z-gstag", with_cases=False)
     outputs = [o.model_copy(update={"latency_s": {**o.latency_s, "rerank": (i % 9) * 0.0137}})

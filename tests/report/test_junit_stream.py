@@ -92,15 +92,19 @@ def test_all_unscored_cases_are_skipped_alike(tmp_path: Path) -> None:
     assert ET.fromstring(text.encode()).get("skipped") == "60"
 
 
-def test_characters_xml_cannot_hold_are_escaped_alike(tmp_path: Path) -> None:
-    run = make_run(40, 6, run_id="20260101T000002Z-jctrl", error_rate=0.3)
+def with_control_characters(run: RunResult) -> RunResult:
+    """``run`` with characters XML cannot hold in every answer, error message and explanation of a 0 value."""
     outputs = [o.model_copy(update={"answer": f"a\x00b\x1b[31m{i}", "error": None if o.error is None else
                                     CaseError(stage=o.error.stage, kind=o.error.kind,
                                               message=f"bad \x00 byte \x1b[0m \ufffe {i}")})
                for i, o in enumerate(run.outputs)]
     scores = [s.model_copy(update={"explanation": "missed \x1b[1m\x07 <d3>"}) if s.value == 0.0 else s
               for s in run.scores]
-    run = reaggregated(run.model_copy(update={"outputs": tuple(outputs)}), scores)
+    return reaggregated(run.model_copy(update={"outputs": tuple(outputs)}), scores)
+
+
+def test_characters_xml_cannot_hold_are_escaped_alike(tmp_path: Path) -> None:
+    run = with_control_characters(make_run(40, 6, run_id="20260101T000002Z-jctrl", error_rate=0.3))
     text = _check(tmp_path, run, [None, POLICIES[1]])
     assert "\\x00" in text and "\\x1b" in text and "\x1b" not in text and "\x00" not in text
 
