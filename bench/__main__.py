@@ -22,6 +22,7 @@ BENCHES = {
     "scaling": ("bench.bench_scaling", "bench_scaling"),
     "store": ("bench.bench_run_store", "bench_run_store"),
     "ray-scoring": ("bench.bench_ray_scoring", "bench_ray_scoring"),
+    "corpus": ("bench.bench_corpus", "bench_corpus"),
 }
 
 
