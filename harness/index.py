@@ -308,11 +308,16 @@ class IndexStore:
 
     def save(self, key: str, vectors: np.ndarray, doc_ids: list[str], recipe: dict[str, Any],
              info: dict[str, Any], *, builder: Builder | None = None) -> StoredIndex:
-        import faiss
 
         t0 = time.perf_counter()
         index = (builder or _build_faiss)(vectors, recipe)
-        build_s = time.perf_counter() - t0
+        return self.save_index(key, index, doc_ids, recipe, info, time.perf_counter() - t0)
+
+    def save_index(self, key: str, index: Any, doc_ids: list[str], recipe: dict[str, Any], info: dict[str, Any],
+                   build_s: float) -> StoredIndex:
+        """Store ``index`` (built and filled, its rows in ``doc_ids``' order) under ``key``."""
+        import faiss
+
         folder = self.folder(key)
         folder.mkdir(parents=True, exist_ok=True)
         blob = faiss.serialize_index(index).tobytes()
@@ -326,7 +331,7 @@ class IndexStore:
             "key": key,
             "recipe": recipe,
             "ntotal": int(index.ntotal),
-            "dim": int(vectors.shape[1]) if vectors.ndim == 2 else 0,
+            "dim": int(index.d),
             "index_sha256": hashlib.sha256(blob).hexdigest(),
             "ids_sha256": hashlib.sha256(ids_blob).hexdigest(),
             "build_seconds": build_s,

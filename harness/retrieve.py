@@ -22,7 +22,7 @@ against exact search over the same vectors, on a seeded sample of the run's quer
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,6 +40,7 @@ from harness.index import (
     IndexStore,
     StoredIndex,
     check_factory,
+    empty_index,
     index_key,
 )
 from harness.manifest import HashMemo
@@ -249,9 +250,11 @@ class RetrievalStage:
             return self.store.load(self.index_key, self.recipe), False
         if self.recipe["type"] == "factory" and self.emb_config.backend != "hashing":
             self._check_factory(int(self.embedder._load().get_sentence_embedding_dimension()))
+        info = {"corpus_sha256": self.corpus_pin, "model_sha256": self.model_pin, "n_docs": len(corpus)}
+        if self.engine is None and self.recipe["type"] == "flat" and len(corpus):
+            return self._flat_index(corpus, info), True
         vectors = self._corpus_vectors(corpus)
         self._vectors = vectors
-        info = {"corpus_sha256": self.corpus_pin, "model_sha256": self.model_pin, "n_docs": len(corpus)}
         builder = self.engine.build_index if self.engine is not None else None
         with self.progress.task(f"building {self.recipe['type']} index", 1) as advance:
             try:
@@ -262,6 +265,27 @@ class RetrievalStage:
             advance(1)
         return stored, True
 
+    def _flat_index(self, corpus: Corpus, info: dict[str, Any]) -> StoredIndex:
+        """A flat index filled a batch of vectors at a time as they are embedded: the vectors are held once, by
+        the index (the same index as one add of them all: a flat index appends)."""
+        index: Any = None
+        build_s = 0.0
+        for vectors in self._vector_batches(corpus, CORPUS_BATCH):
+            t0 = time.perf_counter()
+            if index is None:
+                index = empty_index(int(vectors.shape[1]), len(corpus), self.recipe)
+            index.add(vectors)
+            build_s += time.perf_counter() - t0
+        if index is None or index.ntotal != len(corpus):
+            raise HarnessError(f"the corpus gave {0 if index is None else index.ntotal} documents to embed, "
+                               f"{len(corpus)} expected")
+        return self.store.save_index(self.index_key, index, corpus.ids(), self.recipe, info, build_s)
+
+    def _vector_batches(self, corpus: Corpus, size: int) -> Iterator[np.ndarray]:
+        for docs in corpus.batches(size):
+            yield self.embedder.embed([doc_text(d, self.config) for d in docs], self.config.doc_prefix,
+                                      "embedding corpus", remote_min=self._remote_all)
+
     def _corpus_vectors(self, corpus: Corpus) -> np.ndarray:
         """The corpus's vectors in its order, embedded (or read from the cache) a batch of documents at a time:
         only one batch's texts are in memory (a larger batch on a cluster, whose every call has a fixed cost)."""
@@ -270,9 +294,7 @@ class RetrievalStage:
         size = REMOTE_CORPUS_BATCH if self.engine is not None else CORPUS_BATCH
         out: np.ndarray | None = None
         pos = 0
-        for docs in corpus.batches(size):
-            vectors = self.embedder.embed([doc_text(d, self.config) for d in docs], self.config.doc_prefix,
-                                          "embedding corpus", remote_min=self._remote_all)
+        for vectors in self._vector_batches(corpus, size):
             if out is None:
                 out = np.empty((len(corpus), vectors.shape[1]), dtype=np.float32)
             out[pos:pos + len(vectors)] = vectors

@@ -189,6 +189,10 @@ def test_a_run_reads_the_corpus_in_batches_and_equals_the_run_in_one(tmp_path: P
     assert [o.ranking for o in batched.outputs] == [o.ranking for o in whole.outputs]
     assert [o.answer for o in batched.outputs] == [o.answer for o in whole.outputs]
     assert batched.counts == whole.counts
+    # the flat index filled a batch at a time (6 adds) is byte for byte the one filled in one add
+    (one,) = Layout.for_manifest(tmp_path / "whole" / "harness.toml").index_store.iterdir()
+    (six,) = Layout.for_manifest(manifest).index_store.iterdir()
+    assert one.name == six.name and (six / "index.faiss").read_bytes() == (one / "index.faiss").read_bytes()
     assert len(list(Layout.for_manifest(manifest).corpus_store.iterdir())) == 1
     # warm: the store stands in for the scan, so the corpus file is not read at all
     monkeypatch.setattr(corpus_mod, "scan_corpus", refuse)
