@@ -1,11 +1,19 @@
 """The Ray engine: corpus (and large query set) embedding, index building and scoring on a Ray cluster.
 
-Embedding goes through Ray Data: the texts still missing from the cache become Arrow blocks of
-``ComputeEngine.batch_size`` rows, ``map_batches`` runs them through a pool of actors
-(:class:`EncodeActor`), each of which loads the model once with the same :class:`~harness.embed.EncoderSpec`
-this process would use and encodes with the same :func:`~harness.embed.encode_batch`. The vectors come back
-to the driver, which writes them into the project's cache under the keys :class:`~harness.embed.Embedder`
-uses locally: the engine is never part of a vector's identity, so a run on either engine warms the other.
+Actors (:class:`WorkerPool`): a pool of ``workers`` Ray actors of one class, each built once in its own
+bundle of one placement group (the model loaded once per actor), fed Arrow blocks of rows (two in flight
+per actor, so an actor never waits for the driver) and answering each with a batch of numpy columns,
+batch by batch as they finish (any order). A pool lives until :meth:`WorkerPool.close`: embedding
+(:meth:`RayEngine.encode`, through :meth:`RayEngine.map_actors`) uses one for the call; scoring
+(:mod:`harness.engine.scoring`) keeps one for the whole run, so a run of many chunks starts its actors
+and loads its model once, not once per chunk.
+
+Embedding: the texts still missing from the cache become Arrow blocks of ``ComputeEngine.batch_size``
+rows, run through a pool of :class:`EncodeActor`, each of which loads the model once with the same
+:class:`~harness.embed.EncoderSpec` this process would use and encodes with the same
+:func:`~harness.embed.encode_batch`. The vectors come back to the driver, which writes them into the
+project's cache under the keys :class:`~harness.embed.Embedder` uses locally: the engine is never part of a
+vector's identity, so a run on either engine warms the other.
 
 Index building (:meth:`RayEngine.build_index`): the recipe's layout is trained on the driver on the seeded
 sample :func:`harness.index.train_sample` picks (the local path's sample), copies of the trained, empty
@@ -13,29 +21,29 @@ index are filled with consecutive shards of the vectors by Ray tasks, and the sh
 the same bytes one ``add`` builds. Layouts that cannot be merged exactly (HNSW graphs, fast-scan PQ) are
 filled on the driver.
 
-Scoring (:mod:`harness.engine.scoring`) runs its actors through :meth:`RayEngine.map_actors`, the same
-Ray Data pool discipline as embedding.
-
 Connecting: an already initialized Ray (a test's cluster, a notebook's) is used as it is; otherwise
 ``ComputeEngine.address`` or ``RAY_ADDRESS``, else a new local cluster with this machine's cores. Only a
-cluster this engine started is shut down by :meth:`RayEngine.close`. ``ray`` is imported only here, only
-when the engine is used: the local path pays nothing for it.
+cluster this engine started is shut down by :meth:`RayEngine.close`, which first closes every pool the
+engine made. ``ray`` is imported only here, only when the engine is used: the local path pays nothing.
 
 Failures are typed: a worker that raises or dies is an :class:`EngineError` (exit 2) naming the stage and
 the worker's exception, never a hang (actors are not restarted, tasks not retried) or a silent partial
-result (a vector that does not come back fails the embedding).
+result (a vector or verdict that does not come back fails the call). A pool that failed, or whose reader
+stopped early, is closed at once (its actors killed, its CPUs given back); the next call starts a new one.
 
-Bounded, and nothing left behind: each :meth:`RayEngine.encode` and sharded build first reserves its CPUs as
-one placement group and waits at most :attr:`RayEngine.start_timeout` seconds for it (a cluster whose CPUs
-are held elsewhere is an :class:`EngineError`, not a pool waiting forever); the actors or tasks run inside
-it, actor start-up (the model load) is bounded by :data:`ACTOR_START_TIMEOUT_S` and a stalled execution by
-:data:`STALL_TIMEOUT_S`; and the group is removed when the call ends, however it ends, which kills its
-actors and tasks. Ray Data itself only drops its references to a finished pool's actors, so an exception
-traceback still holding one (a test runner's, a caller's) would keep their CPUs and starve the next pool.
+Bounded, and nothing left behind: a pool (and a sharded build) first reserves its CPUs as one placement
+group and waits at most :attr:`RayEngine.start_timeout` seconds for it (a cluster whose CPUs are held
+elsewhere is an :class:`EngineError`, not a pool waiting forever); actor start-up (the model load) is
+bounded by :data:`ACTOR_START_TIMEOUT_S` and a call in which no batch finishes by :data:`STALL_TIMEOUT_S`;
+every ``ray.get`` has a timeout. The group is removed when the pool closes, however it ends, which kills
+its actors. A reservation that finds too few CPUs free while idle pools of this process hold some closes
+those pools first (they start again at their next call): a run's held scoring pool never starves its own
+corpus embedding or index build.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import logging
@@ -43,9 +51,8 @@ import os
 import re
 import sys
 import time
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import weakref
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -61,11 +68,13 @@ MIN_SHARD = 1_000
 START_TIMEOUT_S = 120.0
 """Longest wait for the cluster to grant a call's CPUs (its placement group) before it fails."""
 ACTOR_START_TIMEOUT_S = 600
-"""Longest wait for an embedding actor to start (process, imports, model load) before the call fails."""
+"""Longest wait for a pool's actors to start (process, imports, model load) before the call fails."""
 STALL_TIMEOUT_S = 900.0
-"""Longest time an embedding may go without a batch finishing before it fails."""
+"""Longest time a call may go without a batch finishing before it fails."""
 RELEASE_TIMEOUT_S = 30.0
-"""Longest wait, after a call, for the cluster to report its placement group removed."""
+"""Longest wait, after a pool closes, for the cluster to report its placement group removed."""
+IN_FLIGHT = 2
+"""Blocks queued on each actor at once: the next is there when one finishes, while the driver reads it."""
 
 
 class EngineError(HarnessError):
@@ -83,9 +92,9 @@ def ray_installed() -> bool:
 
 
 def require_ray() -> None:
-    """:class:`MissingDependencyError` (exit 2) unless Ray (with Ray Data) is installed."""
+    """:class:`MissingDependencyError` (exit 2) unless Ray is installed."""
     if not ray_installed():
-        raise MissingDependencyError("--engine ray needs Ray (with Ray Data), which is not installed",
+        raise MissingDependencyError("--engine ray needs Ray, which is not installed",
                                      hint=f"{INSTALL_HINT}, or run with --engine local")
 
 
@@ -93,7 +102,6 @@ def _import_ray() -> Any:
     require_ray()
     try:
         import ray
-        import ray.data
     except ImportError as exc:
         raise MissingDependencyError(f"--engine ray: Ray does not import ({exc})", hint=INSTALL_HINT) from None
     return ray
@@ -126,8 +134,8 @@ def _reason(exc: BaseException) -> str:
 
 
 class EncodeActor:
-    """A Ray Data actor: loads the encoder once, then encodes batches of ``{"i", "text"}`` rows into
-    ``{"i", "vector"}``."""
+    """A pool's actor (:class:`WorkerPool`): loads the encoder once, then encodes batches of ``{"i", "text"}``
+    rows into ``{"i", "vector"}``."""
 
     def __init__(self, spec: EncoderSpec, threads: int = 1) -> None:
         if spec.backend != "hashing":
@@ -152,8 +160,154 @@ def _fill_shard(trained: bytes, vectors: np.ndarray) -> bytes:
     return bytes(faiss.serialize_index(index).tobytes())
 
 
+class _PoolWorker:
+    """The Ray actor of a :class:`WorkerPool`: builds ``actor(**kwargs)`` once, then runs it on Arrow blocks as
+    numpy batches (each column an array; strings as objects)."""
+
+    def __init__(self, actor: type, kwargs: dict[str, Any]) -> None:
+        self.fn = actor(**kwargs)
+
+    def ready(self) -> bool:
+        return True
+
+    def run(self, block: Any) -> dict[str, np.ndarray]:
+        return self.fn({name: block.column(name).to_numpy(zero_copy_only=False) for name in block.column_names})
+
+
+_LIVE: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+"""This process's started pools (:meth:`RayEngine._reserve` closes the idle ones when it lacks CPUs)."""
+
+
+class WorkerPool:
+    """``workers`` actors of one class (:meth:`RayEngine.pool`), each built once (its model loaded once) in its
+    own bundle of one placement group, alive from the first :meth:`map` until :meth:`close`. Each actor holds
+    ``engine.cpus() / workers`` CPUs and ``threads`` = that many whole CPUs (at least 1). Not thread-safe:
+    one :meth:`map` at a time."""
+
+    def __init__(self, engine: RayEngine, actor: type, kwargs: dict[str, Any], *, workers: int, stage: str,
+                 hint: str) -> None:
+        self.engine = engine
+        self.actor = actor
+        self.kwargs = dict(kwargs)
+        self.workers = max(1, workers)
+        self.stage = stage
+        self.hint = hint
+        self.busy = False
+        self.starts = 0  # how often its actors were started (tests and the bench read it)
+        self._pg: Any = None
+        self._actors: list[Any] = []
+        self._finalizer: weakref.finalize | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._pg is not None
+
+    def _error(self, exc: BaseException, what: str) -> EngineError:
+        if isinstance(exc, EngineError):
+            return exc
+        return EngineError(f"ray engine: {self.stage} failed ({what}): {_reason(exc)}", hint=self.hint)
+
+    def _start(self, what: str) -> None:
+        ray = self.engine.connect()
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        per_actor = int(self.engine.cpus() / self.workers * 10_000) / 10_000  # Ray counts CPUs in 1/10,000s
+        pg = self.engine._reserve(self.workers, per_actor, what)
+        self._pg = pg
+        _LIVE.add(self)
+        self._finalizer = weakref.finalize(self, _remove_group, pg)  # dropped unclosed: its CPUs still come back
+        self.starts += 1
+        kwargs = self.kwargs | {"threads": max(1, int(per_actor))}
+        worker = ray.remote(_PoolWorker)
+        # a dead actor is not restarted nor its batch retried: a deterministic crash fails, never loops
+        self._actors = [worker.options(num_cpus=per_actor, max_restarts=0, max_task_retries=0,
+                                       scheduling_strategy=PlacementGroupSchedulingStrategy(
+                                           pg, placement_group_bundle_index=i)).remote(self.actor, kwargs)
+                        for i in range(self.workers)]
+        try:
+            ray.get([a.ready.remote() for a in self._actors], timeout=ACTOR_START_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise EngineError(f"ray engine: {self.stage} failed ({what}): the actors did not start within "
+                              f"{ACTOR_START_TIMEOUT_S} s", hint=self.hint) from None
+
+    def map(self, blocks: Sequence[Any], what: str) -> Generator[dict[str, np.ndarray], None, None]:
+        """Each of ``blocks`` (Arrow tables) through one actor, batch by batch as they finish (any order),
+        starting the actors first if they are not running. Any failure (a worker that raises or dies, a
+        start or stall past its bound, the caller's own exception or early stop) closes the pool; a worker's
+        is an :class:`EngineError` naming the stage and ``what``."""
+        if not blocks:
+            return
+        what = f"{what} on {self.workers} actors"
+        if self.busy:
+            raise RuntimeError(f"{self.stage}: one call at a time on a pool")
+        self.busy = True
+        try:
+            if not self.started:
+                self._start(what)
+            ray = self.engine.connect()
+            queue = iter(range(len(blocks)))
+            pending: dict[Any, int] = {}  # result ref -> the actor it runs on
+
+            def feed(actor: int) -> None:
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending[self._actors[actor].run.remote(blocks[nxt])] = actor
+
+            for _ in range(IN_FLIGHT):
+                for actor in range(self.workers):
+                    feed(actor)
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=STALL_TIMEOUT_S)
+                if not done:
+                    raise EngineError(f"ray engine: {self.stage} failed ({what}): no batch finished within "
+                                      f"{STALL_TIMEOUT_S:g} s", hint=self.hint)
+                actor = pending.pop(done[0])
+                batch = ray.get(done[0], timeout=STALL_TIMEOUT_S)
+                feed(actor)
+                yield batch
+        except HarnessError:
+            self.close()
+            raise
+        except Exception as exc:
+            self.close()
+            raise self._error(exc, what) from None
+        except BaseException:  # the reader stopped early (GeneratorExit), an interrupt: nothing left running
+            self.close()
+            raise
+        finally:
+            self.busy = False
+
+    def close(self) -> None:
+        """Kill the actors and give their CPUs back (idempotent); the next :meth:`map` starts new ones."""
+        actors, pg = self._actors, self._pg
+        self._actors, self._pg = [], None
+        _LIVE.discard(self)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        if pg is None:
+            return
+        ray = self.engine._ray or sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            for a in actors:
+                with contextlib.suppress(Exception):
+                    ray.kill(a, no_restart=True)
+        self.engine._release(pg)
+
+
+def _remove_group(pg: Any) -> None:
+    """A pool dropped without :meth:`WorkerPool.close`: its placement group removed (its actors with it)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        from ray.util import remove_placement_group
+
+        with contextlib.suppress(Exception):
+            remove_placement_group(pg)
+
+
 class RayEngine:
-    """Runs embedding and index building on a Ray cluster for one stage; :meth:`close` when done."""
+    """Runs embedding, index building and actor pools (:meth:`pool`) on a Ray cluster for a stage or a run;
+    :meth:`close` when done."""
 
     def __init__(self, config: ComputeEngine, *, actor: type[EncodeActor] | None = None,
                  start_timeout: float = START_TIMEOUT_S) -> None:
@@ -163,6 +317,7 @@ class RayEngine:
         self.start_timeout = start_timeout
         self.started = False
         self._ray: Any = None
+        self._pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()  # closed at close()
 
     # --- the cluster -------------------------------------------------------------------------------
 
@@ -185,48 +340,71 @@ class RayEngine:
                 raise EngineError(f"ray engine: cannot start or reach {where}: {_reason(exc)}",
                                   hint="check [engine] address / RAY_ADDRESS, or run with --engine local") from None
             self.started = True
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
-        ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S  # the pool's start is awaited, bounded (default: never)
-        ctx.execution_no_progress_timeout_s = STALL_TIMEOUT_S
         self._ray = ray
         return ray
 
-    @contextmanager
-    def _reserved(self, bundles: int, cpus: float, what: str) -> Iterator[Any]:
-        """A placement group of ``bundles`` x ``cpus`` CPUs, granted within :attr:`start_timeout` seconds, removed
-        on exit (killing whatever still runs in it)."""
+    def _reserve(self, bundles: int, cpus: float, what: str) -> Any:
+        """A placement group of ``bundles`` x ``cpus`` CPUs, granted within :attr:`start_timeout` seconds (else
+        removed and an :class:`EngineError`). Idle pools of this process are closed first if the cluster has
+        too few CPUs free without theirs."""
         ray = self.connect()
-        from ray.util import placement_group, placement_group_table, remove_placement_group
+        from ray.util import placement_group
 
+        idle = [pool for pool in list(_LIVE) if not pool.busy]
+        if idle and ray.available_resources().get("CPU", 0.0) < bundles * cpus:
+            for pool in idle:
+                pool.close()
         pg = placement_group([{"CPU": cpus}] * bundles, strategy="SPREAD")
         try:
-            try:
-                ray.get(pg.ready(), timeout=self.start_timeout)
-            except ray.exceptions.GetTimeoutError:
-                free = ray.available_resources().get("CPU", 0.0)
-                raise EngineError(f"ray engine: {what}: the cluster did not grant {bundles} x {cpus:g} CPUs within "
-                                  f"{self.start_timeout:g} s ({free:g} of {self.cpus():g} CPUs free)",
-                                  hint="free the cluster's CPUs, lower [engine] workers, or run with --engine local"
-                                  ) from None
+            ray.get(pg.ready(), timeout=self.start_timeout)
+        except ray.exceptions.GetTimeoutError:
+            free = ray.available_resources().get("CPU", 0.0)
+            self._release(pg)
+            raise EngineError(f"ray engine: {what}: the cluster did not grant {bundles} x {cpus:g} CPUs within "
+                              f"{self.start_timeout:g} s ({free:g} of {self.cpus():g} CPUs free)",
+                              hint="free the cluster's CPUs, lower [engine] workers, or run with --engine local"
+                              ) from None
+        except BaseException:
+            self._release(pg)
+            raise
+        return pg
+
+    def _release(self, pg: Any) -> None:
+        """Remove a placement group (killing whatever still runs in it) and wait, bounded, until it is gone."""
+        ray = self._ray or sys.modules.get("ray")
+        if ray is None or not ray.is_initialized():
+            return  # the cluster is gone, and the group with it
+        from ray.util import placement_group_table, remove_placement_group
+
+        try:
+            remove_placement_group(pg)
+        except Exception:  # already removed
+            return
+        deadline = time.monotonic() + RELEASE_TIMEOUT_S
+        while placement_group_table(pg).get("state") != "REMOVED" and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def _reserved(self, bundles: int, cpus: float, what: str) -> Iterator[Any]:
+        """:meth:`_reserve` for a ``with`` block, removed on exit (killing whatever still runs in it)."""
+        pg = self._reserve(bundles, cpus, what)
+        try:
             yield pg
         finally:
-            remove_placement_group(pg)
-            deadline = time.monotonic() + RELEASE_TIMEOUT_S
-            while placement_group_table(pg).get("state") != "REMOVED" and time.monotonic() < deadline:
-                time.sleep(0.05)
+            self._release(pg)
 
     def cpus(self) -> float:
         return float(self.connect().cluster_resources().get("CPU", 1.0))
 
     def workers(self) -> int:
-        """Embedding actors: ``[engine] workers``, else one per CPU of the cluster."""
+        """Actors of a pool: ``[engine] workers``, else one per CPU of the cluster."""
         return self.config.workers or max(1, int(self.cpus()))
 
     def close(self) -> None:
-        """Shut the cluster down if this engine started it (never one it found running)."""
+        """Close the pools this engine made (their CPUs given back), then shut the cluster down if this engine
+        started it (never one it found running)."""
+        for pool in list(self._pools):
+            pool.close()
         if self._ray is not None and self.started:
             self._ray.shutdown()
         self._ray = None
@@ -252,50 +430,36 @@ class RayEngine:
         blocks = [pa.table({"i": pa.array(range(start, min(start + size, len(texts))), pa.int64()),
                             "text": pa.array(texts[start : start + size], pa.string())})
                   for start in range(0, len(texts), size)]
-        for batch in self.map_actors(blocks, self.actor or EncodeActor, {"spec": spec}, batch_size=size,
+        for batch in self.map_actors(blocks, self.actor or EncodeActor, {"spec": spec},
                                      what=f"embedding {len(texts)} texts", stage="an embedding worker",
                                      hint="vectors finished before the failure are cached; fix the cause and run "
                                           "again, or run with --engine local"):
             yield np.asarray(batch["i"], dtype=np.int64), np.asarray(batch["vector"], dtype=np.float32)
 
-    # --- any actor pool (scoring) ------------------------------------------------------------------
+    # --- actor pools -------------------------------------------------------------------------------
 
-    def map_actors(self, blocks: Sequence[Any], actor: type, kwargs: dict[str, Any], *, batch_size: int, what: str,
-                   stage: str, hint: str = "fix the cause and run again, or run with --engine local"
+    def pool(self, actor: type, kwargs: dict[str, Any], *, stage: str,
+             hint: str = "fix the cause and run again, or run with --engine local", workers: int | None = None
+             ) -> WorkerPool:
+        """A :class:`WorkerPool` of ``workers`` (default :meth:`workers`) ``actor(**kwargs, threads=...)``,
+        started at its first :meth:`WorkerPool.map` and kept until it (or this engine) is closed."""
+        pool = WorkerPool(self, actor, kwargs, workers=workers or self.workers(), stage=stage, hint=hint)
+        self._pools.add(pool)
+        return pool
+
+    def map_actors(self, blocks: Sequence[Any], actor: type, kwargs: dict[str, Any], *, what: str, stage: str,
+                   hint: str = "fix the cause and run again, or run with --engine local"
                    ) -> Iterator[dict[str, np.ndarray]]:
-        """``blocks`` (Arrow tables) through a pool of ``actor(**kwargs, threads=...)`` built once per actor, batch
-        by batch as they finish (any order), with :meth:`encode`'s discipline: one placement group for the
-        call, bounded start and stall, no restarts or retries, the pool killed when the call ends; a worker
-        that raises or dies is an :class:`EngineError` naming ``stage`` and its exception."""
+        """``blocks`` (Arrow tables) through a pool of this call only (:meth:`pool`, at most one actor per
+        block), batch by batch as they finish (any order); the pool is closed when the call ends, however
+        it ends (done, failed, or the caller stopped reading)."""
         if not blocks:
             return
-        ray = self.connect()
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        workers = min(self.workers(), len(blocks))
-        per_actor = self.cpus() / workers
-        # from_blocks reads the blocks' metadata here; from_arrow would run a CPU task per block outside the
-        # reservation, which waits forever on a cluster whose CPUs are held
-        source = ray.data.from_blocks(list(blocks))
-        what = f"{what} on {workers} actors"
-        with self._reserved(workers, per_actor, what) as pg:
-            with warnings.catch_warnings():  # Ray 2.60 deprecates remote args here but has no other way to set them
-                warnings.simplefilter("ignore", DeprecationWarning)
-                # a dead actor is not restarted nor its batch retried: a deterministic crash fails, never loops
-                ds = source.map_batches(
-                    actor, fn_constructor_kwargs=dict(kwargs) | {"threads": max(1, int(per_actor))},
-                    batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
-                    num_cpus=per_actor, max_restarts=0, max_task_retries=0,
-                    scheduling_strategy=PlacementGroupSchedulingStrategy(pg))
-            try:
-                yield from ds.iter_batches(batch_format="numpy", batch_size=None)
-            except HarnessError:
-                raise
-            except Exception as exc:
-                reason = _reason(exc)
-                if isinstance(exc, ray.exceptions.GetTimeoutError):
-                    reason = f"the actors did not start within {ACTOR_START_TIMEOUT_S} s"
-                raise EngineError(f"ray engine: {stage} failed ({what}): {reason}", hint=hint) from None
+        pool = self.pool(actor, kwargs, stage=stage, hint=hint, workers=min(self.workers(), len(blocks)))
+        try:
+            yield from pool.map(blocks, what)
+        finally:
+            pool.close()
 
     # --- index building ----------------------------------------------------------------------------
 

@@ -10,17 +10,20 @@ the checker's own 64-answer batch) to a pool of :class:`GroundednessActor`, each
 run's embedding model once from the very :class:`~harness.embed.EncoderSpec` the local path embeds with,
 builds one checker (same threshold, same frozen model; an actor whose checker identity, the code and
 versions a verdict depends on, is not the driver's fails the call) and returns each answer's verdict as the JSON the
-run cache stores. Inside the engine's discipline (:meth:`~harness.engine.ray_engine.RayEngine.map_actors`):
-one placement group per call, bounded waits, no restarts, a worker that raises or dies is an
-:class:`~harness.engine.ray_engine.EngineError` (exit 2), and a verdict that does not come back fails the
-call rather than leaving a score out.
+run cache stores. The pool (:class:`~harness.engine.ray_engine.WorkerPool`) is started at the run's first
+call and kept for the whole run (:meth:`RayScoring.close` ends it), so a run of many chunks places its
+actors and loads the model once, not once per chunk; it is started again only after a failure, or for a
+scorer with another threshold or checker. Inside the engine's discipline: one placement group for the
+pool, bounded waits, no restarts, a worker that raises or dies is an
+:class:`~harness.engine.ray_engine.EngineError` (exit 2) and closes the pool, and a verdict that does not
+come back fails the call rather than leaving a score out.
 
 The rule for what stays in the driver is :data:`REMOTE_SCORERS` (scorer name -> the wrapper that ships
 its work); every other scorer runs in the driver. Measured (``bench/bench_ray_scoring.py``, 300 SciFact
 cases, 2 cores under a load average of 9-13 from other work): retrieval metrics 99 us per case, correctness
 141, facts 3, truncation 3, signals 101, against 96 us to prepare a case for a worker and about 9.5 s of
-fixed cost per Ray call (placement group, pool start, imports); a 4,096-case chunk of all of them costs
-about 1.5 s in the driver, less than one call's start. Groundedness with MiniLM costs about a second per
+fixed cost to start a pool (placement group, actors, imports; paid once per run); a 4,096-case chunk of
+all of them costs about 1.5 s in the driver. Groundedness with MiniLM costs about a second per
 answer on this machine, which is what the cluster is for (0.9 cases/s here, 1.5 on Ray x1, 2.3 on Ray x2,
 scores within 2e-8). The LLM judge waits on its endpoint (driver, behind its own cache) and the
 groundedness language-model feature (``lm = ...``) stays in the driver too (its per-claim values are
@@ -28,9 +31,11 @@ cached in the run cache). Fewer than :data:`REMOTE_MIN` answers to check are che
 re-run's few new answers do not start a pool).
 
 The cache (``harness/cache.py``, SQLite on the driver's disk). Actors never see it, so it works for a
-remote cluster: the driver looks the verdicts up first (the scorer's own lookup, under the same keys and
-checker identity as the local path), ships only the misses, and writes what the actors return under
-those keys. Either engine therefore warms the other, and a re-run on Ray ships nothing. The vectors an
+remote cluster: the driver looks the verdicts up first (under the same keys and checker identity as the
+local path's :meth:`~harness.scorers.grounded.GroundednessScorer._cached_check`), ships only the misses,
+and writes each batch's verdicts under those keys as the batch comes back, so a call that fails after
+some batches keeps theirs and a re-run ships only the rest. Either engine therefore warms the other, and
+a re-run on Ray ships nothing. The vectors an
 actor computes for the checks are memoized in the actor for its batches only and are not written to the
 driver's ``embeddings`` namespace (they would cost more to ship back than to recompute, and the verdicts
 they lead to are cached). With the hashing embedder the verdicts equal the local ones exactly; with a
@@ -40,6 +45,7 @@ to about 1e-7.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -50,7 +56,7 @@ from harness.embed import EncoderSpec, encode_batch
 from harness.scorers.grounded import GroundednessScorer, _verdict_from_json, _verdict_json
 
 if TYPE_CHECKING:
-    from harness.engine.ray_engine import RayEngine
+    from harness.engine.ray_engine import RayEngine, WorkerPool
     from harness.scorers import Scorer, ScoringContext
 
 SCORE_BATCH = 256
@@ -60,8 +66,8 @@ REMOTE_MIN = 64
 
 
 class GroundednessActor:
-    """A Ray Data actor: loads the encoder once, builds one groundedness checker, then checks batches of
-    ``{"i", "text", "passages"}`` rows (passages a JSON list) into ``{"i", "verdict"}`` (the cache's JSON)."""
+    """A scoring pool's actor: loads the encoder once, builds one groundedness checker, then checks batches
+    of ``{"i", "text", "passages"}`` rows (passages a JSON list) into ``{"i", "verdict"}`` (the cache's JSON)."""
 
     def __init__(self, spec: EncoderSpec, threshold: float | None = None, expect: tuple[str, str] | None = None,
                  threads: int = 1) -> None:
@@ -106,7 +112,8 @@ class GroundednessActor:
 
 
 class RayScoring:
-    """A run's scoring on the Ray engine: :meth:`wrap` its scorers, :meth:`close` when the run ends."""
+    """A run's scoring on the Ray engine: :meth:`wrap` its scorers, :meth:`close` when the run ends (which
+    ends the pool of actors kept for the run, and the cluster if the engine started it)."""
 
     def __init__(self, engine: RayEngine, spec: EncoderSpec | None, *,
                  actor: type[GroundednessActor] | None = None) -> None:
@@ -114,6 +121,9 @@ class RayScoring:
         self.spec = spec
         self.actor = actor  # None: GroundednessActor (tests put a failing actor here)
         self.shipped = 0  # answers checked on the cluster (tests and the bench read it)
+        self._pool: WorkerPool | None = None
+        self._pool_key: tuple[Any, ...] | None = None
+        self._starts = 0  # of the pools replaced or closed so far
 
     def wrap(self, scorers: Sequence[Scorer]) -> list[Scorer]:
         """The scorers, those of :data:`REMOTE_SCORERS` shipping their heavy work to the cluster."""
@@ -124,51 +134,123 @@ class RayScoring:
             out.append(wrapped if wrapped is not None else scorer)
         return out
 
+    @property
+    def pool_starts(self) -> int:
+        """How often this run's scoring actors were started (once, unless a call failed or the checker changed)."""
+        return self._starts + (self._pool.starts if self._pool is not None else 0)
+
+    def _pool_for(self, threshold: float | None, expect: tuple[str, str] | None) -> WorkerPool:
+        """The run's pool for this checker: kept from call to call; a new one for another threshold or identity."""
+        actor = self.actor or GroundednessActor
+        key = (actor, threshold, expect)
+        if self._pool is None or self._pool_key != key:
+            if self._pool is not None:
+                self._starts += self._pool.starts
+                self._pool.close()
+            self._pool = self.engine.pool(actor, {"spec": self.spec, "threshold": threshold, "expect": expect},
+                                          stage="a scoring worker",
+                                          hint="the verdicts that came back are cached: run again to check "
+                                               "only the rest, or run with --engine local")
+            self._pool_key = key
+        return self._pool
+
     def check(self, todo: Sequence[tuple[str, str, list[str]]], threshold: float | None,
-              expect: tuple[str, str] | None = None) -> list[Any]:
+              expect: tuple[str, str] | None = None, *,
+              done: Callable[[list[int], list[dict[str, Any]]], None] | None = None) -> list[Any]:
         """The groundedness verdicts of ``todo``'s (case id, answer text, passages), in its order. ``expect``:
         (the driver's checker identity, its embedding identity); an actor whose own checker differs (other
-        code or versions on the cluster: its verdicts would be cached under the driver's key) fails the call."""
+        code or versions on the cluster: its verdicts would be cached under the driver's key) fails the call.
+        ``done(positions, verdicts)`` is called in the driver with each batch's verdicts (the cache's JSON) as
+        the batch comes back, before the next is read: what it stores stays stored if a later batch fails."""
         if not todo:
             return []
         assert self.spec is not None
         import pyarrow as pa
+
+        from harness.engine.ray_engine import EngineError
 
         rows = len(todo)
         blocks = [pa.table({"i": pa.array(range(a, min(a + SCORE_BATCH, rows)), pa.int64()),
                             "text": pa.array([t[1] for t in todo[a : a + SCORE_BATCH]], pa.string()),
                             "passages": pa.array([json.dumps(t[2]) for t in todo[a : a + SCORE_BATCH]], pa.string())})
                   for a in range(0, rows, SCORE_BATCH)]
-        verdicts: list[str | None] = [None] * rows
-        actor = self.actor or GroundednessActor
-        kwargs = {"spec": self.spec, "threshold": threshold, "expect": expect}
-        for batch in self.engine.map_actors(blocks, actor, kwargs,
-                                            batch_size=SCORE_BATCH, what=f"checking the groundedness of {rows} "
-                                            "answers", stage="a scoring worker"):
-            for i, v in zip(batch["i"].tolist(), batch["verdict"].tolist(), strict=True):
-                verdicts[int(i)] = str(v)
+        verdicts: list[dict[str, Any] | None] = [None] * rows
+        pool = self._pool_for(threshold, expect)
+        with contextlib.closing(pool.map(blocks, f"checking the groundedness of {rows} answers")) as batches:
+            for batch in batches:
+                positions = [int(i) for i in batch["i"].tolist()]
+                if any(not 0 <= i < rows for i in positions):
+                    pool.close()
+                    raise EngineError(f"ray engine: a scoring worker answered for rows that were not sent "
+                                      f"({rows} answers)", hint="run again, or run with --engine local")
+                values = [json.loads(str(v)) for v in batch["verdict"].tolist()]
+                for i, v in zip(positions, values, strict=True):
+                    verdicts[i] = v
+                if done is not None:
+                    done(positions, values)
         lost = sum(1 for v in verdicts if v is None)
         if lost:
-            from harness.engine.ray_engine import EngineError
-
             raise EngineError(f"ray engine: {lost} of {rows} groundedness verdicts did not come back from the "
                               "scoring workers", hint="run again, or run with --engine local")
         self.shipped += rows
-        return [_verdict_from_json(json.loads(v)) for v in verdicts if v is not None]
+        return [_verdict_from_json(v) for v in verdicts if v is not None]
 
     def close(self) -> None:
-        self.engine.close()
+        """End the run's pool (its CPUs given back), then the engine (its cluster, if it started one)."""
+        try:
+            if self._pool is not None:
+                self._starts += self._pool.starts
+                self._pool.close()
+                self._pool = None
+        finally:
+            self.engine.close()
 
 
 class RayGroundednessScorer(GroundednessScorer):
     """:class:`GroundednessScorer` whose claim checks of uncached answers run on the cluster; everything
-    else (what each case gets, the cache lookup and write, the scores' order) is the scorer's own code."""
+    else (what each case gets, the scores' order) is the scorer's own code, and the cache protocol its
+    :meth:`~GroundednessScorer._cached_check`'s (same keys), except that verdicts are stored batch by batch."""
 
     def __init__(self, base: GroundednessScorer, remote: RayScoring) -> None:  # a copy of base: no super().__init__
         self.__dict__.update(base.__dict__)
         self.remote = remote
 
+    def _cached_check(self, checker: Any, todo: list[tuple[str, str, list[str]]], ctx: ScoringContext
+                      ) -> list[Any]:
+        """The base's lookup (same keys), then the misses: checked here if fewer than :data:`REMOTE_MIN`, else on
+        the cluster with each batch's verdicts written to the cache as it comes back."""
+        identity = ctx.extras.get("embed_identity")
+        cache = ctx.cache
+        if cache is None or not isinstance(identity, str) or not todo:
+            return super()._cached_check(checker, todo, ctx)  # nothing is cached: the base's path (self._check)
+        from harness.hashing import sha256_parts
+        from harness.scorers.grounded import checker_identity
+
+        who = checker_identity(checker, identity)
+        keys = [sha256_parts("groundedness-v1", who, text, *passages) for _, text, passages in todo]  # the base's
+        found = cache.get_many_json("groundedness", keys)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        results: list[Any] = [None] * len(todo)
+        if len(missing) < REMOTE_MIN:
+            fresh = super()._check(checker, [todo[i] for i in missing], ctx)
+            if fresh:
+                cache.put_many_json("groundedness", {keys[i]: _verdict_json(res)
+                                                     for i, res in zip(missing, fresh, strict=True)})
+        else:
+            def store(positions: list[int], verdicts: list[dict[str, Any]]) -> None:
+                cache.put_many_json("groundedness", {keys[missing[p]]: v for p, v in zip(positions, verdicts,
+                                                                                          strict=True)})
+
+            fresh = self.remote.check([todo[i] for i in missing], self.threshold, (who, identity), done=store)
+        for i, res in zip(missing, fresh, strict=True):
+            results[i] = res
+        for i, k in enumerate(keys):
+            if results[i] is None:
+                results[i] = _verdict_from_json(found[k])
+        return results
+
     def _check(self, checker: Any, todo: list[tuple[str, str, list[str]]], ctx: ScoringContext) -> list[Any]:
+        """Without a cache (no embedding identity): the cluster for :data:`REMOTE_MIN` answers or more."""
         if len(todo) < REMOTE_MIN:
             return super()._check(checker, todo, ctx)
         from harness.scorers.grounded import checker_identity

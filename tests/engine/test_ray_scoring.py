@@ -74,9 +74,9 @@ def shipped(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     check = RayScoring.check
 
-    def spy(self: RayScoring, todo: Any, threshold: float | None, expect: Any = None) -> list[Any]:
+    def spy(self: RayScoring, todo: Any, threshold: float | None, expect: Any = None, **kw: Any) -> list[Any]:
         calls.append(len(todo))
-        return check(self, todo, threshold, expect)
+        return check(self, todo, threshold, expect, **kw)
 
     monkeypatch.setattr(RayScoring, "check", spy)
     return calls
@@ -240,11 +240,20 @@ def test_workers_with_another_checker_than_the_drivers_fail_the_call() -> None:
 
 
 def test_a_verdict_that_does_not_come_back_fails_the_call() -> None:
-    class Lossy:  # an engine that drops the first row of every batch (a bug, never a missing score)
-        def map_actors(self, blocks: Any, actor: Any, kwargs: Any, **_: Any) -> Iterator[dict[str, np.ndarray]]:
+    class LossyPool:  # a pool that drops the first row of every batch (a bug, never a missing score)
+        starts = 0
+
+        def map(self, blocks: Any, what: str) -> Iterator[dict[str, np.ndarray]]:
             for block in blocks:
                 rows = block.column("i").to_pylist()[1:]
                 yield {"i": np.asarray(rows, dtype=np.int64), "verdict": np.asarray(["{}"] * len(rows), dtype=object)}
+
+        def close(self) -> None:
+            pass
+
+    class Lossy:
+        def pool(self, actor: Any, kwargs: Any, **_: Any) -> LossyPool:
+            return LossyPool()
 
     remote = RayScoring(Lossy(), EncoderSpec("hashing", None, None, 64, 16))  # type: ignore[arg-type]
     with pytest.raises(EngineError, match=r"ray engine: 5 of 40 groundedness verdicts did not come back"):
@@ -334,3 +343,122 @@ def test_minilm_groundedness_on_ray_equals_local(tmp_path: Path, shipped: list[i
         on_ray = _cli_run(manifests[1], "--engine", "ray")
     assert shipped and shipped[0] > 0
     _same_run(local, on_ray, tol=1e-6)
+
+
+# --- one pool for the run; verdicts cached batch by batch ------------------------------------------------
+
+
+@pytest.fixture
+def pools(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, list[str]]]:
+    """Per Ray scoring call: (the run's pool starts so far, the ids of the actors that served the call)."""
+    from harness.engine.ray_engine import WorkerPool
+
+    calls: list[tuple[int, list[str]]] = []
+    check = RayScoring.check
+    mapped = WorkerPool.map
+
+    def spy(self: RayScoring, *a: Any, **kw: Any) -> list[Any]:
+        out = check(self, *a, **kw)
+        pool = self._pool
+        assert pool is not None and pool.started  # a finished call leaves the run's pool running
+        calls.append((self.pool_starts, [h._actor_id.hex() for h in pool._actors]))
+        return out
+
+    def no_stray_pools(self: WorkerPool, blocks: Any, what: str) -> Any:
+        assert self.stage == "a scoring worker" or not self.started  # encode's pools are the call's own
+        return mapped(self, blocks, what)
+
+    monkeypatch.setattr(RayScoring, "check", spy)
+    monkeypatch.setattr(WorkerPool, "map", no_stray_pools)
+    return calls
+
+
+def test_one_actor_pool_serves_every_chunk_of_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     pools: list[tuple[int, list[str]]]) -> None:
+    import harness.pipeline
+
+    monkeypatch.setattr(harness.pipeline, "CHUNK_CASES", 8)  # 24 cases: 3 chunks, each scored by its own call
+    with FakeOpenAIServer(responder=_responder) as srv:
+        local = _cli_run(_project(tmp_path / "local", srv))
+        on_ray = _cli_run(_project(tmp_path / "ray", srv), "--engine", "ray")
+    assert len(local.cases) == 24 and len(pools) == 3
+    assert [starts for starts, _ in pools] == [1, 1, 1]  # started once, at the first chunk
+    assert pools[0][1] == pools[1][1] == pools[2][1] and len(pools[0][1]) == 2  # the same two actors throughout
+    _same_run(local, on_ray)  # and the run is still the local one, chunk by chunk
+    # (the fixture checks the run's close gave the pool's CPUs back)
+
+
+class FailingLaterActor(GroundednessActor):
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if any("POISON" in str(t) for t in batch["text"].tolist()):
+            raise ValueError("cannot check this batch")
+        return super().__call__(batch)
+
+
+def _scored(remote: RayScoring | None, cache: Any, n: int, spec: EncoderSpec) -> list[Any]:
+    """Groundedness of ``n`` answers (the last one marked POISON) through the run cache, on ``remote`` (or here)."""
+    from harness.embed import encode_batch
+    from harness.scorers import SCORERS, ScoringContext
+    from harness.types import CaseOutput, CorpusDoc, GoldenCase
+
+    passages = (CorpusDoc(id="d1", title="", text="Backups run hourly and are kept for seven days."),
+                CorpusDoc(id="d2", title="", text="TLS certificates are rotated every ninety days."))
+    texts = [f"Backups run every {i} hours and TLS rotates every {i + 1} days." for i in range(n - 1)]
+    texts.append("POISON backups run hourly.")
+    cases = [GoldenCase(id=f"c{i}", query="q", relevance={"d1": 1}) for i in range(n)]
+    outputs = [CaseOutput(case_id=f"c{i}", answer=t, contexts=passages) for i, t in enumerate(texts)]
+    model = spec.load()
+    ctx = ScoringContext(cache=cache, embed=lambda ts: encode_batch(model, ts, spec.batch_size),
+                         extras={"embed_identity": "hashing-64-test"})
+    scorer = SCORERS.build("groundedness", {})
+    if remote is not None:
+        (scorer,) = remote.wrap([scorer])
+    return scorer.score(cases, outputs, ctx)
+
+
+def test_a_failed_call_keeps_the_verdicts_of_the_batches_before_it(tmp_path: Path, shipped: list[int]) -> None:
+    """Each batch's verdicts are written as the batch comes back: a re-run ships only what is missing."""
+    from harness.cache import Cache
+
+    spec = EncoderSpec("hashing", None, None, 64, 16)
+    cache = Cache(tmp_path / "cache.sqlite")
+    # one actor: the batches run in order, the fourth (the POISON answer's) fails after three came back
+    failing = RayScoring(RayEngine(ComputeEngine(kind="ray", workers=1)), spec, actor=FailingLaterActor)
+    try:
+        with pytest.raises(EngineError, match=r"scoring worker failed \(checking the groundedness of 32 answers on "
+                                              r"1 actors\): .*ValueError: cannot check this batch"):
+            _scored(failing, cache, 32, spec)
+        assert cache.count("groundedness") == 24  # batches 1-3 (8 answers each): kept
+    finally:
+        failing.close()
+    again = RayScoring(RayEngine(ComputeEngine(kind="ray", workers=1)), spec)
+    try:
+        scores = _scored(again, cache, 32, spec)
+    finally:
+        again.close()
+    assert shipped == [32, 8]  # the re-run shipped only the failed batch's answers
+    assert again.shipped == 8 and cache.count("groundedness") == 32
+    from harness.cache import Cache as _Cache
+
+    local = _scored(None, _Cache(tmp_path / "local.sqlite"), 32, spec)  # the oracle: every answer checked here
+    assert scores == local
+
+
+def test_a_held_pool_gives_way_to_another_reservation_of_the_run() -> None:
+    """Between chunks the run's idle scoring pool holds every CPU; the run's own embedding or index build
+    (another engine of the same process) closes it instead of waiting for CPUs, and scoring starts it again."""
+    from harness.embed import HashingEncoder
+
+    remote = _remote(GroundednessActor)
+    try:
+        first = remote.check(_todo(16), None)
+        assert remote.pool_starts == 1 and ray.available_resources().get("CPU", 0.0) == 0.0  # held between calls
+        other = RayEngine(ComputeEngine(kind="ray", batch_size=10, workers=2), start_timeout=5.0)
+        texts = [f"text {i}" for i in range(30)]
+        vectors = np.zeros((30, 64), dtype=np.float32)
+        for positions, batch in other.encode(texts, EncoderSpec("hashing", None, None, 64, 16)):
+            vectors[positions] = batch
+        assert np.array_equal(vectors, HashingEncoder(64).encode(texts))
+        assert remote.check(_todo(16), None) == first and remote.pool_starts == 2
+    finally:
+        remote.close()
