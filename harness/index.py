@@ -211,12 +211,18 @@ def train_index(index: Any, vectors: np.ndarray, recipe: dict[str, Any]) -> Any:
     if rows is None:
         return index
     sample = vectors if len(rows) == len(vectors) else np.ascontiguousarray(vectors[rows])
+    return train_on(index, sample, recipe, len(vectors))
+
+
+def train_on(index: Any, sample: np.ndarray, recipe: dict[str, Any], n: int) -> Any:
+    """``index`` trained on ``sample`` (:func:`train_sample`'s rows of the ``n`` corpus vectors, in order); a
+    factory layout FAISS cannot train is a :class:`RecipeError` naming it."""
     try:
         index.train(sample)
     except RuntimeError as exc:  # e.g. fewer training vectors than a quantizer's centroids
         if recipe["type"] != "factory":
             raise
-        raise RecipeError(f"factory {recipe['factory']!r} cannot be trained on this corpus ({len(vectors)} "
+        raise RecipeError(f"factory {recipe['factory']!r} cannot be trained on this corpus ({n} "
                           f"documents): {faiss_reason(exc)}", "factory") from None
     return index
 

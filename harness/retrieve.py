@@ -22,8 +22,9 @@ against exact search over the same vectors, on a seeded sample of the run's quer
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -42,6 +43,9 @@ from harness.index import (
     check_factory,
     empty_index,
     index_key,
+    mergeable,
+    train_on,
+    train_sample,
 )
 from harness.manifest import HashMemo
 from harness.progress import NULL_PROGRESS, Progress
@@ -251,8 +255,15 @@ class RetrievalStage:
         if self.recipe["type"] == "factory" and self.emb_config.backend != "hashing":
             self._check_factory(int(self.embedder._load().get_sentence_embedding_dimension()))
         info = {"corpus_sha256": self.corpus_pin, "model_sha256": self.model_pin, "n_docs": len(corpus)}
-        if self.engine is None and self.recipe["type"] == "flat" and len(corpus):
-            return self._flat_index(corpus, info), True
+        if self.engine is None and len(corpus) and self.recipe["type"] != "hnsw":  # a graph is filled in one add
+            with self.progress.task(f"building {self.recipe['type']} index", 1) as advance:
+                try:
+                    streamed = self._streamed_index(corpus, info)
+                except RecipeError as exc:
+                    raise recipe_input_error(self.inputs.source, exc) from None
+                advance(1)
+            if streamed is not None:
+                return streamed, True
         vectors = self._corpus_vectors(corpus)
         self._vectors = vectors
         builder = self.engine.build_index if self.engine is not None else None
@@ -265,26 +276,50 @@ class RetrievalStage:
             advance(1)
         return stored, True
 
-    def _flat_index(self, corpus: Corpus, info: dict[str, Any]) -> StoredIndex:
-        """A flat index filled a batch of vectors at a time as they are embedded: the vectors are held once, by
-        the index (the same index as one add of them all: a flat index appends)."""
-        index: Any = None
-        build_s = 0.0
-        for vectors in self._vector_batches(corpus, CORPUS_BATCH):
-            t0 = time.perf_counter()
-            if index is None:
-                index = empty_index(int(vectors.shape[1]), len(corpus), self.recipe)
-            index.add(vectors)
-            build_s += time.perf_counter() - t0
-        if index is None or index.ntotal != len(corpus):
-            raise HarnessError(f"the corpus gave {0 if index is None else index.ntotal} documents to embed, "
-                               f"{len(corpus)} expected")
-        return self.store.save_index(self.index_key, index, corpus.ids(), self.recipe, info, build_s)
+    def _streamed_index(self, corpus: Corpus, info: dict[str, Any]) -> StoredIndex | None:
+        """The index filled a batch of vectors at a time as the corpus is embedded, so the corpus's vectors are
+        never held apart from the index: flat in one pass; a trained layout whose adds append (IVF-Flat, IVF-PQ,
+        IVF-SQ: :func:`~harness.index.mergeable`) in two, the first keeping only :func:`train_sample`'s rows to
+        train on, the second adding (its vectors from the cache). The same index as one add of them all (tested
+        byte for byte). None for layouts filled in one add (graphs, fast-scan): the caller builds those whole."""
+        import numpy as np
 
-    def _vector_batches(self, corpus: Corpus, size: int) -> Iterator[np.ndarray]:
+        n = len(corpus)
+        passes = self._vector_batches(corpus, CORPUS_BATCH)
+        _, first = next(passes)
+        dim = int(first.shape[1])
+        index = empty_index(dim, n, self.recipe)
+        if not mergeable(index):
+            return None
+        t_build = 0.0
+        rows = train_sample(n, self.recipe, index)
+        if rows is not None:
+            sample = np.empty((len(rows), dim), dtype=np.float32)
+            pos = 0
+            for vectors in chain([first], (v for _, v in passes)):
+                lo, hi = np.searchsorted(rows, [pos, pos + len(vectors)])
+                sample[lo:hi] = vectors[rows[lo:hi] - pos]
+                pos += len(vectors)
+            t0 = time.perf_counter()
+            train_on(index, sample, self.recipe, n)
+            t_build += time.perf_counter() - t0
+            del sample
+            passes = self._vector_batches(corpus, CORPUS_BATCH)  # again: every vector is in the cache now
+            _, first = next(passes)
+        for vectors in chain([first], (v for _, v in passes)):
+            t0 = time.perf_counter()
+            index.add(vectors)
+            t_build += time.perf_counter() - t0
+        if index.ntotal != n:
+            raise HarnessError(f"the corpus gave {index.ntotal} documents to embed, {n} expected")
+        return self.store.save_index(self.index_key, index, corpus.ids(), self.recipe, info, t_build)
+
+    def _vector_batches(self, corpus: Corpus, size: int) -> Iterator[tuple[list[str], np.ndarray]]:
+        """(doc ids, vectors) of the corpus a batch of ``size`` documents at a time, in its order."""
         for docs in corpus.batches(size):
-            yield self.embedder.embed([doc_text(d, self.config) for d in docs], self.config.doc_prefix,
-                                      "embedding corpus", remote_min=self._remote_all)
+            yield [d.id for d in docs], self.embedder.embed([doc_text(d, self.config) for d in docs],
+                                                            self.config.doc_prefix, "embedding corpus",
+                                                            remote_min=self._remote_all)
 
     def _corpus_vectors(self, corpus: Corpus) -> np.ndarray:
         """The corpus's vectors in its order, embedded (or read from the cache) a batch of documents at a time:
@@ -294,7 +329,7 @@ class RetrievalStage:
         size = REMOTE_CORPUS_BATCH if self.engine is not None else CORPUS_BATCH
         out: np.ndarray | None = None
         pos = 0
-        for vectors in self._vector_batches(corpus, size):
+        for _, vectors in self._vector_batches(corpus, size):
             if out is None:
                 out = np.empty((len(corpus), vectors.shape[1]), dtype=np.float32)
             out[pos:pos + len(vectors)] = vectors
@@ -377,10 +412,12 @@ class RetrievalStage:
             return known
         if index is None:
             index, _ = self._index(corpus)
-        vectors = self._vectors if self._vectors is not None else self._corpus_vectors(corpus)
         queries = self.embedder.embed(sample, self.config.query_prefix, "embedding queries",
                                       remote_min=QUERY_REMOTE_MIN)
-        value = {"recall@k": index_recall(index, vectors, queries, k), "k": k, "sample": len(sample),
+        parts = ([(index.doc_ids, self._vectors)] if self._vectors is not None
+                 else self._vector_batches(corpus, CORPUS_BATCH))
+        value = {"recall@k": recall_against(index, exact_hits(parts, queries, k), queries, k), "k": k,
+                 "sample": len(sample),
                  "factory": index_layout(index, self.recipe),
                  "search": {p: self.recipe[p] for p in SEARCH_PARAMS if p in self.recipe}}
         self.store.save_quality(self.index_key, qkey, value)
@@ -448,11 +485,32 @@ def index_recall(index: StoredIndex, vectors: np.ndarray, queries: np.ndarray, k
     """Mean over ``queries`` of |top-k of ``index`` & exact top-k| / |exact top-k|, exact top-k from a flat
     inner-product index over ``vectors`` (the ones ``index`` holds, in its doc order); the same tie rule
     (:meth:`StoredIndex.search`) decides both cutoffs."""
+    return recall_against(index, exact_hits([(index.doc_ids, vectors)], queries, k), queries, k)
+
+
+def exact_hits(parts: Iterable[tuple[Sequence[str], np.ndarray]], queries: np.ndarray, k: int
+               ) -> list[list[tuple[str, float]]]:
+    """Exact inner-product top-k of ``queries`` over a corpus given in parts of (doc ids, vectors): each part
+    searched by a flat index under :meth:`StoredIndex.search`'s tie rule (score descending, then doc id
+    descending), the parts' top-k merged under the same total order, so the result is the top-k of one flat
+    index over every part, with one part's vectors in memory at a time."""
     import faiss
 
-    exact_index = faiss.IndexFlatIP(int(vectors.shape[1]))
-    exact_index.add(vectors)
-    exact = StoredIndex(exact_index, index.doc_ids, {}).search(queries, k)
+    best: list[list[tuple[str, float]]] = [[] for _ in range(len(queries))]
+    for ids, vectors in parts:
+        flat = faiss.IndexFlatIP(int(vectors.shape[1]))
+        flat.add(vectors)
+        for i, hits in enumerate(StoredIndex(flat, list(ids), {}).search(queries, k)):
+            merged = best[i] + hits
+            merged.sort(key=lambda h: h[0], reverse=True)
+            merged.sort(key=lambda h: h[1], reverse=True)
+            best[i] = merged[:k]
+    return best
+
+
+def recall_against(index: StoredIndex, exact: list[list[tuple[str, float]]], queries: np.ndarray, k: int
+                   ) -> float:
+    """:func:`index_recall` given the exact top-k (:func:`exact_hits`)."""
     approx = index.search(queries, k)
     shares = [len({d for d, _ in a} & {d for d, _ in e}) / len(e) for a, e in zip(approx, exact, strict=True) if e]
     return float(sum(shares) / len(shares)) if shares else 1.0
