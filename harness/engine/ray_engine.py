@@ -234,7 +234,8 @@ class WorkerPool:
         """Each of ``blocks`` (Arrow tables) through one actor, batch by batch as they finish (any order),
         starting the actors first if they are not running. Any failure (a worker that raises or dies, a
         start or stall past its bound, the caller's own exception or early stop) closes the pool; a worker's
-        is an :class:`EngineError` naming the stage and ``what``."""
+        is an :class:`EngineError` naming the stage and ``what``, raised after the other batches that had
+        already finished are yielded (the caller keeps all that came back)."""
         if not blocks:
             return
         what = f"{what} on {self.workers} actors"
@@ -262,7 +263,11 @@ class WorkerPool:
                     raise EngineError(f"ray engine: {self.stage} failed ({what}): no batch finished within "
                                       f"{STALL_TIMEOUT_S:g} s", hint=self.hint)
                 actor = pending.pop(done[0])
-                batch = ray.get(done[0], timeout=STALL_TIMEOUT_S)
+                try:
+                    batch = ray.get(done[0], timeout=STALL_TIMEOUT_S)
+                except Exception:
+                    yield from self._finished(ray, pending)  # what else came back is still the caller's to keep
+                    raise
                 feed(actor)
                 yield batch
         except HarnessError:
@@ -276,6 +281,19 @@ class WorkerPool:
             raise
         finally:
             self.busy = False
+
+    @staticmethod
+    def _finished(ray: Any, pending: dict[Any, int]) -> Iterator[dict[str, np.ndarray]]:
+        """The batches of ``pending`` that already finished well (after another failed), without waiting."""
+        if not pending:
+            return
+        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+        for ref in ready:
+            try:
+                batch = ray.get(ref, timeout=RELEASE_TIMEOUT_S)
+            except Exception:
+                continue
+            yield batch
 
     def close(self) -> None:
         """Kill the actors and give their CPUs back (idempotent); the next :meth:`map` starts new ones."""
