@@ -139,6 +139,7 @@ def _report(head: RunTable, against: str | None, loaded: LoadedManifest | None, 
     from harness.report import FailurePolicy, parse_thresholds
     from harness.report.export import run_json_table, run_junit_table, run_markdown_table
     from harness.report.html import MAX_LISTED_CASES, REPORT_MAX_FLIPS, render_html_table
+    from harness.report.source import check_one_row_per_case
     from harness.storage import atomic_write_text
 
     h = head.header
@@ -152,6 +153,10 @@ def _report(head: RunTable, against: str | None, loaded: LoadedManifest | None, 
     base_side: RunResult | RunColumns | None = None
     if base is not None:
         base_side = base.materialize() if whole else _diff_side(base)
+    for table in (head, base):  # a run file of an older format, read whole: served by columns, one row per case
+        if table is not None and table.header.table is None:
+            check_one_row_per_case(table.materialize())
+    if base_side is not None:
         # a page lists at most MAX_LISTED_CASES cases; a larger stored run shows its largest flips only
         max_flips = REPORT_MAX_FLIPS if fmt == "html" and not whole and len(head) > MAX_LISTED_CASES else None
         diff = compare(base_side, head_side, settings, layout, max_flips=max_flips)

@@ -358,3 +358,40 @@ def test_report_against_baseline_opens_the_run_of_an_earlier_commit(tmp_path: Pa
     assert res.exit_code == 0, res.output
     page = (tmp_path / "r.html").read_text()
     assert f"compared with base <code>{first.run_id}</code>" in page and "at an earlier commit" in page
+
+
+def test_a_run_the_store_would_not_save_is_refused_by_every_face_naming_why(tmp_path: Path) -> None:
+    """The builders read one row per case: a run held in memory, or an old run file, with two outputs of a case,
+    golden cases out of step with its outputs, a score of no output or two scores of a case and metric is
+    refused (HarnessError; `harness report` exits 2 with one line), as the run store refuses to save it, not
+    reported with rows merged."""
+    from click.testing import CliRunner
+
+    from harness.commands.report import report as report_cmd
+    from harness.errors import HarnessError
+    from harness.report import run_junit
+
+    run = make_run(12, 31, run_id="20260101T000010Z-refuse")
+    first = run.scores[0]
+    bad = {
+        "case 'q00003' has two outputs": {"outputs": (*run.outputs, run.outputs[3])},
+        "golden cases and outputs are not of the same cases in the same order": {"cases": run.cases[::-1]},
+        "a score of case 'nobody', which has no output": {
+            "scores": (*run.scores, first.model_copy(update={"case_id": "nobody"}))},
+        f"two scores of metric {first.metric!r} for case {first.case_id!r}": {"scores": (*run.scores, first)},
+    }
+    faces = [lambda r: render_html(r, corpus=False), run_markdown, run_json, run_junit]
+    for i, (why, update) in enumerate(bad.items()):
+        broken = run.model_copy(update=update)
+        with pytest.raises(ValueError):
+            RunStore(tmp_path / f"store{i}").save(broken)  # the store refuses it too
+        for face in faces:
+            with pytest.raises(HarnessError, match=re.escape(why)):
+                face(broken)
+        path = _v3(tmp_path / f"old{i}", broken)
+        for fmt in ("html", "md", "json", "junit"):
+            res = CliRunner().invoke(report_cmd, [str(path), "--format", fmt, "--no-corpus", "-o",
+                                                  str(tmp_path / f"out{i}.{fmt}")])
+            assert res.exit_code == 2 and why in res.output and not (tmp_path / f"out{i}.{fmt}").exists(), res.output
+    for face in faces:  # and the run as it was is reported
+        assert face(run)
