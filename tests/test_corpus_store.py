@@ -271,3 +271,24 @@ def test_a_trained_index_filled_in_batches_is_the_index_of_one_add(tmp_path: Pat
     quality = batched.environment["index_quality"]
     assert quality == whole.environment["index_quality"] and 0 < quality["recall@k"] < 1
     assert batched.case_scores() == whole.case_scores()
+
+
+def test_a_report_reads_titles_from_the_store_without_the_corpus_file(tmp_path: Path) -> None:
+    from harness.report.html import load_run_corpus, render_html
+
+    root = tmp_path / "p"
+    manifest = _project(root, _docs(30))
+    run = pipeline.run_manifest(manifest).run
+    layout = Layout.for_manifest(manifest)
+    (root / "golden" / "corpus.jsonl").unlink()
+    for snap in (layout.blobs).rglob("corpus.jsonl"):
+        snap.unlink()
+    docs, note = load_run_corpus(run, layout)
+    assert isinstance(docs, StoredCorpus) and "passage store" in note
+    assert docs.get("doc-0004") is not None and docs["doc-0004"].text.startswith("passage 4 about")
+    html = render_html(run, layout=layout)
+    shown = {d.doc_id for o in run.outputs for d in o.ranking[:3]}
+    assert any(docs[i].text[:20] in html for i in shown)
+    (stored,) = layout.corpus_store.iterdir()
+    stored.unlink()
+    assert load_run_corpus(run, layout)[0] is None  # neither a store, a snapshot nor the file: ids only

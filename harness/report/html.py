@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -399,10 +399,12 @@ def forest_axis(scale: float, width: int = 140) -> list[Tick]:
 
 
 def load_run_corpus(run: RunResult | RunTableHeader, layout: Layout | None
-                    ) -> tuple[dict[str, CorpusDoc] | None, str]:
-    """The corpus the run was judged against, for titles and snippets: its snapshot in the store if one
-    exists, else the file the run's manifest names, if it still matches the pin. Never fails: returns
-    (None, why) instead."""
+                    ) -> tuple[Mapping[str, CorpusDoc] | None, str]:
+    """The corpus the run was judged against, for titles and snippets (doc id -> document): the passage store
+    of its pin if the project has one (read by id, whatever the corpus's size), else its snapshot in the
+    store, else the file the run's manifest names if it still matches the pin (those two only up to
+    :data:`MAX_CORPUS_BYTES`). Never fails: returns (None, why) instead."""
+    from harness.corpus import StoredCorpus, store_path
     from harness.golden import load_corpus
     from harness.hashing import sha256_path
     from harness.manifest import resolve_content
@@ -411,6 +413,13 @@ def load_run_corpus(run: RunResult | RunTableHeader, layout: Layout | None
     art = run.manifest.artifacts.get("corpus")
     if art is None:
         return None, "The run's manifest has no corpus artifact: showing document ids only."
+    if layout is not None and art.sha256:
+        stored = store_path(layout.corpus_store, art.sha256)
+        if stored.is_file():
+            try:
+                return StoredCorpus(stored), f"Titles and snippets from the passage store {stored}."
+            except Exception:
+                pass  # damaged: the files below, else ids only (harness cache check names it)
     candidates: list[tuple[Path, str]] = []
     if layout is not None:
         snap = blob_path(layout, art)
@@ -474,7 +483,7 @@ def _env_rows(run: RunResult | RunTableHeader) -> tuple[list[tuple[str, str]], l
 
 
 def _failing_case(i: int, out: CaseOutput, case: GoldenCase | None, failure: CaseFailure, level: int,
-                  docs: dict[str, CorpusDoc] | None, n_passages: int,
+                  docs: Mapping[str, CorpusDoc] | None, n_passages: int,
                   scores: dict[str, list[tuple[str, float | None, str | None]]]) -> FailingCase:
     passages = []
     for pos, d in enumerate(out.ranking[:n_passages], 1):
@@ -565,7 +574,7 @@ def _json_for_script(value: Any) -> str:
 
 def build_report(run: RunResult, *, base: RunResult | None = None, diff: Diff | None = None,
                  base_how: str | None = None, policy: FailurePolicy | None = None, layout: Layout | None = None,
-                 corpus: bool | dict[str, CorpusDoc] = True, max_failing: int = 300,
+                 corpus: bool | Mapping[str, CorpusDoc] = True, max_failing: int = 300,
                  n_passages: int = 10, verdict: Verdict | None = None, page_size: int = 25) -> Report:
     """Everything the template shows. ``corpus``: True to look for the run's corpus, False for ids only,
     or the documents themselves. ``verdict``: the gate's judgement of this run (shown first), as
@@ -623,7 +632,7 @@ def _listed_rows(n: int, failing_rows: np.ndarray, primary: np.ndarray | None, g
 
 def build_report_table(table: RunTable, *, base: RunTable | None = None, diff: Diff | None = None,
                        base_how: str | None = None, policy: FailurePolicy | None = None,
-                       layout: Layout | None = None, corpus: bool | dict[str, CorpusDoc] = True,
+                       layout: Layout | None = None, corpus: bool | Mapping[str, CorpusDoc] = True,
                        max_failing: int = 300, n_passages: int = 10, verdict: Verdict | None = None,
                        page_size: int = 25, max_cases: int = MAX_LISTED_CASES,
                        columns: RunColumns | None = None, base_columns: RunColumns | None = None) -> Report:
@@ -720,7 +729,7 @@ def build_report_table(table: RunTable, *, base: RunTable | None = None, diff: D
             failures[r] = f
 
     level = h.manifest.metrics.relevance_level
-    docs: dict[str, CorpusDoc] | None
+    docs: Mapping[str, CorpusDoc] | None
     if corpus is True:
         docs, corpus_note = load_run_corpus(h, layout) if n_failing else (None, "")
     elif corpus is False:
