@@ -3,13 +3,14 @@
 Actors (:class:`WorkerPool`): a pool of ``workers`` Ray actors of one class, each built once in its own
 bundle of one placement group (the model loaded once per actor), fed Arrow blocks of rows (two in flight
 per actor, so an actor never waits for the driver) and answering each with a batch of numpy columns,
-batch by batch as they finish (any order). A pool lives until :meth:`WorkerPool.close`: embedding
-(:meth:`RayEngine.encode`, through :meth:`RayEngine.map_actors`) uses one for the call; scoring
+batch by batch as they finish (any order). A pool lives until :meth:`WorkerPool.close`: scoring
 (:mod:`harness.engine.scoring`) keeps one for the whole run, so a run of many chunks starts its actors
-and loads its model once, not once per chunk.
+and loads its model once, not once per chunk (Ray Data's ``map_batches`` would start a new actor pool
+per chunk: 3-12 s each, measured).
 
-Embedding: the texts still missing from the cache become Arrow blocks of ``ComputeEngine.batch_size``
-rows, run through a pool of :class:`EncodeActor`, each of which loads the model once with the same
+Embedding goes through Ray Data (:meth:`RayEngine.map_actors`): the texts still missing from the cache
+become Arrow blocks of ``ComputeEngine.batch_size`` rows, and ``map_batches`` runs them through an actor
+pool (``ActorPoolStrategy``) of :class:`EncodeActor`, each of which loads the model once with the same
 :class:`~harness.embed.EncoderSpec` this process would use and encodes with the same
 :func:`~harness.embed.encode_batch`. The vectors come back to the driver, which writes them into the
 project's cache under the keys :class:`~harness.embed.Embedder` uses locally: the engine is never part of a
@@ -51,6 +52,7 @@ import os
 import re
 import sys
 import time
+import warnings
 import weakref
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
@@ -102,6 +104,7 @@ def _import_ray() -> Any:
     require_ray()
     try:
         import ray
+        import ray.data
     except ImportError as exc:
         raise MissingDependencyError(f"--engine ray: Ray does not import ({exc})", hint=INSTALL_HINT) from None
     return ray
@@ -358,6 +361,12 @@ class RayEngine:
                 raise EngineError(f"ray engine: cannot start or reach {where}: {_reason(exc)}",
                                   hint="check [engine] address / RAY_ADDRESS, or run with --engine local") from None
             self.started = True
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        ctx.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S  # the pool's start is awaited, bounded (default: never)
+        ctx.execution_no_progress_timeout_s = STALL_TIMEOUT_S
         self._ray = ray
         return ray
 
@@ -448,7 +457,7 @@ class RayEngine:
         blocks = [pa.table({"i": pa.array(range(start, min(start + size, len(texts))), pa.int64()),
                             "text": pa.array(texts[start : start + size], pa.string())})
                   for start in range(0, len(texts), size)]
-        for batch in self.map_actors(blocks, self.actor or EncodeActor, {"spec": spec},
+        for batch in self.map_actors(blocks, self.actor or EncodeActor, {"spec": spec}, batch_size=size,
                                      what=f"embedding {len(texts)} texts", stage="an embedding worker",
                                      hint="vectors finished before the failure are cached; fix the cause and run "
                                           "again, or run with --engine local"):
@@ -465,19 +474,45 @@ class RayEngine:
         self._pools.add(pool)
         return pool
 
-    def map_actors(self, blocks: Sequence[Any], actor: type, kwargs: dict[str, Any], *, what: str, stage: str,
-                   hint: str = "fix the cause and run again, or run with --engine local"
+    def map_actors(self, blocks: Sequence[Any], actor: type, kwargs: dict[str, Any], *, batch_size: int, what: str,
+                   stage: str, hint: str = "fix the cause and run again, or run with --engine local"
                    ) -> Iterator[dict[str, np.ndarray]]:
-        """``blocks`` (Arrow tables) through a pool of this call only (:meth:`pool`, at most one actor per
-        block), batch by batch as they finish (any order); the pool is closed when the call ends, however
-        it ends (done, failed, or the caller stopped reading)."""
+        """``blocks`` (Arrow tables) through Ray Data: ``map_batches`` over an actor pool of this call
+        (``ActorPoolStrategy``, ``actor(**kwargs, threads=...)`` built once per actor, so its model loads once), batch
+        by batch as they finish (any order). One placement group for the call (:meth:`_reserved`: bounded wait,
+        idle scoring pools give way), no restarts or retries, the actors gone when the call ends however it ends;
+        a worker that raises or dies is an :class:`EngineError` naming ``stage`` and its exception. One call
+        embeds a whole corpus batch, so Ray Data's per-call start-up is paid once per batch; scoring, called once
+        per chunk of cases, keeps a :class:`WorkerPool` for the run instead."""
         if not blocks:
             return
-        pool = self.pool(actor, kwargs, stage=stage, hint=hint, workers=min(self.workers(), len(blocks)))
-        try:
-            yield from pool.map(blocks, what)
-        finally:
-            pool.close()
+        ray = self.connect()
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        workers = min(self.workers(), len(blocks))
+        per_actor = self.cpus() / workers
+        # from_blocks reads the blocks' metadata here; from_arrow would run a CPU task per block outside the
+        # reservation, which waits forever on a cluster whose CPUs are held
+        source = ray.data.from_blocks(list(blocks))
+        what = f"{what} on {workers} actors"
+        with self._reserved(workers, per_actor, what) as pg:
+            with warnings.catch_warnings():  # Ray 2.60 deprecates remote args here but has no other way to set them
+                warnings.simplefilter("ignore", DeprecationWarning)
+                # a dead actor is not restarted nor its batch retried: a deterministic crash fails, never loops
+                ds = source.map_batches(
+                    actor, fn_constructor_kwargs=dict(kwargs) | {"threads": max(1, int(per_actor))},
+                    batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers),
+                    num_cpus=per_actor, max_restarts=0, max_task_retries=0,
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(pg))
+            try:
+                yield from ds.iter_batches(batch_format="numpy", batch_size=None)
+            except HarnessError:
+                raise
+            except Exception as exc:
+                reason = _reason(exc)
+                if isinstance(exc, ray.exceptions.GetTimeoutError):
+                    reason = f"the actors did not start within {ACTOR_START_TIMEOUT_S} s"
+                raise EngineError(f"ray engine: {stage} failed ({what}): {reason}", hint=hint) from None
 
     # --- index building ----------------------------------------------------------------------------
 
