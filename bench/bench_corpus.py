@@ -21,9 +21,10 @@ Per size, each a fresh subprocess measured by :func:`bench.measure.run_measured`
 - ``reference``: ``harness.golden.load_corpus(path)`` and ``{d.id: d for d in docs}``, how a run held its corpus
   before 0d373de.
 
-Also per size: the corpus file's size, the passage store's and the index store's size on disk, the vectors'
-size, microseconds per document of the cold run, the runs' stage seconds and ndcg@10. Then RSS(largest) /
-RSS(smallest) of each of the above and the vectors' share of each run's peak RSS.
+Also per size: the corpus file's size, the passage store's, the index store's and the cache's size on disk
+(the cache holds every document's embedding), the vectors' size, microseconds per document of the cold run,
+the runs' stage seconds and ndcg@10. Then RSS(largest) / RSS(smallest) of each of the above and the vectors'
+share of each run's peak RSS.
 
 ``BENCH_CORPUS_SIZES`` (default ``10000,100000,1000000``) sets the sizes; ``BENCH_CORPUS_DIR`` keeps the
 projects (corpora included: 1M documents is about 1.6 GB of JSONL) and the commands' output there instead of a
@@ -203,6 +204,7 @@ def bench_corpus() -> dict[str, Any]:
             store = project / ".harness" / "store"
             row["passage_store_mb"] = _size_mb(store / "corpora")
             row["index_store_mb"] = _size_mb(store / "indexes")
+            row["cache_mb"] = _size_mb(project / ".harness" / "cache")  # the corpus's embeddings are cached too
             print(f"bench corpus: {n} documents, warm run, rankings not cached", file=sys.stderr, flush=True)
             row["warm_uncached"] = measure_run(manifest, folder / "warm_uncached.log", n, folder / "empty-cache")
             print(f"bench corpus: {n} documents, reference (load_corpus + dict)", file=sys.stderr, flush=True)
