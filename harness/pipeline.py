@@ -522,6 +522,11 @@ def _prepare(loaded: LoadedManifest, *, progress: Progress, layout: Layout | Non
         supplied = inputs.supplied
         embed = None
         extras: dict[str, Any] = {}
+        ray_engine = None  # one engine for the run's retrieval and scoring, closed with the run (RayScoring.close)
+        if compute.kind != "local":
+            from harness.engine import remote_engine
+
+            ray_engine = remote_engine(compute)
         retrieval_stage = None
         encoder = None  # what the answers are embedded with (a scoring actor loads the same)
         if supplied is not None:
@@ -532,18 +537,16 @@ def _prepare(loaded: LoadedManifest, *, progress: Progress, layout: Layout | Non
                 encoder = embedder.spec if compute.kind != "local" else None
         else:
             assert inputs.retrieval is not None, "a manifest without outputs has a retriever (checked on load)"
-            stage = RetrievalStage(inputs.retrieval, cache, IndexStore(layout.index_store), progress)
+            stage = RetrievalStage(inputs.retrieval, cache, IndexStore(layout.index_store), progress,
+                                   engine=ray_engine)
             retrieval_stage = stage
             embed = lambda texts: stage.embedder.embed(texts, "", "embedding answers")  # noqa: E731
             extras["embed_identity"] = _embed_identity(stage.embedder)
             encoder = stage.embedder.spec if compute.kind != "local" else None
         remote = None
-        if compute.kind != "local":
-            from harness.engine import remote_engine
+        if ray_engine is not None:
             from harness.engine.scoring import RayScoring
 
-            ray_engine = remote_engine(compute)
-            assert ray_engine is not None
             remote = RayScoring(ray_engine, encoder)
         generation = GenerationStage(inputs.generation, cache, progress) if inputs.generation is not None else None
         specs = list(scorers) if scorers is not None else planned_scorer_specs(loaded.manifest, supplied)

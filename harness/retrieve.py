@@ -210,7 +210,7 @@ class RetrievalOutcome:
 
 class RetrievalStage:
     def __init__(self, inputs: RetrievalInputs, cache: Cache, store: IndexStore,
-                 progress: Progress = NULL_PROGRESS) -> None:
+                 progress: Progress = NULL_PROGRESS, *, engine: RayEngine | None = None) -> None:
         self.inputs = inputs
         self.cache = cache
         self.store = store
@@ -225,11 +225,13 @@ class RetrievalStage:
         self.index_key = index_key(self.corpus_pin, self.model_pin, self.recipe, doc_settings)
         self.search_key = sha256_json({k: v for k, v in self.recipe.items() if k in SEARCH_PARAMS})
         self._embedder: Embedder | None = None
-        self.engine: RayEngine | None = None
-        if inputs.engine.kind != "local":
+        self.engine: RayEngine | None = engine
+        self._owns_engine = False  # an engine given is the caller's (a run's, shared with its scoring) to close
+        if engine is None and inputs.engine.kind != "local":
             from harness.engine import remote_engine
 
             self.engine = remote_engine(inputs.engine)  # Ray missing: exit 2 here, before anything runs
+            self._owns_engine = True
         self._vectors: np.ndarray | None = None  # the corpus's, when this run built the index
 
     @property
@@ -350,14 +352,15 @@ class RetrievalStage:
 
     def run(self, cases: Sequence[GoldenCase], corpus: Corpus | Sequence[CorpusDoc]) -> RetrievalOutcome:
         """Rankings of ``cases`` (from the cache where possible), the index built from ``corpus`` when there
-        is none yet: a :class:`~harness.corpus.Corpus` (a run's passage store) or a list of documents."""
+        is none yet: a :class:`~harness.corpus.Corpus` (a run's passage store) or a list of documents. An engine
+        this stage made for itself is closed when the call ends; one given to it stays up for the next chunk."""
         try:
             return self._run(cases, as_corpus(corpus))
         finally:
-            if self.engine is not None:
+            if self.engine is not None and self._owns_engine:
                 self.engine.close()  # only a cluster it started; answers are embedded here afterwards
-            if self._embedder is not None:
-                self._embedder.remote = None
+                if self._embedder is not None:
+                    self._embedder.remote = None
             self._vectors = None
 
     def _run(self, cases: Sequence[GoldenCase], corpus: Corpus) -> RetrievalOutcome:

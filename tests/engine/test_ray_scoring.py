@@ -378,9 +378,18 @@ def test_one_actor_pool_serves_every_chunk_of_a_run(tmp_path: Path, monkeypatch:
     import harness.pipeline
 
     monkeypatch.setattr(harness.pipeline, "CHUNK_CASES", 8)  # 24 cases: 3 chunks, each scored by its own call
+    closed: list[int] = []
+    close = RayEngine.close
+
+    def spy_close(self: RayEngine) -> None:
+        closed.append(id(self))
+        close(self)
+
     with FakeOpenAIServer(responder=_responder) as srv:
         local = _cli_run(_project(tmp_path / "local", srv))
+        monkeypatch.setattr(RayEngine, "close", spy_close)
         on_ray = _cli_run(_project(tmp_path / "ray", srv), "--engine", "ray")
+    assert len(closed) == 1  # one engine serves the run's retrieval and scoring, closed once, at the end
     assert len(local.cases) == 24 and len(pools) == 3
     assert [starts for starts, _ in pools] == [1, 1, 1]  # started once, at the first chunk
     assert pools[0][1] == pools[1][1] == pools[2][1] and len(pools[0][1]) == 2  # the same two actors throughout
