@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import IntegrityError, RecipeError
+from harness.errors import HarnessError, IntegrityError, RecipeError
 from harness.hashing import sha256_file, sha256_json
-from harness.storage import atomic_write_bytes, atomic_write_json
+from harness.storage import atomic_write_bytes, atomic_write_json, atomic_writer
 
 RECIPE_TYPES = ("flat", "hnsw", "ivf", "factory")
 _RECIPE_KEYS = {
@@ -322,15 +322,27 @@ class IndexStore:
     def save_index(self, key: str, index: Any, doc_ids: list[str], recipe: dict[str, Any], info: dict[str, Any],
                    build_s: float) -> StoredIndex:
         """Store ``index`` (built and filled, its rows in ``doc_ids``' order) under ``key``."""
+        import hashlib
+
         import faiss
 
         folder = self.folder(key)
         folder.mkdir(parents=True, exist_ok=True)
-        blob = faiss.serialize_index(index).tobytes()
+        digest = hashlib.sha256()
+        try:
+            # streamed into the file (and its hash) as FAISS writes it: never a serialized copy in memory
+            with atomic_writer(folder / "index.faiss") as fh:
+                def write(chunk: bytes) -> int:
+                    digest.update(chunk)
+                    return fh.write(chunk)
+
+                writer = faiss.PyCallbackIOWriter(write)  # type: ignore[attr-defined]
+                faiss.write_index(index, writer)
+                del writer  # flushes its buffer
+        except OSError as exc:
+            raise HarnessError(f"cannot write {folder / 'index.faiss'}: {exc.strerror or exc}") from None
         ids_blob = json.dumps(doc_ids).encode("utf-8")
-        atomic_write_bytes(folder / "index.faiss", blob)
         atomic_write_bytes(folder / "ids.json", ids_blob)
-        import hashlib
 
         meta = {
             "format": 1,
@@ -338,7 +350,7 @@ class IndexStore:
             "recipe": recipe,
             "ntotal": int(index.ntotal),
             "dim": int(index.d),
-            "index_sha256": hashlib.sha256(blob).hexdigest(),
+            "index_sha256": digest.hexdigest(),
             "ids_sha256": hashlib.sha256(ids_blob).hexdigest(),
             "build_seconds": build_s,
             "faiss_version": faiss.__version__,
@@ -366,7 +378,7 @@ class IndexStore:
                 raise _damaged(folder, f"index file {path} is corrupted or truncated: sha256 {actual}, "
                                        f"expected {meta.get(field)}")
         try:
-            index = faiss.deserialize_index(np.frombuffer((folder / "index.faiss").read_bytes(), dtype=np.uint8))
+            index = faiss.read_index(str(folder / "index.faiss"))  # from the file: no copy of its bytes in memory
             _apply_search_params(index, recipe if recipe is not None else meta["recipe"])
         except Exception as exc:  # FAISS raises RuntimeError for anything it cannot read
             raise _damaged(folder, f"index {folder / 'index.faiss'} does not load: "

@@ -268,6 +268,13 @@ def test_a_trained_index_filled_in_batches_is_the_index_of_one_add(tmp_path: Pat
     (one,) = Layout.for_manifest(whole_manifest).index_store.iterdir()
     (six,) = Layout.for_manifest(manifest).index_store.iterdir()
     assert one.name == six.name and (six / "index.faiss").read_bytes() == (one / "index.faiss").read_bytes()
+    # the file FAISS streamed to disk is its serialization, and loads (sha256 checked) into the same index
+    import faiss
+
+    from harness.index import IndexStore
+
+    loaded = IndexStore(six.parent).load(six.name).index
+    assert faiss.serialize_index(loaded).tobytes() == (six / "index.faiss").read_bytes()
     quality = batched.environment["index_quality"]
     assert quality == whole.environment["index_quality"] and 0 < quality["recall@k"] < 1
     assert batched.case_scores() == whole.case_scores()
