@@ -164,6 +164,9 @@ class Corpus(Mapping[str, CorpusDoc]):
         """The documents of ``ids`` that exist, in the order of ``ids`` (repeats once)."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the corpus holds open (nothing, for one in memory)."""
+
 
 class MemoryCorpus(Corpus):
     """:class:`Corpus` over documents held in memory (a list the caller already has)."""

@@ -24,7 +24,6 @@ from harness.corpus import (
     Corpus,
     CorpusSummary,
     MemoryCorpus,
-    StoredCorpus,
     open_corpus,
     summarize,
 )
@@ -388,8 +387,7 @@ class _Prepared:
                 self.remote.close()
         finally:
             try:
-                if isinstance(self.corpus, StoredCorpus):
-                    self.corpus.close()
+                self.corpus.close()
             finally:
                 self.cache.close()
 
@@ -557,8 +555,7 @@ def _prepare(loaded: LoadedManifest, *, progress: Progress, layout: Layout | Non
                          corpus=corpus, specs=specs, ctx=ctx, retrieval=retrieval_stage, generation=generation,
                          supplied=supplied, stage_s=stage_s, t_start=t_start, remote=remote)
     except BaseException:
-        if isinstance(corpus, StoredCorpus):
-            corpus.close()
+        corpus.close()
         if cache is not None:
             cache.close()
         raise
