@@ -30,7 +30,7 @@ eval: $(STAMP)
 	$(H) gate --manifest variants/retrieval-v2.toml --attribute --format md; test $$? -eq 1
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 check: $(STAMP)
 	$(VENV)/bin/ruff check harness tests bench
