@@ -33,15 +33,18 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from harness.columns import RunColumns
 from harness.diff import Diff, DiffSettings, compare
-from harness.diff.artifacts import artifact_changes
+from harness.diff.artifacts import manifest_changes
 from harness.errors import HarnessError, InputError, InstructionSpecError
 from harness.gates import IMPLICIT_ERROR_RULE, STAGES, GateResult, evaluate_gates
 from harness.manifest import LoadedManifest
@@ -57,15 +60,19 @@ from harness.shadow.model import (
 )
 from harness.storage import Layout
 from harness.types import (
+    CaseOutput,
     ComputeEngine,
     GateRule,
     GoldenCase,
     InstructionSpec,
     MonitorConfig,
     ReplayConfig,
-    RunResult,
+    Score,
     ScorerSpec,
 )
+
+if TYPE_CHECKING:
+    from harness.runs import RunTable
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -89,6 +96,8 @@ _NO_QUERY = "no query"
 _OVERLAP_PAUSE = 3.0  # the baseline's groundedness checker sleeps this many times each batch's compute time
 _OVERLAP_SWITCH_S = 0.001  # the GIL switch interval while the baseline is scored beside the candidate's calls
 _DUPLICATE = "duplicate record id"
+_SELECT_ROWS = 10_000  # logged records made into Python rows at a time while selecting
+_PAIR_ROWS = 2_000  # cases of each side decoded at a time for the agreement and the moves
 
 
 @dataclass(frozen=True)
@@ -211,40 +220,83 @@ def _instructions(text: str | None, query: str, source: str) -> tuple[Instructio
 def _select(req: ReplayRequest, monitor: MonitorConfig, sample: int | None, seed: int
             ) -> tuple[list[tuple[GoldenCase, str]], ReplaySelection]:
     """(cases with their records' sources, the selection): the records read, filtered, deduplicated and
-    sampled (the ``sample`` smallest :func:`~harness.monitor.signals.sample_keys`, kept in time order)."""
+    sampled (the ``sample`` smallest :func:`~harness.monitor.signals.sample_keys`, kept in time order).
+
+    The matched table is read :data:`_SELECT_ROWS` records at a time, never turned into Python rows whole:
+    a first pass over the ids and queries (which rows have a query; a 64-bit hash per id, the duplicates
+    confirmed by the ids themselves), the sample's keys over the eligible ids, then the chosen rows made
+    into cases slice by slice."""
     from harness.monitor.signals import sample_keys
 
     columns = ["record_id", "query", "contract", "instructions", "attrs", "source"]
     table = read_records(req.layout, monitor.mapping, req.query, log=req.log, columns=columns)
-    rows = table.to_pylist()
+    matched = table.num_rows
     skipped: dict[str, int] = {}
     if dropped := duplicates_dropped(table):
         skipped[_DUPLICATE] = dropped
-    seen: set[str] = set()
-    eligible: list[dict[str, Any]] = []
-    for row in rows:
-        if not (row["query"] or "").strip():
-            skipped[_NO_QUERY] = skipped.get(_NO_QUERY, 0) + 1
-        elif row["record_id"] in seen:
-            skipped[_DUPLICATE] = skipped.get(_DUPLICATE, 0) + 1
-        else:
-            seen.add(row["record_id"])
-            eligible.append(row)
+    has_query = np.zeros(matched, dtype=bool)
+    hashes = np.zeros(matched, dtype=np.int64)
+    for start, part in _slices(table.select(["record_id", "query"])):
+        queries = part.column("query").to_pylist()
+        has_query[start:start + len(queries)] = [bool((q or "").strip()) for q in queries]
+        hashes[start:start + len(queries)] = np.fromiter((hash(r) for r in part.column("record_id").to_pylist()),
+                                                         dtype=np.int64, count=len(queries))
+    if no_query := int(matched - has_query.sum()):
+        skipped[_NO_QUERY] = no_query
+    eligible = _first_of_each_id(table, np.flatnonzero(has_query), hashes)
+    if duplicates := int(has_query.sum() - len(eligible)):
+        skipped[_DUPLICATE] = skipped.get(_DUPLICATE, 0) + duplicates
+    del hashes, has_query
     if sample is not None and sample < len(eligible):
-        keys = sample_keys([r["record_id"] for r in eligible], seed)
-        chosen = sorted(np.argsort(keys, kind="stable")[:sample].tolist())
-        eligible = [eligible[i] for i in chosen]
+        ids = table.column("record_id")
+        keys = np.concatenate([sample_keys(ids.take(pa.array(eligible[s:s + _SELECT_ROWS])).to_pylist(), seed)
+                               for s in range(0, len(eligible), _SELECT_ROWS)])
+        eligible = eligible[np.sort(np.argsort(keys, kind="stable")[:sample])]
+    chosen = np.zeros(matched, dtype=bool)
+    chosen[eligible] = True
     cases: list[tuple[GoldenCase, str]] = []
-    for row in eligible:
-        attrs = dict(row["attrs"] or ())
-        source = str(row["source"])
-        case = GoldenCase(id=row["record_id"], query=row["query"], contract=row["contract"] or None,
-                          instructions=_instructions(row["instructions"], row["query"], source),
-                          tags={k: attrs[k] for k in monitor.segments if attrs.get(k) is not None})
-        cases.append((case, source))
+    for start, part in _slices(table):
+        keep = chosen[start:start + part.num_rows]
+        if not keep.any():
+            continue
+        for row in part.filter(pa.array(keep)).to_pylist():
+            attrs = dict(row["attrs"] or ())
+            source = str(row["source"])
+            case = GoldenCase(id=row["record_id"], query=row["query"], contract=row["contract"] or None,
+                              instructions=_instructions(row["instructions"], row["query"], source),
+                              tags={k: attrs[k] for k in monitor.segments if attrs.get(k) is not None})
+            cases.append((case, source))
     selection = ReplaySelection(source="store" if req.log is None else str(req.log), window=req.query.describe(),
-                                sample=sample, seed=seed, matched=len(rows), replayed=len(cases), skipped=skipped)
+                                sample=sample, seed=seed, matched=matched, replayed=len(cases), skipped=skipped)
     return cases, selection
+
+
+def _slices(table: pa.Table, rows: int | None = None) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """``table`` as record batches of at most ``rows`` (:data:`_SELECT_ROWS`) rows: (first row, batch)."""
+    start = 0
+    for batch in table.to_batches(max_chunksize=rows or _SELECT_ROWS):
+        yield start, batch
+        start += batch.num_rows
+
+
+def _first_of_each_id(table: pa.Table, rows: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """Of ``rows`` (ascending), the first row of each record id, ascending. Told by the ids' 64-bit hashes
+    (``hashes``, one per table row); the rows whose hash is shared are settled by their ids, so two ids that
+    only share a hash are both kept."""
+    h = hashes[rows]
+    _, first, counts = np.unique(h, return_index=True, return_counts=True)
+    keep = np.zeros(len(rows), dtype=bool)
+    keep[first] = True
+    shared = counts > 1
+    if shared.any():
+        # every row of a hash seen more than once: their ids decide (a duplicate, or another id)
+        suspect = np.flatnonzero(np.isin(h, h[first[shared]]))
+        ids = table.column("record_id").take(pa.array(rows[suspect])).to_pylist()
+        seen: set[str] = set()
+        for at, rid in zip(suspect.tolist(), ids, strict=True):
+            keep[at] = rid not in seen
+            seen.add(rid)
+    return rows[keep]
 
 
 def _check_contracts(cases: Sequence[tuple[GoldenCase, str]], sides: Sequence[tuple[str, LoadedManifest, Any]]
@@ -272,8 +324,11 @@ def _check_segment_key(req: ReplayRequest, monitor: MonitorConfig) -> None:
     assert req.query.segment is not None
     key = req.query.segment[0]
     window = LogQuery(since=req.query.since, until=req.query.until)
-    attrs = read_records(req.layout, monitor.mapping, window, log=req.log, columns=["attrs"])["attrs"]
-    seen = sorted({k for m in attrs.to_pylist() if m for k, _ in m})
+    attrs = read_records(req.layout, monitor.mapping, window, log=req.log, columns=["attrs"])
+    keys: set[str] = set()
+    for _, part in _slices(attrs):
+        keys |= {k for m in part.column("attrs").to_pylist() if m for k, _ in m}
+    seen = sorted(keys)
     if key not in seen:
         raise HarnessError(f"--segment {key}={req.query.segment[1]}: no logged record has the attribute {key!r}",
                            hint=_did_you_mean(key, [*monitor.segments, *seen]) or
@@ -449,106 +504,154 @@ def plan_replay(req: ReplayRequest) -> ReplayPlan:
 # --- running -------------------------------------------------------------------------------------------
 
 
-def _quantiles(values: Sequence[float]) -> Quantiles:
-    if not values:
+def _quantiles(values: np.ndarray) -> Quantiles:
+    if not len(values):
         return Quantiles(n=0)
     q = np.quantile(np.asarray(values, dtype=float), [0.5, 0.95, 0.99])
     return Quantiles(n=len(values), p50=float(q[0]), p95=float(q[1]), p99=float(q[2]))
 
 
-def _side(label: Literal["baseline", "candidate"], loaded: LoadedManifest, run: RunResult, path: Path,
+def _cache_hits(run: RunColumns, stage: str) -> np.ndarray:
+    """Bool per row: the stage was served from the cache (the stored ``cache_hit:<stage>`` column). A stage
+    no case has a latency of was never called, so never served from the cache either (the pipeline records
+    a stage's cache hit beside its latency); a table without the column is read from the records, streamed."""
+    known = run.extra.get("cache_hits", {})
+    if stage in known:
+        return np.asarray(known[stage], dtype=bool)
+    hits = np.zeros(len(run), dtype=bool)
+    if stage not in run.latency or bool(np.isnan(run.latency[stage]).all()):
+        return hits
+    for idx, _, outputs, _ in run.records(None):
+        hits[idx] = [bool(o.cache_hits.get(stage, False)) for o in outputs]
+    return hits
+
+
+def _side(label: Literal["baseline", "candidate"], loaded: LoadedManifest, run: RunColumns, path: Path,
           seconds: float, notes: list[str]) -> ReplaySide:
+    """One side of the report from its stored run's columns: errors by kind (in the order first seen),
+    latency quantiles over the fresh calls of each stage, the generator's calls and cache hits."""
     kinds: dict[str, int] = {}
-    for o in run.outputs:
-        if o.error is not None:
-            kinds[o.error.kind] = kinds.get(o.error.kind, 0) + 1
+    errored = run.error_kind.drop_null()
+    if len(errored):
+        counted = pc.value_counts(errored)  # in the order each kind first appears
+        kinds = dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True))
     latency: dict[str, Quantiles] = {}
     for stage in STAGES:
-        recorded = [o for o in run.outputs if stage in o.latency_s]
-        if not recorded:
+        seconds_of = run.latency.get(stage)
+        recorded = np.zeros(len(run), dtype=bool) if seconds_of is None else ~np.isnan(seconds_of)
+        if not recorded.any():
             continue
-        fresh = [o.latency_s[stage] for o in recorded if not o.cache_hits.get(stage, False)]
+        assert seconds_of is not None
+        fresh = seconds_of[recorded & ~_cache_hits(run, stage)]
         latency[stage] = _quantiles(fresh)
-        if not fresh:
-            notes.append(f"{label} {stage} latency: all {len(recorded)} cases were served from the cache; no fresh "
-                         "call was measured (replay with a cold cache to measure it)")
+        if not len(fresh):
+            notes.append(f"{label} {stage} latency: all {int(recorded.sum())} cases were served from the cache; no "
+                         "fresh call was measured (replay with a cold cache to measure it)")
+    has_case = run.has_case()
     return ReplaySide(label=label, manifest_path=str(loaded.path), manifest_id=run.manifest_id, run_id=run.run_id,
-                      run_path=str(path), cases=len(run.cases), errors=sum(kinds.values()), errors_by_kind=kinds,
-                      generated=int(run.counts.get("generated", 0)),
-                      cache_hits=sum(1 for o in run.outputs if o.cache_hits.get("generate", False)),
-                      seconds=seconds, latency=latency)
+                      run_path=str(path), cases=len(run) if has_case is None else int(has_case.sum()),
+                      errors=sum(kinds.values()), errors_by_kind=kinds, generated=int(run.counts.get("generated", 0)),
+                      cache_hits=int(_cache_hits(run, "generate").sum()), seconds=seconds, latency=latency)
 
 
-def _segments(cases: Sequence[GoldenCase]) -> dict[str, list[str]]:
-    """``all`` and every ``tag=value`` segment of the cases, with their case ids."""
-    members: dict[str, list[str]] = {}
-    for c in cases:  # one pass; each segment's ids in case order
-        for seg in dict.fromkeys(c.segments()):
-            members.setdefault(seg, []).append(c.id)
-    return {"all": [c.id for c in cases]} | {seg: members[seg] for seg in sorted(members)}
+def _segments(run: RunColumns) -> dict[str, np.ndarray]:
+    """``all`` and every ``tag=value`` segment of the run's cases, as a bool mask over its rows (segments
+    sorted by name after ``all``)."""
+    members: dict[str, np.ndarray] = {}
+    for key in run.tags:
+        for value in run.tag_values(key):
+            members[f"{key}={value}"] = run.segment_mask(f"{key}={value}")
+    return {"all": np.ones(len(run), dtype=bool)} | {seg: members[seg] for seg in sorted(members)}
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return float(np.mean(values)) if values else None
+def _mean(values: np.ndarray) -> float | None:
+    return float(np.mean(values)) if len(values) else None
 
 
-def _agreement(base: RunResult, head: RunResult, contracts: Any) -> tuple[Agreement, ...]:
+Records = tuple[list[GoldenCase], list[CaseOutput], list[Score]]
+
+
+def _pairs(base: RunColumns, head: RunColumns, base_batches: Callable[[], Iterator[Records]],
+           head_batches: Callable[[], Iterator[Records]]
+           ) -> Iterator[tuple[int, list[GoldenCase], list[CaseOutput | None], list[CaseOutput]]]:
+    """The head run's records batch by batch, each beside the base run's outputs of the same cases (None
+    where the base run lacks the case): (first head row, head cases, base outputs, head outputs). When both
+    runs hold the same cases in the same order (a replay's two sides do) both tables are read in step, a
+    batch of each at a time; otherwise each head batch's base outputs are fetched by id."""
+    found = pc.index_in(head.case_ids, value_set=base.case_ids)
+    in_base = np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    same_order = len(base) == len(head) and bool((in_base == np.arange(len(head))).all())
+    base_iter = base_batches() if same_order else None
+    start = 0
+    for cases, outputs, _ in head_batches():
+        if len(cases) != len(outputs):  # a replay's runs hold every case's golden case
+            raise ValueError(f"run {head.run_id}: rows without their golden case")
+        if base_iter is not None:
+            _, base_outputs, _ = next(base_iter)
+            if [o.case_id for o in base_outputs] != [o.case_id for o in outputs]:
+                raise ValueError(f"runs {base.run_id} and {head.run_id}: batches out of step")
+            paired: list[CaseOutput | None] = list(base_outputs)
+        else:
+            assert base.fetch is not None
+            by_id = {o.case_id: o for o in base.fetch([o.case_id for o in outputs])[1]}
+            paired = [by_id.get(o.case_id) for o in outputs]
+        yield start, cases, paired, outputs
+        start += len(outputs)
+
+
+def _compared(base: RunColumns, head: RunColumns, contracts: Any, base_batches: Callable[[], Iterator[Records]],
+              head_batches: Callable[[], Iterator[Records]]) -> tuple[tuple[Agreement, ...], tuple[SignalMove, ...]]:
+    """How alike the two sides' outputs are (:class:`Agreement`) and how the directionless signals moved
+    (:class:`SignalMove`), overall and per segment, in one pass over both runs' records in aligned batches:
+    per case a few numbers are kept (NaN where they do not apply), never a record."""
     from harness.contracts import ParsedAnswer
+    from harness.scorers.signals import MOVE_SIGNALS, output_signals
     from harness.scorers.text import normalize_answer, token_f1_normalized
 
-    bo = {o.case_id: o for o in base.outputs}
-    ho = {o.case_id: o for o in head.outputs}
-    contract_of = {c.id: c.contract for c in head.cases}
-    per_case: dict[str, dict[str, float]] = {}
-    for cid in ho:
-        b, h = bo.get(cid), ho[cid]
-        row: dict[str, float] = {}
-        if b is not None and b.answer is not None and h.answer is not None and b.answer == h.answer:
-            row["exact"] = row["f1"] = 1.0  # the same text: what parsing and normalizing both would give
-        elif b is not None and b.answer is not None and h.answer is not None:
-            row["exact"] = float(" ".join(b.answer.split()) == " ".join(h.answer.split()))
-            name = contract_of.get(cid)
-            contract = contracts.get(name) if contracts is not None and name else None
-            bt = normalize_answer(ParsedAnswer(b.answer, contract).answer_text())
-            ht = normalize_answer(ParsedAnswer(h.answer, contract).answer_text())
-            row["f1"] = 1.0 if bt == ht else token_f1_normalized(ht, bt)[0]
-        if b is not None:
-            bi, hi = {d.doc_id for d in b.ranking}, {d.doc_id for d in h.ranking}
-            if bi or hi:
-                row["jaccard"] = len(bi & hi) / len(bi | hi)
-            if b.ranking and h.ranking:
-                row["top1"] = float(b.ranking[0].doc_id == h.ranking[0].doc_id)
-        per_case[cid] = row
-    out = []
-    for seg, ids in _segments(head.cases).items():
-        rows = [per_case[i] for i in ids if i in per_case]
+    n = len(head)
+    per_case = {key: np.full(n, np.nan) for key in ("exact", "f1", "jaccard", "top1")}
+    signals = {(side, s): np.full(n, np.nan) for side in ("base", "head") for s in MOVE_SIGNALS}
+    for start, cases, base_outputs, head_outputs in _pairs(base, head, base_batches, head_batches):
+        for i, (case, b, h) in enumerate(zip(cases, base_outputs, head_outputs, strict=True), start):
+            if b is not None and b.answer is not None and h.answer is not None and b.answer == h.answer:
+                per_case["exact"][i] = per_case["f1"][i] = 1.0  # the same text: what parsing and normalizing give
+            elif b is not None and b.answer is not None and h.answer is not None:
+                per_case["exact"][i] = float(" ".join(b.answer.split()) == " ".join(h.answer.split()))
+                contract = contracts.get(case.contract) if contracts is not None and case.contract else None
+                bt = normalize_answer(ParsedAnswer(b.answer, contract).answer_text())
+                ht = normalize_answer(ParsedAnswer(h.answer, contract).answer_text())
+                per_case["f1"][i] = 1.0 if bt == ht else token_f1_normalized(ht, bt)[0]
+            if b is not None:
+                bi, hi = {d.doc_id for d in b.ranking}, {d.doc_id for d in h.ranking}
+                if bi or hi:
+                    per_case["jaccard"][i] = len(bi & hi) / len(bi | hi)
+                if b.ranking and h.ranking:
+                    per_case["top1"][i] = float(b.ranking[0].doc_id == h.ranking[0].doc_id)
+        stop = start + len(cases)
+        for side, outputs in (("base", [o for o in base_outputs if o is not None]), ("head", head_outputs)):
+            table = output_signals(cases, outputs)
+            for s in MOVE_SIGNALS:
+                signals[side, s][start:stop] = [np.nan if v is None else float(v) for v in table[s].to_pylist()]
+    segments = _segments(head)
+    agreement = []
+    for seg, mask in segments.items():
 
-        def m(key: str, rows: list[dict[str, float]] = rows) -> float | None:
-            return _mean([r[key] for r in rows if key in r])
+        def m(key: str, mask: np.ndarray = mask) -> float | None:
+            values = per_case[key][mask]
+            return _mean(values[~np.isnan(values)])
 
-        out.append(Agreement(segment=seg, n=len(ids), answer_exact=m("exact"), answer_token_f1=m("f1"),
-                             ranking_jaccard=m("jaccard"), top1_same=m("top1")))
-    return tuple(out)
-
-
-def _moves(base: RunResult, head: RunResult) -> tuple[SignalMove, ...]:
-    from harness.scorers.signals import MOVE_SIGNALS, output_signals
-
-    cases = head.cases
-    bt, ht = output_signals(cases, base.outputs), output_signals(cases, head.outputs)
-    index = {c.id: i for i, c in enumerate(cases)}
-    segments = _segments(cases)
-    out = []
-    for signal in MOVE_SIGNALS:
-        bv, hv = bt[signal].to_pylist(), ht[signal].to_pylist()
-        for seg, ids in segments.items():
-            b = [float(bv[index[i]]) for i in ids if bv[index[i]] is not None]
-            h = [float(hv[index[i]]) for i in ids if hv[index[i]] is not None]
-            out.append(SignalMove(signal=signal, segment=seg, n=len(ids),
-                                  baseline_median=float(np.median(b)) if b else None,
-                                  candidate_median=float(np.median(h)) if h else None,
-                                  baseline_mean=_mean(b), candidate_mean=_mean(h)))
-    return tuple(out)
+        agreement.append(Agreement(segment=seg, n=int(mask.sum()), answer_exact=m("exact"), answer_token_f1=m("f1"),
+                                   ranking_jaccard=m("jaccard"), top1_same=m("top1")))
+    moves = []
+    for s in MOVE_SIGNALS:
+        for seg, mask in segments.items():
+            b, h = signals["base", s][mask], signals["head", s][mask]
+            b, h = b[~np.isnan(b)], h[~np.isnan(h)]
+            moves.append(SignalMove(signal=s, segment=seg, n=int(mask.sum()),
+                                    baseline_median=float(np.median(b)) if len(b) else None,
+                                    candidate_median=float(np.median(h)) if len(h) else None,
+                                    baseline_mean=_mean(b), candidate_mean=_mean(h)))
+    return tuple(agreement), tuple(moves)
 
 
 def _is_unjudged(r: GateResult) -> bool:
@@ -596,13 +699,14 @@ def _status(plan: ReplayPlan, results: Sequence[GateResult]) -> tuple[Literal["p
     return ("cannot_judge", reasons) if reasons else ("pass", [])
 
 
-def _run_sides(plan: ReplayPlan, store: Any, progress: Progress) -> list[tuple[RunResult, Path, float]]:
-    """Both sides' runs, (run, path, seconds) each. The baseline is retrieved and generated first; it is then
-    scored in a worker thread while the candidate retrieves and generates (generation waits on the network,
-    scoring needs the CPU), and the candidate is scored once the baseline's scores are in the cache (the
-    verdicts of answers both sides gave are computed once). Generation is never concurrent with generation:
-    the calls in flight stay within the concurrency. A side's seconds are its own work (load to stored
-    run), not the time it waited; an error in either side is raised once both have stopped.
+def _run_sides(plan: ReplayPlan, store: Any, progress: Progress) -> list[tuple[Path, float]]:
+    """Both sides' runs, stored: (header path, seconds) each. The baseline is retrieved and generated first; it
+    is then scored in a worker thread while the candidate retrieves and generates (generation waits on the
+    network, scoring needs the CPU), and the candidate is scored once the baseline's scores are in the cache
+    (the verdicts of answers both sides gave are computed once). Generation is never concurrent with
+    generation: the calls in flight stay within the concurrency. A side's seconds are its own work (load to
+    stored run), not the time it waited; an error in either side is raised once both have stopped. Nothing
+    of a side is kept once it is stored but its path: the replay reads the stored runs by columns.
 
     On the Ray engine (:func:`replay_engine`) the sides run one after the other, each scored on the cluster
     once it is generated: the baseline's scoring would otherwise hold the cluster's CPUs the candidate's
@@ -623,16 +727,17 @@ def _run_sides(plan: ReplayPlan, store: Any, progress: Progress) -> list[tuple[R
     t0 = time.perf_counter()
     pending = execute_unscored(req.baseline, cases=list(plan.cases), **kwargs)
     base_prepare = time.perf_counter() - t0
-    box: dict[str, Any] = {}
     # the groundedness checker pauses after each batch for three times the batch's compute: the baseline's
     # scoring takes ~4x its CPU time (still far less than the candidate's generation) and the event loop
     # sending and reading the candidate's calls has the GIL to itself most of the time
     pending.ctx.extras["pause"] = lambda busy_s: time.sleep(min(_OVERLAP_PAUSE * busy_s, 0.25))
+    box: dict[str, Any] = {"pending": pending}
+    del pending  # the worker holds the baseline's outputs until they are stored, then lets them go
 
     def score_baseline() -> None:
         t1 = time.perf_counter()
         try:
-            box["report"] = pending.finish()
+            box["path"] = box.pop("pending").finish().path
         except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
         box["seconds"] = time.perf_counter() - t1
@@ -654,26 +759,38 @@ def _run_sides(plan: ReplayPlan, store: Any, progress: Progress) -> list[tuple[R
         if "error" in box:
             raise box["error"]
         t0 = time.perf_counter()
-        head = head_pending.finish()
+        head_path = head_pending.finish().path
         head_s = head_prepare + time.perf_counter() - t0
     finally:
         head_pending.close()
-    base = box["report"]
-    return [(base.run, base.path, base_prepare + box["seconds"]), (head.run, head.path, head_s)]
+    return [(box["path"], base_prepare + box["seconds"]), (head_path, head_s)]
 
 
-def _side_run(pending: Any) -> tuple[RunResult, Path, float]:
-    """A side retrieved and generated (:class:`~harness.pipeline.PendingRun`), scored and stored: (run, path,
+def _side_run(pending: Any) -> tuple[Path, float]:
+    """A side retrieved and generated (:class:`~harness.pipeline.PendingRun`), scored and stored: (header path,
     seconds from load to stored run)."""
     t0 = time.perf_counter()
     before = pending.prep.stage_s.get("_before_score", 0.0)
     report = pending.finish()
-    return report.run, report.path, before + time.perf_counter() - t0
+    return report.path, before + time.perf_counter() - t0
+
+
+def _open_side(path: Path) -> tuple[RunTable, RunColumns]:
+    """A stored side: its table and its columns (every metric, tag and latency stage; no record decoded)."""
+    from harness.runs import open_run
+
+    table = open_run(path)
+    return table, table.columns(metrics=None, tags=True, latency=True)
 
 
 def run_replay(plan: ReplayPlan, progress: Progress = NULL_PROGRESS) -> ReplayReport:
     """Run the planned replay: the baseline's run, then the candidate's, in ``<home>/replays/<replay id>/``;
-    compare, judge, write ``report.json`` (atomically) and return the report."""
+    compare, judge, write ``report.json`` (atomically) and return the report.
+
+    Everything after the runs reads the stored runs by columns (:meth:`harness.runs.RunTable.columns`): the
+    diff, the gate, the error counts, each side's latency and cache hits; the records only streamed, a batch
+    of each side at a time (:data:`_PAIR_ROWS` cases), for the answers' agreement and the signals' moves. A
+    run is never held whole."""
     from harness.runs import RunStore, new_run_id
     from harness.storage import atomic_write_text
 
@@ -682,17 +799,19 @@ def run_replay(plan: ReplayPlan, progress: Progress = NULL_PROGRESS) -> ReplayRe
     root = replays_dir(layout) / new_run_id()
     store = RunStore(root, project=layout.project)
     notes = list(plan.notes)
-    (base, base_path, base_s), (head, head_path, head_s) = _run_sides(plan, store, progress)
+    (base_path, base_s), (head_path, head_s) = _run_sides(plan, store, progress)
+    base_table, base = _open_side(base_path)
+    head_table, head = _open_side(head_path)
     diff: Diff = compare(base, head, plan.settings, layout)
     results = evaluate_gates(plan.rules, head, diff, base=base).results
     if plan.rules_from == "default":
         results = _default_segment_skips(results)
     status, reasons = _status(plan, results)
-    if base_errors := sum(1 for o in base.outputs if o.error is not None):
-        notes.append(f"the baseline errored on {base_errors} of {len(base.outputs)} replayed records")
+    if base_errors := int(base.errored().sum()):
+        notes.append(f"the baseline errored on {base_errors} of {len(base)} replayed records")
         if status == "pass":  # the candidate was compared with no reference on those records
             status = "cannot_judge"
-            reasons.append(f"the baseline errored on {base_errors} of {len(base.outputs)} replayed records, so the "
+            reasons.append(f"the baseline errored on {base_errors} of {len(base)} replayed records, so the "
                            "candidate was not compared there; re-run the replay (answers already given are cached)")
     floor = plan.config.min_segment_size
     if status == "pass" and len(plan.cases) < floor:
@@ -705,10 +824,12 @@ def run_replay(plan: ReplayPlan, progress: Progress = NULL_PROGRESS) -> ReplayRe
                      "nothing measured)")
     baseline = _side("baseline", req.baseline, base, base_path, base_s, notes)
     candidate = _side("candidate", req.candidate, head, head_path, head_s, notes)
+    agreement, moves = _compared(base, head, plan.contracts, lambda: base_table.iter_batches(_PAIR_ROWS),
+                                 lambda: head_table.iter_batches(_PAIR_ROWS))
     report = ReplayReport(replay_id=root.name, status=status, reasons=tuple(reasons), selection=plan.selection,
                           baseline=baseline, candidate=candidate, rules=plan.rules_from, results=results, diff=diff,
-                          agreement=_agreement(base, head, plan.contracts), moves=_moves(base, head),
-                          artifacts=tuple(artifact_changes(base, head, layout)), notes=tuple(notes))
+                          agreement=agreement, moves=moves,
+                          artifacts=tuple(manifest_changes(base.manifest, head.manifest, layout)), notes=tuple(notes))
     atomic_write_text(root / "report.json", report.model_dump_json(indent=1))
     return report
 
