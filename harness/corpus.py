@@ -95,18 +95,14 @@ class CorpusSummary:
 EMPTY_SUMMARY = CorpusSummary(count=0, fields=frozenset({"text"}), ids=DocIds(np.empty(0, np.int64)), first=None)
 
 
-def _fields(doc: CorpusDoc) -> set[str]:
-    return {"text", "title", *doc.metadata} if doc.title else {"text", *doc.metadata}
-
-
-def _to_doc(path: Path, lineno: int, rec: dict[str, Any]) -> CorpusDoc:
-    from pydantic import ValidationError
-
-    try:
-        return CorpusDoc.model_validate(rec)
-    except ValidationError:
-        raise InputError(path, "changed since it was checked: this record is no longer a valid corpus document",
-                         line=lineno) from None
+def _fields(docs: Iterable[CorpusDoc]) -> set[str]:
+    """The fields some document of ``docs`` has: "text" always, "title", every metadata key."""
+    fields = {"text"}
+    for d in docs:
+        if d.title:
+            fields.add("title")
+        fields.update(d.metadata)
+    return fields
 
 
 def iter_corpus(path: str | Path, *, batch: int = CORPUS_BATCH, checked: bool = False) -> Iterator[list[CorpusDoc]]:
@@ -116,9 +112,9 @@ def iter_corpus(path: str | Path, *, batch: int = CORPUS_BATCH, checked: bool = 
     from harness.golden import iter_valid
 
     def valid(_: Path, __: int, rec: dict[str, Any]) -> CorpusDoc:
-        return CorpusDoc.model_validate(rec)  # its schema checked first
+        return CorpusDoc.model_validate(rec)  # its schema checked first (or, checked, a failure is the file changed)
 
-    yield from iter_valid(path, _SCHEMA, _WHAT, batch, _to_doc if checked else valid, checked=checked)
+    yield from iter_valid(path, _SCHEMA, _WHAT, batch, valid, checked=checked)
 
 
 def read_docs(path: str | Path, ids: Iterable[str]) -> dict[str, CorpusDoc]:
@@ -138,9 +134,7 @@ def scan_corpus(path: str | Path) -> CorpusSummary:
     for docs in iter_corpus(path):
         if first is None:
             first = docs[0]
-        for d in docs:
-            if d.title or d.metadata:
-                fields |= _fields(d)
+        fields |= _fields(docs)
         hashes.append(np.fromiter((hash(d.id) for d in docs), dtype=np.int64, count=len(docs)))
         count += len(docs)
     ids = DocIds(np.concatenate(hashes) if hashes else np.empty(0, np.int64))
@@ -174,10 +168,7 @@ class MemoryCorpus(Corpus):
     def __init__(self, docs: Sequence[CorpusDoc]) -> None:
         self._docs = list(docs)
         self._by_id = {d.id: d for d in self._docs}
-        fields: set[str] = {"text"}
-        for d in self._docs:
-            fields |= _fields(d)
-        self.fields = frozenset(fields)
+        self.fields = frozenset(_fields(self._docs))
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -387,8 +378,7 @@ def _build(path: Path, corpus_pin: str, tmp: Path, expected: int, advance: Calla
                 pos += 1
                 blob, crc = _encode(d)
                 rows.append((pos, d.id, blob, crc))
-                if d.title or d.metadata:
-                    fields |= _fields(d)
+            fields |= _fields(docs)
             try:
                 db.executemany("INSERT INTO docs VALUES (?, ?, ?, ?)", rows)
             except sqlite3.IntegrityError:  # ids were checked unique: the file is not what was checked

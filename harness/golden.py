@@ -386,6 +386,21 @@ class _IdLedger:
         return best
 
 
+def _convert(convert: Callable[[Path, int, dict[str, Any]], _T], path: Path, lineno: int, rec: dict[str, Any],
+             what: str, checked: bool) -> _T:
+    """``convert``'s record; on a second reading (``checked``: the schema not checked again) a record that no
+    longer converts is the file having changed since it was checked, an InputError at its line."""
+    if not checked:
+        return convert(path, lineno, rec)
+    from pydantic import ValidationError
+
+    try:
+        return convert(path, lineno, rec)
+    except (ValidationError, TypeError, KeyError, AttributeError):
+        raise InputError(path, f"changed since it was checked: this record is no longer a valid {what}",
+                         line=lineno) from None
+
+
 def iter_valid(path: str | Path, schema: str, what: str, batch: int = GOLDEN_BATCH,
                convert: Callable[[Path, int, dict[str, Any]], _T] | None = None, *, checked: bool = False
                ) -> Iterator[list[_T]]:
@@ -395,7 +410,8 @@ def iter_valid(path: str | Path, schema: str, what: str, batch: int = GOLDEN_BAT
     the line that first gave it, or an invalid record), and a file of no records is an error, once the end is
     reached; so a caller that must not act on a half-checked file reads it through once first. ``checked``:
     this file was read through so once already (unchanged since: its pin verified), so the schema and the
-    duplicate ids are not checked again (``convert`` still is: a record that no longer converts is an error)."""
+    duplicate ids are not checked again (``convert`` still is: a record that no longer converts is an InputError
+    "changed since it was checked" at its line)."""
     path = Path(path)
     ledger = _IdLedger(path)
     out: list[Any] = []
@@ -405,7 +421,7 @@ def iter_valid(path: str | Path, schema: str, what: str, batch: int = GOLDEN_BAT
             if not checked:
                 validate_record(path, lineno, rec, schema, what)
                 ledger.add(rec["id"], lineno)
-            out.append((lineno, rec) if convert is None else convert(path, lineno, rec))
+            out.append((lineno, rec) if convert is None else _convert(convert, path, lineno, rec, what, checked))
             n += 1
             if len(out) >= batch:
                 yield out
@@ -469,15 +485,7 @@ def iter_golden(path: str | Path, doc_ids: Container[str] | None = None, *, batc
     read through once already (its pin verified since): the JSON Schema and duplicate checks, most of the cost
     of a read, are not repeated; the rest is (a record that no longer makes a case is an error naming it)."""
     def convert(where: Path, lineno: int, rec: dict[str, Any]) -> GoldenCase:
-        if not checked:
-            return _golden_case(where, lineno, rec, doc_ids)
-        from pydantic import ValidationError
-
-        try:
-            return _golden_case(where, lineno, rec, doc_ids)
-        except (ValidationError, TypeError, KeyError, AttributeError):
-            raise InputError(where, "changed since it was checked: this record is no longer a valid golden case",
-                             line=lineno) from None
+        return _golden_case(where, lineno, rec, doc_ids)
 
     yield from iter_valid(path, "golden_case.schema.json", "golden case", batch, convert, checked=checked)
 

@@ -144,3 +144,30 @@ def test_a_csv_list_cell_that_is_not_json_names_row_and_column(tmp_path: Path) -
     path.write_text('id,query,answers\nq1,what?,"[""a"""\n', "utf-8")
     with pytest.raises(InputError, match=r"cases.csv:1: field 'answers': this field is a list or an object: its cell"):
         load_golden(path)
+
+
+@pytest.mark.parametrize("kind", ["golden", "corpus"])
+def test_a_second_reading_names_a_record_that_changed_since_it_was_checked(tmp_path: Path, kind: str) -> None:
+    """The second reading (``checked=True``) skips the schema and duplicate checks; a record that no longer
+    converts is an InputError at its line saying the file changed, never a pydantic traceback (exit 3)."""
+    from harness.corpus import iter_corpus
+    from harness.golden import iter_golden
+
+    rows = [dict(r) for r in (CASES if kind == "golden" else DOCS)]
+    rows[2] = {**rows[2], ("query" if kind == "golden" else "text"): 7}  # not a string any more
+    path = tmp_path / f"{kind}.jsonl"
+    write_jsonl(path, rows)
+
+    def read(checked: bool) -> None:
+        batches = iter_golden(path, checked=checked) if kind == "golden" else iter_corpus(path, checked=checked)
+        for _ in batches:
+            pass
+
+    with pytest.raises(InputError) as first:  # the first reading: the schema check names the field
+        read(False)
+    assert "changed since" not in str(first.value)
+    with pytest.raises(InputError) as second:
+        read(True)
+    what = "golden case" if kind == "golden" else "corpus document"
+    assert f"changed since it was checked: this record is no longer a valid {what}" in str(second.value)
+    assert f"{kind}.jsonl:3" in str(second.value)
