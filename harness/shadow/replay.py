@@ -17,6 +17,12 @@ and match their pins, neither answers from an outputs artifact, the rules name m
 and segments of ``[monitor].segments``, and every replayed record's contract and instructions are known
 to both manifests (bad input names the record's ``file:line``).
 
+Memory: the replay holds its cases (the selected records as :class:`~harness.types.GoldenCase`, ~2 KB each:
+:func:`harness.pipeline.execute_unscored` takes them as a list) and, while a side runs, what the pipeline
+holds of it; once both sides are stored it reads them by columns (:meth:`harness.runs.RunTable.columns`:
+the diff, the gate, the error counts, each side's latency and cache hits) and streams their outputs a batch
+of each side at a time (the agreement and the signals' moves). A run is never loaded whole.
+
 Storage: ``<home>/replays/<replay id>/`` holds the two runs (a :class:`~harness.runs.RunStore`) and
 ``report.json``. A replay id is new per invocation; a killed replay is resumed by running it again with the
 same arguments: nothing that reached the cache is paid for twice. The bound is the generation engine's
@@ -599,6 +605,32 @@ def _pairs(base: RunColumns, head: RunColumns, base_batches: Callable[[], Iterat
         start += len(outputs)
 
 
+def _stored_records(table: RunTable, cases: Sequence[GoldenCase], rows: int = _PAIR_ROWS
+                    ) -> Callable[[], Iterator[Records]]:
+    """One pass over a stored side's outputs, ``rows`` cases at a time, as records (its golden cases are
+    ``cases``, the replay's own: both sides ran them in this order; no scores). A format-4 table's ``output``
+    column is read alone and decoded (what the agreement and the moves read; the case and score columns,
+    two thirds of :meth:`~harness.runs.RunTable.iter_batches`' decoding, are left alone); the table was
+    checked against its header's sha256 when opened. Any other run is read through ``iter_batches``."""
+    path = getattr(table, "table_path", None)
+    if table.header.table is None or not isinstance(path, Path):
+        return lambda: table.iter_batches(rows)
+
+    def batches() -> Iterator[Records]:
+        import pyarrow.parquet as pq
+
+        start = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=["output"]):
+            outputs = [CaseOutput.model_validate_json(text) for text in batch.column("output").to_pylist()]
+            part = list(cases[start:start + len(outputs)])
+            if [c.id for c in part] != [o.case_id for o in outputs]:
+                raise ValueError(f"run {table.header.run_id}: rows {start}.. are not the replay's cases in order")
+            start += len(outputs)
+            yield part, outputs, []
+
+    return batches
+
+
 def _compared(base: RunColumns, head: RunColumns, contracts: Any, base_batches: Callable[[], Iterator[Records]],
               head_batches: Callable[[], Iterator[Records]]) -> tuple[tuple[Agreement, ...], tuple[SignalMove, ...]]:
     """How alike the two sides' outputs are (:class:`Agreement`) and how the directionless signals moved
@@ -788,9 +820,9 @@ def run_replay(plan: ReplayPlan, progress: Progress = NULL_PROGRESS) -> ReplayRe
     compare, judge, write ``report.json`` (atomically) and return the report.
 
     Everything after the runs reads the stored runs by columns (:meth:`harness.runs.RunTable.columns`): the
-    diff, the gate, the error counts, each side's latency and cache hits; the records only streamed, a batch
-    of each side at a time (:data:`_PAIR_ROWS` cases), for the answers' agreement and the signals' moves. A
-    run is never held whole."""
+    diff, the gate, the error counts, each side's latency and cache hits; the outputs only streamed, a batch
+    of each side at a time (:data:`_PAIR_ROWS` cases, :func:`_stored_records`), for the answers' agreement
+    and the signals' moves. A run is never held whole."""
     from harness.runs import RunStore, new_run_id
     from harness.storage import atomic_write_text
 
@@ -824,8 +856,8 @@ def run_replay(plan: ReplayPlan, progress: Progress = NULL_PROGRESS) -> ReplayRe
                      "nothing measured)")
     baseline = _side("baseline", req.baseline, base, base_path, base_s, notes)
     candidate = _side("candidate", req.candidate, head, head_path, head_s, notes)
-    agreement, moves = _compared(base, head, plan.contracts, lambda: base_table.iter_batches(_PAIR_ROWS),
-                                 lambda: head_table.iter_batches(_PAIR_ROWS))
+    agreement, moves = _compared(base, head, plan.contracts, _stored_records(base_table, plan.cases),
+                                 _stored_records(head_table, plan.cases))
     report = ReplayReport(replay_id=root.name, status=status, reasons=tuple(reasons), selection=plan.selection,
                           baseline=baseline, candidate=candidate, rules=plan.rules_from, results=results, diff=diff,
                           agreement=agreement, moves=moves,
