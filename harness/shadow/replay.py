@@ -247,12 +247,15 @@ def _select(req: ReplayRequest, monitor: MonitorConfig, sample: int | None, seed
         has_query[start:start + len(queries)] = [bool((q or "").strip()) for q in queries]
         hashes[start:start + len(queries)] = np.fromiter((hash(r) for r in part.column("record_id").to_pylist()),
                                                          dtype=np.int64, count=len(queries))
-    if no_query := int(matched - has_query.sum()):
-        skipped[_NO_QUERY] = no_query
-    eligible = _first_of_each_id(table, np.flatnonzero(has_query), hashes)
-    if duplicates := int(has_query.sum() - len(eligible)):
-        skipped[_DUPLICATE] = skipped.get(_DUPLICATE, 0) + duplicates
-    del hashes, has_query
+    with_query = np.flatnonzero(has_query)
+    eligible = _first_of_each_id(table, with_query, hashes)
+    repeated = np.setdiff1d(with_query, eligible, assume_unique=True)
+    no_query = np.flatnonzero(~has_query)
+    # the reasons in the order the rows first give them (as a row-by-row pass would count them)
+    for reason, rows in sorted(((_NO_QUERY, no_query), (_DUPLICATE, repeated)), key=lambda r: r[1][:1].tolist()):
+        if len(rows):
+            skipped[reason] = skipped.get(reason, 0) + len(rows)
+    del hashes, has_query, with_query, repeated, no_query
     if sample is not None and sample < len(eligible):
         ids = table.column("record_id")
         keys = np.concatenate([sample_keys(ids.take(pa.array(eligible[s:s + _SELECT_ROWS])).to_pylist(), seed)

@@ -191,26 +191,27 @@ def test_agreement_and_moves_of_runs_in_another_order_match_the_whole_runs(fault
 # --- selection -----------------------------------------------------------------------------------------
 
 
-def _doubled(read: Any) -> Any:
-    """``read_records`` with in-table duplicates (rows 0..4 again at the end, row 2 twice more) and two blank
-    queries (one of them the first copy of an id repeated later, which the later copy then replays)."""
+def _doubled(read: Any, prepend: bool) -> Any:
+    """``read_records`` with in-table duplicates (copies of rows 0..4, row 2 twice more and row 7, appended
+    or put first) and two blank queries: rows 7 and 11 when the copies are appended (row 7's later copy is
+    then the first with a query: replayed), else rows 40 and 50 (the duplicates come first)."""
 
     def read_records(*args: Any, **kw: Any) -> pa.Table:
         table = read(*args, **kw)
         extra = table.take(pa.array([0, 1, 2, 3, 4, 2, 2, 7]))
-        both = pa.concat_tables([table, extra])
+        both = pa.concat_tables([extra, table] if prepend else [table, extra])
         queries = both["query"].to_pylist()
-        for i in (7, 11):
+        for i in ((40, 50) if prepend else (7, 11)):
             queries[i] = "  \t"
         return both.set_column(both.schema.get_field_index("query"), "query", pa.array(queries, pa.string()))
 
     return read_records
 
 
-@pytest.mark.parametrize("sample", [None, 10, 45])
+@pytest.mark.parametrize(("sample", "prepend"), [(None, False), (10, False), (45, False), (None, True), (20, True)])
 def test_selection_in_batches_is_the_whole_table_selection(world: World, monkeypatch: pytest.MonkeyPatch,
-                                                           sample: int | None) -> None:
-    monkeypatch.setattr(engine, "read_records", _doubled(engine.read_records))
+                                                           sample: int | None, prepend: bool) -> None:
+    monkeypatch.setattr(engine, "read_records", _doubled(engine.read_records, prepend))
     monkeypatch.setattr(engine, "_SELECT_ROWS", 7)  # many slices over 68 records
     req = world.request("neutral")
     monitor = req.candidate.manifest.monitor
@@ -218,8 +219,11 @@ def test_selection_in_batches_is_the_whole_table_selection(world: World, monkeyp
     got = engine._select(req, monitor, sample, 3)
     want = oracle.select(req, monitor, sample, 3)
     assert got == want
-    assert want[1].skipped == {"no query": 2, "duplicate record id": 7}
+    assert got[1].model_dump_json() == want[1].model_dump_json()  # the reasons in the same order too
+    assert list(want[1].skipped.items()) == ([("duplicate record id", 8), ("no query", 2)] if prepend
+                                             else [("no query", 2), ("duplicate record id", 7)])
     assert want[1].matched == N_LOGGED + 8
+    assert want[1].replayed == (N_LOGGED + 8 - 2 - (8 if prepend else 7) if sample is None else sample)
 
 
 def test_ids_that_only_share_a_hash_are_both_kept() -> None:
