@@ -17,7 +17,12 @@ with its own cache folder (``HARNESS_CACHE_DIR``) unless said:
    the index, searching), the number the ideal adds;
 2. cold: the real replay, empty cache, ``--concurrency 16``; measured = its wall time (start-up, reading the
    log, both runs, scoring, the diff and the gate included), with each side's stage breakdown;
-3. warm: step 2 again on its cache: every answer cached, no request reaches the endpoint.
+3. warm: step 2 again on its cache: every answer cached, no request reaches the endpoint;
+4. scale (only with ``REPLAY_SCALE``, a comma-separated list of record counts, e.g. ``10000,100000``): for
+   each count, a log of that many unique queries replayed through the generator-free copies of step 1, cold;
+   its wall time and peak RSS, and the peak's growth per record between the smallest and the largest count
+   (the replay's memory per replayed record: its cases, what the pipeline holds of a side while it runs, the
+   runs' columns; a stored run is read by columns and streamed, never loaded whole).
 
 A replay scores its baseline while the candidate generates, so the cold step's "outside the two runs" is its
 wall time less both runs' own work except the baseline's scoring (reported as overlapped).
@@ -25,7 +30,8 @@ wall time less both runs' own work except the baseline's scoring (reported as ov
 Run from the project root: ``make bench replay``, or ``python -m bench.bench_replay [--quick]``.
 ``REPLAY_QUERIES`` (default 10,000; ``REPLAY_QUICK=1`` or ``--quick``: 1,000) sets the number of queries,
 ``REPLAY_LATENCY`` (0.2) the endpoint's latency, ``REPLAY_CONCURRENCY`` (16) the calls in flight;
-``REPLAY_DIR`` keeps the project and the commands' output in that folder instead of a temporary one.
+``REPLAY_DIR`` keeps the project and the commands' output in that folder instead of a temporary one;
+``REPLAY_SCALE`` adds step 4.
 """
 
 from __future__ import annotations
@@ -153,6 +159,8 @@ def _bench(work: Path, queries: int, latency: float, concurrency: int) -> dict[s
         stages = [s["stages"].get("retrieve") for s in alone.get("sides", {}).values()]
         retrieval_s = sum(s for s in stages if s is not None) if stages and None not in stages else None
 
+        result["scale"] = _scale(project, base_r, cand_r, work, concurrency, server)
+
         cold = _replay("cold", project.root, project.baseline, project.neutral, log, work, work / "cache", concurrency,
                        server)
         result["cold"] = cold
@@ -178,6 +186,41 @@ def _bench(work: Path, queries: int, latency: float, concurrency: int) -> dict[s
     return result
 
 
+def _scale_counts() -> list[int]:
+    raw = os.environ.get("REPLAY_SCALE", "").strip()
+    return sorted({int(x) for x in raw.split(",") if x.strip()}) if raw else []
+
+
+def _scale(project: Any, baseline: Path, candidate: Path, work: Path, concurrency: int, server: Any
+           ) -> list[dict[str, Any]]:
+    """Step 4: the generator-free replay of each ``REPLAY_SCALE`` count of unique logged queries, cold."""
+    from harness.manifest import load_manifest
+    from harness.monitor.synthetic import StreamSpec
+    from harness.testing.shadow import logged_traffic
+
+    out: list[dict[str, Any]] = []
+    for n in _scale_counts():
+        spec = StreamSpec(days=7, records_per_day=n / 7 * 1.3)
+        seen = [0]
+
+        def unique(record: dict[str, Any], is_canary: bool, seen: list[int] = seen) -> dict[str, Any]:
+            seen[0] += 1
+            return {**record, "query": f"{record['query']} (ticket {seen[0]})"}
+
+        log = logged_traffic(spec, project.root / "logs" / f"scale-{n}.jsonl",
+                             manifest_id=load_manifest(project.baseline).id, edit=unique, limit=n)
+        step = _replay(f"scale-{n}", project.root, baseline, candidate, log, work, work / f"cache-scale-{n}",
+                       concurrency, server)
+        step["records"] = n
+        out.append(step)
+    if len(out) > 1 and all(s["exit"] in (0, 1) for s in out):
+        first, last = out[0], out[-1]
+        growth = (last["peak_rss_mb"] - first["peak_rss_mb"]) * 1024 / (last["records"] - first["records"])
+        for s in out:
+            s["peak_kb_per_record_over_smallest"] = round(growth, 2)
+    return out
+
+
 def _print_table(r: dict[str, Any]) -> None:
     p = sys.stderr.write
     p(f"replay bench: {r['records']:,} logged queries x 2 manifests, {r['latency_s'] * 1000:.0f} ms endpoint, "
@@ -191,6 +234,10 @@ def _print_table(r: dict[str, Any]) -> None:
                            for label, side in s.get("sides", {}).items()) or " ".join(s.get("stderr_tail", []))
         p(f"{step:<16}{s['exit']:>5}{s['wall_s']:>9.1f}{s['cpu_s']:>7.1f}{s['peak_rss_mb']:>9.0f}"
           f"{s.get('requests', 0):>10,}{s.get('endpoint_cpu_s', 0):>9.1f}  {stages}\n")
+    for s in r.get("scale", ()):
+        p(f"{'scale ' + format(s['records'], ','):<16}{s['exit']:>5}{s['wall_s']:>9.1f}{s['cpu_s']:>7.1f}"
+          f"{s['peak_rss_mb']:>9.0f}  generator-free replay; peak growth "
+          f"{s.get('peak_kb_per_record_over_smallest', '-')} KB/record over the smallest count\n")
     if "ratio" in r:
         p(f"ideal = {r['records']:,} x 2 x {r['latency_s']} s / {r['concurrency']} = {r['ideal_generation_s']} s "
           f"+ retrieval alone {r['retrieval_s']} s = {r['ideal_s']} s; measured (cold) {r['cold']['wall_s']} s; "
