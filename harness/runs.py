@@ -1195,6 +1195,13 @@ class RunTable:
         """The run in batches of at most ``rows`` cases, in its case order (scores by case)."""
         raise NotImplementedError
 
+    def iter_outputs(self, rows: int = 10_000) -> Iterator[list[CaseOutput]]:
+        """The run's outputs alone in batches of at most ``rows``, in its case order, checked as
+        :meth:`iter_batches` checks them (a format-4 table decodes only its ``output`` column: its cases and
+        scores, two thirds of the decoding, are not read)."""
+        for _, outputs, _ in self.iter_batches(rows):
+            yield outputs
+
     def materialize(self) -> RunResult:
         """The whole run in memory, as :func:`load_run` returns it."""
         raise NotImplementedError
@@ -1366,10 +1373,13 @@ class _ParquetRun(RunTable):
 
     def _records(self, batch: pa.Table | pa.RecordBatch, first: int, rows: np.ndarray | None = None
                  ) -> list[tuple[GoldenCase | None, CaseOutput, list[Score]]]:
-        """Parse a batch of the table's record columns; ``first``/``rows``: where its rows are in the table."""
+        """Parse a batch of the table's record columns; ``first``/``rows``: where its rows are in the table. A
+        batch read without the ``case`` or ``scores`` column (:meth:`iter_outputs`) gives no case and no scores."""
         where = (lambda i: first + i) if rows is None else (lambda i: first + int(rows[i]))
-        cols = {name: batch.column(name) for name in _RECORD_COLUMNS}
-        for name in _JSON_COLUMNS:  # a NaN or infinity in the JSON: found by the text, confirmed by parsing
+        present = set(batch.schema.names)
+        cols = {name: batch.column(name) for name in _RECORD_COLUMNS if name in present}
+        for name in (n for n in _JSON_COLUMNS if n in cols):  # a NaN or infinity in the JSON: found by the text,
+            # confirmed by parsing
             suspect = pc.match_substring_regex(cols[name], "NaN|Infinity")
             for at in (i for i, hit in enumerate(suspect.to_pylist()) if hit) if pc.any(suspect).as_py() else ():
                 numbers = _Numbers()
@@ -1381,15 +1391,17 @@ class _ParquetRun(RunTable):
                     raise _damaged(self.path, f"{bad[1]} is not a finite number", field)
         out: list[tuple[GoldenCase | None, CaseOutput, list[Score]]] = []
         ids = cols["case_id"].to_pylist()
-        for i, (cid, case, output, scores) in enumerate(zip(ids, cols["case"].to_pylist(), cols["output"].to_pylist(),
-                                                            cols["scores"].to_pylist(), strict=True)):
+        absent: list[Any] = [None] * len(ids)
+        for i, (cid, case, output, scores) in enumerate(zip(
+                ids, cols["case"].to_pylist() if "case" in cols else absent, cols["output"].to_pylist(),
+                cols["scores"].to_pylist() if "scores" in cols else absent, strict=True)):
             name = "case"
             try:
                 golden = None if case is None else GoldenCase.model_validate_json(case)
                 name = "output"
                 out_rec = CaseOutput.model_validate_json(output)
                 name = "scores"
-                score_list = _SCORES.validate_json(scores)
+                score_list = [] if scores is None else _SCORES.validate_json(scores)
             except ValidationError as exc:
                 err = exc.errors()[0]
                 loc = ".".join(str(x) for x in err["loc"])
@@ -1401,13 +1413,18 @@ class _ParquetRun(RunTable):
             out.append((golden, out_rec, score_list))
         return out
 
-    def _record_batches(self, rows: int) -> Iterator[list[tuple[GoldenCase | None, CaseOutput, list[Score]]]]:
+    def _record_batches(self, rows: int, columns: Sequence[str] = _RECORD_COLUMNS
+                        ) -> Iterator[list[tuple[GoldenCase | None, CaseOutput, list[Score]]]]:
         if rows < 1:
             raise ValueError("rows must be at least 1")
         first = 0
-        for batch in self._pf.iter_batches(batch_size=rows, columns=list(_RECORD_COLUMNS)):
+        for batch in self._pf.iter_batches(batch_size=rows, columns=list(columns)):
             yield self._records(batch, first)
             first += batch.num_rows
+
+    def iter_outputs(self, rows: int = 10_000) -> Iterator[list[CaseOutput]]:
+        for records in self._record_batches(rows, ("case_id", "output")):  # the other record columns unread
+            yield [o for _, o, _ in records]
 
     def _ordered_scores(self, placed: list[tuple[int, list[Score], list[int]]]) -> list[Score]:
         """The run's scores in the order they were written (``score_seq``: each score's place in it)."""

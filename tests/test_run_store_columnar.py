@@ -156,6 +156,28 @@ def test_take_returns_the_records_asked_in_the_order_asked(tmp_path: Path) -> No
     assert open_run(V1_ERRORS).take(["q2"])[1] == [o for o in load_run(V1_ERRORS).outputs if o.case_id == "q2"]
 
 
+def test_iter_outputs_gives_the_outputs_of_iter_batches_for_every_format(tmp_path: Path) -> None:
+    run = _rich_run()
+    for table in (open_run(RunStore(tmp_path).save(run)), open_run(V1_ERRORS)):
+        for rows in (1, 2, 10_000):
+            expected = [o for _, outputs, _ in table.iter_batches(rows) for o in outputs]
+            got = list(table.iter_outputs(rows))
+            assert [o for batch in got for o in batch] == expected and all(len(b) <= rows for b in got)
+    assert [o for b in open_run(RunStore(tmp_path / "b").save(run)).iter_outputs() for o in b] == list(run.outputs)
+
+
+def test_iter_outputs_checks_the_outputs_it_decodes(saved: Path) -> None:
+    def bad_output(t: pa.Table) -> pa.Table:
+        outputs = t["output"].to_pylist()
+        outputs[3] = outputs[3].replace('"ranking_scored":true', '"ranking_scored":"maybe"')
+        return t.set_column(t.schema.get_field_index("output"), "output", pa.array(outputs, pa.string()))
+
+    _rewrite_table(saved, bad_output)
+    with pytest.raises(InputError, match=r"field 'rows\.3\.output\.ranking_scored': damaged run"):
+        for _ in open_run(saved).iter_outputs(2):
+            pass
+
+
 def test_a_writer_streams_batches_as_row_groups_and_materializes_as_one_process_would(tmp_path: Path) -> None:
     run = _rich_run()
     metrics = list(dict.fromkeys(s.metric for s in run.scores))

@@ -611,20 +611,12 @@ def _pairs(base: RunColumns, head: RunColumns, base_batches: Callable[[], Iterat
 def _stored_records(table: RunTable, cases: Sequence[GoldenCase], rows: int = _PAIR_ROWS
                     ) -> Callable[[], Iterator[Records]]:
     """One pass over a stored side's outputs, ``rows`` cases at a time, as records (its golden cases are
-    ``cases``, the replay's own: both sides ran them in this order; no scores). A format-4 table's ``output``
-    column is read alone and decoded (what the agreement and the moves read; the case and score columns,
-    two thirds of :meth:`~harness.runs.RunTable.iter_batches`' decoding, are left alone); the table was
-    checked against its header's sha256 when opened. Any other run is read through ``iter_batches``."""
-    path = getattr(table, "table_path", None)
-    if table.header.table is None or not isinstance(path, Path):
-        return lambda: table.iter_batches(rows)
-
+    ``cases``, the replay's own: both sides ran them in this order; no scores): what the agreement and the
+    moves read, through :meth:`~harness.runs.RunTable.iter_outputs` (a format-4 table's case and score
+    columns are not decoded)."""
     def batches() -> Iterator[Records]:
-        import pyarrow.parquet as pq
-
         start = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=["output"]):
-            outputs = [CaseOutput.model_validate_json(text) for text in batch.column("output").to_pylist()]
+        for outputs in table.iter_outputs(rows):
             part = list(cases[start:start + len(outputs)])
             if [c.id for c in part] != [o.case_id for o in outputs]:
                 raise ValueError(f"run {table.header.run_id}: rows {start}.. are not the replay's cases in order")
