@@ -82,10 +82,15 @@ class LogQuery:
         return "; ".join(parts) or "every record"
 
 
+_SELECTED_BY = ("record_id", "ts", "manifest_id", "attrs")  # what ordering, deduplication and LogQuery read
+
+
 def read_log_file(path: Path, mapping: LogFieldMap, *, fmt: str = "auto", assume_utc: bool = False,
-                  label: str | None = None) -> pa.Table:
+                  label: str | None = None, columns: Sequence[str] | None = None) -> pa.Table:
     """Every record of one log file as a :data:`LOG_SCHEMA` table (time, then id order; a record id seen
-    twice is kept once). A record that cannot be mapped raises :class:`InputError` at its position."""
+    twice is kept once). A record that cannot be mapped raises :class:`InputError` at its position.
+    ``columns``: keep only those (and what ordering and a :class:`LogQuery` read) as each chunk is mapped, so
+    the texts a check does not read (answers, passages) are never held for the whole file."""
     from harness.monitor.ingest import _chunks_in_process, _compile, prepare
 
     ((source, _digest),) = prepare([path], mapping=mapping, fmt=fmt, assume_utc=assume_utc,  # type: ignore[arg-type]
@@ -93,6 +98,8 @@ def read_log_file(path: Path, mapping: LogFieldMap, *, fmt: str = "auto", assume
     compiled = _compile(mapping, assume_utc)
     now = datetime.now(UTC)
     tables: list[pa.Table] = []
+    schema = LOG_SCHEMA if columns is None else pa.schema(
+        [f for f in LOG_SCHEMA if f.name in {*columns, *_SELECTED_BY}])
     for chunk in _chunks_in_process(source, mapping, compiled, now):
         if chunk.rejected:
             first = chunk.rejected[0]
@@ -100,10 +107,10 @@ def read_log_file(path: Path, mapping: LogFieldMap, *, fmt: str = "auto", assume
             raise HarnessError(f"{first.position}: {first.reason}{more}",
                                hint="fix the line, or ingest the file (harness ingest keeps the rest) and "
                                "drop --log")
-        tables.append(chunk.table)
+        tables.append(chunk.table.select(schema.names))
     if not tables:
-        return LOG_SCHEMA.empty_table()
-    table = pa.concat_tables(tables).cast(LOG_SCHEMA)
+        return schema.empty_table()
+    table = pa.concat_tables(tables).cast(schema)
     return _first_of_each_id(table.sort_by([("ts", "ascending"), ("record_id", "ascending")]))
 
 
@@ -165,7 +172,7 @@ def read_records(layout: Layout, mapping: LogFieldMap, query: LogQuery, *, log: 
     ``columns``). With no ``log`` they are the project's stored records; a project with none is an error
     that says how to add some."""
     if log is not None:
-        table = _filter(read_log_file(log, mapping, fmt=fmt, assume_utc=assume_utc), query)
+        table = _filter(read_log_file(log, mapping, fmt=fmt, assume_utc=assume_utc, columns=columns), query)
         return table.select(list(columns)) if columns is not None else table
     from harness.monitor.store import LogStore
 
