@@ -13,9 +13,11 @@ order (:func:`merge_shards`): the index, and so its key, does not depend on wher
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,81 @@ TRAIN_RULE = "seeded-sample-v1"
 """Names the training rule in the keys of trained layouts: a changed rule builds anew, never reuses."""
 
 
+ADD_BATCH = 16_384
+"""Vectors per ``add`` of a layout whose content depends on how its vectors are split into adds (an HNSW graph
+links each batch's vectors level by level; a pre-transform's matrix product rounds by batch under threads): a
+constant of the build, never the embedding batch, the engine or the memory at hand, so every path that fills
+such an index (one array, a stream of the cache, either engine) adds the same batches and builds the same bytes."""
+FILL_RULE = f"add-batches-{ADD_BATCH}-one-thread-v1"
+"""Names that fill (:data:`ADD_BATCH` vectors per add, one FAISS thread) in the keys of the layouts it applies to
+(:func:`batch_exact` false): an index one add filled (the rule before it) is never found under the new key."""
+INDEX_FORMAT = 2
+"""The stored index's ``meta.json`` format: 2 records ``fill`` (the fill rule, or ``one-add-exact``)."""
+_EXACT_PART = re.compile(r"IVF\d+|Flat|IDMap2?|PQ\d+(x\d+)?(fs|fsr|np)?|SQ(4|6|8|fp16|bf16)|RFlat")
+"""Factory components whose batched adds give the bytes of one add (checked with FAISS 1.15 on one and two
+threads, tests/test_index_streaming.py): flat and IVF coarse quantizers, flat, PQ (fast-scan included) and SQ
+codes. Anything else (HNSW, NSG, PCA, OPQ, RR, ITQ, LSH, ...) is filled by :data:`FILL_RULE`: fail closed."""
+
+
+def batch_exact(recipe: dict[str, Any]) -> bool:
+    """Whether the recipe's index is the same bytes however its vectors are split into adds (and on any number
+    of FAISS threads): flat, IVF, and factory strings made only of :data:`_EXACT_PART` components. Layouts that
+    are not are filled by :data:`FILL_RULE`, whose name is part of their key."""
+    if recipe["type"] in ("flat", "ivf"):
+        return True
+    if recipe["type"] == "hnsw":
+        return False
+    return all(_EXACT_PART.fullmatch(part.strip()) for part in str(recipe["factory"]).split(","))
+
+
+@contextlib.contextmanager
+def faiss_threads(recipe: dict[str, Any]) -> Iterator[None]:
+    """One FAISS (OpenMP) thread while a layout of :data:`FILL_RULE` is trained and filled (a PCA's matrix, and
+    so every vector it maps, rounds differently on two threads than on one: measured), the default otherwise."""
+    if batch_exact(recipe):
+        yield
+        return
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def add_batches(batches: Iterable[np.ndarray], size: int | None = None) -> Iterator[np.ndarray]:
+    """``batches`` (vectors in order, of any sizes) cut and joined into consecutive batches of exactly ``size``
+    (default :data:`ADD_BATCH`) rows, the last one shorter: the adds of :data:`FILL_RULE`, whatever batches the
+    vectors came in."""
+    size = ADD_BATCH if size is None else size
+    held: list[np.ndarray] = []
+    count = 0
+    for batch in batches:
+        start = 0
+        while start < len(batch):
+            take = min(size - count, len(batch) - start)
+            held.append(batch[start:start + take])
+            count += take
+            start += take
+            if count == size:
+                yield held[0] if len(held) == 1 else np.concatenate(held)
+                held, count = [], 0
+    if count:
+        yield held[0] if len(held) == 1 else np.concatenate(held)
+
+
+def fill(index: Any, batches: Iterable[np.ndarray], recipe: dict[str, Any]) -> Any:
+    """``index`` (trained, empty) filled with ``batches`` in order: as they come for a :func:`batch_exact`
+    layout, else in :func:`add_batches` on one thread (:data:`FILL_RULE`)."""
+    exact = batch_exact(recipe)
+    with faiss_threads(recipe):
+        for vectors in (batches if exact else add_batches(batches)):
+            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
 def trained_layout(recipe: dict[str, Any]) -> bool:
     """Whether the recipe's index is trained (IVF, PQ, ...) before vectors are added."""
     return recipe["type"] in ("ivf", "factory")
@@ -164,6 +241,8 @@ def index_key(corpus_pin: str, model_pin: str, recipe: dict[str, Any], doc_text:
                             "doc_text": doc_text}
     if trained_layout(recipe):
         spec["train"] = TRAIN_RULE
+    if not batch_exact(recipe):
+        spec["fill"] = FILL_RULE
     return sha256_json(spec)
 
 
@@ -218,7 +297,8 @@ def train_on(index: Any, sample: np.ndarray, recipe: dict[str, Any], n: int) -> 
     """``index`` trained on ``sample`` (:func:`train_sample`'s rows of the ``n`` corpus vectors, in order); a
     factory layout FAISS cannot train is a :class:`RecipeError` naming it."""
     try:
-        index.train(sample)
+        with faiss_threads(recipe):
+            index.train(sample)
     except RuntimeError as exc:  # e.g. fewer training vectors than a quantizer's centroids
         if recipe["type"] != "factory":
             raise
@@ -252,8 +332,7 @@ def merge_shards(trained: Any, shards: Sequence[Any]) -> Any:
 def _build_faiss(vectors: np.ndarray, recipe: dict[str, Any]) -> Any:
     n, dim = vectors.shape
     index = train_index(empty_index(dim, n, recipe), vectors, recipe)
-    index.add(vectors)
-    return index
+    return fill(index, (vectors,), recipe)
 
 
 Builder = Callable[[np.ndarray, dict[str, Any]], Any]
@@ -345,7 +424,8 @@ class IndexStore:
         atomic_write_bytes(folder / "ids.json", ids_blob)
 
         meta = {
-            "format": 1,
+            "format": INDEX_FORMAT,
+            "fill": "one-add-exact" if batch_exact(recipe) else FILL_RULE,
             "key": key,
             "recipe": recipe,
             "ntotal": int(index.ntotal),
@@ -371,6 +451,15 @@ class IndexStore:
 
         folder = self.folder(key)
         meta = self._meta(folder)
+        if meta.get("format", 1) not in (1, INDEX_FORMAT):
+            raise _damaged(folder, f"index {folder}: unknown metadata format {meta.get('format')!r}")
+        try:
+            exact = batch_exact(meta["recipe"])
+        except (KeyError, TypeError, AttributeError):
+            raise _damaged(folder, f"index {folder}: damaged metadata (its recipe has no type)") from None
+        if not exact and meta.get("fill") != FILL_RULE:
+            raise _damaged(folder, f"index {folder} was filled by rule {meta.get('fill', 'one add')!r}, not "
+                                   f"{FILL_RULE!r}: its graph or transform is not the one this version builds")
         for name, field in (("index.faiss", "index_sha256"), ("ids.json", "ids_sha256")):
             path = folder / name
             actual = sha256_file(path) if path.is_file() else "missing"

@@ -42,8 +42,8 @@ from harness.index import (
     StoredIndex,
     check_factory,
     empty_index,
+    fill,
     index_key,
-    mergeable,
     train_on,
     train_sample,
 )
@@ -257,42 +257,41 @@ class RetrievalStage:
         if self.recipe["type"] == "factory" and self.emb_config.backend != "hashing":
             self._check_factory(int(self.embedder._load().get_sentence_embedding_dimension()))
         info = {"corpus_sha256": self.corpus_pin, "model_sha256": self.model_pin, "n_docs": len(corpus)}
-        if self.engine is None and len(corpus) and self.recipe["type"] != "hnsw":  # a graph is filled in one add
+        if len(corpus):
             with self.progress.task(f"building {self.recipe['type']} index", 1) as advance:
                 try:
-                    streamed = self._streamed_index(corpus, info)
+                    stored = self._streamed_index(corpus, info)
                 except RecipeError as exc:
                     raise recipe_input_error(self.inputs.source, exc) from None
                 advance(1)
-            if streamed is not None:
-                return streamed, True
-        vectors = self._corpus_vectors(corpus)
+            return stored, True
+        vectors = self._corpus_vectors(corpus)  # an empty corpus: no batch to learn the width from
         self._vectors = vectors
-        builder = self.engine.build_index if self.engine is not None else None
         with self.progress.task(f"building {self.recipe['type']} index", 1) as advance:
             try:
-                stored = self.store.save(self.index_key, vectors, corpus.ids(), self.recipe, info,
-                                         builder=builder)
+                stored = self.store.save(self.index_key, vectors, corpus.ids(), self.recipe, info)
             except RecipeError as exc:
                 raise recipe_input_error(self.inputs.source, exc) from None
             advance(1)
         return stored, True
 
-    def _streamed_index(self, corpus: Corpus, info: dict[str, Any]) -> StoredIndex | None:
+    def _streamed_index(self, corpus: Corpus, info: dict[str, Any]) -> StoredIndex:
         """The index filled a batch of vectors at a time as the corpus is embedded, so the corpus's vectors are
-        never held apart from the index: flat in one pass; a trained layout whose adds append (IVF-Flat, IVF-PQ,
-        IVF-SQ: :func:`~harness.index.mergeable`) in two, the first keeping only :func:`train_sample`'s rows to
-        train on, the second adding (its vectors from the cache). The same index as one add of them all (tested
-        byte for byte). None for layouts filled in one add (graphs, fast-scan): the caller builds those whole."""
+        never held apart from the index, on either engine and for every layout: an untrained one (flat, HNSW) in
+        one pass; a trained one in two, the first keeping only :func:`train_sample`'s rows to train on, the
+        second adding (its vectors from the cache). Layouts whose adds append (:func:`~harness.index.batch_exact`:
+        flat, IVF-Flat/PQ/SQ, fast-scan) are the very index one add of them all builds (tested byte for byte);
+        the others (HNSW graphs, pre-transforms) are filled in :data:`~harness.index.ADD_BATCH` adds on one
+        thread (:func:`~harness.index.fill`), a constant of their build named in their key. On a cluster the
+        mergeable layouts are filled by shards as the vectors stream past (:meth:`RayEngine.fill_index`)."""
         import numpy as np
 
         n = len(corpus)
-        passes = self._vector_batches(corpus, CORPUS_BATCH)
+        size = REMOTE_CORPUS_BATCH if self.engine is not None else CORPUS_BATCH
+        passes = self._vector_batches(corpus, size)
         _, first = next(passes)
         dim = int(first.shape[1])
         index = empty_index(dim, n, self.recipe)
-        if not mergeable(index):
-            return None
         t_build = 0.0
         rows = train_sample(n, self.recipe, index)
         if rows is not None:
@@ -308,10 +307,13 @@ class RetrievalStage:
             del sample
             passes = self._vector_batches(corpus, CORPUS_BATCH)  # again: every vector is in the cache now
             _, first = next(passes)
-        for vectors in chain([first], (v for _, v in passes)):
-            t0 = time.perf_counter()
-            index.add(vectors)
-            t_build += time.perf_counter() - t0
+        timed = _Timed(chain([first], (v for _, v in passes)))
+        t0 = time.perf_counter()
+        if self.engine is not None:
+            self.engine.fill_index(index, timed, n, self.recipe)
+        else:
+            fill(index, timed, self.recipe)
+        t_build += time.perf_counter() - t0 - timed.seconds
         if index.ntotal != n:
             raise HarnessError(f"the corpus gave {index.ntotal} documents to embed, {n} expected")
         return self.store.save_index(self.index_key, index, corpus.ids(), self.recipe, info, t_build)
@@ -471,6 +473,25 @@ class RetrievalStage:
             message = redact(f"{type(exc).__name__}: {exc}")
             return {}, {case.id: CaseError(stage="retrieve", kind=type(exc).__name__, message=message)}
         return {case.id: hits}, {}
+
+
+class _Timed:
+    """An iterator of vector batches that counts the seconds spent producing them (reading the cache), so the
+    build's time is the index's own."""
+
+    def __init__(self, batches: Iterator[np.ndarray]) -> None:
+        self.batches = batches
+        self.seconds = 0.0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            return next(self.batches)
+        finally:
+            self.seconds += time.perf_counter() - t0
 
 
 def quality_sample(n: int) -> list[int]:

@@ -259,9 +259,7 @@ def test_a_trained_index_filled_in_batches_is_the_index_of_one_add(tmp_path: Pat
     monkeypatch.setattr("harness.index.TRAIN_MIN_POINTS", 100)  # the sample is a real sample: 100 of 160 rows
     monkeypatch.setattr("harness.index.TRAIN_POINTS_PER_LIST", 1)
     whole_manifest = _recipe_project(tmp_path / "whole", recipe)
-    with monkeypatch.context() as m:
-        m.setattr("harness.retrieve.mergeable", lambda index: False)  # the layout built whole, as before
-        whole = pipeline.run_manifest(whole_manifest).run
+    whole = pipeline.run_manifest(whole_manifest).run  # 160 documents: one batch, one add
     monkeypatch.setattr("harness.retrieve.CORPUS_BATCH", 24)  # 7 batches, the last one short
     manifest = _recipe_project(tmp_path / "batched", recipe)
     batched = pipeline.run_manifest(manifest).run

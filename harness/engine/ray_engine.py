@@ -16,11 +16,13 @@ pool (``ActorPoolStrategy``) of :class:`EncodeActor`, each of which loads the mo
 project's cache under the keys :class:`~harness.embed.Embedder` uses locally: the engine is never part of a
 vector's identity, so a run on either engine warms the other.
 
-Index building (:meth:`RayEngine.build_index`): the recipe's layout is trained on the driver on the seeded
+Index building (:meth:`RayEngine.fill_index`): the recipe's layout is trained on the driver on the seeded
 sample :func:`harness.index.train_sample` picks (the local path's sample), copies of the trained, empty
-index are filled with consecutive shards of the vectors by Ray tasks, and the shards are merged in order:
-the same bytes one ``add`` builds. Layouts that cannot be merged exactly (HNSW graphs, fast-scan PQ) are
-filled on the driver.
+index are filled with consecutive shards of the vectors by Ray tasks as the vectors stream from the cache, and
+the shards are merged in order as they come back (a bounded number in flight): the same bytes one ``add``
+builds, without the driver ever holding the corpus's vectors. Layouts that cannot be merged exactly (HNSW
+graphs, fast-scan PQ, pre-transforms) are filled on the driver from the same stream, as the local path fills
+them (:func:`harness.index.fill`: the same fixed add batches).
 
 Connecting: an already initialized Ray (a test's cluster, a notebook's) is used as it is; otherwise
 ``ComputeEngine.address`` or ``RAY_ADDRESS``, else a new local cluster with this machine's cores. Only a
@@ -44,9 +46,9 @@ corpus embedding or index build.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib.util
-import itertools
 import logging
 import os
 import re
@@ -54,19 +56,23 @@ import sys
 import time
 import warnings
 import weakref
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from harness.embed import EncoderSpec, encode_batch
 from harness.errors import HarnessError, MissingDependencyError
-from harness.index import empty_index, merge_shards, mergeable, train_index
+from harness.index import add_batches, empty_index, fill, merge_shards, mergeable, train_index
 from harness.types import ComputeEngine
 
 INSTALL_HINT = "pip install 'rag-harness[ray]'"
 MIN_SHARD = 1_000
 """Fewest vectors per index shard worth a Ray task (smaller corpora are filled on the driver)."""
+SHARD_ROWS = 65_536
+"""Most vectors per index shard (a task's input, 96 MB at 384 dimensions): the driver holds at most one shard per
+CPU slot in flight, whatever the corpus's size. Shard bounds do not change the merged index (it is the bytes of
+one add), so this is a bound on memory, not part of any key."""
 START_TIMEOUT_S = 120.0
 """Longest wait for the cluster to grant a call's CPUs (its placement group) before it fails."""
 ACTOR_START_TIMEOUT_S = 600
@@ -518,30 +524,58 @@ class RayEngine:
 
     def build_index(self, vectors: np.ndarray, recipe: dict[str, Any]) -> Any:
         """The recipe's FAISS index over ``vectors``, byte for byte what :class:`harness.index.IndexStore`
-        builds locally: trained on the driver (the seeded sample), filled by shards on the cluster, merged
-        in order (:data:`harness.index.Builder`)."""
+        builds locally: trained on the driver (the seeded sample), filled by :meth:`fill_index`
+        (:data:`harness.index.Builder`)."""
         n, dim = vectors.shape
         index = train_index(empty_index(dim, n, recipe), vectors, recipe)
-        shards = min(self.workers(), n // MIN_SHARD)
-        if shards < 2 or not mergeable(index):
-            index.add(vectors)
-            return index
+        step = max(1, SHARD_ROWS)
+        return self.fill_index(index, (vectors[a:a + step] for a in range(0, n, step)), n, recipe)
+
+    def fill_index(self, index: Any, batches: Iterable[np.ndarray], n: int, recipe: dict[str, Any]) -> Any:
+        """``index`` (trained, empty) filled with the ``n`` vectors of ``batches`` (in order, any sizes), byte
+        for byte what :func:`harness.index.fill` builds here. A mergeable layout (:func:`harness.index.mergeable`)
+        of :data:`MIN_SHARD` x 2 vectors or more is filled by Ray tasks, one per shard of at most
+        :data:`SHARD_ROWS` consecutive vectors, at most one per reserved CPU slot in flight, and each filled shard
+        is merged into ``index`` in order as soon as it and those before it are back: the driver holds the
+        shards in flight, never the corpus's vectors nor every shard. Other layouts (HNSW graphs, fast-scan,
+        pre-transforms) are filled on the driver as the batches stream past, by :func:`harness.index.fill`."""
+        slots = min(self.workers(), n // MIN_SHARD)
+        if slots < 2 or not mergeable(index):
+            return fill(index, batches, recipe)
         ray = self.connect()
         import faiss
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        per_task = min(1.0, self.cpus() / shards)
-        with self._reserved(shards, per_task, f"building a {recipe['type']} index in {shards} shards") as pg:
+        rows = max(MIN_SHARD, min(SHARD_ROWS, -(-n // slots)))
+        shards = -(-n // rows)
+        per_task = min(1.0, self.cpus() / slots)
+        what = f"building a {recipe['type']} index in {shards} shards"
+        with self._reserved(slots, per_task, what) as pg:
             trained = ray.put(bytes(faiss.serialize_index(index).tobytes()))
-            bounds = np.linspace(0, n, shards + 1).astype(np.int64).tolist()
-            refs = [ray.remote(_fill_shard).options(  # each shard in its own reserved bundle: never starved
-                        num_cpus=per_task, max_retries=0,
-                        scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=i),
-                    ).remote(trained, vectors[a:b]) for i, (a, b) in enumerate(itertools.pairwise(bounds))]
-            try:
-                blobs = ray.get(refs)
-            except Exception as exc:
-                raise EngineError(f"ray engine: an index-building task failed ({recipe['type']}, {n} vectors in "
-                                  f"{shards} shards): {_reason(exc)}", hint="run with --engine local") from None
-        filled = [faiss.deserialize_index(np.frombuffer(b, dtype=np.uint8)) for b in blobs]
-        return merge_shards(index, filled)
+            in_flight: collections.deque[Any] = collections.deque()
+
+            def submit(i: int, vectors: np.ndarray) -> None:
+                bundle = i % slots
+                in_flight.append(ray.remote(_fill_shard).options(  # each in a reserved bundle: never starved
+                    num_cpus=per_task, max_retries=0,
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=bundle),
+                ).remote(trained, vectors))
+
+            def merge_oldest() -> None:
+                ref = in_flight.popleft()
+                try:
+                    blob = ray.get(ref, timeout=STALL_TIMEOUT_S)
+                except Exception as exc:
+                    raise EngineError(f"ray engine: an index-building task failed ({recipe['type']}, {n} vectors "
+                                      f"in {shards} shards): {_reason(exc)}", hint="run with --engine local") from None
+                del ref
+                merge_shards(index, [faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8))])
+
+            for i, shard in enumerate(add_batches(batches, rows)):
+                if len(in_flight) >= slots:
+                    merge_oldest()
+                submit(i, np.ascontiguousarray(shard, dtype=np.float32))
+                del shard
+            while in_flight:
+                merge_oldest()
+        return index
