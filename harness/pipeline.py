@@ -6,17 +6,21 @@ this module only wires them in one direction and records what happened.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
 import platform
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from harness.aggregate import AggregateAccumulator, aggregate
+from harness.aggregate import AggregateAccumulator
 from harness.cache import Cache
 from harness.contracts import ContractSet, load_contracts
 from harness.corpus import (
@@ -27,7 +31,7 @@ from harness.corpus import (
     open_corpus,
     summarize,
 )
-from harness.errors import InputError, ManifestError
+from harness.errors import HarnessError, InputError, ManifestError
 from harness.generate.stage import ENGINE_KEYS, EngineConfig, GenerationInputs, GenerationOutcome, GenerationStage
 from harness.golden import iter_golden, load_golden
 from harness.hashing import project_root
@@ -47,10 +51,10 @@ from harness.retrieve import (
     check_inputs,
     make_embedder,
 )
-from harness.runs import RunHeader, RunStore, RunWriter, new_run_id
+from harness.runs import RunHeader, RunStore, RunWriter
 from harness.scorers import SCORERS, Scorer, ScoringContext
 from harness.snapshots import SnapshotSource, snapshot_artifacts
-from harness.storage import Layout
+from harness.storage import Layout, check_writable
 from harness.types import (
     CaseError,
     CaseOutput,
@@ -168,55 +172,78 @@ def execute(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRESS, layou
 
 
 def _stream(prep: _Prepared, runs: RunStore | None) -> RunReport:
-    from harness.report.console import ErrorTally
-
-    loaded, stage_s = prep.loaded, prep.stage_s
-    store = runs or RunStore(prep.layout.runs)
-    built = prep.build_scorers(prep.specs)
-    acc = AggregateAccumulator()
-    tally = ErrorTally()
-    infos: dict[str, MetricInfo] = {}
-    writer: RunWriter | None = None
-    stage_s["score"] = 0.0
+    scoring = _ChunkScoring(prep, runs or RunStore(prep.layout.runs))
     try:
         with prep.progress.task("cases", prep.source.count) as advance, \
                 prep.progress.task("scoring", prep.source.count) as scored:
             for chunk in prep.source.chunks(CHUNK_CASES):
-                outputs = prep.run_stages(chunk)
-                t0 = time.perf_counter()
-                scores: list[Score] = []
-                for scorer in built:
-                    scores.extend(scorer.score(chunk, outputs, prep.ctx))
-                    infos |= {info.name: info for info in scorer.metrics()}
-                acc.add(chunk, scores)
-                stage_s["score"] += time.perf_counter() - t0
-                scored(len(chunk))
-                prep.count_scores(scores)
-                tally.add(outputs)
-                if writer is None:  # the columns: what the scorers declare once they have scored (format's checks)
-                    writer = _open_writer(store, prep, infos, scores)
-                writer.append(chunk, outputs, scores)
+                scoring.add(chunk, prep.run_stages(chunk), scored)
                 advance(len(chunk))
-        for scorer in built:
-            infos |= {info.name: info for info in scorer.metrics()}
-        if writer is None:  # no cases at all
-            writer = _open_writer(store, prep, infos, [])
-        aggregates = acc.result(infos)
-        stage_s["total"] = time.perf_counter() - prep.t_start
+        prep.stage_s["total"] = time.perf_counter() - prep.t_start
+        return scoring.commit()
+    except BaseException:
+        scoring.abort()
+        raise
+
+
+class _ChunkScoring:
+    """The one way a run is scored and stored, a chunk at a time (:func:`execute` as it retrieves and generates,
+    :meth:`PendingRun.finish` from its spool): :meth:`add` scores a chunk's outputs with the run's scorers,
+    accumulates its aggregates exactly (:class:`~harness.aggregate.AggregateAccumulator`), its error summary
+    and counts, and appends it to the run's table (the writer opens on the first chunk: its columns are what
+    the scorers declare once they have scored); :meth:`commit` writes the header (the caller has set
+    ``stage_s["total"]``), :meth:`abort` leaves nothing. Memory: one chunk. The scorers are per case (none
+    keeps state across cases but the metrics it declares, read after each chunk and at the end)."""
+
+    def __init__(self, prep: _Prepared, store: RunStore) -> None:
+        from harness.report.console import ErrorTally
+
+        self.prep = prep
+        self.store = store
+        self.built = prep.build_scorers(prep.specs)
+        self.acc = AggregateAccumulator()
+        self.tally = ErrorTally()
+        self.infos: dict[str, MetricInfo] = {}
+        self.writer: RunWriter | None = None
+        prep.stage_s["score"] = 0.0
+
+    def add(self, chunk: list[GoldenCase], outputs: list[CaseOutput], scored: Callable[[int], None]) -> None:
+        prep = self.prep
+        t0 = time.perf_counter()
+        scores: list[Score] = []
+        for scorer in self.built:
+            scores.extend(scorer.score(chunk, outputs, prep.ctx))
+            self.infos |= {info.name: info for info in scorer.metrics()}
+        self.acc.add(chunk, scores)
+        prep.stage_s["score"] += time.perf_counter() - t0
+        scored(len(chunk))
+        prep.count_scores(scores)
+        self.tally.add(outputs)
+        if self.writer is None:
+            self.writer = _open_writer(self.store, prep, self.infos, scores)
+        self.writer.append(chunk, outputs, scores)
+
+    def commit(self) -> RunReport:
+        prep, loaded, stage_s = self.prep, self.prep.loaded, self.prep.stage_s
+        for scorer in self.built:
+            self.infos |= {info.name: info for info in scorer.metrics()}
+        if self.writer is None:  # no cases at all
+            self.writer = _open_writer(self.store, prep, self.infos, [])
+        aggregates = self.acc.result(self.infos)
         counts = prep.counts()
         created_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         environment = _environment(loaded.base_dir) | prep.index_quality
-        path = writer.commit(created_at=created_at, manifest=loaded.manifest, manifest_path=str(loaded.path),
-                             environment=environment, scorers=prep.specs, aggregates=aggregates,
-                             stage_seconds=stage_s, counts=counts)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    header = RunHeader(format_version=4, run_id=writer.run_id, created_at=created_at, manifest_id=loaded.id,
-                       manifest_path=str(loaded.path), counts=counts, stage_seconds=stage_s, aggregates=aggregates,
-                       manifest=loaded.manifest)
-    return RunReport(path=path, header=header, errors=tally.summary(), environment=environment)
+        path = self.writer.commit(created_at=created_at, manifest=loaded.manifest, manifest_path=str(loaded.path),
+                                  environment=environment, scorers=prep.specs, aggregates=aggregates,
+                                  stage_seconds=stage_s, counts=counts)
+        header = RunHeader(format_version=4, run_id=self.writer.run_id, created_at=created_at,
+                           manifest_id=loaded.id, manifest_path=str(loaded.path), counts=counts,
+                           stage_seconds=stage_s, aggregates=aggregates, manifest=loaded.manifest)
+        return RunReport(path=path, header=header, errors=self.tally.summary(), environment=environment)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
 
 
 def _open_writer(store: RunStore, prep: _Prepared, infos: Mapping[str, MetricInfo],
@@ -226,19 +253,63 @@ def _open_writer(store: RunStore, prep: _Prepared, infos: Mapping[str, MetricInf
                         latency_stages=prep.latency_stages())
 
 
+class _Spool:
+    """A pending run's unscored outputs on disk, one pickled list per chunk in the run's order: a temporary
+    file in the run's folder of the run store (``.pending-<random>.spool.tmp``, which no reader of the store
+    lists), removed by :meth:`remove`. Only this process reads what it wrote."""
+
+    def __init__(self, folder: Path) -> None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=".pending-", suffix=".spool.tmp", dir=folder)
+        except OSError as exc:
+            check_writable(folder / ".pending.spool.tmp")
+            raise HarnessError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+        self.path = Path(name)
+        self._fh: IO[bytes] = os.fdopen(fd, "w+b")
+        self.chunks: list[int] = []  # each chunk's number of outputs
+
+    def write(self, outputs: list[CaseOutput]) -> None:
+        pickle.dump(outputs, self._fh, protocol=pickle.HIGHEST_PROTOCOL)
+        self._fh.flush()  # the chunk is on disk, not in a buffer
+        self.chunks.append(len(outputs))
+
+    def read(self) -> Iterator[list[CaseOutput]]:
+        """The chunks, in the order written, one at a time."""
+        self._fh.flush()
+        self._fh.seek(0)
+        for n in self.chunks:
+            outputs = pickle.load(self._fh)  # this process's own file, written just before
+            assert isinstance(outputs, list) and len(outputs) == n, f"{self.path}: not the chunk written"
+            yield outputs
+            del outputs  # not held while the next chunk is read
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self._fh.close()
+        self.path.unlink(missing_ok=True)
+
+
 @dataclass
 class PendingRun:
     """A run retrieved and generated but not yet scored nor stored (:func:`execute_unscored`): it holds the
     open cache until :meth:`finish` (which scores, stores and closes it) or :meth:`close`. ``finish`` may run
     in another thread than the one that made it (a replay scores its baseline while the candidate generates);
-    the cache connection allows it and nothing else is shared. Its cases are held in memory (a replay's few
-    thousand records); the run is stored through the same writer as :func:`execute`'s."""
+    the cache connection allows it and nothing else is shared. Its outputs wait on disk (:class:`_Spool`,
+    removed by ``finish`` and ``close``), and ``finish`` scores and stores them :data:`CHUNK_CASES` at a time
+    through :func:`execute`'s own chunk scoring, so the stored run is the one :func:`execute` stores for the
+    same cases; memory holds one chunk of outputs, whatever the number of cases (the cases are the caller's,
+    held in memory)."""
 
     prep: _Prepared
-    cases: list[GoldenCase]
-    outputs: list[CaseOutput]
-    runs: RunStore | None
+    spool: _Spool
+    runs: RunStore
     _closed: bool = False
+
+    @property
+    def cases(self) -> list[GoldenCase]:
+        assert self.prep.source.cases is not None
+        return self.prep.source.cases
 
     @property
     def loaded(self) -> LoadedManifest:
@@ -265,50 +336,39 @@ class PendingRun:
         return self.prep.specs
 
     def close(self) -> None:
+        """Remove the spool, close the cache (and the scoring engine); again: nothing."""
         if not self._closed:
             self._closed = True
-            self.prep.close()
+            try:
+                self.spool.remove()
+            finally:
+                self.prep.close()
 
     def finish(self) -> RunReport:
-        """Score the outputs, aggregate, store the run; close the cache whatever happens."""
+        """Score the outputs, aggregate, store the run; remove the spool and close the cache whatever happens.
+        The report's ``run`` is read back only when asked for."""
         try:
             return self._finish()
         finally:
             self.close()
 
     def _finish(self) -> RunReport:
-        prep, cases, outputs = self.prep, self.cases, self.outputs
-        stage_s = prep.stage_s
-        t0 = time.perf_counter()
-        scores: list[Score] = []
-        infos: dict[str, MetricInfo] = {}
-        with prep.progress.task("scoring", len(prep.specs)) as advance:
-            for scorer in prep.build_scorers(prep.specs):
-                scores.extend(scorer.score(cases, outputs, prep.ctx))
-                infos |= {info.name: info for info in scorer.metrics()}
-                advance(1)
-        aggregates = aggregate(cases, scores, infos)
-        stage_s["score"] = time.perf_counter() - t0
-        stage_s["total"] = stage_s.pop("_before_score") + stage_s["score"]
-        prep.count_scores(scores)
-        loaded = prep.loaded
-        run = RunResult(
-            run_id=new_run_id(),
-            created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            manifest_id=loaded.id,
-            manifest=loaded.manifest,
-            manifest_path=str(loaded.path),
-            environment=_environment(loaded.base_dir) | prep.index_quality,
-            scorers=tuple(prep.specs),
-            cases=tuple(cases),
-            outputs=tuple(outputs),
-            scores=tuple(scores),
-            aggregates=aggregates,
-            stage_seconds=stage_s,
-            counts=prep.counts(),
-        )
-        path = (self.runs or RunStore(prep.layout.runs)).save(run)
-        return RunReport(run=run, path=path)
+        if self._closed:
+            raise RuntimeError("this pending run is closed")
+        prep = self.prep
+        scoring = _ChunkScoring(prep, self.runs)
+        try:
+            with prep.progress.task("scoring", prep.source.count) as scored:
+                chunks = prep.source.chunks(CHUNK_CASES)
+                for outputs in self.spool.read():  # not zip: its result tuple would hold a chunk during the next
+                    scoring.add(next(chunks), outputs, scored)
+                    del outputs
+                assert next(chunks, None) is None, "the spool holds every chunk of the run"
+            prep.stage_s["total"] = prep.stage_s.pop("_before_score") + prep.stage_s["score"]
+            return scoring.commit()
+        except BaseException:
+            scoring.abort()
+            raise
 
 
 def _index_quality(retrieval: RetrievalOutcome) -> dict[str, Any]:
@@ -566,19 +626,26 @@ def execute_unscored(loaded: LoadedManifest, *, progress: Progress = NULL_PROGRE
                      concurrency: int | None = None, runs: RunStore | None = None,
                      score_contracts: ContractSet | None = None, validated: bool = False,
                      engine: ComputeEngine | None = None) -> PendingRun:
-    """:func:`execute` up to the scoring, over every case at once and held in memory: inputs checked, pins
-    verified, retrieval and generation done (every answer in the cache); :meth:`PendingRun.finish` scores and
-    stores the run. Same arguments as :func:`execute`."""
+    """:func:`execute` up to the scoring: inputs checked (``cases`` are held in memory), pins verified,
+    retrieval and generation done :data:`CHUNK_CASES` at a time (every answer in the cache), each chunk's
+    outputs spooled to disk; :meth:`PendingRun.finish` scores and stores the run. Same arguments as
+    :func:`execute`."""
     prep = _prepare(loaded, progress=progress, layout=layout, cases=cases, scorers=scorers, concurrency=concurrency,
                     score_contracts=score_contracts, validated=validated, engine=engine, stream=False)
+    spool: _Spool | None = None
     try:
-        assert prep.source.cases is not None
-        all_cases = prep.source.cases
-        outputs = prep.run_stages(all_cases)
+        store = runs or RunStore(prep.layout.runs)
+        spool = _Spool(store.root / loaded.id)  # where the run's table will be: before anything is computed
+        for chunk in prep.source.chunks(CHUNK_CASES):
+            spool.write(prep.run_stages(chunk))
         prep.stage_s["_before_score"] = time.perf_counter() - prep.t_start
-        return PendingRun(prep=prep, cases=all_cases, outputs=outputs, runs=runs)
+        return PendingRun(prep=prep, spool=spool, runs=store)
     except BaseException:
-        prep.close()
+        try:
+            if spool is not None:
+                spool.remove()
+        finally:
+            prep.close()
         raise
 
 
