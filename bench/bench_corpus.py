@@ -26,7 +26,11 @@ Also per size: the corpus file's size, the passage store's, the index store's an
 the runs' stage seconds and ndcg@10. Then RSS(largest) / RSS(smallest) of each of the above and the vectors'
 share of each run's peak RSS.
 
-``BENCH_CORPUS_SIZES`` (default ``10000,100000,1000000``) sets the sizes; ``BENCH_CORPUS_DIR`` keeps the
+``BENCH_CORPUS_RECIPE`` picks the index (default ``flat``; see :data:`RECIPES`: ``hnsw32`` = HNSW32 with
+ef_construction 200, ``ivf-fastscan`` = ``IVF256,PQ16x4fs``), ``BENCH_CORPUS_DIM`` the hashing embedder's width
+(default :data:`DIM`; 384 is MiniLM's, where a 1M corpus's vectors are 1.5 GB) and ``BENCH_CORPUS_RUNS`` which
+runs to measure (default ``cold,warm,warm_uncached,reference``; e.g. ``cold`` alone for an index build's peak
+RSS). ``BENCH_CORPUS_SIZES`` (default ``10000,100000,1000000``) sets the sizes; ``BENCH_CORPUS_DIR`` keeps the
 projects (corpora included: 1M documents is about 1.6 GB of JSONL) and the commands' output there instead of a
 temporary folder that is deleted afterwards. Run from the project root: ``make bench corpus`` or
 ``python -m bench.bench_corpus``.
@@ -64,6 +68,13 @@ REFERENCE = (
     "print(len(by_id))\n"
 )
 IMPORT_ONLY = "import harness.golden, harness.types\n"
+RECIPES = {
+    "flat": 'type = "flat"\n',
+    "hnsw32": 'type = "hnsw"\nM = 32\nef_construction = 200\nef_search = 128\n',
+    "ivf-fastscan": 'type = "factory"\nfactory = "IVF256,PQ16x4fs"\nnprobe = 16\n',
+}
+"""Index recipes by ``BENCH_CORPUS_RECIPE`` name."""
+RUNS = ("cold", "warm", "warm_uncached", "reference")
 
 
 class _Pool:
@@ -114,8 +125,9 @@ def write_corpus(path: Path, n: int, pool: _Pool, seed: int, wanted: dict[int, i
     return texts
 
 
-def write_project(root: Path, n_docs: int, seed: int = 0) -> Path:
-    """A locked project of ``n_docs`` documents and the fixed golden set of ``CASES`` cases."""
+def write_project(root: Path, n_docs: int, seed: int = 0, *, recipe: str = "flat", dim: int = DIM) -> Path:
+    """A locked project of ``n_docs`` documents and the fixed golden set of ``CASES`` cases, its index the
+    :data:`RECIPES` entry ``recipe`` over the hashing embedder of ``dim`` dimensions."""
     rng = random.Random(seed)
     picks = [rng.randrange(min(n_docs, BLOCK)) for _ in range(CASES)]
     pool = _Pool(seed)
@@ -127,9 +139,9 @@ def write_project(root: Path, n_docs: int, seed: int = 0) -> Path:
         start = rng.randrange(max(1, len(words) - 6))
         query = " ".join(words[start:start + 3 + rng.randrange(4)]) + f" q{i}"  # unique: no two share a cache key
         cases.append({"id": f"c{i}", "query": query, "relevance": {f"d{d}": 1}})
-    spec = ProjectSpec(name="bench-corpus", golden_version=str(CASES), dim=DIM, index_dir="", k=10,
-                       metrics=("ndcg@10", "recall@10"))
-    manifest = build_project(root, spec, docs=(), cases=cases, recipes={"flat": 'type = "flat"\n'}, lock=False)
+    spec = ProjectSpec(name="bench-corpus", golden_version=str(CASES), dim=dim, index_dir="", k=10,
+                       metrics=("ndcg@10", "recall@10"), recipe=recipe)
+    manifest = build_project(root, spec, docs=(), cases=cases, recipes={recipe: RECIPES[recipe]}, lock=False)
     os.replace(staged, root / "golden" / "corpus.jsonl")
     from harness.manifest import lock
 
@@ -180,36 +192,45 @@ def measure_python(code: str, args: list[str], cwd: Path, log: Path) -> dict[str
 
 def bench_corpus() -> dict[str, Any]:
     sizes = [int(x) for x in os.environ.get("BENCH_CORPUS_SIZES", "10000,100000,1000000").split(",") if x.strip()]
+    recipe = os.environ.get("BENCH_CORPUS_RECIPE", "flat")
+    if recipe not in RECIPES:
+        raise SystemExit(f"BENCH_CORPUS_RECIPE = {recipe!r}: expected one of {', '.join(RECIPES)}")
+    dim = int(os.environ.get("BENCH_CORPUS_DIM", str(DIM)))
+    runs = [r for r in os.environ.get("BENCH_CORPUS_RUNS", ",".join(RUNS)).split(",") if r.strip()]
+    if not runs or set(runs) - set(RUNS):
+        raise SystemExit(f"BENCH_CORPUS_RUNS = {runs!r}: expected some of {', '.join(RUNS)}")
     keep = os.environ.get("BENCH_CORPUS_DIR")
     base = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="bench-corpus-"))
     base.mkdir(parents=True, exist_ok=True)
     root = Path(__file__).resolve().parents[1]
     rows: dict[str, Any] = {}
     try:
-        result: dict[str, Any] = {"cases": CASES, "dim": DIM, "index": "flat", "embedder": "hashing",
+        result: dict[str, Any] = {"cases": CASES, "dim": dim, "index": recipe, "embedder": "hashing",
                                   "import_only": measure_python(IMPORT_ONLY, [], root, base / "import.log")}
         for n in sizes:
             folder = base / f"n{n}"
             shutil.rmtree(folder, ignore_errors=True)
             print(f"bench corpus: writing {n} documents", file=sys.stderr, flush=True)
-            manifest = write_project(folder / "project", n)
+            manifest = write_project(folder / "project", n, recipe=recipe, dim=dim)
             project = manifest.parent
             corpus = project / "golden" / "corpus.jsonl"
             row: dict[str, Any] = {"docs": n, "corpus_mb": _size_mb(corpus),
-                                   "vectors_mb": round(n * DIM * 4 / 1e6, 1)}
+                                   "vectors_mb": round(n * dim * 4 / 1e6, 1)}
             row["avg_doc_chars"] = round(corpus.stat().st_size / n, 0)
-            for name in ("cold", "warm"):
+            for name in [str(r) for r in ("cold", "warm") if r in runs]:
                 print(f"bench corpus: {n} documents, {name} run", file=sys.stderr, flush=True)
                 row[name] = measure_run(manifest, folder / f"{name}.log", n)
             store = project / ".harness" / "store"
             row["passage_store_mb"] = _size_mb(store / "corpora")
             row["index_store_mb"] = _size_mb(store / "indexes")
             row["cache_mb"] = _size_mb(project / ".harness" / "cache")  # the corpus's embeddings are cached too
-            print(f"bench corpus: {n} documents, warm run, rankings not cached", file=sys.stderr, flush=True)
-            row["warm_uncached"] = measure_run(manifest, folder / "warm_uncached.log", n, folder / "empty-cache")
-            print(f"bench corpus: {n} documents, reference (load_corpus + dict)", file=sys.stderr, flush=True)
-            row["reference"] = measure_python(REFERENCE, [str(corpus)], root, folder / "reference.log")
-            for name in ("cold", "warm", "warm_uncached", "reference"):
+            if "warm_uncached" in runs:
+                print(f"bench corpus: {n} documents, warm run, rankings not cached", file=sys.stderr, flush=True)
+                row["warm_uncached"] = measure_run(manifest, folder / "warm_uncached.log", n, folder / "empty-cache")
+            if "reference" in runs:
+                print(f"bench corpus: {n} documents, reference (load_corpus + dict)", file=sys.stderr, flush=True)
+                row["reference"] = measure_python(REFERENCE, [str(corpus)], root, folder / "reference.log")
+            for name in runs:
                 rss = row[name]["peak_rss_mb"]
                 row[name]["vectors_share_of_rss"] = round(row["vectors_mb"] / rss, 3) if rss else None
             rows[str(n)] = row
@@ -222,7 +243,8 @@ def bench_corpus() -> dict[str, Any]:
             result["docs_ratio"] = max(sizes) // min(sizes)
             result["rss_ratio_largest_to_smallest"] = {
                 name: round(large[name]["peak_rss_mb"] / small[name]["peak_rss_mb"], 2)
-                for name in ("cold", "warm", "warm_uncached", "reference")}
+                for name in runs}
+        if len(sizes) > 1 and "cold" in runs:
             result["cold_rss_less_vectors_ratio"] = round(
                 (large["cold"]["peak_rss_mb"] - large["vectors_mb"])
                 / (small["cold"]["peak_rss_mb"] - small["vectors_mb"]), 2)

@@ -215,7 +215,10 @@ def _vectors(n: int, dim: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("recipe", [{"type": "flat", "metric": "ip"},
                                     {"type": "ivf", "metric": "ip", "nlist": 32, "nprobe": 4},
-                                    {"type": "factory", "metric": "ip", "factory": "IVF16,PQ8x4"}])
+                                    {"type": "factory", "metric": "ip", "factory": "IVF16,PQ8x4"},
+                                    {"type": "factory", "metric": "ip", "factory": "IVF16,PQ8x4fs"},
+                                    {"type": "hnsw", "metric": "ip", "M": 8, "ef_construction": 40,
+                                     "ef_search": 16}])
 def test_sharded_index_build_is_byte_identical_to_one_add(recipe: dict[str, Any]) -> None:
     import faiss
 
@@ -226,6 +229,59 @@ def test_sharded_index_build_is_byte_identical_to_one_add(recipe: dict[str, Any]
     built = engine.build_index(vectors, recipe)
     assert built.ntotal == 2_500
     assert np.array_equal(faiss.serialize_index(built), faiss.serialize_index(_build_faiss(vectors, recipe)))
+
+
+def test_shards_are_merged_as_the_vectors_stream_past(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fill_index reads its batches lazily and merges each shard in order as it returns, at most one per CPU slot
+    in flight: shards were merged before the stream ended (the driver never holds every vector), and the index
+    is byte for byte one add's."""
+    import faiss
+
+    from harness.index import _build_faiss, empty_index, train_index
+
+    monkeypatch.setattr(ray_engine, "SHARD_ROWS", 1_000)  # 5 shards of 1,000, 2 slots
+    recipe = {"type": "factory", "metric": "ip", "factory": "IVF16,PQ8x4"}
+    vectors = _vectors(5_000, 32, 8)
+    engine = RayEngine(ComputeEngine(kind="ray", workers=2))
+    index = train_index(empty_index(32, 5_000, recipe), vectors, recipe)
+    merged_at: list[int] = []
+
+    def stream() -> Iterator[np.ndarray]:
+        for a in range(0, 5_000, 500):
+            merged_at.append(int(index.ntotal))
+            yield vectors[a:a + 500]
+
+    built = engine.fill_index(index, stream(), 5_000, recipe)
+    assert built is index and index.ntotal == 5_000
+    assert merged_at[-1] >= 1_000  # the first shards were merged while the last vectors were still unread
+    assert merged_at[-1] <= 5_000 - 2 * 1_000 + 1_000  # and no more than 2 shards ahead of the merge
+    assert np.array_equal(faiss.serialize_index(built), faiss.serialize_index(_build_faiss(vectors, recipe)))
+
+
+@pytest.mark.parametrize("recipe", ['type = "hnsw"\nM = 8\nef_construction = 40\nef_search = 32\n',
+                                    'type = "ivf"\nnlist = 4\nnprobe = 1\n'])
+def test_a_ray_run_streams_the_index_and_stores_the_local_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 recipe: str) -> None:
+    """Through the stage on the cluster: the corpus's vectors are never gathered on the driver, the index key and
+    bytes are the local run's (HNSW: the same fixed add batches on both engines)."""
+    from harness.storage import Layout
+    from tests.test_corpus_store import _recipe_project
+
+    monkeypatch.setattr("harness.index.ADD_BATCH", 50)
+    monkeypatch.setattr(ray_engine, "MIN_SHARD", 40)  # 160 documents in 2 shards
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the corpus's vectors were gathered whole")
+
+    monkeypatch.setattr("harness.retrieve.RetrievalStage._corpus_vectors", refuse)
+    local_manifest = _recipe_project(tmp_path / "local", recipe)
+    local = execute(load_manifest(local_manifest)).run
+    ray_manifest = _recipe_project(tmp_path / "ray", recipe)
+    on_ray = execute(load_manifest(ray_manifest), engine=ComputeEngine(kind="ray", workers=2)).run
+    (a,) = Layout.for_manifest(local_manifest).index_store.iterdir()
+    (b,) = Layout.for_manifest(ray_manifest).index_store.iterdir()
+    assert a.name == b.name and (a / "index.faiss").read_bytes() == (b / "index.faiss").read_bytes()
+    assert _rankings(on_ray) == _rankings(local)
 
 
 # --- index quality: recall@k of an approximate index against exact search ----------------------------
