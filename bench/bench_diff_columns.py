@@ -4,6 +4,15 @@ at 100k and 1M cases, 10 metrics, 2 tags. Each size runs in its own process (pea
 
     .venv/bin/python -m bench.bench_diff_columns [--sizes 100000 1000000] [--resamples 50] [--test wilcoxon]
         [--rankings columns records]
+    .venv/bin/python -m bench.bench_diff_columns --stored [--sizes 10000] [--max-flips -1] [--broken 0.5]
+
+``--stored``: ``compare`` of two runs saved in the run store (format 4, :class:`harness.runs.RunStore`) with
+full pydantic records (10-doc rankings, answers, a generation record, scores with explanations), the head a
+candidate that breaks the output format on a share of the cases (``--broken``, default a half: there 8
+quality metrics flip, a diagnostic validator metric turns on, answers change, a third of those rankings
+move, a tenth error). It times
+``compare`` on the stored runs read as columns (records decoded by ``RunTable.take`` / ``iter_batches``)
+and on the same runs loaded whole (in memory), and counts the records the stored diff decoded.
 
 Records exist only for the cases the diff asks for (flipped cases, through ``fetch``) and, with
 ``--rankings records`` (how a table written without ranking columns is read), as a cheap stream for the
@@ -152,6 +161,110 @@ def child(n: int, resamples: int, test: str, max_flips: int | None, rankings: st
             "passed": verdict.passed}
 
 
+STORED_METRICS = 8
+
+
+def _stored_run(run_id: str, n: int, broken: float) -> object:
+    """A full run of ``n`` cases (see the module docstring); ``broken``: the share of cases whose format the
+    candidate breaks (0: the baseline)."""
+    from harness.types import (
+        Aggregates,
+        CaseError,
+        CaseOutput,
+        GenerationRecord,
+        GoldenCase,
+        Manifest,
+        MetricSummary,
+        RankedDoc,
+        RunResult,
+        Score,
+    )
+
+    rng, hits = np.random.default_rng(0), np.random.default_rng(1)  # values: the same draws in both runs
+    metrics = [f"m{j}" for j in range(STORED_METRICS)]
+    cases, outputs, scores = [], [], []
+    for i in range(n):
+        cid = f"c{i:07d}"
+        hit = bool(broken) and hits.random() < broken
+        cases.append(GoldenCase(id=cid, query=f"what does passage {i} say about topic {i % 97}?",
+                                relevance={f"d{i % 500}": 1, f"d{(i + 7) % 500}": 2}, answers=(f"answer {i}",),
+                                tags={"lang": "en" if i % 2 else "de"}))
+        step = 2 if hit and i % 3 == 0 else 1
+        ranking = tuple(RankedDoc(doc_id=f"d{(i + j * step) % 500}", score=1.0 - 0.05 * j) for j in range(10))
+        error = CaseError(stage="generate", kind="server_error", message=f"bad gateway {i}") if hit and i % 10 == 0 \
+            else None
+        answer = None if error else ("{broken " if hit else "") + f"passage {i} says " * 8
+        outputs.append(CaseOutput(
+            case_id=cid, ranking=ranking, answer=answer, error=error,
+            generation=GenerationRecord(attempts=1, passages_shown=tuple(d.doc_id for d in ranking[:5]),
+                                        finish_reason="stop"),
+            latency_s={"retrieve": 0.01, "generate": 0.4}))
+        for m in metrics:
+            v = float(rng.random()) * 0.5 + 0.5
+            scores.append(Score(case_id=cid, metric=m, value=0.0 if hit else v, explanation=f"{m} of {cid}"))
+        scores.append(Score(case_id=cid, metric="format_fail:json.parse", value=1.0 if hit else 0.0))
+    overall = {m: MetricSummary(mean=0.5, n=n, n_unscored=0) for m in metrics}
+    overall["format_fail:json.parse"] = MetricSummary(mean=0.5, n=n, n_unscored=0, greater_is_better=False,
+                                                      role="diagnostic", label="json parses")
+    return RunResult(run_id=run_id, created_at="2026-01-01T00:00:00Z", manifest_id="m",
+                     manifest=Manifest(name="m", artifacts={}), cases=tuple(cases), outputs=tuple(outputs),
+                     scores=tuple(scores), aggregates=Aggregates(overall=overall))
+
+
+def stored_child(n: int, resamples: int, test: str, max_flips: int | None, broken: float = 0.5) -> dict[str, object]:
+    """``compare`` on two stored runs of ``n`` cases, read as columns and loaded whole (see ``--stored``)."""
+    import tempfile
+    from dataclasses import replace
+    from pathlib import Path
+
+    from harness.baseline import read_columns
+    from harness.columns import RunColumns
+    from harness.diff import DiffSettings, compare
+    from harness.runs import RunStore, load_run, new_run_id
+
+    settings = DiffSettings(n_resamples=resamples, test=test)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory(prefix="bench-diff-stored-") as tmp:
+        store = RunStore(Path(tmp) / "runs")
+        t0 = time.perf_counter()
+        paths = [store.save(_stored_run(new_run_id(), n, share))  # type: ignore[arg-type]
+                 for share in (0.0, broken)]
+        built = time.perf_counter() - t0
+        decoded = [0]
+
+        def counted(cols: RunColumns) -> RunColumns:
+            fetch, batches = cols.fetch, cols.batches
+            assert fetch is not None and batches is not None
+
+            def take(ids: Sequence[str]) -> Any:
+                got = fetch(ids)
+                decoded[0] += len(got[1])
+                return got
+
+            def passes() -> Iterator[Any]:
+                for got in batches():
+                    decoded[0] += len(got[1])
+                    yield got
+
+            return replace(cols, fetch=take, batches=passes)
+
+        sides = [read_columns(p, None) for p in paths]
+        assert all(isinstance(c, RunColumns) for c in sides)
+        b, h = (counted(c) for c in sides)  # type: ignore[arg-type]
+        t1 = time.perf_counter()
+        diff = compare(b, h, settings, max_flips=max_flips)
+        t_stored = time.perf_counter() - t1
+        rb, rh = (load_run(p) for p in paths)
+        t2 = time.perf_counter()
+        in_memory = compare(rb, rh, settings, max_flips=max_flips)
+        t_memory = time.perf_counter() - t2
+    return {"cases": n, "stored": True, "broken": broken, "flips_total": diff.flips_total,
+            "flips_kept": len(diff.flips), "flipped_metrics": len({m for f in diff.flips for m in f.deltas}),
+            "resamples": resamples, "test": test,
+            "build_s": round(built, 2), "compare_stored_s": round(t_stored, 2), "records_decoded": decoded[0],
+            "compare_in_memory_s": round(t_memory, 2), "same_flips": diff.flips == in_memory.flips,
+            "peak_rss_mb": round(_rss_mb(), 1)}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -161,17 +274,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rankings", nargs="+", choices=["columns", "records"], default=["columns"],
                    help="where the score shift / calibration pass reads rankings: ranking columns (a format-4 "
                         "table with them) or records (a table written without them); several: each in turn")
+    p.add_argument("--stored", action="store_true",
+                   help="compare two stored runs with full records (see the module docstring)")
+    p.add_argument("--broken", type=float, default=0.5, help="--stored: the share of cases the candidate breaks")
     p.add_argument("--child", type=int, default=None)
     a = p.parse_args(argv)
     flips = None if a.max_flips < 0 else a.max_flips
     if a.child is not None:
-        print(json.dumps(child(a.child, a.resamples, a.test, flips, a.rankings[0])))
+        got = stored_child(a.child, a.resamples, a.test, flips, a.broken) if a.stored else \
+            child(a.child, a.resamples, a.test, flips, a.rankings[0])
+        print(json.dumps(got))
         return
     for n in a.sizes:
-        for source in a.rankings:
+        for source in a.rankings[:1] if a.stored else a.rankings:  # a stored run: its own ranking columns
             out = subprocess.run([sys.executable, "-m", "bench.bench_diff_columns", "--child", str(n), "--resamples",
                                   str(a.resamples), "--test", a.test, "--max-flips", str(a.max_flips),
-                                  "--rankings", source], capture_output=True, text=True, check=False)
+                                  "--rankings", source, *(["--stored", "--broken", str(a.broken)] if a.stored else [])],
+                                 capture_output=True, text=True, check=False)
             print(out.stdout.strip() or out.stderr.strip()[-2000:], flush=True)
 
 

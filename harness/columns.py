@@ -212,10 +212,11 @@ class RunColumns:
     def records(self, rows: np.ndarray | None = None, *, chunk: int = 10_000
                 ) -> Iterator[tuple[np.ndarray, list[GoldenCase], list[CaseOutput], list[Score]]]:
         """The full records of ``rows`` (row indices, ascending; None: every row), streamed in chunks as
-        (row indices, cases, outputs, scores), in row order: one pass over ``batches`` when set and the
-        rows are many (more than an eighth of the run), else through ``fetch`` in chunks of ``chunk``.
-        Memory is bounded by one chunk or batch."""
-        if self.batches is not None and (rows is None or len(rows) * 8 > len(self)):
+        (row indices, cases, outputs, scores), in row order: ``rows`` through ``fetch`` in chunks of
+        ``chunk`` (a stored run's :meth:`~harness.runs.RunTable.take` decodes only the rows asked for, where
+        a pass over ``batches`` decodes every row), every row as one pass over ``batches``; either one when
+        the other is missing. Memory is bounded by one chunk or batch."""
+        if self.batches is not None and (rows is None or self.fetch is None):
             wanted = None if rows is None else np.zeros(len(self), dtype=bool)
             if wanted is not None:
                 wanted[np.asarray(rows, dtype=np.int64)] = True
