@@ -8,7 +8,10 @@ found, and a corrupted or truncated file is reported before FAISS reads it.
 Building is split so that an engine can spread it: :func:`empty_index` (the recipe's FAISS layout),
 :func:`train_index` (on :func:`train_sample`, a seeded sample fixed by the corpus size and the recipe,
 the same whichever engine trains), then adding vectors in document order, here or by shards merged in
-order (:func:`merge_shards`): the index, and so its key, does not depend on where it was built.
+order (:func:`merge_shards`): the index, and so its key, does not depend on where it was built. Vectors are
+added a batch at a time as they stream from the embedding cache (:func:`fill`); a layout whose bytes depend on
+how its vectors are split into adds (HNSW, pre-transforms: :func:`batch_exact` false) is filled in the fixed
+batches of :data:`FILL_RULE` on one thread, a rule named in its key and in its stored metadata.
 """
 
 from __future__ import annotations
