@@ -167,12 +167,7 @@ def test_iter_outputs_gives_the_outputs_of_iter_batches_for_every_format(tmp_pat
 
 
 def test_iter_outputs_checks_the_outputs_it_decodes(saved: Path) -> None:
-    def bad_output(t: pa.Table) -> pa.Table:
-        outputs = t["output"].to_pylist()
-        outputs[3] = outputs[3].replace('"ranking_scored":true', '"ranking_scored":"maybe"')
-        return t.set_column(t.schema.get_field_index("output"), "output", pa.array(outputs, pa.string()))
-
-    _rewrite_table(saved, bad_output)
+    _rewrite_table(saved, _bad_output)
     with pytest.raises(InputError, match=r"field 'rows\.3\.output\.ranking_scored': damaged run"):
         for _ in open_run(saved).iter_outputs(2):
             pass
@@ -324,13 +319,15 @@ def test_a_nan_in_a_json_column_is_refused_naming_the_field(saved: Path) -> None
         load_run(saved)
 
 
-def test_a_record_that_does_not_validate_is_one_error_naming_its_row(saved: Path) -> None:
-    def bad_output(t: pa.Table) -> pa.Table:
-        outputs = t["output"].to_pylist()
-        outputs[3] = outputs[3].replace('"ranking_scored":true', '"ranking_scored":"maybe"')
-        return t.set_column(t.schema.get_field_index("output"), "output", pa.array(outputs, pa.string()))
+def _bad_output(t: pa.Table) -> pa.Table:
+    """Row 3's output no longer validates (a bool field holds a string)."""
+    outputs = t["output"].to_pylist()
+    outputs[3] = outputs[3].replace('"ranking_scored":true', '"ranking_scored":"maybe"')
+    return t.set_column(t.schema.get_field_index("output"), "output", pa.array(outputs, pa.string()))
 
-    _rewrite_table(saved, bad_output)
+
+def test_a_record_that_does_not_validate_is_one_error_naming_its_row(saved: Path) -> None:
+    _rewrite_table(saved, _bad_output)
     with pytest.raises(InputError, match=r"field 'rows\.3\.output\.ranking_scored': damaged run"):
         load_run(saved)
 
