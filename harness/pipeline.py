@@ -7,7 +7,6 @@ this module only wires them in one direction and records what happened.
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import platform
 import subprocess
@@ -254,19 +253,19 @@ def _open_writer(store: RunStore, prep: _Prepared, infos: Mapping[str, MetricInf
 
 
 class _Spool:
-    """A pending run's unscored outputs on disk, one pickled list per chunk in the run's order: a temporary
-    file in the run's folder of the run store (``.pending-<random>.spool.tmp``, which no reader of the store
-    lists), removed by :meth:`remove`. Only this process reads what it wrote."""
+    """A pending run's unscored outputs on disk, one pickled list per chunk in the run's order: an unnamed
+    temporary file in the run's folder of the run store (``tempfile.TemporaryFile``: unlinked as it is made,
+    so no reader of the store ever sees it and the kernel frees it when the process ends, a SIGKILL included),
+    closed by :meth:`remove`. Only this process reads what it wrote."""
 
     def __init__(self, folder: Path) -> None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=".pending-", suffix=".spool.tmp", dir=folder)
+            self._fh: IO[bytes] = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 (held open until remove)
         except OSError as exc:
             check_writable(folder / ".pending.spool.tmp")
             raise HarnessError(f"cannot write in {folder}: {exc.strerror or exc}") from None
-        self.path = Path(name)
-        self._fh: IO[bytes] = os.fdopen(fd, "w+b")
+        self.folder = folder
         self.chunks: list[int] = []  # each chunk's number of outputs
 
     def write(self, outputs: list[CaseOutput]) -> None:
@@ -280,14 +279,17 @@ class _Spool:
         self._fh.seek(0)
         for n in self.chunks:
             outputs = pickle.load(self._fh)  # this process's own file, written just before
-            assert isinstance(outputs, list) and len(outputs) == n, f"{self.path}: not the chunk written"
+            assert isinstance(outputs, list) and len(outputs) == n, f"{self.folder}: spool: not the chunk written"
             yield outputs
             del outputs  # not held while the next chunk is read
 
     def remove(self) -> None:
         with contextlib.suppress(OSError):
             self._fh.close()
-        self.path.unlink(missing_ok=True)
+
+    @property
+    def removed(self) -> bool:
+        return self._fh.closed
 
 
 @dataclass

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import pickle
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ from harness.manifest import LoadedManifest, load_manifest, lock
 from harness.runs import RunStore, load_run
 from harness.scorers.answer import CorrectnessScorer
 from harness.types import CaseOutput, GoldenCase, RunResult
-from tests.conftest import add_generation, make_project, write_jsonl
+from tests.conftest import ROOT, add_generation, make_project, write_jsonl
 from tests.test_pipeline_streaming import _cases
 
 
@@ -38,8 +42,14 @@ def _project(root: Path, n: int) -> tuple[LoadedManifest, list[GoldenCase]]:
     return loaded, load_golden(loaded.resolve("golden"))
 
 
-def _spools(root: Path) -> list[Path]:
-    return sorted(root.rglob(".pending-*"))
+def _files(root: Path) -> list[Path]:
+    """Every file under ``root`` (the spool is never one: it is unlinked as it is made)."""
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def _spool_file(pending: pipeline.PendingRun) -> str:
+    """Where the open spool's inode was made (Linux: ``/proc/self/fd`` names an unlinked file's folder)."""
+    return os.readlink(f"/proc/self/fd/{pending.spool._fh.fileno()}")
 
 
 def _content(run: RunResult) -> dict[str, Any]:
@@ -58,10 +68,10 @@ def test_a_pending_run_in_chunks_stores_the_run_taken_whole(tmp_path: Path, monk
     loaded, cases = _project(tmp_path / "chunked", n)
     store = RunStore(tmp_path / "runs")
     pending = pipeline.execute_unscored(loaded, cases=cases, runs=store)
-    spool = _spools(store.root)
-    assert len(spool) == 1 and spool[0].parent == store.root / loaded.id  # in the run's folder of the store
+    assert _spool_file(pending).startswith(f"{store.root / loaded.id}/")  # in the run's folder of the store
+    assert _spool_file(pending).endswith("(deleted)") and not _files(store.root)  # and never visible there
     report = pending.finish()
-    assert not _spools(tmp_path)
+    assert pending.spool.removed
     assert not report.loaded  # the report reads the run back only when asked, as execute's does
     a, b = whole.run, report.run
     assert b == load_run(report.path)
@@ -108,9 +118,10 @@ def test_a_pending_run_holds_one_chunk_of_outputs(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(pipeline._ChunkScoring, "add", add)
     pending = pipeline.execute_unscored(loaded, cases=cases, runs=store)
     # every output is in the spool, none in the pending run
-    with _spools(store.root)[0].open("rb") as fh:
-        spooled = [pickle.load(fh) for _ in range(-(-n // size))]
-        assert fh.read() == b""
+    fh = pending.spool._fh
+    fh.seek(0)
+    spooled = [pickle.load(fh) for _ in range(-(-n // size))]
+    assert fh.read() == b""
     assert [o.case_id for chunk in spooled for o in chunk] == [c.id for c in cases]
     assert [len(chunk) for chunk in spooled] == [4] * 7 + [2]
     del spooled
@@ -127,10 +138,10 @@ def test_the_spool_is_removed_however_the_pending_run_ends(tmp_path: Path, monke
     store = RunStore(tmp_path / "runs")
     # closed without finishing
     pending = pipeline.execute_unscored(loaded, cases=cases, runs=store)
-    assert len(_spools(store.root)) == 1
+    assert not pending.spool.removed
     pending.close()
     pending.close()
-    assert not _spools(tmp_path) and not store.scan()
+    assert pending.spool.removed and not store.scan()
     with pytest.raises(RuntimeError, match="closed"):
         pending.finish()
     # a scorer that raises on the third chunk: no spool, no run, no table left
@@ -148,7 +159,7 @@ def test_the_spool_is_removed_however_the_pending_run_ends(tmp_path: Path, monke
     with pytest.raises(RuntimeError, match="scorer broke"):
         pending.finish()
     assert len(calls) == 3
-    assert not _spools(tmp_path) and not store.scan()
+    assert pending.spool.removed and not store.scan()
     assert not [p for p in store.root.rglob("*") if p.is_file()]  # the table written so far is gone too
     monkeypatch.setattr(CorrectnessScorer, "score", real)
     # an error while generating the second chunk: execute_unscored raises and leaves no spool
@@ -162,10 +173,43 @@ def test_the_spool_is_removed_however_the_pending_run_ends(tmp_path: Path, monke
         return real_stages(self, chunk)
 
     monkeypatch.setattr(pipeline._Prepared, "run_stages", run_stages)
+    opened: list[Any] = []
+    real_spool = pipeline._Spool
+
+    def spool(folder: Path) -> Any:
+        opened.append(real_spool(folder))
+        return opened[-1]
+
+    monkeypatch.setattr(pipeline, "_Spool", spool)
     with pytest.raises(RuntimeError, match="generator broke"):
         pipeline.execute_unscored(loaded, cases=cases, runs=store)
-    assert not _spools(tmp_path) and not store.scan()
+    assert len(opened) == 1 and opened[0].removed and not store.scan()
+    monkeypatch.setattr(pipeline, "_Spool", real_spool)
     monkeypatch.setattr(pipeline._Prepared, "run_stages", real_stages)
     # and a finished one stores its run and leaves no spool
     report = pipeline.execute_unscored(loaded, cases=cases, runs=store).finish()
-    assert not _spools(tmp_path) and [r.run_id for r in store.scan()] == [report.header.run_id]
+    assert [r.run_id for r in store.scan()] == [report.header.run_id]
+    assert _files(store.root) == sorted([report.path, report.path.with_suffix(".parquet"),
+                                         report.path.parent / "LATEST"])
+
+
+def test_a_killed_pending_run_leaves_no_spool(tmp_path: Path) -> None:
+    """SIGKILL with a spool full of outputs: the kernel frees the unnamed file; nothing is left in the store."""
+    root = tmp_path / "p"
+    _project(root, 10)
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "import harness.pipeline as pipeline\n"
+        "from harness.golden import load_golden\n"
+        "from harness.manifest import load_manifest\n"
+        "from harness.runs import RunStore\n"
+        f"loaded = load_manifest(Path({str(root / 'harness.toml')!r}))\n"
+        "cases = load_golden(loaded.resolve('golden'))\n"
+        f"pending = pipeline.execute_unscored(loaded, cases=cases, runs=RunStore(Path({str(tmp_path / 'runs')!r})))\n"
+        "assert pending.spool.chunks == [10]\n"
+        "print('spooled', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL and "spooled" in proc.stdout, proc.stderr
+    assert (tmp_path / "runs").is_dir() and not _files(tmp_path / "runs")
