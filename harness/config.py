@@ -129,6 +129,9 @@ def read_config(path: str | Path, what: str = "file") -> tuple[dict[str, Any], s
     except OSError as exc:
         raise InputError(path, f"cannot read this {what}: {exc.strerror or exc}") from None
     text = decode_utf8(path, raw, what)
+    if text.count("[") + text.count("{") > MAX_DEPTH + 1 and (
+            deep := nesting_line(text, MAX_DEPTH + 1)) is not None:  # whatever the recursion limit
+        raise InputError(path, f"nested too deeply (more than {MAX_DEPTH} levels)", line=deep)
     try:
         data = _load_yaml(path, text) if path.suffix in (".yaml", ".yml") else _load_toml(path, text)
     except RecursionError:

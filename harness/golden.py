@@ -99,6 +99,18 @@ _BOM = b"\xef\xbb\xbf"
 _JSON_WS = " \t\r\n"
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _json_depth(raw: bytes) -> int:
+    """The deepest bracket nesting of a JSON text outside its strings (vectorized: a line may be megabytes)."""
+    import numpy as np
+
+    b = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
+    steps = (b == ord("[")).astype(np.int32) + (b == ord("{")) - (b == ord("]")) - (b == ord("}"))
+    return int(np.cumsum(steps).max()) if len(steps) else 0
+
+
 def parse_json_line(path: str | Path, raw: bytes, lineno: int, offset: int) -> Any:
     """One JSON Lines record from its bytes, or InputError naming ``path:lineno`` and what is wrong.
 
@@ -112,6 +124,9 @@ def parse_json_line(path: str | Path, raw: bytes, lineno: int, offset: int) -> A
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at byte offset {offset + exc.start} "
                                f"(column {exc.start + 1}): {exc.reason}", line=lineno) from None
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH + 1 and _json_depth(raw) > MAX_DEPTH + 1:
+        # refused before parsing, whatever the process's recursion limit (a library may have raised it)
+        raise InputError(path, f"JSON nested more than {MAX_DEPTH} levels deep", line=lineno)
     try:
         value, end = _DECODER.raw_decode(text, len(text) - len(text.lstrip(_JSON_WS)))
         if text[end:].strip(_JSON_WS):

@@ -171,3 +171,28 @@ def test_a_second_reading_names_a_record_that_changed_since_it_was_checked(tmp_p
     what = "golden case" if kind == "golden" else "corpus document"
     assert f"changed since it was checked: this record is no longer a valid {what}" in str(second.value)
     assert f"{kind}.jsonl:3" in str(second.value)
+
+
+def test_deep_nesting_is_refused_before_parsing_whatever_the_recursion_limit(tmp_path: Path) -> None:
+    """A library imported in the same process (torch's inductor, hypothesis) may raise the recursion limit;
+    the nesting check must not depend on the parser running out of it (one message, never a deep parse)."""
+    import sys
+
+    from harness.config import read_config
+    from harness.golden import parse_json_line
+
+    toml = tmp_path / "deep.toml"
+    toml.write_text("x = " + "[" * 3000 + "]" * 3000 + "\n")
+    line = b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    limit = sys.getrecursionlimit()
+    try:
+        for raised in (limit, 60_000):
+            sys.setrecursionlimit(raised)
+            with pytest.raises(InputError, match=r"f\.jsonl:3: JSON nested more than 100 levels deep$"):
+                parse_json_line("f.jsonl", line, 3, 0)
+            with pytest.raises(InputError, match=r"deep\.toml:1: nested too deeply \(more than 100 levels\)"):
+                read_config(toml)
+    finally:
+        sys.setrecursionlimit(limit)
+    # at the limit itself: parsed (101 brackets hold an empty list at depth 100), strings not counted
+    assert parse_json_line("f.jsonl", b'{"a": ' + b"[" * 100 + b"]" * 100 + b', "s": "' + b"[" * 500 + b'"}', 1, 0)
