@@ -106,9 +106,14 @@ def _json_depth(raw: bytes) -> int:
     """The deepest bracket nesting of a JSON text outside its strings (vectorized: a line may be megabytes)."""
     import numpy as np
 
-    b = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
-    steps = (b == ord("[")).astype(np.int32) + (b == ord("{")) - (b == ord("]")) - (b == ord("}"))
-    return int(np.cumsum(steps).max()) if len(steps) else 0
+    data = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
+    deepest = depth = 0
+    for start in range(0, len(data), 1 << 20):  # a block at a time: a whole file (HotpotQA's) may be read here
+        b = data[start:start + (1 << 20)]
+        steps = (b == ord("[")).astype(np.int32) + (b == ord("{")) - (b == ord("]")) - (b == ord("}"))
+        levels = np.cumsum(steps) + depth
+        deepest, depth = max(deepest, int(levels.max())), int(levels[-1])
+    return deepest
 
 
 def parse_json_line(path: str | Path, raw: bytes, lineno: int, offset: int) -> Any:
