@@ -260,7 +260,7 @@ def _rule_results(rule: GateRule, head: RunColumns, diff: Diff | None, segment: 
         if not n_recorded or lat_col is None:
             res("fail", f"cannot judge: no latency recorded for stage {rule.stage!r}")
             return out
-        measured = recorded & ~_cache_hits(head, rule.stage, recorded)
+        measured = recorded & ~stage_cache_hits(head, rule.stage, recorded)
         lat = np.asarray(lat_col, dtype=np.float64)[measured]
         if not lat.size:
             res("skip", f"{SKIP_UNMEASURED}: all {n_recorded} served from cache (stage {rule.stage}); "
@@ -426,9 +426,10 @@ def _first_error(head: RunColumns, row: int) -> str:
     raise ValueError(f"run {head.run_id}: row {row} errored but its record has no error")
 
 
-def _cache_hits(head: RunColumns, stage: str, rows: np.ndarray) -> np.ndarray:
+def stage_cache_hits(head: RunColumns, stage: str, rows: np.ndarray) -> np.ndarray:
     """Bool per row: the stage was served from cache (read from ``extra["cache_hits"]``, else from the
-    records of ``rows``, streamed)."""
+    records of ``rows``, streamed; the other rows False). ``rows``: the rows whose stage latency is recorded
+    (the pipeline records a stage's cache hit beside its latency)."""
     known = head.extra.get("cache_hits", {})
     if stage in known:
         return np.asarray(known[stage], dtype=bool)

@@ -52,7 +52,7 @@ from harness.columns import RunColumns
 from harness.diff import Diff, DiffSettings, compare
 from harness.diff.artifacts import manifest_changes
 from harness.errors import HarnessError, InputError, InstructionSpecError
-from harness.gates import IMPLICIT_ERROR_RULE, STAGES, GateResult, evaluate_gates
+from harness.gates import IMPLICIT_ERROR_RULE, STAGES, GateResult, evaluate_gates, stage_cache_hits
 from harness.manifest import LoadedManifest
 from harness.progress import NULL_PROGRESS, Progress
 from harness.shadow.logs import LogQuery, duplicates_dropped, read_records
@@ -520,21 +520,6 @@ def _quantiles(values: np.ndarray) -> Quantiles:
     return Quantiles(n=len(values), p50=float(q[0]), p95=float(q[1]), p99=float(q[2]))
 
 
-def _cache_hits(run: RunColumns, stage: str) -> np.ndarray:
-    """Bool per row: the stage was served from the cache (the stored ``cache_hit:<stage>`` column). A stage
-    no case has a latency of was never called, so never served from the cache either (the pipeline records
-    a stage's cache hit beside its latency); a table without the column is read from the records, streamed."""
-    known = run.extra.get("cache_hits", {})
-    if stage in known:
-        return np.asarray(known[stage], dtype=bool)
-    hits = np.zeros(len(run), dtype=bool)
-    if stage not in run.latency or bool(np.isnan(run.latency[stage]).all()):
-        return hits
-    for idx, _, outputs, _ in run.records(None):
-        hits[idx] = [bool(o.cache_hits.get(stage, False)) for o in outputs]
-    return hits
-
-
 def _side(label: Literal["baseline", "candidate"], loaded: LoadedManifest, run: RunColumns, path: Path,
           seconds: float, notes: list[str]) -> ReplaySide:
     """One side of the report from its stored run's columns: errors by kind (in the order first seen),
@@ -547,11 +532,11 @@ def _side(label: Literal["baseline", "candidate"], loaded: LoadedManifest, run: 
     latency: dict[str, Quantiles] = {}
     for stage in STAGES:
         seconds_of = run.latency.get(stage)
-        recorded = np.zeros(len(run), dtype=bool) if seconds_of is None else ~np.isnan(seconds_of)
+        recorded = _recorded(run, stage)
         if not recorded.any():
             continue
         assert seconds_of is not None
-        fresh = seconds_of[recorded & ~_cache_hits(run, stage)]
+        fresh = seconds_of[recorded & ~stage_cache_hits(run, stage, recorded)]
         latency[stage] = _quantiles(fresh)
         if not len(fresh):
             notes.append(f"{label} {stage} latency: all {int(recorded.sum())} cases were served from the cache; no "
@@ -560,7 +545,14 @@ def _side(label: Literal["baseline", "candidate"], loaded: LoadedManifest, run: 
     return ReplaySide(label=label, manifest_path=str(loaded.path), manifest_id=run.manifest_id, run_id=run.run_id,
                       run_path=str(path), cases=len(run) if has_case is None else int(has_case.sum()),
                       errors=sum(kinds.values()), errors_by_kind=kinds, generated=int(run.counts.get("generated", 0)),
-                      cache_hits=int(_cache_hits(run, "generate").sum()), seconds=seconds, latency=latency)
+                      cache_hits=int(stage_cache_hits(run, "generate", _recorded(run, "generate")).sum()),
+                      seconds=seconds, latency=latency)
+
+
+def _recorded(run: RunColumns, stage: str) -> np.ndarray:
+    """Bool per row: the stage's latency is recorded (it was called, from the cache or fresh)."""
+    seconds_of = run.latency.get(stage)
+    return np.zeros(len(run), dtype=bool) if seconds_of is None else ~np.isnan(seconds_of)
 
 
 def _segments(run: RunColumns) -> dict[str, np.ndarray]:
