@@ -20,7 +20,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -338,9 +338,6 @@ def _build_faiss(vectors: np.ndarray, recipe: dict[str, Any]) -> Any:
     return fill(index, (vectors,), recipe)
 
 
-Builder = Callable[[np.ndarray, dict[str, Any]], Any]
-"""(vectors, recipe) -> the filled FAISS index; the default builds here, an engine may spread the adds."""
-
 
 def _apply_search_params(index: Any, recipe: dict[str, Any]) -> None:
     import faiss
@@ -395,10 +392,10 @@ class IndexStore:
         return (self.folder(key) / "meta.json").is_file()
 
     def save(self, key: str, vectors: np.ndarray, doc_ids: list[str], recipe: dict[str, Any],
-             info: dict[str, Any], *, builder: Builder | None = None) -> StoredIndex:
+             info: dict[str, Any]) -> StoredIndex:
 
         t0 = time.perf_counter()
-        index = (builder or _build_faiss)(vectors, recipe)
+        index = _build_faiss(vectors, recipe)
         return self.save_index(key, index, doc_ids, recipe, info, time.perf_counter() - t0)
 
     def save_index(self, key: str, index: Any, doc_ids: list[str], recipe: dict[str, Any], info: dict[str, Any],

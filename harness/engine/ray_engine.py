@@ -524,8 +524,8 @@ class RayEngine:
 
     def build_index(self, vectors: np.ndarray, recipe: dict[str, Any]) -> Any:
         """The recipe's FAISS index over ``vectors``, byte for byte what :class:`harness.index.IndexStore`
-        builds locally: trained on the driver (the seeded sample), filled by :meth:`fill_index`
-        (:data:`harness.index.Builder`)."""
+        builds locally (:func:`harness.index._build_faiss`): trained on the driver (the seeded sample), filled by
+        :meth:`fill_index`."""
         n, dim = vectors.shape
         index = train_index(empty_index(dim, n, recipe), vectors, recipe)
         step = max(1, SHARD_ROWS)
