@@ -64,14 +64,6 @@ def _side(o: CaseOutput, case: GoldenCase | None, k: int, level: int, pool: dict
     return _Side(top=top, error=o.error, answer=_answer_key(o.answer), case=golden)
 
 
-def _causes(bo: CaseOutput, ho: CaseOutput, case: GoldenCase | None, newly: list[str], settings: DiffSettings,
-            level: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """(causes, relevant docs lost from the top ``k``, gained) of a flipped case from its two records and
-    golden case (None: neither run has it)."""
-    b, h = _side(bo, None, settings.k, level), _side(ho, None, settings.k, level)
-    return _reasons(b, h, frozenset(relevant(case, level)), newly, settings)
-
-
 def _reasons(b: _Side, h: _Side, rel: frozenset[str], newly: list[str], settings: DiffSettings
              ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     btop, htop = list(b.top), list(h.top)

@@ -21,7 +21,6 @@ import harness.diff.flips as flips_mod
 from harness.baseline import read_columns
 from harness.columns import RunColumns
 from harness.diff import DiffSettings, compare
-from harness.diff.align import relevant
 from harness.runs import RunStore, load_run, new_run_id, open_run
 from harness.types import (
     Aggregates,
@@ -35,6 +34,7 @@ from harness.types import (
     Score,
 )
 from tests.diff.record_oracle.oracle_compute import compare as oracle_compare
+from tests.diff.record_oracle.oracle_flips import causes
 from tests.diff.test_diff_columns import dump
 
 N = 40
@@ -142,32 +142,6 @@ def test_the_diff_asks_each_run_once_for_each_shown_flip(chunk: int, monkeypatch
     assert sb.ids == flipped and sh.ids == flipped
 
 
-def _old_causes(bo: CaseOutput, ho: CaseOutput, case: GoldenCase | None, newly: list[str], ds: DiffSettings,
-                level: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """The causes as the diff found them on the whole records before it kept only parts of them."""
-    rel = relevant(case, level)
-    btop = [d.doc_id for d in bo.ranking[: ds.k]]
-    htop = [d.doc_id for d in ho.ranking[: ds.k]]
-    lost = tuple(sorted((set(btop) - set(htop)) & rel))
-    gained = tuple(sorted((set(htop) - set(btop)) & rel))
-    causes = []
-    if lost:
-        causes.append(f"relevant docs lost from top-{ds.k}: {', '.join(lost)}")
-    if gained:
-        causes.append(f"relevant docs gained in top-{ds.k}: {', '.join(gained)}")
-    if not lost and not gained and btop != htop:
-        causes.append(f"top-{ds.k} reordered")
-    if ho.error and not bo.error:
-        causes.append(f"{ho.error.stage} error: {ho.error.message}")
-    if btop == htop and bo.answer != ho.answer:
-        causes.append("answer changed while retrieval did not")
-    if newly:
-        causes.append(f"validator newly failing: {', '.join(newly)}")
-    if not causes:
-        causes.append("scores changed with the same retrieval and answer (scorer or judgments changed)")
-    return tuple(causes), lost, gained
-
-
 DOCS = st.sampled_from([f"d{i}" for i in range(5)])
 ANSWERS = st.sampled_from([None, "", "yes", "no", "é\ud800", "a" * 300])
 
@@ -187,8 +161,7 @@ def test_the_causes_from_the_kept_parts_equal_those_from_the_whole_records(
         level: int) -> None:
     case = None if relevance is None else GoldenCase(id="c", query="q", relevance=relevance)
     ds = DiffSettings(k=k)
-    expected = _old_causes(bo, ho, case, newly, ds, level)
-    assert flips_mod._causes(bo, ho, case, newly, ds, level) == expected
+    expected = causes(bo, ho, case, newly, ds, level)
     pool: dict[str, str] = {}
     b, h = flips_mod._side(bo, case, k, level, pool), flips_mod._side(ho, None, k, level, pool)
     assert b.case is not None if case is not None else b.case is None

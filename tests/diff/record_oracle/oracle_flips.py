@@ -3,17 +3,43 @@
 Per-case flips: the paired cases whose metrics moved at least ``flip_threshold``, with their likely
 cause (relevant documents lost or gained, reordering, an error, a changed answer, a newly failing
 validator). Which cases flipped, by how much and in which direction is read here from the per-case score
-dicts; the causes, found on both implementations from the flipped cases' records, are harness's
-(:func:`harness.diff.flips._causes`)."""
+dicts; the causes are found here from the flipped cases' whole records (:func:`causes`), as the diff
+found them before it kept only the parts of a record they read."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from harness.diff.flips import _causes
+from harness.diff.align import relevant
 from harness.diff.records import CaseFlip, DiffSettings
 from harness.types import CaseOutput, GoldenCase, RunResult
 from tests.diff.record_oracle.oracle_align import Alignment
+
+
+def causes(bo: CaseOutput, ho: CaseOutput, case: GoldenCase | None, newly: list[str], ds: DiffSettings,
+           level: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The causes as the diff found them on the whole records before it kept only parts of them."""
+    rel = relevant(case, level)
+    btop = [d.doc_id for d in bo.ranking[: ds.k]]
+    htop = [d.doc_id for d in ho.ranking[: ds.k]]
+    lost = tuple(sorted((set(btop) - set(htop)) & rel))
+    gained = tuple(sorted((set(htop) - set(btop)) & rel))
+    found = []
+    if lost:
+        found.append(f"relevant docs lost from top-{ds.k}: {', '.join(lost)}")
+    if gained:
+        found.append(f"relevant docs gained in top-{ds.k}: {', '.join(gained)}")
+    if not lost and not gained and btop != htop:
+        found.append(f"top-{ds.k} reordered")
+    if ho.error and not bo.error:
+        found.append(f"{ho.error.stage} error: {ho.error.message}")
+    if btop == htop and bo.answer != ho.answer:
+        found.append("answer changed while retrieval did not")
+    if newly:
+        found.append(f"validator newly failing: {', '.join(newly)}")
+    if not found:
+        found.append("scores changed with the same retrieval and answer (scorer or judgments changed)")
+    return tuple(found), lost, gained
 
 
 def _flip(
@@ -44,7 +70,7 @@ def _flip(
         for m, v in hscores.items()
         if m in diagnostics and v == 1.0 and bscores.get(m) == 0.0
     )
-    causes, lost, gained = _causes(bo, ho, case, newly, settings, level)
+    causes_, lost, gained = causes(bo, ho, case, newly, settings, level)
     worst, best = min(signed), max(signed)
     direction: Literal["regressed", "improved", "mixed"] = (
         "mixed" if worst < 0 < best else "regressed" if worst < 0 else "improved"
@@ -55,7 +81,7 @@ def _flip(
         direction=direction,
         impact=impact,
         deltas=deltas,
-        causes=causes,
+        causes=causes_,
         lost_relevant=lost,
         gained_relevant=gained,
         query=case.query if case else None,
